@@ -1,0 +1,332 @@
+#!/usr/bin/env node
+// Regenerates the built-in catalogs from the reference data set (models.json, gpus.json and
+// llamafactory-catalog.json):
+//   src/catalog/data/models.ts  — architectures (dimensions only, never totals), ids, aliases, templates
+//   src/catalog/data/gpus.ts    — GPU capacity as the card reports it, precision support, throughput
+//   src/catalog/data/llamafactory.ts — optimizer names and chat templates LLaMA-Factory accepts
+//   test/fixtures/catalog-expected.json — the reference parameter counts the tests compare against
+//
+// Usage: node scripts/gen-catalog.mjs [--from DIR]   (DIR defaults to ../shared/reference)
+// The reference files cite their upstream sources (Hugging Face config.json copies, safetensors totals,
+// LLaMA-Factory at commit ff6d4d12ee); the generated files keep those citations.
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const fromIdx = process.argv.indexOf("--from");
+const from = resolve(root, fromIdx > 0 ? process.argv[fromIdx + 1] : "../shared/reference");
+const read = (name) => JSON.parse(readFileSync(join(from, name), "utf8"));
+
+const modelsRef = read("models.json");
+const gpusRef = read("gpus.json");
+const lfCatalog = read("llamafactory-catalog.json");
+
+// ---------------------------------------------------------------- architectures
+
+function range(n) {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+function moeOf(m) {
+  const c = m.config;
+  const moe = m.moe;
+  if (!moe) return null;
+  const L = c.num_hidden_layers;
+  if (m.model_type === "mixtral") {
+    return {
+      numExperts: moe.num_local_experts,
+      expertsPerToken: moe.num_experts_per_tok,
+      expertIntermediateSize: c.intermediate_size,
+      sharedExpertIntermediateSize: 0,
+      sharedExpertGate: false,
+      routerBias: false,
+      moeLayers: range(L),
+    };
+  }
+  if (m.model_type === "qwen3_moe" || m.model_type === "qwen2_moe") {
+    const step = moe.decoder_sparse_step ?? 1;
+    const only = new Set(moe.mlp_only_layers ?? []);
+    return {
+      numExperts: moe.num_experts,
+      expertsPerToken: moe.num_experts_per_tok,
+      expertIntermediateSize: moe.moe_intermediate_size,
+      sharedExpertIntermediateSize: moe.shared_expert_intermediate_size ?? 0,
+      sharedExpertGate: (moe.shared_expert_intermediate_size ?? 0) > 0,
+      routerBias: false,
+      moeLayers: range(L).filter((i) => !only.has(i) && (i + 1) % step === 0),
+    };
+  }
+  if (m.model_type === "deepseek_v2" || m.model_type === "deepseek_v3") {
+    const freq = moe.moe_layer_freq ?? 1;
+    return {
+      numExperts: moe.n_routed_experts,
+      expertsPerToken: moe.num_experts_per_tok,
+      expertIntermediateSize: moe.moe_intermediate_size,
+      sharedExpertIntermediateSize: (moe.n_shared_experts ?? 0) * moe.moe_intermediate_size,
+      sharedExpertGate: false,
+      routerBias: moe.topk_method === "noaux_tc",
+      moeLayers: range(L).filter((i) => i >= moe.first_k_dense_replace && i % freq === 0),
+    };
+  }
+  throw new Error(`no MoE mapping for ${m.key}`);
+}
+
+function visionOf(m) {
+  const v = m.vision;
+  if (!v) return null;
+  switch (m.model_type) {
+    case "qwen2_vl":
+      return {
+        kind: "qwen2_vl",
+        depth: v.depth,
+        embedDim: v.embed_dim,
+        mlpHiddenSize: v.embed_dim * v.mlp_ratio,
+        numHeads: v.num_heads,
+        inChannels: v.in_channels,
+        patchSize: v.patch_size,
+        temporalPatchSize: v.temporal_patch_size,
+        spatialMergeSize: v.spatial_merge_size,
+        outHiddenSize: v.hidden_size_out,
+      };
+    case "qwen2_5_vl":
+      return {
+        kind: "qwen2_5_vl",
+        depth: v.depth,
+        hiddenSize: v.hidden_size,
+        intermediateSize: v.intermediate_size,
+        numHeads: v.num_heads,
+        inChannels: v.in_channels,
+        patchSize: v.patch_size,
+        temporalPatchSize: v.temporal_patch_size,
+        spatialMergeSize: v.spatial_merge_size,
+        outHiddenSize: v.out_hidden_size,
+      };
+    case "gemma3":
+      return {
+        kind: "siglip",
+        numLayers: v.num_hidden_layers,
+        hiddenSize: v.hidden_size,
+        intermediateSize: v.intermediate_size,
+        numHeads: v.num_attention_heads,
+        inChannels: v.num_channels,
+        imageSize: v.image_size,
+        patchSize: v.patch_size,
+        mmTokensPerImage: v.mm_tokens_per_image,
+      };
+    case "mllama":
+      return {
+        kind: "mllama",
+        numLayers: v.num_hidden_layers,
+        numGlobalLayers: v.num_global_layers,
+        hiddenSize: v.hidden_size,
+        intermediateSize: v.intermediate_size,
+        numHeads: v.attention_heads,
+        inChannels: v.num_channels,
+        imageSize: v.image_size,
+        patchSize: v.patch_size,
+        maxNumTiles: v.max_num_tiles,
+        maxAspectRatioId: v.max_aspect_ratio_id,
+        visionOutputDim: v.vision_output_dim,
+      };
+    default:
+      throw new Error(`no vision mapping for ${m.key}`);
+  }
+}
+
+function architectureOf(m) {
+  const c = m.config;
+  const mla = m.mla
+    ? {
+        qLoraRank: m.mla.q_lora_rank,
+        kvLoraRank: m.mla.kv_lora_rank,
+        qkNopeHeadDim: m.mla.qk_nope_head_dim,
+        qkRopeHeadDim: m.mla.qk_rope_head_dim,
+        vHeadDim: m.mla.v_head_dim,
+      }
+    : null;
+  const moe = moeOf(m);
+  const allMoe = moe !== null && moe.moeLayers.length === c.num_hidden_layers;
+  return {
+    modelType: m.model_type,
+    text: {
+      vocabSize: c.vocab_size,
+      embedRows: m.model_type === "mllama" ? c.vocab_size + 8 : c.vocab_size,
+      hiddenSize: c.hidden_size,
+      numLayers: c.num_hidden_layers,
+      numHeads: c.num_attention_heads,
+      numKvHeads: c.num_key_value_heads ?? c.num_attention_heads,
+      headDim: mla ? mla.qkNopeHeadDim + mla.qkRopeHeadDim : c.head_dim_effective,
+      intermediateSize: allMoe && m.model_type === "mixtral" ? 0 : c.intermediate_size,
+      tieWordEmbeddings: c.tie_word_embeddings,
+      qkvBias: c.attention_qkv_bias,
+      oBias: c.attention_o_bias,
+      mlpBias: c.mlp_bias,
+      mlp: c.mlp_type.startsWith("gated") ? "gated" : "plain",
+      norm: c.norm_type,
+      normsPerLayer: c.norms_per_layer,
+      qkNorm: c.qk_norm,
+      crossAttentionLayers: c.cross_attention_layers ?? [],
+      maxPositionEmbeddings: c.max_position_embeddings ?? null,
+      moe,
+      mla,
+    },
+    vision: visionOf(m),
+  };
+}
+
+// ---------------------------------------------------------------- ids, aliases, templates
+
+const lfByHub = new Map();
+for (const [name, entry] of Object.entries(lfCatalog.models)) {
+  lfByHub.set(entry.hub_id.toLowerCase(), { name, ...entry });
+}
+
+// Same checkpoint published under another organisation or repository name.
+const renames = [
+  [/^thudm\//, "zai-org/"],
+  [/^meta-llama\/llama-3\.1-/, "meta-llama/meta-llama-3.1-"],
+];
+// Variants that share the architecture (instruct/chat/base of the same size).
+const EXCLUDED_VARIANT = /(gptq|awq|int4|int8|-1m|-2507|-0324|distill|-128k|thinking-|-fp8)/;
+function familyKey(hubId) {
+  let id = hubId.toLowerCase();
+  for (const [re, to] of renames) id = id.replace(re, to);
+  return id
+    .replace(/-instruct/g, "")
+    .replace(/-chat-hf$/, "-hf")
+    .replace(/-(chat|it|pt|base)$/, "");
+}
+function renamed(hubId) {
+  let id = hubId.toLowerCase();
+  for (const [re, to] of renames) id = id.replace(re, to);
+  return id;
+}
+
+// Checkpoint shard counts (model-0000k-of-0000N.safetensors) where a source states them.
+const SHARDS = {
+  "qwen/qwen2-vl-72b-instruct": {
+    shards: 38,
+    source: "Qwen2-VL-72B-Instruct loading log: 38 checkpoint shards",
+  },
+  "meta-llama/meta-llama-3-8b-instruct": {
+    shards: 4,
+    source: "loading log quoted in intel/neural-speed issue #251",
+  },
+  "baichuan-inc/baichuan2-7b-base": {
+    shards: 2,
+    source: "hub file list: pytorch_model-0000{1,2}-of-00002.bin",
+  },
+};
+
+function templateRecord(id) {
+  const entry = lfByHub.get(id.toLowerCase()) ?? lfByHub.get(renamed(id));
+  return entry
+    ? {
+        defaultTemplate: entry.default_template,
+        groupTemplate: entry.group_template,
+        llamafactoryName: entry.name,
+      }
+    : null;
+}
+
+const catalog = modelsRef.models.map((m) => {
+  const key = familyKey(m.hub_id);
+  const aliases = [];
+  for (const [hub, entry] of lfByHub) {
+    if (hub === m.hub_id.toLowerCase() || EXCLUDED_VARIANT.test(hub)) continue;
+    if (familyKey(hub) === key) aliases.push(entry.hub_id);
+  }
+  aliases.sort();
+  const ids = [m.hub_id, ...aliases].map((id) => {
+    const t = templateRecord(id);
+    const shard = SHARDS[id.toLowerCase()];
+    return {
+      id,
+      defaultTemplate: t?.defaultTemplate ?? null,
+      groupTemplate: t?.groupTemplate ?? null,
+      llamafactoryName: t?.llamafactoryName ?? null,
+      shards: shard?.shards ?? null,
+    };
+  });
+  return {
+    key: m.key,
+    id: m.hub_id,
+    ids,
+    architecture: architectureOf(m),
+    sources: m.arch_sources,
+  };
+});
+
+// ---------------------------------------------------------------- GPUs
+
+const gpus = gpusRef.gpus.map((g) => ({
+  id: g.id,
+  name: g.name,
+  vendor: g.vendor,
+  memoryMib: g.memory_total_mib,
+  computeCapability: g.compute_capability,
+  bf16: g.bf16,
+  fp8: g.fp8 ?? false,
+  flashAttention2: g.flash_attention_2 ?? false,
+  denseBf16Tflops: g.dense_bf16_tflops,
+  denseFp16Tflops: g.dense_fp16_tflops,
+  memoryBandwidthGBps: g.memory_bandwidth_gbps,
+  memorySource: g.sources?.memory_total_mib ?? null,
+}));
+
+// ---------------------------------------------------------------- expected counts (tests only)
+
+const expected = Object.fromEntries(
+  modelsRef.models.map((m) => {
+    const f = m.formula_params;
+    return [
+      m.hub_id,
+      {
+        total: f.total,
+        text: f.text_total,
+        vision: f.vision?.total ?? 0,
+        embedTokens: f.embed_tokens,
+        lmHead: f.lm_head,
+        active: f.active_total ?? null,
+        officialExact: m.official_params?.exact ?? null,
+        checkpointExtras: f.checkpoint_extras ?? 0,
+      },
+    ];
+  }),
+);
+
+// ---------------------------------------------------------------- write
+
+const banner = (what) =>
+  `// Generated by scripts/gen-catalog.mjs from the reference ${what}. Do not edit by hand.\n`;
+function writeTs(path, header, name, type, data) {
+  writeFileSync(
+    join(root, path),
+    `${banner(header)}import type { ${type} } from "../../schema/catalog.ts";\n\nexport const ${name}: readonly ${type}[] = ${JSON.stringify(data, null, 2)};\n`,
+  );
+}
+writeTs(
+  "src/catalog/data/models.ts",
+  "models.json (architectures) and llamafactory-catalog.json (LLaMA-Factory ff6d4d12ee: ids and templates)",
+  "MODEL_RECORDS",
+  "CatalogModelRecord",
+  catalog,
+);
+writeTs("src/catalog/data/gpus.ts", "gpus.json", "GPU_RECORDS", "GpuRecord", gpus);
+const lfArgs = read("llamafactory-args.json");
+const templates = lfCatalog.templates.map((t) => ({ name: t.name, multimodal: t.multimodal }));
+writeFileSync(
+  join(root, "src/catalog/data/llamafactory.ts"),
+  `${banner("llamafactory-args.json and llamafactory-catalog.json (LLaMA-Factory ff6d4d12ee)")}
+/** Values LLaMA-Factory accepts for \`optim\` (transformers OptimizerNames). */
+export const OPTIMIZER_NAMES: readonly string[] = ${JSON.stringify(lfArgs.enums["transformers.OptimizerNames"])};
+
+/** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base". */
+export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean }[] = ${JSON.stringify(templates, null, 2)};
+`,
+);
+writeFileSync(join(root, "test/fixtures/catalog-expected.json"), `${JSON.stringify(expected, null, 2)}\n`);
+console.log(
+  `wrote ${catalog.length} models (${catalog.reduce((n, m) => n + m.ids.length, 0)} ids), ${gpus.length} GPUs`,
+);

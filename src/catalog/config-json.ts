@@ -1,0 +1,640 @@
+import { type TunefitError, usageError } from "../errors.ts";
+import type {
+  Architecture,
+  ModelType,
+  MoeArchitecture,
+  TextArchitecture,
+  VisionArchitecture,
+} from "../schema/architecture.ts";
+import { ModelType as ModelTypeSchema } from "../schema/architecture.ts";
+
+/*
+ * Hugging Face config.json → Architecture, for every supported model_type.
+ *
+ * A config.json leaves out whatever equals its transformers config class default, so each family below
+ * carries those defaults (transformers 4.57 configuration_*.py; remote-code families: their published
+ * configuration_*.py). The core sizes (hidden size, layers, heads, vocabulary, MLP width) are required at
+ * the top level of flat configs: a config without them is rejected rather than silently read as the class
+ * default. Nested text_config/vision_config blocks (gemma3, mllama, Qwen-VL vision) are routinely trimmed
+ * to their non-default keys, so there the class defaults apply.
+ */
+
+type Json = Record<string, unknown>;
+
+/** Model types read as another one with the same modules. */
+const MODEL_TYPE_ALIASES: Readonly<Record<string, ModelType>> = {
+  yi: "llama",
+  qwen: "qwen2",
+  mllama_text_model: "llama",
+};
+
+/** Defaults of each family's transformers config class, used for keys a config.json leaves out. */
+const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
+  llama: { tie_word_embeddings: false, attention_bias: false, mlp_bias: false },
+  mistral: { tie_word_embeddings: false, num_key_value_heads: 8 },
+  qwen2: { tie_word_embeddings: false },
+  qwen3: { tie_word_embeddings: false, attention_bias: false, head_dim: 128 },
+  gemma: { tie_word_embeddings: true, head_dim: 256 },
+  gemma2: { tie_word_embeddings: true, head_dim: 256, num_key_value_heads: 4 },
+  gemma3_text: {
+    vocab_size: 262_208,
+    hidden_size: 2304,
+    intermediate_size: 9216,
+    num_hidden_layers: 26,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    head_dim: 256,
+    tie_word_embeddings: true,
+  },
+  phi3: { tie_word_embeddings: false },
+  internlm2: { tie_word_embeddings: false, bias: true },
+  baichuan: { tie_word_embeddings: false },
+  chatglm: {
+    tie_word_embeddings: false,
+    multi_query_attention: false,
+    multi_query_group_num: 1,
+    add_qkv_bias: false,
+    add_bias_linear: false,
+    rmsnorm: true,
+    post_layer_norm: true,
+  },
+  glm: { tie_word_embeddings: false, attention_bias: true, head_dim: 128, num_key_value_heads: 2 },
+  glm4: { tie_word_embeddings: false, attention_bias: true, head_dim: 128, num_key_value_heads: 2 },
+  mixtral: {
+    tie_word_embeddings: false,
+    num_key_value_heads: 8,
+    num_local_experts: 8,
+    num_experts_per_tok: 2,
+  },
+  qwen2_moe: {
+    tie_word_embeddings: false,
+    num_experts: 60,
+    num_experts_per_tok: 4,
+    moe_intermediate_size: 1408,
+    shared_expert_intermediate_size: 5632,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+  },
+  qwen3_moe: {
+    tie_word_embeddings: false,
+    attention_bias: false,
+    num_experts: 128,
+    num_experts_per_tok: 8,
+    moe_intermediate_size: 768,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+  },
+  deepseek_v2: {
+    tie_word_embeddings: false,
+    q_lora_rank: 1536,
+    kv_lora_rank: 512,
+    qk_nope_head_dim: 128,
+    qk_rope_head_dim: 64,
+    v_head_dim: 128,
+    n_shared_experts: null,
+    n_routed_experts: null,
+    first_k_dense_replace: 0,
+    moe_layer_freq: 1,
+    num_experts_per_tok: null,
+    topk_method: "greedy",
+  },
+  deepseek_v3: {
+    tie_word_embeddings: false,
+    q_lora_rank: 1536,
+    kv_lora_rank: 512,
+    qk_nope_head_dim: 128,
+    qk_rope_head_dim: 64,
+    v_head_dim: 128,
+    n_shared_experts: 1,
+    n_routed_experts: 256,
+    first_k_dense_replace: 3,
+    moe_layer_freq: 1,
+    num_experts_per_tok: 8,
+    topk_method: "noaux_tc",
+  },
+  qwen2_vl: { tie_word_embeddings: false },
+  qwen2_5_vl: { tie_word_embeddings: false },
+  mllama_text: {
+    vocab_size: 128_256,
+    hidden_size: 4096,
+    intermediate_size: 14_336,
+    num_hidden_layers: 40,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    cross_attention_layers: [3, 8, 13, 18, 23, 28, 33, 38],
+    tie_word_embeddings: false,
+  },
+};
+
+const VISION_DEFAULTS: Readonly<Record<string, Json>> = {
+  // Qwen2VLVisionConfig
+  qwen2_vl: {
+    depth: 32,
+    embed_dim: 1280,
+    mlp_ratio: 4,
+    num_heads: 16,
+    in_channels: 3,
+    patch_size: 14,
+    spatial_merge_size: 2,
+    temporal_patch_size: 2,
+  },
+  // Qwen2_5_VLVisionConfig
+  qwen2_5_vl: {
+    depth: 32,
+    hidden_size: 3584,
+    intermediate_size: 3420,
+    num_heads: 16,
+    in_channels: 3,
+    patch_size: 14,
+    spatial_merge_size: 2,
+    temporal_patch_size: 2,
+  },
+  // SiglipVisionConfig (Gemma3Config's vision_config class)
+  siglip: {
+    hidden_size: 768,
+    intermediate_size: 3072,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    num_channels: 3,
+    image_size: 224,
+    patch_size: 16,
+  },
+  // MllamaVisionConfig (its image_size default 448 differs from the released 560: released configs state it)
+  mllama: {
+    hidden_size: 1280,
+    intermediate_size: 5120,
+    num_hidden_layers: 32,
+    num_global_layers: 8,
+    attention_heads: 16,
+    num_channels: 3,
+    image_size: 448,
+    patch_size: 14,
+    max_num_tiles: 4,
+    vision_output_dim: 7680,
+    supported_aspect_ratios: [
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+      [2, 1],
+      [2, 2],
+      [3, 1],
+      [4, 1],
+    ],
+  },
+};
+
+/** Reads fields of one config object, naming the config.json field in every error. */
+class Fields {
+  readonly #cfg: Json;
+  readonly #defaults: Json;
+  readonly #prefix: string;
+  readonly #source: string;
+  readonly #modelType: string;
+
+  constructor(cfg: Json, defaults: Json, prefix: string, source: string, modelType: string) {
+    this.#cfg = cfg;
+    this.#defaults = defaults;
+    this.#prefix = prefix;
+    this.#source = source;
+    this.#modelType = modelType;
+  }
+
+  #raw(keys: readonly string[]): { key: string; value: unknown } {
+    for (const key of keys) {
+      const value = this.#cfg[key];
+      if (value !== undefined && value !== null) return { key, value };
+    }
+    for (const key of keys) {
+      const value = this.#defaults[key];
+      if (value !== undefined) return { key, value };
+    }
+    return { key: keys[0] ?? "", value: undefined };
+  }
+
+  #path(key: string): string {
+    return `${this.#source}: ${this.#prefix}${key}`;
+  }
+
+  /** A required size: a positive integer. */
+  size(...keys: string[]): number {
+    const { key, value } = this.#raw(keys);
+    if (value === undefined) {
+      throw usageError(
+        "CONFIG_FIELD_MISSING",
+        this.#path(key),
+        `config.json (model_type "${this.#modelType}") has no "${this.#prefix}${keys.join('" or "')}"`,
+        `Add "${this.#prefix}${key}": <positive integer> as the model's Hugging Face config.json has it.`,
+      );
+    }
+    return this.#positiveInt(key, value);
+  }
+
+  /** An optional size: undefined when absent everywhere. */
+  optionalSize(...keys: string[]): number | undefined {
+    const { key, value } = this.#raw(keys);
+    return value === undefined ? undefined : this.#positiveInt(key, value);
+  }
+
+  /** A size that the config may set to null on purpose (DeepSeek-V2-Lite's q_lora_rank). */
+  nullableSize(key: string): number | null {
+    if (key in this.#cfg && this.#cfg[key] === null) return null;
+    return this.optionalSize(key) ?? null;
+  }
+
+  /** A non-negative integer (e.g. first_k_dense_replace). */
+  count(key: string, fallback: number): number {
+    const { value } = this.#raw([key]);
+    if (value === undefined) return fallback;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+      throw this.#bad(key, value, "a non-negative integer");
+    }
+    return value;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const { value } = this.#raw([key]);
+    if (value === undefined) return fallback;
+    if (typeof value !== "boolean") throw this.#bad(key, value, "true or false");
+    return value;
+  }
+
+  string(key: string): string | undefined {
+    const { value } = this.#raw([key]);
+    return typeof value === "string" ? value : undefined;
+  }
+
+  intList(key: string): number[] {
+    const { value } = this.#raw([key]);
+    if (value === undefined) return [];
+    if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v) && v >= 0)) {
+      throw this.#bad(key, value, "a list of non-negative integers");
+    }
+    return value as number[];
+  }
+
+  list(key: string): unknown[] | undefined {
+    const { value } = this.#raw([key]);
+    return Array.isArray(value) ? value : undefined;
+  }
+
+  #positiveInt(key: string, value: unknown): number {
+    if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+      throw this.#bad(key, value, "a positive integer");
+    }
+    return value;
+  }
+
+  #bad(key: string, value: unknown, want: string): TunefitError {
+    return usageError(
+      "CONFIG_FIELD_INVALID",
+      this.#path(key),
+      `config.json field "${this.#prefix}${key}" is ${JSON.stringify(value)}; it must be ${want}`,
+      `Write "${this.#prefix}${key}" as ${want}.`,
+    );
+  }
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** The common decoder: llama-style field names. */
+function standardText(
+  f: Fields,
+  modelType: ModelType,
+  extra: Partial<TextArchitecture> = {},
+): TextArchitecture {
+  const hiddenSize = f.size("hidden_size");
+  const numHeads = f.size("num_attention_heads");
+  const vocabSize = f.size("vocab_size");
+  const headDim = f.optionalSize("head_dim") ?? hiddenSize / numHeads;
+  if (!Number.isInteger(headDim)) {
+    throw usageError(
+      "CONFIG_FIELD_INVALID",
+      "config.json: head_dim",
+      `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads} and there is no head_dim`,
+      'Add "head_dim" as the model defines it.',
+    );
+  }
+  const gemmaLike = modelType === "gemma2" || modelType === "gemma3_text" || modelType === "gemma3";
+  const attentionBias = f.bool("attention_bias", false);
+  return {
+    vocabSize,
+    embedRows: vocabSize,
+    hiddenSize,
+    numLayers: f.size("num_hidden_layers"),
+    numHeads,
+    numKvHeads: f.optionalSize("num_key_value_heads") ?? numHeads,
+    headDim,
+    intermediateSize: f.size("intermediate_size"),
+    tieWordEmbeddings: f.bool("tie_word_embeddings", true),
+    qkvBias: attentionBias,
+    oBias: attentionBias,
+    mlpBias: f.bool("mlp_bias", false),
+    mlp: "gated",
+    norm: "rmsnorm",
+    normsPerLayer: gemmaLike ? 4 : 2,
+    qkNorm: modelType === "gemma3_text" || modelType === "gemma3",
+    crossAttentionLayers: [],
+    maxPositionEmbeddings: f.optionalSize("max_position_embeddings") ?? null,
+    moe: null,
+    mla: null,
+    ...extra,
+  };
+}
+
+function textFor(modelType: ModelType, f: Fields): TextArchitecture {
+  switch (modelType) {
+    case "llama":
+    case "mistral":
+    case "gemma":
+    case "gemma2":
+    case "gemma3_text":
+    case "phi3":
+      return standardText(f, modelType);
+    case "qwen2":
+    case "qwen2_vl":
+    case "qwen2_5_vl":
+      // Qwen2's q/k/v bias is hard-coded in the modeling code, not a config flag.
+      return standardText(f, modelType, { qkvBias: true, oBias: false });
+    case "qwen3":
+      return standardText(f, modelType, { qkNorm: true });
+    case "glm":
+      // GlmAttention: q/k/v carry config.attention_bias, o_proj has none.
+      return standardText(f, modelType, { qkvBias: f.bool("attention_bias", true), oBias: false });
+    case "glm4":
+      return standardText(f, modelType, {
+        qkvBias: f.bool("attention_bias", true),
+        oBias: false,
+        normsPerLayer: 4,
+      });
+    case "internlm2": {
+      const bias = f.bool("bias", true);
+      return standardText(f, modelType, { qkvBias: bias, oBias: bias });
+    }
+    case "baichuan":
+      return standardText(f, modelType, { qkvBias: false, oBias: false });
+    case "chatglm": {
+      const hiddenSize = f.size("hidden_size");
+      const numHeads = f.size("num_attention_heads");
+      const vocabSize = f.size("padded_vocab_size", "vocab_size");
+      const multiQuery = f.bool("multi_query_attention", false);
+      const rms = f.bool("rmsnorm", true);
+      const linearBias = f.bool("add_bias_linear", false);
+      return {
+        vocabSize,
+        embedRows: vocabSize,
+        hiddenSize,
+        numLayers: f.size("num_layers", "num_hidden_layers"),
+        numHeads,
+        numKvHeads: multiQuery ? f.size("multi_query_group_num") : numHeads,
+        headDim: f.optionalSize("kv_channels") ?? hiddenSize / numHeads,
+        intermediateSize: f.size("ffn_hidden_size", "intermediate_size"),
+        tieWordEmbeddings: f.bool("tie_word_embeddings", false),
+        qkvBias: linearBias || f.bool("add_qkv_bias", false),
+        oBias: linearBias,
+        mlpBias: linearBias,
+        mlp: "gated",
+        norm: rms ? "rmsnorm" : "layernorm",
+        normsPerLayer: 2,
+        qkNorm: false,
+        crossAttentionLayers: [],
+        maxPositionEmbeddings: f.optionalSize("seq_length", "max_position_embeddings") ?? null,
+        moe: null,
+        mla: null,
+      };
+    }
+    case "mixtral": {
+      const text = standardText(f, modelType, { qkvBias: false, oBias: false });
+      const moe: MoeArchitecture = {
+        numExperts: f.size("num_local_experts"),
+        expertsPerToken: f.size("num_experts_per_tok"),
+        expertIntermediateSize: text.intermediateSize,
+        sharedExpertIntermediateSize: 0,
+        sharedExpertGate: false,
+        routerBias: false,
+        moeLayers: range(text.numLayers),
+      };
+      return { ...text, intermediateSize: 0, moe };
+    }
+    case "qwen2_moe":
+    case "qwen3_moe": {
+      const text =
+        modelType === "qwen2_moe"
+          ? standardText(f, modelType, { qkvBias: true, oBias: false })
+          : standardText(f, modelType, { qkNorm: true });
+      const step = f.size("decoder_sparse_step");
+      const mlpOnly = new Set(f.intList("mlp_only_layers"));
+      const numExperts = f.count("num_experts", 0);
+      const shared = modelType === "qwen2_moe" ? f.count("shared_expert_intermediate_size", 0) : 0;
+      const moeLayers =
+        numExperts > 0 ? range(text.numLayers).filter((i) => !mlpOnly.has(i) && (i + 1) % step === 0) : [];
+      if (moeLayers.length === 0) return text;
+      return {
+        ...text,
+        moe: {
+          numExperts,
+          expertsPerToken: f.size("num_experts_per_tok"),
+          expertIntermediateSize: f.size("moe_intermediate_size"),
+          sharedExpertIntermediateSize: shared,
+          sharedExpertGate: shared > 0,
+          routerBias: false,
+          moeLayers,
+        },
+      };
+    }
+    case "deepseek_v2":
+    case "deepseek_v3": {
+      const qLoraRank = f.nullableSize("q_lora_rank");
+      const mla = {
+        qLoraRank,
+        kvLoraRank: f.size("kv_lora_rank"),
+        qkNopeHeadDim: f.size("qk_nope_head_dim"),
+        qkRopeHeadDim: f.size("qk_rope_head_dim"),
+        vHeadDim: f.size("v_head_dim"),
+      };
+      const text = standardText(f, modelType, {
+        qkvBias: false,
+        oBias: false,
+        headDim: mla.qkNopeHeadDim + mla.qkRopeHeadDim,
+        mla,
+      });
+      const routed = f.count("n_routed_experts", 0);
+      if (routed === 0) return text;
+      const firstDense = f.count("first_k_dense_replace", 0);
+      const freq = f.size("moe_layer_freq");
+      const expertWidth = f.size("moe_intermediate_size");
+      return {
+        ...text,
+        moe: {
+          numExperts: routed,
+          expertsPerToken: f.size("num_experts_per_tok"),
+          expertIntermediateSize: expertWidth,
+          sharedExpertIntermediateSize: f.count("n_shared_experts", 0) * expertWidth,
+          sharedExpertGate: false,
+          // noaux_tc routing adds gate.e_score_correction_bias (E values) per MoE layer.
+          routerBias: f.string("topk_method") === "noaux_tc",
+          moeLayers: range(text.numLayers).filter((i) => i >= firstDense && i % freq === 0),
+        },
+      };
+    }
+    case "mllama":
+      return {
+        ...standardText(f, "llama"),
+        embedRows: f.size("vocab_size") + 8, // embed_tokens has 8 extra rows; lm_head keeps vocab_size
+        crossAttentionLayers: f.intList("cross_attention_layers"),
+      };
+    case "gemma3":
+      return standardText(f, "gemma3");
+  }
+}
+
+function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionArchitecture | null {
+  switch (modelType) {
+    case "qwen2_vl": {
+      const embedDim = v.size("embed_dim");
+      return {
+        kind: "qwen2_vl",
+        depth: v.size("depth"),
+        embedDim,
+        mlpHiddenSize: embedDim * v.size("mlp_ratio"),
+        numHeads: v.size("num_heads"),
+        inChannels: v.size("in_channels", "in_chans"),
+        patchSize: v.size("patch_size", "spatial_patch_size"),
+        temporalPatchSize: v.size("temporal_patch_size"),
+        spatialMergeSize: v.size("spatial_merge_size"),
+        // vision_config.hidden_size is the merger's output width; the checkpoint only loads when it equals the
+        // language model's hidden size, so that is what a config without it means.
+        outHiddenSize: v.optionalSize("hidden_size") ?? textHidden,
+      };
+    }
+    case "qwen2_5_vl":
+      return {
+        kind: "qwen2_5_vl",
+        depth: v.size("depth"),
+        hiddenSize: v.size("hidden_size"),
+        intermediateSize: v.size("intermediate_size"),
+        numHeads: v.size("num_heads"),
+        inChannels: v.size("in_channels", "in_chans"),
+        patchSize: v.size("patch_size", "spatial_patch_size"),
+        temporalPatchSize: v.size("temporal_patch_size"),
+        spatialMergeSize: v.size("spatial_merge_size"),
+        outHiddenSize: v.optionalSize("out_hidden_size") ?? textHidden,
+      };
+    case "gemma3":
+      return {
+        kind: "siglip",
+        numLayers: v.size("num_hidden_layers"),
+        hiddenSize: v.size("hidden_size"),
+        intermediateSize: v.size("intermediate_size"),
+        numHeads: v.size("num_attention_heads"),
+        inChannels: v.size("num_channels"),
+        imageSize: v.size("image_size"),
+        patchSize: v.size("patch_size"),
+        mmTokensPerImage: 256,
+      };
+    case "mllama": {
+      const ratios = v.list("supported_aspect_ratios");
+      return {
+        kind: "mllama",
+        numLayers: v.size("num_hidden_layers"),
+        numGlobalLayers: v.count("num_global_layers", 8),
+        hiddenSize: v.size("hidden_size"),
+        intermediateSize: v.size("intermediate_size"),
+        numHeads: v.size("attention_heads", "num_attention_heads"),
+        inChannels: v.size("num_channels"),
+        imageSize: v.size("image_size"),
+        patchSize: v.size("patch_size"),
+        maxNumTiles: v.size("max_num_tiles"),
+        maxAspectRatioId: v.optionalSize("max_aspect_ratio_id") ?? ratios?.length ?? 8,
+        visionOutputDim: v.size("vision_output_dim"),
+      };
+    }
+    default:
+      return null;
+  }
+}
+
+/** The model types a config.json may declare (aliases included). */
+export function supportedModelTypes(): string[] {
+  return [...ModelTypeSchema.options, ...Object.keys(MODEL_TYPE_ALIASES)].sort();
+}
+
+/**
+ * Reads a Hugging Face `config.json` object into an Architecture.
+ * @param source how to name the file in errors (e.g. `models/foo/config.json`)
+ * @throws TunefitError (usage) naming the field and what to write
+ */
+export function architectureFromConfig(config: unknown, source = "config.json"): Architecture {
+  if (!isObject(config)) {
+    throw usageError(
+      "CONFIG_NOT_OBJECT",
+      source,
+      `${source} must hold a JSON object, not ${Array.isArray(config) ? "an array" : typeof config}`,
+      "Point --model at the folder of a Hugging Face checkpoint (its config.json is a JSON object).",
+    );
+  }
+  const declared = config.model_type;
+  if (typeof declared !== "string" || declared.length === 0) {
+    throw usageError(
+      "CONFIG_FIELD_MISSING",
+      `${source}: model_type`,
+      `${source} has no "model_type"`,
+      `Add "model_type" (one of: ${supportedModelTypes().join(", ")}).`,
+    );
+  }
+  const parsed = ModelTypeSchema.safeParse(MODEL_TYPE_ALIASES[declared] ?? declared);
+  if (!parsed.success) {
+    throw usageError(
+      "MODEL_TYPE_UNSUPPORTED",
+      `${source}: model_type`,
+      `model_type "${declared}" is not a family tunefit can count`,
+      `Supported model_type values: ${supportedModelTypes().join(", ")}. For another architecture, pass explicit ` +
+        "dimensions through the library (defineModel).",
+    );
+  }
+  const modelType = parsed.data;
+
+  // Where the language model's fields live.
+  let textCfg: Json = config;
+  let textDefaults: Json = CLASS_DEFAULTS[modelType] ?? {};
+  let prefix = "";
+  if (modelType === "gemma3" || modelType === "mllama") {
+    textCfg = isObject(config.text_config) ? config.text_config : {};
+    textDefaults =
+      modelType === "gemma3" ? (CLASS_DEFAULTS.gemma3_text ?? {}) : (CLASS_DEFAULTS.mllama_text ?? {});
+    prefix = "text_config.";
+  } else if ((modelType === "qwen2_vl" || modelType === "qwen2_5_vl") && isObject(config.text_config)) {
+    // Newer transformers also write a text_config; its values win over the flat copies.
+    textCfg = { ...config, ...config.text_config };
+  }
+  const f = new Fields(textCfg, textDefaults, prefix, source, declared);
+  const text = textFor(modelType, f);
+  if (modelType === "gemma3" && textCfg.tie_word_embeddings === undefined) {
+    text.tieWordEmbeddings =
+      typeof config.tie_word_embeddings === "boolean" ? config.tie_word_embeddings : true;
+  }
+
+  let vision: VisionArchitecture | null = null;
+  const visionKind = modelType === "gemma3" ? "siglip" : modelType;
+  const visionDefaults = VISION_DEFAULTS[visionKind];
+  if (visionDefaults) {
+    const v = new Fields(
+      isObject(config.vision_config) ? config.vision_config : {},
+      visionDefaults,
+      "vision_config.",
+      source,
+      declared,
+    );
+    vision = visionFor(modelType, v, text.hiddenSize);
+    if (vision?.kind === "siglip" && typeof config.mm_tokens_per_image === "number") {
+      vision = { ...vision, mmTokensPerImage: config.mm_tokens_per_image };
+    }
+  }
+  return { modelType, text, vision };
+}

@@ -1,0 +1,56 @@
+import { closest } from "../_util.ts";
+import { CatalogModelRecord } from "../schema/catalog.ts";
+import { MODEL_RECORDS } from "./data/models.ts";
+
+/** A catalog model found by one of its ids. */
+export interface CatalogMatch {
+  readonly record: CatalogModelRecord;
+  /** the id as the catalog spells it (the hub id or the alias that matched) */
+  readonly id: string;
+  readonly defaultTemplate: string | null;
+  readonly groupTemplate: string | null;
+  readonly shards: number | null;
+}
+
+const byId = new Map<string, CatalogMatch>();
+for (const record of MODEL_RECORDS) {
+  for (const entry of record.ids) {
+    byId.set(entry.id.toLowerCase(), {
+      record,
+      id: entry.id,
+      defaultTemplate: entry.defaultTemplate,
+      groupTemplate: entry.groupTemplate,
+      shards: entry.shards,
+    });
+  }
+  byId.set(record.key.toLowerCase(), byId.get(record.id.toLowerCase()) as CatalogMatch);
+}
+// The repository name alone (a local folder named like the checkpoint), where it is unambiguous.
+const tails = new Map<string, CatalogMatch | null>();
+for (const [id, match] of byId) {
+  const tail = id.slice(id.indexOf("/") + 1);
+  if (tail === id) continue;
+  tails.set(tail, tails.has(tail) && tails.get(tail)?.record !== match.record ? null : match);
+}
+for (const [tail, match] of tails) if (match && !byId.has(tail)) byId.set(tail, match);
+
+/** Every built-in model (validated against the schema). */
+export function listCatalogModels(): readonly CatalogModelRecord[] {
+  return MODEL_RECORDS;
+}
+
+/** Looks a model up by hub id, alias or catalog key, case-insensitively. */
+export function findCatalogModel(id: string): CatalogMatch | undefined {
+  return byId.get(id.trim().toLowerCase());
+}
+
+/** The catalog ids closest to an unknown one (for "did you mean"). */
+export function suggestModelIds(id: string, max = 3): string[] {
+  const ids = MODEL_RECORDS.flatMap((r) => r.ids.map((e) => e.id));
+  return closest(id, ids, max);
+}
+
+/** Validates the generated data against the schema; used by tests and `tunefit models`. */
+export function validateCatalog(): void {
+  for (const record of MODEL_RECORDS) CatalogModelRecord.parse(record);
+}

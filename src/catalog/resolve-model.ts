@@ -1,0 +1,109 @@
+import { readFileSync, statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { usageError } from "../errors.ts";
+import type { Architecture } from "../schema/architecture.ts";
+import { Architecture as ArchitectureSchema } from "../schema/architecture.ts";
+import type { ModelDefinition, ResolvedModel } from "../schema/plan.ts";
+import { architectureFromConfig } from "./config-json.ts";
+import { findCatalogModel, suggestModelIds } from "./models.ts";
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function looksLikePath(ref: string): boolean {
+  return (
+    /^(\.{1,2}[\\/]|[\\/]|~[\\/]|[A-Za-z]:[\\/])/.test(ref) || ref.endsWith("/") || ref.split("/").length > 2
+  );
+}
+
+/** Reads `<dir>/config.json` into an Architecture. */
+export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
+  const file = join(dir, "config.json");
+  const shown = join(shownAs, "config.json");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw usageError(
+      "MODEL_CONFIG_MISSING",
+      "model",
+      `the folder ${shownAs} has no readable config.json`,
+      "Point --model at a Hugging Face checkpoint folder (it holds config.json) or give a catalog id (tunefit models).",
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw usageError(
+      "MODEL_CONFIG_INVALID_JSON",
+      shown,
+      `${shown} is not valid JSON (${(e as Error).message})`,
+      "Fix the JSON syntax; the file must be the model's Hugging Face config.json.",
+    );
+  }
+  return architectureFromConfig(json, shown);
+}
+
+/** The template LLaMA-Factory would use for an id the catalog knows, else nulls. */
+function templatesFor(id: string): Pick<ResolvedModel, "defaultTemplate" | "groupTemplate" | "shards"> {
+  const match = findCatalogModel(id);
+  return match
+    ? { defaultTemplate: match.defaultTemplate, groupTemplate: match.groupTemplate, shards: match.shards }
+    : { defaultTemplate: null, groupTemplate: null, shards: null };
+}
+
+/**
+ * Resolves a model reference: a local folder with a config.json (checked first, as from_pretrained does), a
+ * catalog id (hub id, alias or key, case-insensitive), or an explicit definition.
+ * @throws TunefitError (usage) naming the closest catalog ids when nothing matches
+ */
+export function resolveModel(ref: string | ModelDefinition, cwd?: string): ResolvedModel {
+  if (typeof ref !== "string") {
+    const architecture =
+      "architecture" in ref
+        ? ArchitectureSchema.parse(ref.architecture)
+        : architectureFromConfig(ref.config, ref.id);
+    return { id: ref.id, source: "explicit", dir: null, architecture, ...templatesFor(ref.id) };
+  }
+  const dir = cwd === undefined ? ref : resolve(cwd, ref);
+  if (isDirectory(dir)) {
+    const architecture = loadModelDir(dir, ref);
+    // A folder named like a catalog model (e.g. a local copy of Qwen2.5-7B-Instruct) keeps its template.
+    const known = templatesFor(basename(ref.replace(/[\\/]+$/, "")));
+    return { id: ref, source: "config", dir: ref, architecture, ...known, shards: null };
+  }
+  const match = findCatalogModel(ref);
+  if (match) {
+    return {
+      id: match.id,
+      source: "catalog",
+      dir: null,
+      architecture: match.record.architecture,
+      defaultTemplate: match.defaultTemplate,
+      groupTemplate: match.groupTemplate,
+      shards: match.shards,
+    };
+  }
+  if (looksLikePath(ref)) {
+    throw usageError(
+      "MODEL_DIR_NOT_FOUND",
+      "model",
+      `no folder ${ref} and no catalog model of that name`,
+      "Give an existing folder that holds the model's config.json, or a catalog id (tunefit models).",
+    );
+  }
+  const suggestions = suggestModelIds(ref);
+  throw usageError(
+    "MODEL_UNKNOWN",
+    "model",
+    `unknown model "${ref}": not in the catalog and not a folder`,
+    `Did you mean ${suggestions.map((s) => `"${s}"`).join(", ")}? List all with \`tunefit models\`, or pass a ` +
+      "folder holding the model's config.json.",
+  );
+}

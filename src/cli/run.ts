@@ -1,0 +1,335 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
+import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
+import { listCatalogModels } from "../catalog/models.ts";
+import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
+import { countParams } from "../model/params.ts";
+import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
+import { PlanInput } from "../schema/plan.ts";
+import { VERSION } from "../version.ts";
+import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
+import { formatCount, formatGib, formatInt, formatIssuesForCli, table } from "./format.ts";
+
+/** What the CLI reads and writes; tests pass their own. */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  /** the folder relative paths are read from */
+  readonly cwd: string;
+}
+
+/** Exit codes of the CLI contract. */
+export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
+
+const COMMANDS = ["plan", "models", "gpus"] as const;
+
+const GLOBAL_OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+  debug: { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+function planOptions() {
+  const options: Record<string, { type: "string" }> = { spec: { type: "string" } };
+  for (const field of Object.keys(PLAN_FLAGS)) options[flagName(field).slice(2)] = { type: "string" };
+  return options;
+}
+
+function describe(field: string): string {
+  const shape = PlanInput.shape as Record<string, { meta(): { description?: string } | undefined }>;
+  return shape[field]?.meta()?.description ?? "";
+}
+
+function usage(command?: string): string {
+  if (command === "plan") {
+    const rows = [
+      ["flag", "meaning"],
+      ["--spec FILE", "a plan file (YAML or JSON, the builder's serialized form); flags override it"],
+      ...Object.keys(PLAN_FLAGS).map((f) => [flagName(f), describe(f)]),
+      ["--json", "print the plan as JSON"],
+    ];
+    return [
+      "Usage: tunefit plan --model ID|DIR --gpu ID [plan flags] [--json]",
+      "",
+      "Resolves the plan, counts the model's parameters, checks every rule, and prints a report.",
+      "Exit codes: 0 valid, 3 breaks a rule, 2 bad input, 1 internal error.",
+      "",
+      table(rows),
+      "",
+    ].join("\n");
+  }
+  if (command === "models") return "Usage: tunefit models [--json]\n\nLists the built-in model catalog.\n";
+  if (command === "gpus") return "Usage: tunefit gpus [--json]\n\nLists the built-in GPU catalog.\n";
+  return [
+    `tunefit ${VERSION} — will your LLaMA-Factory fine-tune fit, and how do you launch it?`,
+    "",
+    "Usage: tunefit <command> [options]",
+    "",
+    "Commands:",
+    "  plan     resolve a plan, count parameters, check the rules",
+    "  models   list the built-in models",
+    "  gpus     list the built-in GPUs",
+    "",
+    "Options: --help, --version, --debug (stack traces of internal errors), --json",
+    "",
+  ].join("\n");
+}
+
+function readSpec(file: string, io: CliIo): Record<string, unknown> {
+  const path = resolve(io.cwd, file);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw usageError(
+      "SPEC_UNREADABLE",
+      "--spec",
+      `cannot read the plan file ${file}`,
+      "Give an existing YAML or JSON file.",
+    );
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (e) {
+    throw usageError(
+      "SPEC_INVALID",
+      "--spec",
+      `${file} is neither valid YAML nor JSON (${(e as Error).message.split("\n")[0]})`,
+      "Fix the syntax; a plan file is a mapping of plan fields (camelCase of the flags).",
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw usageError(
+      "SPEC_INVALID",
+      "--spec",
+      `${file} must hold a mapping of plan fields`,
+      "Write e.g. `model: Qwen/Qwen2.5-7B-Instruct` and `gpu: a100-80g` on their own lines.",
+    );
+  }
+  return value as Record<string, unknown>;
+}
+
+function parse(
+  argv: readonly string[],
+  options: Record<string, { type: "string" | "boolean"; short?: string }>,
+) {
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+  } catch (e) {
+    const message = (e as Error).message;
+    const flag = /'(--?[\w-]+)/.exec(message)?.[1] ?? "arguments";
+    throw usageError(
+      "FLAG_UNKNOWN",
+      flag,
+      message.split("\n")[0] ?? message,
+      "Run with --help to see the flags.",
+    );
+  }
+}
+
+function missingRequired(input: Record<string, unknown>): Issue[] {
+  return (["model", "gpu"] as const)
+    .filter((f) => input[f] === undefined)
+    .map((f) => ({
+      code: "FLAG_REQUIRED",
+      severity: "error" as const,
+      path: f,
+      message: `${flagName(f)} is required`,
+      hint:
+        f === "model" ? "Add --model ID|DIR (see `tunefit models`)." : "Add --gpu ID (see `tunefit gpus`).",
+    }));
+}
+
+function humanPlan(a: PlanAnalysis): string {
+  const p = a.plan;
+  const arch = p.model.architecture;
+  const lines = [
+    `Model     ${p.model.id} (${arch.modelType}${arch.vision ? ", vision-language" : ""}${arch.text.moe ? ", MoE" : ""})`,
+    `Hardware  ${p.nodes} node(s) × ${p.gpus} × ${p.gpu.name} (${formatGib(p.gpu.capacityBytes)} each)`,
+    `Strategy  ${p.method}${p.quantBits ? ` ${p.quantBits}-bit ${p.quantMethod}` : ""}, sharding ${p.sharding}` +
+      `${p.fsdpStrategy ? ` (${p.fsdpStrategy})` : ""}, offload ${p.offload}, ${p.precision}`,
+    `Batch     micro-batch ${p.microBatch} × seq ${p.seqLen}${p.packing ? " (packed)" : ""}, grad-accum ${p.gradAccum}, ` +
+      `checkpointing ${p.gradientCheckpointing ? "on" : "off"}, attention ${p.attention}`,
+    `Template  ${p.template}`,
+    "",
+    table([
+      ["parameters", "count", "exact"],
+      ["total", formatCount(a.params.total), formatInt(a.params.total)],
+      ...(a.params.active !== a.params.total
+        ? [["active per token", formatCount(a.params.active), formatInt(a.params.active)]]
+        : []),
+      ...(a.params.visionTower > 0
+        ? [
+            [
+              "vision tower + projector",
+              formatCount(a.params.visionTower + a.params.projector),
+              formatInt(a.params.visionTower + a.params.projector),
+            ],
+          ]
+        : []),
+      ["trainable", formatCount(a.trainable.trainable), formatInt(a.trainable.trainable)],
+    ]),
+  ];
+  if (a.trainable.loraTargets.length > 0) lines.push(`LoRA targets: ${a.trainable.loraTargets.join(", ")}`);
+  if (a.trainable.trainableLayers.length > 0)
+    lines.push(`Trained layers: ${a.trainable.trainableLayers.join(", ")}`);
+  lines.push("");
+  lines.push(a.issues.length > 0 ? formatIssuesForCli(a.issues) : "✔ no rule stops this plan");
+  return `${lines.join("\n")}\n`;
+}
+
+function runPlan(argv: readonly string[], io: CliIo): number {
+  const { values, positionals } = parse(argv, { ...GLOBAL_OPTIONS, ...planOptions() });
+  if (values.help) {
+    io.stdout(usage("plan"));
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) {
+    throw usageError(
+      "ARGUMENT_UNEXPECTED",
+      positionals[0] ?? "",
+      `unexpected argument "${positionals[0]}"`,
+      "Plan settings are flags (--model ID --gpu ID …); see tunefit plan --help.",
+    );
+  }
+  const byField: Record<string, string | undefined> = {};
+  for (const field of Object.keys(PLAN_FLAGS)) {
+    const v = (values as Record<string, unknown>)[flagName(field).slice(2)];
+    if (typeof v === "string") byField[field] = v;
+  }
+  const spec = typeof values.spec === "string" ? readSpec(values.spec, io) : {};
+  const input: Record<string, unknown> = { ...spec, ...flagsToInput(byField) };
+  const missing = missingRequired(input);
+  if (missing.length > 0) throw new TunefitError("usage", missing);
+  const analysis = analyzePlan(input, { cwd: io.cwd });
+  io.stdout(values.json ? `${JSON.stringify(planReport(analysis), null, 2)}\n` : humanPlan(analysis));
+  return analysis.valid ? EXIT.ok : EXIT.unfit;
+}
+
+function runModels(argv: readonly string[], io: CliIo): number {
+  const { values } = parse(argv, GLOBAL_OPTIONS);
+  if (values.help) {
+    io.stdout(usage("models"));
+    return EXIT.ok;
+  }
+  const rows = listCatalogModels().map((m) => {
+    const params = countParams(m.architecture);
+    const main = m.ids[0];
+    return {
+      id: m.id,
+      key: m.key,
+      modelType: m.architecture.modelType,
+      params: { total: params.total, active: params.active },
+      vision: m.architecture.vision !== null,
+      template: main?.defaultTemplate ?? main?.groupTemplate ?? null,
+      aliases: m.ids.slice(1).map((i) => i.id),
+    };
+  });
+  if (values.json) {
+    io.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+  } else {
+    io.stdout(
+      `${table([
+        ["id", "type", "params", "template", "aliases"],
+        ...rows.map((r) => [
+          r.id,
+          r.modelType,
+          formatCount(r.params.total) +
+            (r.params.active !== r.params.total ? ` (${formatCount(r.params.active)} active)` : ""),
+          r.template ?? "(needs --template)",
+          r.aliases.join(", "),
+        ]),
+      ])}\n`,
+    );
+  }
+  return EXIT.ok;
+}
+
+function runGpus(argv: readonly string[], io: CliIo): number {
+  const { values } = parse(argv, GLOBAL_OPTIONS);
+  if (values.help) {
+    io.stdout(usage("gpus"));
+    return EXIT.ok;
+  }
+  const gpus = listGpus();
+  if (values.json) {
+    io.stdout(
+      `${JSON.stringify(
+        gpus.map((g) => ({ ...g, capacityBytes: gpuCapacityBytes(g) })),
+        null,
+        2,
+      )}\n`,
+    );
+  } else {
+    io.stdout(
+      `${table([
+        ["id", "name", "memory", "cc", "bf16", "fa2", "bf16 TFLOPS"],
+        ...gpus.map((g) => [
+          g.id,
+          g.name,
+          `${formatInt(g.memoryMib)} MiB`,
+          g.computeCapability ?? "-",
+          g.bf16 ? "yes" : "no",
+          g.flashAttention2 ? "yes" : "no",
+          g.denseBf16Tflops === null ? "-" : String(g.denseBf16Tflops),
+        ]),
+      ])}\n`,
+    );
+  }
+  return EXIT.ok;
+}
+
+function dispatch(argv: readonly string[], io: CliIo): number {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    io.stdout(usage());
+    return EXIT.ok;
+  }
+  if (command === "--version" || command === "-v") {
+    io.stdout(`${VERSION}\n`);
+    return EXIT.ok;
+  }
+  switch (command) {
+    case "plan":
+      return runPlan(rest, io);
+    case "models":
+      return runModels(rest, io);
+    case "gpus":
+      return runGpus(rest, io);
+    default:
+      throw usageError(
+        "COMMAND_UNKNOWN",
+        command,
+        `unknown command "${command}"`,
+        `Commands: ${COMMANDS.join(", ")}. Run tunefit --help.`,
+      );
+  }
+}
+
+/**
+ * Runs the CLI: returns the exit code. Usage errors print their issues (exit 2); anything else is an internal
+ * error: one line, the stack only with --debug (exit 1).
+ */
+export function run(argv: readonly string[], io: CliIo): number {
+  const debug = argv.includes("--debug");
+  const json = argv.includes("--json");
+  try {
+    return dispatch(argv, io);
+  } catch (e) {
+    if (isUsageError(e)) {
+      if (json) io.stdout(`${JSON.stringify({ error: "usage", issues: e.issues }, null, 2)}\n`);
+      io.stderr(`${formatIssuesForCli(e.issues)}\n`);
+      return EXIT.usage;
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    io.stderr(
+      `tunefit: internal error: ${message.split("\n")[0]}${debug ? "" : " (run with --debug for the stack)"}\n`,
+    );
+    if (debug && e instanceof Error && e.stack) io.stderr(`${e.stack}\n`);
+    return EXIT.internal;
+  }
+}

@@ -1,0 +1,59 @@
+// tunefit: the public API. Explicit named exports only.
+
+export { architectureFromConfig, supportedModelTypes } from "./catalog/config-json.ts";
+export {
+  BYTES_PER_GIB,
+  BYTES_PER_MIB,
+  findGpu,
+  gpuCapacityBytes,
+  listGpus,
+  suggestGpuIds,
+} from "./catalog/gpus.ts";
+export { type CatalogMatch, findCatalogModel, listCatalogModels, suggestModelIds } from "./catalog/models.ts";
+export { loadModelDir, resolveModel } from "./catalog/resolve-model.ts";
+export {
+  type ErrorKind,
+  formatIssues,
+  Issue,
+  isUsageError,
+  Severity,
+  TunefitError,
+  usageError,
+} from "./errors.ts";
+export { type LinearGroup, linearModules, type ModuleOptions, type Region } from "./model/modules.ts";
+export { countParams, type ParamBreakdown } from "./model/params.ts";
+export { countTrainable, type TrainableBreakdown, type TrainableOptions } from "./model/trainable.ts";
+export {
+  analyzePlan,
+  analyzeResolvedPlan,
+  type PlanAnalysis,
+  type PlanReport,
+  planReport,
+} from "./plan/analyze.ts";
+export { PLAN_DEFAULTS, type Resolution, type ResolveOptions, resolvePlan } from "./plan/resolve.ts";
+export { checkRules, PLAN_RULES, type PlanRule } from "./plan/rules.ts";
+export {
+  Architecture,
+  MlaArchitecture,
+  ModelType,
+  MoeArchitecture,
+  TextArchitecture,
+  VisionArchitecture,
+} from "./schema/architecture.ts";
+export { CatalogModelRecord, GpuRecord } from "./schema/catalog.ts";
+export {
+  Attention,
+  FsdpStrategy,
+  Method,
+  ModelDefinition,
+  Offload,
+  Plan,
+  PlanInput,
+  Precision,
+  QuantBits,
+  QuantMethod,
+  ResolvedGpu,
+  ResolvedModel,
+  Sharding,
+} from "./schema/plan.ts";
+export { VERSION } from "./version.ts";

@@ -1,0 +1,115 @@
+import type { Issue } from "../errors.ts";
+import { countParams, type ParamBreakdown } from "../model/params.ts";
+import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
+import type { Plan } from "../schema/plan.ts";
+import { type ResolveOptions, resolvePlan } from "./resolve.ts";
+import { checkRules } from "./rules.ts";
+
+/** A resolved plan with its model accounting and every issue found. */
+export interface PlanAnalysis {
+  readonly plan: Plan;
+  readonly params: ParamBreakdown;
+  readonly trainable: TrainableBreakdown;
+  /** resolution notes and rule findings, errors first */
+  readonly issues: readonly Issue[];
+  /** false when any issue is an error: the run would stop */
+  readonly valid: boolean;
+}
+
+const ORDER = { error: 0, warning: 1, info: 2 } as const;
+
+/** Analyzes an already resolved plan. */
+export function analyzeResolvedPlan(plan: Plan, notes: readonly Issue[] = []): PlanAnalysis {
+  const issues = [...checkRules(plan), ...notes].sort((a, b) => ORDER[a.severity] - ORDER[b.severity]);
+  return {
+    plan,
+    params: countParams(plan.model.architecture),
+    trainable: countTrainable(plan.model.architecture, plan),
+    issues,
+    valid: !issues.some((i) => i.severity === "error"),
+  };
+}
+
+/**
+ * Resolves plan input (flags, a spec file's object, the builder's draft) and analyzes it.
+ * @throws TunefitError (usage) when the input does not form a plan
+ */
+export function analyzePlan(input: unknown, options: ResolveOptions = {}): PlanAnalysis {
+  const { plan, issues } = resolvePlan(input, options);
+  return analyzeResolvedPlan(plan, issues);
+}
+
+/** The `plan --json` object (the contract's shape; memory fields arrive with the memory model). */
+export function planReport(analysis: PlanAnalysis) {
+  const { plan, params, trainable } = analysis;
+  return {
+    model: {
+      id: plan.model.id,
+      source: plan.model.source,
+      modelType: plan.model.architecture.modelType,
+      params: {
+        total: params.total,
+        trainable: trainable.trainable,
+        active: params.active,
+        breakdown: {
+          embedTokens: params.embedTokens,
+          lmHead: params.lmHead,
+          finalNorm: params.finalNorm,
+          attention: params.attention,
+          mlp: params.mlp,
+          experts: params.experts,
+          routers: params.routers,
+          sharedExperts: params.sharedExperts,
+          layerNorms: params.layerNorms,
+          visionTower: params.visionTower,
+          projector: params.projector,
+        },
+        adapter: trainable.adapter,
+        loraTargets: trainable.loraTargets,
+        trainableLayers: trainable.trainableLayers,
+      },
+      template: plan.template,
+      shards: plan.model.shards,
+    },
+    hardware: {
+      gpu: plan.gpu.id,
+      gpusPerNode: plan.gpus,
+      nodes: plan.nodes,
+      gpuCapacityBytes: plan.gpu.capacityBytes,
+    },
+    plan: {
+      method: plan.method,
+      sharding: plan.sharding,
+      fsdpStrategy: plan.fsdpStrategy,
+      offload: plan.offload,
+      precision: plan.precision,
+      optimizer: plan.optimizer,
+      seqLen: plan.seqLen,
+      packing: plan.packing,
+      microBatch: plan.microBatch,
+      gradAccum: plan.gradAccum,
+      gradientCheckpointing: plan.gradientCheckpointing,
+      attention: plan.attention,
+      liger: plan.liger,
+      quantBits: plan.quantBits,
+      quantMethod: plan.quantMethod,
+      loraRank: plan.loraRank,
+      loraAlpha: plan.loraAlpha,
+      loraDropout: plan.loraDropout,
+      loraTarget: plan.loraTarget,
+      useDora: plan.useDora,
+      additionalTarget: plan.additionalTarget,
+      freezeTrainableLayers: plan.freezeTrainableLayers,
+      freezeTrainableModules: plan.freezeTrainableModules,
+      freezeVisionTower: plan.freezeVisionTower,
+      freezeProjector: plan.freezeProjector,
+      imagesPerSample: plan.imagesPerSample,
+      imageMaxPixels: plan.imageMaxPixels,
+      headroom: plan.headroom,
+      hostRamBytes: plan.hostRamBytes,
+      dataset: plan.dataset,
+    },
+    issues: analysis.issues,
+  };
+}
+export type PlanReport = ReturnType<typeof planReport>;

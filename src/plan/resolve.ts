@@ -1,0 +1,289 @@
+import type { z } from "zod";
+import { closest } from "../_util.ts";
+import { OPTIMIZER_NAMES, TEMPLATES } from "../catalog/data/llamafactory.ts";
+import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, suggestGpuIds } from "../catalog/gpus.ts";
+import { resolveModel } from "../catalog/resolve-model.ts";
+import { type Issue, TunefitError, usageError } from "../errors.ts";
+import { countTrainable } from "../model/trainable.ts";
+import { Plan, PlanInput, type ResolvedGpu, type ResolvedModel } from "../schema/plan.ts";
+
+/** LLaMA-Factory's defaults for what a plan leaves out (hparams/*_args.py at ff6d4d12ee). */
+export const PLAN_DEFAULTS = {
+  gpus: 1,
+  nodes: 1,
+  headroom: 0.05,
+  method: "lora",
+  quantBits: 4,
+  quantMethod: "bnb",
+  sharding: "none",
+  fsdpStrategy: "full_shard",
+  offload: "none",
+  seqLen: 2048, // cutoff_len
+  packing: false,
+  microBatch: 1, // tunefit's default; LLaMA-Factory's per_device_train_batch_size is 8
+  gradAccum: 8,
+  gradientCheckpointing: true, // disable_gradient_checkpointing: false
+  attention: "auto", // flash_attn: auto
+  liger: false,
+  loraRank: 8,
+  loraTarget: "all",
+  loraDropout: 0,
+  useDora: false,
+  freezeTrainableLayers: 2,
+  freezeTrainableModules: "all",
+  freezeVisionTower: true,
+  freezeProjector: true,
+  imagesPerSample: 0,
+  imageMaxPixels: 768 * 768,
+} as const;
+
+export interface ResolveOptions {
+  /** the folder a relative model folder is read from; default the process's working directory */
+  readonly cwd?: string;
+}
+
+/** A resolved plan and what resolving it noticed (warnings and notes; errors are thrown). */
+export interface Resolution {
+  readonly plan: Plan;
+  readonly issues: readonly Issue[];
+}
+
+function fieldDescription(field: string): string | undefined {
+  const shape = PlanInput.shape as Record<string, z.ZodType>;
+  const meta = shape[field]?.meta() as { description?: string } | undefined;
+  return meta?.description;
+}
+
+/** Turns zod's issues into tunefit issues that name the field and what it takes. */
+export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
+  return error.issues.map((i) => {
+    const path = [prefix, ...i.path.map(String)].filter(Boolean).join(".") || "(root)";
+    const top = String(i.path[0] ?? "");
+    const described = fieldDescription(top);
+    const message =
+      i.code === "unrecognized_keys"
+        ? `unknown field${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")}`
+        : `${path}: ${i.message}`;
+    const hint =
+      i.code === "unrecognized_keys"
+        ? `Did you mean ${i.keys
+            .map((k) => `"${closest(k, Object.keys(PlanInput.shape), 1)[0]}"`)
+            .join(", ")}? Plan fields are the camelCase of the CLI flags (--lora-rank → loraRank).`
+        : described
+          ? `${top}: ${described}.`
+          : "See `tunefit plan --help`.";
+    return { code: "PLAN_INPUT_INVALID", severity: "error" as const, path, message, hint };
+  });
+}
+
+/** Flags that only qualify another one: given without it, the input does not form a plan. */
+function qualifierIssues(input: PlanInput): Issue[] {
+  const method = input.method ?? PLAN_DEFAULTS.method;
+  const issues: Issue[] = [];
+  const need = (fields: (keyof PlanInput)[], ok: boolean, what: string, fix: string) => {
+    for (const f of fields) {
+      if (input[f] !== undefined && !ok) {
+        issues.push({
+          code: "FLAG_WITHOUT_QUALIFIED",
+          severity: "error",
+          path: f,
+          message: `${f} only applies ${what}`,
+          hint: fix,
+        });
+      }
+    }
+  };
+  need(
+    ["fsdpStrategy"],
+    input.sharding === "fsdp",
+    `with sharding fsdp (got ${input.sharding ?? "none"})`,
+    "Add --sharding fsdp, or drop --fsdp-strategy.",
+  );
+  need(
+    ["quantBits", "quantMethod"],
+    method === "qlora",
+    `with method qlora (got ${method})`,
+    "Add --method qlora, or drop the quantization flags.",
+  );
+  need(
+    ["loraRank", "loraTarget", "loraAlpha", "loraDropout", "useDora", "additionalTarget"],
+    method === "lora" || method === "qlora",
+    `with method lora or qlora (got ${method})`,
+    "Add --method lora (or qlora), or drop the LoRA flags.",
+  );
+  need(
+    ["freezeTrainableLayers", "freezeTrainableModules"],
+    method === "freeze",
+    `with method freeze (got ${method})`,
+    "Add --method freeze, or drop the freeze flags.",
+  );
+  return issues;
+}
+
+function resolveGpu(input: PlanInput): ResolvedGpu {
+  const memoryBytes = input.gpuMemory === undefined ? undefined : Math.round(input.gpuMemory * BYTES_PER_GIB);
+  if (input.gpu.toLowerCase() === "custom") {
+    if (memoryBytes === undefined) {
+      throw usageError(
+        "GPU_CUSTOM_NEEDS_MEMORY",
+        "gpuMemory",
+        "gpu custom has no capacity",
+        "Add --gpu-memory GIB (e.g. --gpu-memory 48).",
+      );
+    }
+    return {
+      id: "custom",
+      name: `custom GPU (${input.gpuMemory} GiB)`,
+      capacityBytes: memoryBytes,
+      bf16: true,
+      fp8: false,
+      flashAttention2: true,
+      computeCapability: null,
+      denseBf16Tflops: null,
+      denseFp16Tflops: null,
+      memoryBandwidthGBps: null,
+    };
+  }
+  const gpu = findGpu(input.gpu);
+  if (!gpu) {
+    throw usageError(
+      "GPU_UNKNOWN",
+      "gpu",
+      `unknown GPU "${input.gpu}"`,
+      `Did you mean ${suggestGpuIds(input.gpu)
+        .map((s) => `"${s}"`)
+        .join(", ")}? List all with \`tunefit gpus\`; any other card: --gpu custom --gpu-memory GIB.`,
+    );
+  }
+  return {
+    id: gpu.id,
+    name: gpu.name,
+    capacityBytes: memoryBytes ?? gpuCapacityBytes(gpu),
+    bf16: gpu.bf16,
+    fp8: gpu.fp8,
+    flashAttention2: gpu.flashAttention2,
+    computeCapability: gpu.computeCapability,
+    denseBf16Tflops: gpu.denseBf16Tflops,
+    denseFp16Tflops: gpu.denseFp16Tflops,
+    memoryBandwidthGBps: gpu.memoryBandwidthGBps,
+  };
+}
+
+function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[]): string {
+  const known = TEMPLATES.map((t) => t.name);
+  if (input.template !== undefined) {
+    if (!known.includes(input.template)) {
+      throw usageError(
+        "TEMPLATE_UNKNOWN",
+        "template",
+        `LLaMA-Factory has no chat template "${input.template}"`,
+        `Did you mean ${closest(input.template, known, 3)
+          .map((t) => `"${t}"`)
+          .join(", ")}?`,
+      );
+    }
+    return input.template;
+  }
+  if (model.defaultTemplate) return model.defaultTemplate;
+  if (model.groupTemplate) {
+    notes.push({
+      code: "TEMPLATE_FROM_GROUP",
+      severity: "warning",
+      path: "template",
+      message: `LLaMA-Factory has no default template for ${model.id} (a base model); using its group's "${model.groupTemplate}"`,
+      hint: `Pass --template ${model.groupTemplate} to make this explicit, or --template default for plain text.`,
+    });
+    return model.groupTemplate;
+  }
+  throw usageError(
+    "TEMPLATE_REQUIRED",
+    "template",
+    `LLaMA-Factory knows no chat template for ${model.id}`,
+    "Add --template NAME (e.g. --template default for plain text; `tunefit models` lists the catalog's).",
+  );
+}
+
+/**
+ * Resolves user input into a Plan: validates it, resolves the model and GPU, fills LLaMA-Factory's defaults
+ * and checks that every LoRA/freeze target exists in the model.
+ * @throws TunefitError (usage) with every input problem found
+ */
+export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolution {
+  const parsed = PlanInput.safeParse(raw);
+  if (!parsed.success) throw new TunefitError("usage", zodIssues(parsed.error));
+  const input = parsed.data;
+  const qualifiers = qualifierIssues(input);
+  if (qualifiers.length > 0) throw new TunefitError("usage", qualifiers);
+
+  const notes: Issue[] = [];
+  const model = resolveModel(input.model, options.cwd);
+  const gpu = resolveGpu(input);
+  const method = input.method ?? PLAN_DEFAULTS.method;
+  const lora = method === "lora" || method === "qlora";
+  const freeze = method === "freeze";
+
+  if (input.optimizer !== undefined && !OPTIMIZER_NAMES.includes(input.optimizer)) {
+    throw usageError(
+      "OPTIMIZER_UNKNOWN",
+      "optimizer",
+      `LLaMA-Factory does not accept optim "${input.optimizer}"`,
+      `Did you mean ${closest(input.optimizer, OPTIMIZER_NAMES, 3)
+        .map((o) => `"${o}"`)
+        .join(", ")}?`,
+    );
+  }
+  const imagesPerSample = input.imagesPerSample ?? PLAN_DEFAULTS.imagesPerSample;
+  if (!model.architecture.vision && (imagesPerSample > 0 || input.imageMaxPixels !== undefined)) {
+    throw usageError(
+      "MODEL_HAS_NO_VISION",
+      imagesPerSample > 0 ? "imagesPerSample" : "imageMaxPixels",
+      `${model.id} is a text-only model (${model.architecture.modelType}); it takes no images`,
+      "Drop the image flags, or pick a vision-language model (qwen2_vl, qwen2_5_vl, gemma3, mllama).",
+    );
+  }
+  const loraRank = lora ? (input.loraRank ?? PLAN_DEFAULTS.loraRank) : null;
+  const plan: Plan = {
+    model,
+    gpu,
+    gpus: input.gpus ?? PLAN_DEFAULTS.gpus,
+    nodes: input.nodes ?? PLAN_DEFAULTS.nodes,
+    hostRamBytes: input.hostRam === undefined ? null : Math.round(input.hostRam * BYTES_PER_GIB),
+    headroom: input.headroom ?? PLAN_DEFAULTS.headroom,
+    method,
+    quantBits: method === "qlora" ? (input.quantBits ?? PLAN_DEFAULTS.quantBits) : null,
+    quantMethod: method === "qlora" ? (input.quantMethod ?? PLAN_DEFAULTS.quantMethod) : null,
+    sharding: input.sharding ?? PLAN_DEFAULTS.sharding,
+    fsdpStrategy: input.sharding === "fsdp" ? (input.fsdpStrategy ?? PLAN_DEFAULTS.fsdpStrategy) : null,
+    offload: input.offload ?? PLAN_DEFAULTS.offload,
+    precision: input.precision ?? (gpu.bf16 ? "bf16" : "fp16"),
+    optimizer: input.optimizer ?? null,
+    seqLen: input.seqLen ?? PLAN_DEFAULTS.seqLen,
+    packing: input.packing ?? PLAN_DEFAULTS.packing,
+    microBatch: input.microBatch ?? PLAN_DEFAULTS.microBatch,
+    gradAccum: input.gradAccum ?? PLAN_DEFAULTS.gradAccum,
+    gradientCheckpointing: input.gradientCheckpointing ?? PLAN_DEFAULTS.gradientCheckpointing,
+    attention: input.attention ?? PLAN_DEFAULTS.attention,
+    liger: input.liger ?? PLAN_DEFAULTS.liger,
+    loraRank,
+    loraTarget: lora ? (input.loraTarget ?? PLAN_DEFAULTS.loraTarget) : null,
+    loraAlpha: lora ? (input.loraAlpha ?? (loraRank ?? PLAN_DEFAULTS.loraRank) * 2) : null,
+    loraDropout: lora ? (input.loraDropout ?? PLAN_DEFAULTS.loraDropout) : null,
+    useDora: lora ? (input.useDora ?? PLAN_DEFAULTS.useDora) : null,
+    additionalTarget: lora ? (input.additionalTarget ?? []) : null,
+    freezeTrainableLayers: freeze
+      ? (input.freezeTrainableLayers ?? PLAN_DEFAULTS.freezeTrainableLayers)
+      : null,
+    freezeTrainableModules: freeze
+      ? (input.freezeTrainableModules ?? PLAN_DEFAULTS.freezeTrainableModules)
+      : null,
+    freezeVisionTower: input.freezeVisionTower ?? PLAN_DEFAULTS.freezeVisionTower,
+    freezeProjector: input.freezeProjector ?? PLAN_DEFAULTS.freezeProjector,
+    imagesPerSample,
+    imageMaxPixels: input.imageMaxPixels ?? PLAN_DEFAULTS.imageMaxPixels,
+    dataset: input.dataset ?? null,
+    template: resolveTemplate(input, model, notes),
+  };
+  // Validates LoRA targets, freeze modules and additional targets against the model's modules.
+  countTrainable(model.architecture, plan);
+  return { plan: Plan.parse(plan), issues: notes };
+}

@@ -1,0 +1,133 @@
+import { TEMPLATES } from "../catalog/data/llamafactory.ts";
+import type { Issue } from "../errors.ts";
+import type { Plan } from "../schema/plan.ts";
+
+/**
+ * A combination LLaMA-Factory, DeepSpeed, accelerate or the GPU stops the run for (severity error) or that
+ * silently does something else than asked (warning). The issue's `path` is the first of `fields`, so the
+ * same combination always reports the same path.
+ */
+export interface PlanRule {
+  readonly code: string;
+  readonly fields: readonly [keyof Plan, ...(keyof Plan)[]];
+  readonly severity: Issue["severity"];
+  readonly applies: (plan: Plan) => boolean;
+  readonly message: (plan: Plan) => string;
+  readonly hint: (plan: Plan) => string;
+  /** where the behaviour comes from */
+  readonly source: string;
+}
+
+const SHARDED_LOADING = new Set(["zero3", "fsdp", "fsdp2"]);
+
+/** Every rule tunefit checks, in report order. */
+export const PLAN_RULES: readonly PlanRule[] = [
+  {
+    code: "QLORA_8BIT_SHARDED",
+    fields: ["quantBits", "sharding"],
+    severity: "error",
+    applies: (p) =>
+      p.method === "qlora" && p.quantMethod === "bnb" && p.quantBits === 8 && SHARDED_LOADING.has(p.sharding),
+    message: (p) =>
+      `bitsandbytes 8-bit QLoRA cannot run under ${p.sharding}: only 4-bit works with FSDP or ZeRO-3`,
+    hint: () => "Use --quant-bits 4, or --sharding zero2 / none.",
+    source: "LLaMA-Factory model/model_utils/quantization.py:197-199",
+  },
+  {
+    code: "PREQUANTIZED_SHARDED",
+    fields: ["quantMethod", "sharding"],
+    severity: "error",
+    applies: (p) => p.method === "qlora" && p.quantMethod !== "bnb" && SHARDED_LOADING.has(p.sharding),
+    message: (p) =>
+      `pre-quantized ${p.quantMethod?.toUpperCase()} checkpoints cannot be loaded under ${p.sharding}`,
+    hint: () => "Use --quant-method bnb (quantize on load, 4-bit), or --sharding zero2 / none.",
+    source: "LLaMA-Factory model/model_utils/quantization.py:101-105",
+  },
+  {
+    code: "PURE_BF16_ZERO3",
+    fields: ["precision", "sharding"],
+    severity: "error",
+    applies: (p) => p.precision === "pure_bf16" && p.sharding === "zero3",
+    message: () => "pure_bf16 is rejected under DeepSpeed ZeRO-3",
+    hint: () =>
+      "Use --precision bf16 (ZeRO-3 keeps fp32 master weights in its optimizer), or another sharding.",
+    source: "LLaMA-Factory hparams/parser.py:503",
+  },
+  {
+    code: "OFFLOAD_WITHOUT_SHARDING",
+    fields: ["offload", "sharding"],
+    severity: "error",
+    applies: (p) => p.offload !== "none" && p.sharding === "none",
+    message: (p) => `--offload ${p.offload} needs DeepSpeed ZeRO or FSDP; plain DDP has no CPU offload`,
+    hint: (p) =>
+      p.offload === "params" ? "Add --sharding zero3 or fsdp." : "Add --sharding zero2 (or zero3).",
+    source: "DeepSpeed offload_optimizer / offload_param live in the ZeRO config",
+  },
+  {
+    code: "OFFLOAD_PARAMS_NEEDS_ZERO3",
+    fields: ["offload", "sharding"],
+    severity: "error",
+    applies: (p) => p.offload === "params" && (p.sharding === "zero1" || p.sharding === "zero2"),
+    message: (p) =>
+      `--offload params needs ZeRO-3: under ${p.sharding} DeepSpeed keeps every parameter on the GPU`,
+    hint: () => "Use --sharding zero3 with --offload params, or --offload optimizer.",
+    source: "DeepSpeed config docs: offload_param is valid for stage 3 only",
+  },
+  {
+    code: "FSDP_OFFLOAD_ALL_OR_NOTHING",
+    fields: ["offload", "sharding"],
+    severity: "error",
+    applies: (p) => p.offload === "optimizer" && (p.sharding === "fsdp" || p.sharding === "fsdp2"),
+    message: () =>
+      "FSDP cannot offload the optimizer alone: its CPU offload moves parameters, gradients and optimizer",
+    hint: () =>
+      "Use --offload params with FSDP, or DeepSpeed (--sharding zero2/zero3) for optimizer-only offload.",
+    source: "accelerate fsdp_offload_params (torch FSDP CPUOffload)",
+  },
+  {
+    code: "FA2_UNSUPPORTED_GPU",
+    fields: ["attention", "gpu"],
+    severity: "error",
+    applies: (p) => p.attention === "fa2" && !p.gpu.flashAttention2,
+    message: (p) =>
+      `FlashAttention-2 needs an Ampere or newer GPU; ${p.gpu.name} has compute capability ${p.gpu.computeCapability ?? "unknown"}`,
+    hint: () => "Use --attention sdpa (or auto).",
+    source: "flash-attn: compute capability >= 8.0",
+  },
+  {
+    code: "BF16_UNSUPPORTED_GPU",
+    fields: ["precision", "gpu"],
+    severity: "error",
+    applies: (p) => (p.precision === "bf16" || p.precision === "pure_bf16") && !p.gpu.bf16,
+    message: (p) => `${p.gpu.name} has no bfloat16 support`,
+    hint: () => "Use --precision fp16 (or fp32).",
+    source: "GPU catalog (bf16 tensor-core support)",
+  },
+  {
+    code: "TEMPLATE_NOT_MULTIMODAL",
+    fields: ["imagesPerSample", "template"],
+    severity: "error",
+    applies: (p) =>
+      p.imagesPerSample > 0 && TEMPLATES.find((t) => t.name === p.template)?.multimodal === false,
+    message: (p) =>
+      `template "${p.template}" has no image plugin, but samples carry ${p.imagesPerSample} image(s)`,
+    hint: (p) =>
+      p.model.defaultTemplate
+        ? `Use --template ${p.model.defaultTemplate}.`
+        : "Use the model's multimodal template.",
+    source: "LLaMA-Factory data/mm_plugin.py BasePlugin._validate_input",
+  },
+];
+
+/** Runs every rule against a resolved plan. */
+export function checkRules(plan: Plan, rules: readonly PlanRule[] = PLAN_RULES): Issue[] {
+  return rules
+    .filter((r) => r.applies(plan))
+    .map((r) => ({
+      code: r.code,
+      severity: r.severity,
+      path: r.fields[0],
+      message: r.message(plan),
+      hint: r.hint(plan),
+    }));
+}

@@ -1,0 +1,175 @@
+import { z } from "zod";
+import { Architecture } from "./architecture.ts";
+
+/*
+ * The plan. `PlanInput` is what a user writes (CLI flags, a --spec file, the builder): every field is the
+ * camelCase of its CLI flag (`--lora-rank` ↔ `loraRank`), so an issue's `path` names both. `Plan` is the
+ * resolved form every later stage consumes: each field filled with LLaMA-Factory's default, fields that do
+ * not apply to the method set to null, the model and GPU resolved to their specs.
+ */
+
+const int = (min: number) => z.number().int().min(min);
+
+export const Method = z.enum(["full", "freeze", "lora", "qlora"]);
+export type Method = z.infer<typeof Method>;
+export const Sharding = z.enum(["none", "zero1", "zero2", "zero3", "fsdp", "fsdp2"]);
+export type Sharding = z.infer<typeof Sharding>;
+export const FsdpStrategy = z.enum(["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"]);
+export type FsdpStrategy = z.infer<typeof FsdpStrategy>;
+export const Offload = z.enum(["none", "optimizer", "params"]);
+export type Offload = z.infer<typeof Offload>;
+export const Precision = z.enum(["bf16", "fp16", "fp32", "pure_bf16"]);
+export type Precision = z.infer<typeof Precision>;
+export const Attention = z.enum(["auto", "eager", "sdpa", "fa2"]);
+export type Attention = z.infer<typeof Attention>;
+export const QuantMethod = z.enum(["bnb", "gptq", "awq"]);
+export type QuantMethod = z.infer<typeof QuantMethod>;
+export const QuantBits = z.union([z.literal(4), z.literal(8)]);
+export type QuantBits = z.infer<typeof QuantBits>;
+
+/** A model given by its dimensions rather than by id: an Architecture, or a Hugging Face config.json object. */
+export const ModelDefinition = z.union([
+  z.strictObject({ id: z.string().min(1), architecture: Architecture }),
+  z.strictObject({ id: z.string().min(1), config: z.record(z.string(), z.unknown()) }),
+]);
+export type ModelDefinition = z.infer<typeof ModelDefinition>;
+
+const moduleList = z.array(z.string().regex(/^[A-Za-z_][\w.]*$/, "a module name")).min(1);
+
+/** What a user specifies. Only `model` and `gpu` are required. */
+export const PlanInput = z.strictObject({
+  model: z.union([z.string().min(1), ModelDefinition]).meta({
+    description:
+      "catalog id (hub id, case-insensitive), a folder holding a config.json, or explicit dimensions",
+  }),
+  gpu: z.string().min(1).meta({ description: "catalog GPU id, or `custom` with gpuMemory" }),
+  gpuMemory: z
+    .number()
+    .positive()
+    .optional()
+    .meta({ description: "GPU capacity in GiB (overrides the catalog)" }),
+  gpus: int(1).optional().meta({ description: "GPUs per node; default 1" }),
+  nodes: int(1).optional().meta({ description: "nodes; default 1" }),
+  hostRam: z.number().positive().optional().meta({ description: "host memory per node in GiB" }),
+  headroom: z
+    .number()
+    .min(0)
+    .lt(1)
+    .optional()
+    .meta({ description: "share of GPU memory kept free; default 0.05" }),
+  method: Method.optional().meta({ description: "finetuning method; default lora" }),
+  quantBits: QuantBits.optional().meta({ description: "qlora base-weight bits; default 4" }),
+  quantMethod: QuantMethod.optional().meta({ description: "qlora quantization; default bnb" }),
+  sharding: Sharding.optional().meta({ description: "none = one replica per GPU (DDP); default none" }),
+  fsdpStrategy: FsdpStrategy.optional().meta({
+    description: "FSDP1 strategy (sharding fsdp); default full_shard",
+  }),
+  offload: Offload.optional().meta({ description: "CPU offload; default none" }),
+  precision: Precision.optional().meta({ description: "default bf16 where the GPU supports it, else fp16" }),
+  optimizer: z.string().min(1).optional().meta({ description: "LLaMA-Factory optim; default its own" }),
+  seqLen: int(1).optional().meta({ description: "cutoff_len; default 2048" }),
+  packing: z.boolean().optional().meta({ description: "pack samples to seqLen; default false" }),
+  microBatch: int(1).optional().meta({ description: "per_device_train_batch_size; default 1" }),
+  gradAccum: int(1).optional().meta({ description: "gradient_accumulation_steps; default 8" }),
+  gradientCheckpointing: z.boolean().optional().meta({ description: "default true" }),
+  attention: Attention.optional().meta({ description: "attention implementation; default auto" }),
+  liger: z.boolean().optional().meta({ description: "Liger kernels; default false" }),
+  loraRank: int(1).optional().meta({ description: "default 8" }),
+  loraTarget: z
+    .union([z.literal("all"), moduleList])
+    .optional()
+    .meta({ description: "default all" }),
+  loraAlpha: int(1).optional().meta({ description: "default 2 × loraRank" }),
+  loraDropout: z.number().min(0).lt(1).optional().meta({ description: "default 0" }),
+  useDora: z.boolean().optional().meta({ description: "default false" }),
+  additionalTarget: moduleList.optional().meta({ description: "modules trained in full beside LoRA" }),
+  freezeTrainableLayers: z
+    .number()
+    .int()
+    .refine((n) => n !== 0, "must not be 0")
+    .optional()
+    .meta({ description: "last N layers trained (negative: the first N); default 2" }),
+  freezeTrainableModules: z
+    .union([z.literal("all"), moduleList])
+    .optional()
+    .meta({ description: "sub-modules of the trained layers; default all" }),
+  freezeVisionTower: z.boolean().optional().meta({ description: "default true" }),
+  freezeProjector: z.boolean().optional().meta({ description: "default true" }),
+  imagesPerSample: int(0).optional().meta({ description: "default 0" }),
+  imageMaxPixels: int(1).optional().meta({ description: "default 589824 (768 × 768)" }),
+  dataset: z
+    .string()
+    .min(1)
+    .optional()
+    .meta({ description: "dataset name for the YAML; default the demo set" }),
+  template: z.string().min(1).optional().meta({ description: "chat template; default the model's" }),
+});
+export type PlanInput = z.infer<typeof PlanInput>;
+
+/** The model as resolved: where it came from and its architecture. */
+export const ResolvedModel = z.strictObject({
+  id: z.string(),
+  source: z.enum(["catalog", "config", "explicit"]),
+  /** the folder of a config.json model */
+  dir: z.string().nullable(),
+  architecture: Architecture,
+  defaultTemplate: z.string().nullable(),
+  groupTemplate: z.string().nullable(),
+  shards: z.number().int().positive().nullable(),
+});
+export type ResolvedModel = z.infer<typeof ResolvedModel>;
+
+/** The GPU as resolved: its reported capacity and capabilities. */
+export const ResolvedGpu = z.strictObject({
+  id: z.string(),
+  name: z.string(),
+  capacityBytes: z.number().int().positive().meta({ description: "as the card reports it, or gpuMemory" }),
+  bf16: z.boolean(),
+  fp8: z.boolean(),
+  flashAttention2: z.boolean(),
+  computeCapability: z.string().nullable(),
+  denseBf16Tflops: z.number().nullable(),
+  denseFp16Tflops: z.number().nullable(),
+  memoryBandwidthGBps: z.number().nullable(),
+});
+export type ResolvedGpu = z.infer<typeof ResolvedGpu>;
+
+/** The resolved plan: every setting filled; settings the method does not use are null. */
+export const Plan = z.strictObject({
+  model: ResolvedModel,
+  gpu: ResolvedGpu,
+  gpus: int(1),
+  nodes: int(1),
+  hostRamBytes: z.number().int().positive().nullable(),
+  headroom: z.number().min(0).lt(1),
+  method: Method,
+  quantBits: QuantBits.nullable(),
+  quantMethod: QuantMethod.nullable(),
+  sharding: Sharding,
+  fsdpStrategy: FsdpStrategy.nullable(),
+  offload: Offload,
+  precision: Precision,
+  optimizer: z.string().nullable().meta({ description: "null: LLaMA-Factory's default, not written" }),
+  seqLen: int(1),
+  packing: z.boolean(),
+  microBatch: int(1),
+  gradAccum: int(1),
+  gradientCheckpointing: z.boolean(),
+  attention: Attention,
+  liger: z.boolean(),
+  loraRank: int(1).nullable(),
+  loraTarget: z.union([z.literal("all"), z.array(z.string())]).nullable(),
+  loraAlpha: int(1).nullable(),
+  loraDropout: z.number().nullable(),
+  useDora: z.boolean().nullable(),
+  additionalTarget: z.array(z.string()).nullable(),
+  freezeTrainableLayers: z.number().int().nullable(),
+  freezeTrainableModules: z.union([z.literal("all"), z.array(z.string())]).nullable(),
+  freezeVisionTower: z.boolean(),
+  freezeProjector: z.boolean(),
+  imagesPerSample: int(0),
+  imageMaxPixels: int(1),
+  dataset: z.string().nullable().meta({ description: "null: the bundle's demo dataset" }),
+  template: z.string(),
+});
+export type Plan = z.infer<typeof Plan>;

@@ -1,0 +1,232 @@
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { type CliIo, run } from "../../src/cli/run.ts";
+import { VERSION } from "../../src/version.ts";
+
+function cli(argv: string[], cwd = process.cwd(), overrides: Partial<CliIo> = {}) {
+  let stdout = "";
+  let stderr = "";
+  const code = run(argv, {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    cwd,
+    ...overrides,
+  });
+  return { code, stdout, stderr };
+}
+
+const SEED = [
+  "plan",
+  "--model",
+  "Qwen/Qwen2-VL-72B-Instruct",
+  "--gpu",
+  "rtx4090",
+  "--gpus",
+  "8",
+  "--method",
+  "full",
+];
+
+describe("tunefit plan --json", () => {
+  it("prints the contract's model and hardware fields", () => {
+    const { code, stdout } = cli([...SEED, "--json"]);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report.model.id).toBe("Qwen/Qwen2-VL-72B-Instruct");
+    expect(report.model.params).toMatchObject({ total: 73_405_560_320, trainable: 72_706_203_648 });
+    expect(report.hardware).toEqual({
+      gpu: "rtx4090",
+      gpusPerNode: 8,
+      nodes: 1,
+      gpuCapacityBytes: 24_564 * 1024 ** 2,
+    });
+    expect(report.issues).toEqual([]);
+  });
+
+  it("matches the model id case-insensitively and keeps the last of a repeated flag", () => {
+    const { stdout } = cli([
+      "plan",
+      "--model",
+      "QWEN/qwen2.5-7b",
+      "--gpu",
+      "t4",
+      "--gpu",
+      "h100-80g",
+      "--json",
+    ]);
+    const report = JSON.parse(stdout);
+    expect(report.model.id).toBe("Qwen/Qwen2.5-7B");
+    expect(report.hardware.gpu).toBe("h100-80g");
+  });
+
+  it("reads a --spec file and lets flags override it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tunefit-spec-"));
+    writeFileSync(
+      join(dir, "plan.yaml"),
+      "model: Qwen/Qwen3-8B\ngpu: a100-80g\nmethod: lora\nloraRank: 16\n",
+    );
+    const { code, stdout } = cli(["plan", "--spec", "plan.yaml", "--lora-rank", "32", "--json"], dir);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report.plan.loraRank).toBe(32);
+    expect(report.plan.loraAlpha).toBe(64);
+  });
+
+  it("reads a model folder with a config.json, relative to the working directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tunefit-model-"));
+    mkdirSync(join(dir, "models"));
+    cpSync(
+      new URL("../fixtures/configs/deepseek-v2-lite-chat-resaved", import.meta.url),
+      join(dir, "models", "dsv2"),
+      {
+        recursive: true,
+      },
+    );
+    const { code, stdout, stderr } = cli(
+      ["plan", "--model", "models/dsv2", "--gpu", "h100-80g", "--template", "deepseek", "--json"],
+      dir,
+    );
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout);
+    expect(report.model).toMatchObject({ id: "models/dsv2", source: "config", modelType: "deepseek_v2" });
+    expect(report.model.params.total).toBe(15_706_484_224);
+  });
+});
+
+describe("exit codes", () => {
+  it("0 for a valid plan, with a human report", () => {
+    const { code, stdout } = cli(SEED);
+    expect(code).toBe(0);
+    expect(stdout).toContain("73,405,560,320");
+  });
+
+  it("3 for a plan that breaks a rule, reported with its path", () => {
+    const { code, stdout } = cli([
+      "plan",
+      "--model",
+      "Qwen/Qwen2.5-7B-Instruct",
+      "--gpu",
+      "v100-32g",
+      "--attention",
+      "fa2",
+      "--json",
+    ]);
+    expect(code).toBe(3);
+    const report = JSON.parse(stdout);
+    expect(report.issues.map((i: { code: string; path: string }) => [i.code, i.path])).toEqual([
+      ["FA2_UNSUPPORTED_GPU", "attention"],
+    ]);
+  });
+
+  it("2 for an unknown flag, a bad value, a missing required flag, an unknown model", () => {
+    expect(cli(["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "h100-80g", "--bogus", "1"]).code).toBe(2);
+    const bad = cli(["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "h100-80g", "--micro-batch", "two"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--micro-batch");
+    expect(cli(["plan", "--gpu", "h100-80g"]).stderr).toContain("--model is required");
+    const unknown = cli(["plan", "--model", "llama-3-8b-instruct", "--gpu", "h100-80g"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("Meta-Llama-3-8B-Instruct");
+  });
+
+  it("2 for a qualifier without its flag, naming the flag", () => {
+    const r = cli([
+      "plan",
+      "--model",
+      "Qwen/Qwen3-8B",
+      "--gpu",
+      "h100-80g",
+      "--fsdp-strategy",
+      "hybrid_shard",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatchInlineSnapshot(`
+      "✖ fsdpStrategy only applies with sharding fsdp (got none)
+        → at fsdpStrategy (--fsdp-strategy)
+        Add --sharding fsdp, or drop --fsdp-strategy.
+      "
+    `);
+  });
+
+  it("2 for an invalid config.json, naming the file and field", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tunefit-bad-"));
+    mkdirSync(join(dir, "broken"));
+    writeFileSync(join(dir, "broken", "config.json"), "{ not json");
+    expect(cli(["plan", "--model", "broken", "--gpu", "h100-80g"], dir).stderr).toContain(
+      "broken/config.json is not valid JSON",
+    );
+    mkdirSync(join(dir, "neg"));
+    writeFileSync(join(dir, "neg", "config.json"), JSON.stringify({ model_type: "llama", hidden_size: -1 }));
+    const neg = cli(["plan", "--model", "neg", "--gpu", "h100-80g"], dir);
+    expect(neg.code).toBe(2);
+    expect(neg.stderr).toContain('"hidden_size" is -1');
+  });
+
+  it("1 for an internal fault: one line, the stack only with --debug", () => {
+    const boom = () => {
+      throw new Error("disk on fire");
+    };
+    const plain = cli(SEED, process.cwd(), { stdout: boom });
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toBe("tunefit: internal error: disk on fire (run with --debug for the stack)\n");
+    const debug = cli([...SEED, "--debug"], process.cwd(), { stdout: boom });
+    expect(debug.code).toBe(1);
+    expect(debug.stderr).toContain("at ");
+  });
+});
+
+describe("catalog commands", () => {
+  it("--version prints the package version", () => {
+    expect(cli(["--version"]).stdout).toBe(`${VERSION}\n`);
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+    expect(VERSION).toBe(pkg.version);
+  });
+
+  it("models --json lists every catalog model with computed counts", () => {
+    const models = JSON.parse(cli(["models", "--json"]).stdout);
+    expect(models).toHaveLength(50);
+    expect(models.find((m: { id: string }) => m.id === "deepseek-ai/DeepSeek-V3").params).toEqual({
+      total: 671_026_419_200,
+      active: 37_552_297_472,
+    });
+  });
+
+  it("gpus --json lists at least the contract's GPU ids", () => {
+    const ids = JSON.parse(cli(["gpus", "--json"]).stdout).map((g: { id: string }) => g.id);
+    for (const id of "rtx3090 rtx4090 a10g l4 l40s a6000 a100-40g a100-80g h100-80g h200 v100-16g v100-32g t4".split(
+      " ",
+    )) {
+      expect(ids).toContain(id);
+    }
+  });
+
+  it("has help for every command", () => {
+    for (const c of [["--help"], ["plan", "--help"], ["models", "--help"], ["gpus", "--help"]]) {
+      const r = cli(c);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("Usage: tunefit");
+    }
+    expect(cli(["plan", "--help"]).stdout).toContain("--lora-rank");
+    expect(cli(["frobnicate"]).code).toBe(2);
+  });
+});
+
+describe("the built CLI", () => {
+  it("runs as a binary with the contract's exit codes", () => {
+    const bin = new URL("../../dist/cli.js", import.meta.url).pathname;
+    const ok = spawnSync(process.execPath, [bin, "--version"], { encoding: "utf8" });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout.trim()).toBe(VERSION);
+    const usage = spawnSync(process.execPath, [bin, "plan", "--gpu", "nope"], { encoding: "utf8" });
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).not.toContain("    at ");
+  });
+});

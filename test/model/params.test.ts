@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import { findCatalogModel, listCatalogModels, validateCatalog } from "../../src/catalog/models.ts";
+import { countParams } from "../../src/model/params.ts";
+import expected from "../fixtures/catalog-expected.json" with { type: "json" };
+
+type Expected = Record<
+  string,
+  { total: number; text: number; vision: number; embedTokens: number; lmHead: number; active: number | null }
+>;
+const reference = expected as Expected;
+
+describe("catalog parameter accounting", () => {
+  it("validates every generated record against the schema", () => {
+    expect(() => validateCatalog()).not.toThrow();
+    expect(listCatalogModels()).toHaveLength(50);
+  });
+
+  for (const record of listCatalogModels()) {
+    it(`${record.id}: computed components equal the reference formula`, () => {
+      const want = reference[record.id];
+      expect(want, "reference entry").toBeDefined();
+      const got = countParams(record.architecture);
+      expect(got.total).toBe(want?.total);
+      expect(got.text).toBe(want?.text);
+      expect(got.visionTower + got.projector).toBe(want?.vision);
+      expect(got.embedTokens).toBe(want?.embedTokens);
+      expect(got.lmHead).toBe(want?.lmHead);
+      if (want?.active != null) expect(got.active).toBe(want.active);
+    });
+  }
+
+  it("finds the seed's model case-insensitively and by alias", () => {
+    expect(findCatalogModel("qwen/qwen2-vl-72b-instruct")?.record.key).toBe("Qwen2-VL-72B");
+    expect(findCatalogModel("Qwen/Qwen2.5-7B-Instruct")?.record.key).toBe("Qwen2.5-7B");
+    expect(findCatalogModel("zai-org/glm-4-9b-chat")?.record.key).toBe("GLM-4-9B");
+  });
+});

@@ -1,0 +1,154 @@
+import { describe, expect, it } from "vitest";
+import { TunefitError } from "../../src/errors.ts";
+import { analyzePlan } from "../../src/plan/analyze.ts";
+import { resolvePlan } from "../../src/plan/resolve.ts";
+import { PLAN_RULES } from "../../src/plan/rules.ts";
+
+function usageIssues(input: unknown) {
+  try {
+    resolvePlan(input);
+  } catch (e) {
+    expect(e).toBeInstanceOf(TunefitError);
+    expect((e as TunefitError).kind).toBe("usage");
+    return (e as TunefitError).issues;
+  }
+  throw new Error("expected a usage error");
+}
+
+describe("resolvePlan defaults", () => {
+  it("fills LLaMA-Factory's defaults", () => {
+    const { plan } = resolvePlan({ model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g" });
+    expect(plan).toMatchObject({
+      method: "lora",
+      loraRank: 8,
+      loraAlpha: 16,
+      loraDropout: 0,
+      loraTarget: "all",
+      sharding: "none",
+      precision: "bf16",
+      gradientCheckpointing: true,
+      seqLen: 2048,
+      microBatch: 1,
+      gradAccum: 8,
+      template: "qwen",
+      freezeTrainableLayers: null,
+      quantBits: null,
+      fsdpStrategy: null,
+    });
+    expect(plan.gpu.capacityBytes).toBe(81_920 * 1024 ** 2);
+  });
+
+  it("falls back to fp16 on GPUs without bf16", () => {
+    expect(resolvePlan({ model: "Qwen/Qwen2.5-0.5B", gpu: "t4" }).plan.precision).toBe("fp16");
+  });
+
+  it("uses the group template for base models, with a warning", () => {
+    const { plan, issues } = resolvePlan({ model: "meta-llama/Meta-Llama-3-8B", gpu: "h100-80g" });
+    expect(plan.template).toBe("llama3");
+    expect(issues.map((i) => i.code)).toEqual(["TEMPLATE_FROM_GROUP"]);
+  });
+
+  it("requires --template where LLaMA-Factory has none (Baichuan2)", () => {
+    expect(usageIssues({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g" })[0]).toMatchObject({
+      code: "TEMPLATE_REQUIRED",
+      path: "template",
+    });
+    expect(
+      resolvePlan({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g", template: "default" }).plan
+        .template,
+    ).toBe("default");
+  });
+
+  it("takes --gpu custom with --gpu-memory, and --gpu-memory as an override", () => {
+    expect(resolvePlan({ model: "Qwen/Qwen3-8B", gpu: "custom", gpuMemory: 48 }).plan.gpu.capacityBytes).toBe(
+      48 * 1024 ** 3,
+    );
+    expect(
+      resolvePlan({ model: "Qwen/Qwen3-8B", gpu: "rtx4090", gpuMemory: 20 }).plan.gpu.capacityBytes,
+    ).toBe(20 * 1024 ** 3);
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "custom" })[0]?.path).toBe("gpuMemory");
+  });
+
+  it("accepts explicit dimensions and raw config objects through the library", () => {
+    const base = resolvePlan({ model: "Qwen/Qwen3-8B", gpu: "h100-80g" }).plan;
+    const explicit = resolvePlan({
+      model: { id: "my-qwen3", architecture: base.model.architecture },
+      gpu: "h100-80g",
+      template: "qwen3",
+    });
+    expect(explicit.plan.model).toMatchObject({ id: "my-qwen3", source: "explicit" });
+  });
+});
+
+describe("input that does not form a plan", () => {
+  it("names the closest catalog ids for an unknown model or GPU", () => {
+    expect(usageIssues({ model: "Qwen/Qwen2.5-7B-Instrct", gpu: "h100-80g" })[0]?.hint).toContain(
+      "Qwen/Qwen2.5-7B-Instruct",
+    );
+    expect(usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "h100" })[0]?.hint).toContain("h100-80g");
+  });
+
+  it("rejects qualifier flags without the flag they qualify", () => {
+    expect(
+      usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", fsdpStrategy: "shard_grad_op" })[0]?.path,
+    ).toBe("fsdpStrategy");
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", quantBits: 4 })[0]?.path).toBe("quantBits");
+    expect(
+      usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", method: "full", loraRank: 16 })[0]?.path,
+    ).toBe("loraRank");
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", freezeTrainableLayers: 4 })[0]?.path).toBe(
+      "freezeTrainableLayers",
+    );
+  });
+
+  it("rejects out-of-range values and unknown fields with the field named", () => {
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", microBatch: 0 })[0]?.path).toBe(
+      "microBatch",
+    );
+    const unknown = usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", loraRnak: 8 })[0];
+    expect(unknown?.message).toContain('"loraRnak"');
+    expect(unknown?.hint).toContain('"loraRank"');
+  });
+
+  it("rejects images for a text-only model and unknown optimizers or templates", () => {
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", imagesPerSample: 1 })[0]?.code).toBe(
+      "MODEL_HAS_NO_VISION",
+    );
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", optimizer: "adamw" })[0]?.path).toBe(
+      "optimizer",
+    );
+    expect(usageIssues({ model: "Qwen/Qwen3-8B", gpu: "h100-80g", template: "qwen4" })[0]?.hint).toContain(
+      "qwen",
+    );
+  });
+});
+
+describe("rules that stop a run", () => {
+  const base = { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g", gpus: 2 } as const;
+  const cases: [string, Record<string, unknown>][] = [
+    ["QLORA_8BIT_SHARDED", { method: "qlora", quantBits: 8, sharding: "zero3" }],
+    ["PREQUANTIZED_SHARDED", { method: "qlora", quantMethod: "gptq", sharding: "fsdp" }],
+    ["PURE_BF16_ZERO3", { precision: "pure_bf16", sharding: "zero3" }],
+    ["OFFLOAD_WITHOUT_SHARDING", { offload: "optimizer" }],
+    ["OFFLOAD_PARAMS_NEEDS_ZERO3", { offload: "params", sharding: "zero2" }],
+    ["FSDP_OFFLOAD_ALL_OR_NOTHING", { offload: "optimizer", sharding: "fsdp2" }],
+    ["FA2_UNSUPPORTED_GPU", { gpu: "v100-32g", precision: "fp16", attention: "fa2" }],
+    ["BF16_UNSUPPORTED_GPU", { gpu: "t4", precision: "bf16" }],
+    ["TEMPLATE_NOT_MULTIMODAL", { model: "Qwen/Qwen2-VL-7B-Instruct", imagesPerSample: 1, template: "qwen" }],
+  ];
+  it("covers every rule of the table", () => {
+    expect(cases.map(([code]) => code).sort()).toEqual(PLAN_RULES.map((r) => r.code).sort());
+  });
+  for (const [code, extra] of cases) {
+    it(`${code} fires alone, at the first field of its definition`, () => {
+      const analysis = analyzePlan({ ...base, ...extra });
+      const errors = analysis.issues.filter((i) => i.severity === "error");
+      expect(errors.map((i) => i.code)).toEqual([code]);
+      expect(errors[0]?.path).toBe(PLAN_RULES.find((r) => r.code === code)?.fields[0]);
+      expect(analysis.valid).toBe(false);
+    });
+  }
+  it("a plain plan breaks no rule", () => {
+    expect(analyzePlan(base).valid).toBe(true);
+  });
+});
