@@ -1,6 +1,10 @@
-// The case tunefit was built for: Qwen2-VL-72B fine-tuned on 8× RTX 4090 (24 GB) with plain multi-GPU
-// training. Run with `npm start`.
-import { analyzePlan, formatIssues, type PlanInput } from "tunefit";
+// The case tunefit was built for: Qwen2-VL-72B fine-tuned on 8× RTX 4090 (24 GB). Inference with
+// device_map="auto" spreads the model at ~18 GB per card, but plain multi-GPU training loads a full bf16
+// replica onto every card and dies while loading. Run with `npm start`.
+import { analyzePlan, formatIssues, type PlanAnalysis, type PlanInput } from "tunefit";
+
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+const int = (n: number) => n.toLocaleString("en-US");
 
 const seed: PlanInput = {
   model: "Qwen/Qwen2-VL-72B-Instruct",
@@ -10,27 +14,37 @@ const seed: PlanInput = {
   sharding: "none",
 };
 
-const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
-const billions = (n: number) => `${(n / 1e9).toFixed(2)} B`;
+function describe(title: string, a: PlanAnalysis): string[] {
+  const m = a.memory;
+  const load = m.load;
+  return [
+    title,
+    `  training peak per GPU   ${gib(m.train.perGpu.deviceBytes)} of ${gib(m.train.capacityBytes)} usable ` +
+      `${m.train.fits ? "✔ fits" : "✖ does not fit"}`,
+    `  loading per GPU         ${gib(load.perGpuPeakBytes)} ` +
+      (load.fits
+        ? "✔"
+        : `✖ runs out after ${((load.oomAtFraction ?? 0) * 100).toFixed(0)} % of the weights` +
+          (load.oomAtShard ? `, in shard ${load.oomAtShard.index} of ${load.oomAtShard.of}` : "")),
+  ];
+}
 
-const { plan, params, trainable, issues } = analyzePlan(seed);
-const bf16Bytes = params.total * 2;
+const base = analyzePlan(seed);
+const { plan, params } = base;
+const bf16 = params.total * 2;
 const out = [
   `tunefit demo: ${plan.model.id} on ${plan.gpus} × ${plan.gpu.name}`,
   "",
-  `Parameters        ${params.total.toLocaleString("en-US")} (${billions(params.total)})`,
-  `  language model  ${params.text.toLocaleString("en-US")}`,
-  `  vision tower    ${(params.visionTower + params.projector).toLocaleString("en-US")} (frozen by default)`,
-  `Trainable (full)  ${trainable.trainable.toLocaleString("en-US")}`,
-  `bf16 weights      ${(bf16Bytes / 1e9).toFixed(1)} GB = ${gib(bf16Bytes)} per full replica`,
-  `Each card         ${gib(plan.gpu.capacityBytes)} (${plan.gpu.id}, as nvidia-smi reports it)`,
-  `Checkpoint        ${plan.model.shards ?? "?"} shards of ~${(bf16Bytes / (plan.model.shards ?? 1) / 1e9).toFixed(2)} GB`,
-  `Template          ${plan.template}`,
+  `Parameters       ${int(params.total)} (language model ${int(params.text)}, vision ${int(params.visionTower + params.projector)})`,
+  `bf16 weights     ${(bf16 / 1e9).toFixed(1)} GB = ${gib(bf16)}, ${plan.model.shards} shards of ~${(bf16 / (plan.model.shards ?? 1) / 1e9).toFixed(2)} GB`,
+  `Each card        ${gib(plan.gpu.capacityBytes)} as nvidia-smi reports it`,
+  `Inference        ${gib(base.memory.inference.perGpuBytes)} on the fullest card with device_map="auto"`,
   "",
-  `With sharding "${plan.sharding}" every rank loads its own full replica: ${gib(bf16Bytes)} onto a ` +
-    `${gib(plan.gpu.capacityBytes)} card.`,
-  issues.length > 0
-    ? formatIssues(issues)
-    : "No rule findings yet (memory checks arrive with the memory model).",
+  ...describe(`Plain multi-GPU full fine-tuning (sharding ${plan.sharding}):`, base),
+  "",
+  formatIssues(base.issues.filter((i) => i.severity === "error")),
+  "",
 ];
+const fix = analyzePlan({ ...seed, method: "qlora", sharding: "fsdp", microBatch: 1, seqLen: 2048 });
+out.push(...describe("QLoRA (4-bit) with FSDP full_shard, micro-batch 1 × 2048 tokens:", fix));
 process.stdout.write(`${out.join("\n")}\n`);

@@ -20,6 +20,23 @@ export {
   TunefitError,
   usageError,
 } from "./errors.ts";
+export { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, withDefaults } from "./memory/assumptions.ts";
+export { estimateMemory, type MemoryEstimate, usableCapacityBytes } from "./memory/estimate.ts";
+export {
+  estimateHostMemory,
+  estimateInferenceMemory,
+  estimateLoadMemory,
+  type HostMemory,
+  type InferenceMemory,
+  type LoadMemory,
+} from "./memory/load.ts";
+export {
+  estimateTrainMemory,
+  imagePatches,
+  type MemoryBreakdown,
+  optimizerBytesPerParam,
+  type TrainMemory,
+} from "./memory/train.ts";
 export { type LinearGroup, linearModules, type ModuleOptions, type Region } from "./model/modules.ts";
 export { countParams, type ParamBreakdown } from "./model/params.ts";
 export { countTrainable, type TrainableBreakdown, type TrainableOptions } from "./model/trainable.ts";

@@ -51,3 +51,49 @@ export function formatIssuesForCli(issues: readonly Issue[]): string {
     .map((i) => `${mark[i.severity]} ${i.message}\n  → at ${where(i.path)}\n  ${i.hint}`)
     .join("\n");
 }
+
+const BAR_PARTS = [
+  ["weights", "W"],
+  ["gradients", "G"],
+  ["optimizer", "O"],
+  ["activations", "A"],
+  ["logits", "L"],
+  ["buffers", "B"],
+  ["fragmentation", "f"],
+  ["runtime", "r"],
+] as const;
+
+/**
+ * A stacked bar of one GPU's memory: one letter per part, `|` at the usable capacity, the card's end at `]`.
+ * Width is the character count of the card.
+ */
+export function memoryBar(
+  breakdown: Readonly<Record<(typeof BAR_PARTS)[number][0], number>>,
+  usableBytes: number,
+  cardBytes: number,
+  width = 60,
+): string {
+  const total = BAR_PARTS.reduce((n, [k]) => n + breakdown[k], 0);
+  const scale = width / Math.max(cardBytes, total);
+  let bar = "";
+  let carried = 0;
+  for (const [key, letter] of BAR_PARTS) {
+    carried += breakdown[key] * scale;
+    const cells = Math.round(carried) - bar.length;
+    bar += letter.repeat(Math.max(0, cells));
+  }
+  const cardCells = Math.round(cardBytes * scale);
+  const usableCells = Math.round(usableBytes * scale);
+  const cells = [...bar.padEnd(Math.max(cardCells, bar.length), " ")];
+  if (usableCells < cells.length && cells[usableCells] === " ") cells[usableCells] = "|";
+  const inside = cells.slice(0, cardCells).join("");
+  const over = cells.slice(cardCells).join("");
+  return `[${inside}]${over}`;
+}
+
+/** The legend of memoryBar with sizes. */
+export function memoryLegend(breakdown: Readonly<Record<(typeof BAR_PARTS)[number][0], number>>): string {
+  return BAR_PARTS.filter(([k]) => breakdown[k] > 0)
+    .map(([k, letter]) => `${letter} ${k} ${formatGib(breakdown[k])}`)
+    .join(" · ");
+}

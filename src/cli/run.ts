@@ -10,7 +10,15 @@ import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import { PlanInput } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
-import { formatCount, formatGib, formatInt, formatIssuesForCli, table } from "./format.ts";
+import {
+  formatCount,
+  formatGib,
+  formatInt,
+  formatIssuesForCli,
+  memoryBar,
+  memoryLegend,
+  table,
+} from "./format.ts";
 
 /** What the CLI reads and writes; tests pass their own. */
 export interface CliIo {
@@ -177,8 +185,26 @@ function humanPlan(a: PlanAnalysis): string {
   if (a.trainable.loraTargets.length > 0) lines.push(`LoRA targets: ${a.trainable.loraTargets.join(", ")}`);
   if (a.trainable.trainableLayers.length > 0)
     lines.push(`Trained layers: ${a.trainable.trainableLayers.join(", ")}`);
-  lines.push("");
-  lines.push(a.issues.length > 0 ? formatIssuesForCli(a.issues) : "✔ no rule stops this plan");
+  const m = a.memory;
+  const per = m.train.perGpu;
+  const load = m.load.fits
+    ? "✔"
+    : `✖ runs out at ${((m.load.oomAtFraction ?? 0) * 100).toFixed(0)} % of the weights` +
+      (m.load.oomAtShard ? ` (shard ${m.load.oomAtShard.index} of ${m.load.oomAtShard.of})` : "");
+  lines.push(
+    "",
+    `Per-GPU memory at the training peak (${m.train.phase}): ${formatGib(per.deviceBytes)} of ` +
+      `${formatGib(m.train.capacityBytes)} usable ${m.train.fits ? "✔ fits" : "✖ does not fit"}`,
+    `  ${memoryBar(per.breakdown, m.train.capacityBytes, p.gpu.capacityBytes)}`,
+    `  ${memoryLegend(per.breakdown)}`,
+    `  allocated ${formatGib(per.allocatedBytes)} · reserved ${formatGib(per.reservedBytes)} · ` +
+      `nvidia-smi ${formatGib(per.deviceBytes)}`,
+    `Loading    ${formatGib(m.load.perGpuPeakBytes)} per GPU ${load}`,
+    `Inference  ${formatGib(m.inference.perGpuBytes)} on the fullest GPU (device_map="auto" over ${p.gpus})`,
+    `Host RAM   ${formatGib(m.hostRam.perNodeBytes)} per node${p.hostRamBytes === null ? " (not checked: --host-ram)" : ""}`,
+    "",
+  );
+  lines.push(a.issues.length > 0 ? formatIssuesForCli(a.issues) : "✔ the plan is valid and fits");
   return `${lines.join("\n")}\n`;
 }
 

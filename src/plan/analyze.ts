@@ -1,7 +1,10 @@
 import type { Issue } from "../errors.ts";
+import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import { estimateMemory, type MemoryEstimate } from "../memory/estimate.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Plan } from "../schema/plan.ts";
+import { memoryIssues } from "./memory-issues.ts";
 import { type ResolveOptions, resolvePlan } from "./resolve.ts";
 import { checkRules } from "./rules.ts";
 
@@ -10,21 +13,35 @@ export interface PlanAnalysis {
   readonly plan: Plan;
   readonly params: ParamBreakdown;
   readonly trainable: TrainableBreakdown;
+  readonly memory: MemoryEstimate;
   /** resolution notes and rule findings, errors first */
   readonly issues: readonly Issue[];
-  /** false when any issue is an error: the run would stop */
+  /** false when any issue is an error: the run would stop (a rule, or memory) */
   readonly valid: boolean;
+}
+
+export interface AnalyzeOptions extends ResolveOptions {
+  /** overrides of the memory model's assumptions */
+  readonly assumptions?: Partial<MemoryAssumptions>;
 }
 
 const ORDER = { error: 0, warning: 1, info: 2 } as const;
 
 /** Analyzes an already resolved plan. */
-export function analyzeResolvedPlan(plan: Plan, notes: readonly Issue[] = []): PlanAnalysis {
-  const issues = [...checkRules(plan), ...notes].sort((a, b) => ORDER[a.severity] - ORDER[b.severity]);
+export function analyzeResolvedPlan(
+  plan: Plan,
+  notes: readonly Issue[] = [],
+  assumptions: Partial<MemoryAssumptions> = {},
+): PlanAnalysis {
+  const memory = estimateMemory(plan, assumptions);
+  const issues = [...checkRules(plan), ...memoryIssues(plan, memory), ...notes].sort(
+    (a, b) => ORDER[a.severity] - ORDER[b.severity],
+  );
   return {
     plan,
     params: countParams(plan.model.architecture),
     trainable: countTrainable(plan.model.architecture, plan),
+    memory,
     issues,
     valid: !issues.some((i) => i.severity === "error"),
   };
@@ -34,9 +51,9 @@ export function analyzeResolvedPlan(plan: Plan, notes: readonly Issue[] = []): P
  * Resolves plan input (flags, a spec file's object, the builder's draft) and analyzes it.
  * @throws TunefitError (usage) when the input does not form a plan
  */
-export function analyzePlan(input: unknown, options: ResolveOptions = {}): PlanAnalysis {
+export function analyzePlan(input: unknown, options: AnalyzeOptions = {}): PlanAnalysis {
   const { plan, issues } = resolvePlan(input, options);
-  return analyzeResolvedPlan(plan, issues);
+  return analyzeResolvedPlan(plan, issues, options.assumptions);
 }
 
 /** The `plan --json` object (the contract's shape; memory fields arrive with the memory model). */
@@ -76,6 +93,17 @@ export function planReport(analysis: PlanAnalysis) {
       gpusPerNode: plan.gpus,
       nodes: plan.nodes,
       gpuCapacityBytes: plan.gpu.capacityBytes,
+    },
+    memory: {
+      train: {
+        perGpu: analysis.memory.train.perGpu,
+        capacityBytes: analysis.memory.train.capacityBytes,
+        fits: analysis.memory.train.fits,
+        phase: analysis.memory.train.phase,
+      },
+      load: analysis.memory.load,
+      inference: analysis.memory.inference,
+      hostRam: analysis.memory.hostRam,
     },
     plan: {
       method: plan.method,

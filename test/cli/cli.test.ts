@@ -35,9 +35,9 @@ const SEED = [
 ];
 
 describe("tunefit plan --json", () => {
-  it("prints the contract's model and hardware fields", () => {
+  it("prints the contract's fields for the seed case, which does not fit (exit 3)", () => {
     const { code, stdout } = cli([...SEED, "--json"]);
-    expect(code).toBe(0);
+    expect(code).toBe(3);
     const report = JSON.parse(stdout);
     expect(report.model.id).toBe("Qwen/Qwen2-VL-72B-Instruct");
     expect(report.model.params).toMatchObject({ total: 73_405_560_320, trainable: 72_706_203_648 });
@@ -47,7 +47,24 @@ describe("tunefit plan --json", () => {
       nodes: 1,
       gpuCapacityBytes: 24_564 * 1024 ** 2,
     });
-    expect(report.issues).toEqual([]);
+    const { train, load, inference, hostRam } = report.memory;
+    const b = train.perGpu.breakdown;
+    expect(b.weights + b.gradients + b.optimizer + b.activations + b.logits + b.buffers).toBe(
+      train.perGpu.allocatedBytes,
+    );
+    expect(train.perGpu.allocatedBytes + b.fragmentation).toBe(train.perGpu.reservedBytes);
+    expect(train.perGpu.reservedBytes + b.runtime).toBe(train.perGpu.deviceBytes);
+    expect(train.fits).toBe(false);
+    expect(train.capacityBytes).toBe(Math.floor(24_564 * 1024 ** 2 * 0.95));
+    expect(load).toMatchObject({ fits: false, oomAtShard: { index: 7, of: 38 } });
+    expect(load.oomAtFraction).toBeCloseTo(0.17, 2);
+    expect(inference.perGpuBytes).toBeGreaterThan(17 * 1024 ** 3);
+    expect(inference.perGpuBytes).toBeLessThan(20 * 1024 ** 3);
+    expect(hostRam.perNodeBytes).toBeGreaterThan(0);
+    expect(report.issues.map((i: { code: string; path: string }) => [i.code, i.path])).toEqual([
+      ["LOAD_REPLICA_OOM", "sharding"],
+      ["TRAIN_OOM", "microBatch"],
+    ]);
   });
 
   it("matches the model id case-insensitively and keeps the last of a repeated flag", () => {
@@ -102,10 +119,18 @@ describe("tunefit plan --json", () => {
 });
 
 describe("exit codes", () => {
-  it("0 for a valid plan, with a human report", () => {
-    const { code, stdout } = cli(SEED);
+  it("0 for a valid plan that fits, with a human report and a memory bar", () => {
+    const { code, stdout } = cli(["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g"]);
     expect(code).toBe(0);
-    expect(stdout).toContain("73,405,560,320");
+    expect(stdout).toContain("7,615,616,512");
+    expect(stdout).toContain("✔ fits");
+    expect(stdout).toMatch(/\[W+.*\]/);
+  });
+
+  it("3 for the seed case: the loading OOM is reported with its shard", () => {
+    const { code, stdout } = cli(SEED);
+    expect(code).toBe(3);
+    expect(stdout).toContain("shard 7 of 38");
   });
 
   it("3 for a plan that breaks a rule, reported with its path", () => {

@@ -124,7 +124,7 @@ describe("input that does not form a plan", () => {
 });
 
 describe("rules that stop a run", () => {
-  const base = { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g", gpus: 2 } as const;
+  const base = { model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "a100-80g", gpus: 2 } as const;
   const cases: [string, Record<string, unknown>][] = [
     ["QLORA_8BIT_SHARDED", { method: "qlora", quantBits: 8, sharding: "zero3" }],
     ["PREQUANTIZED_SHARDED", { method: "qlora", quantMethod: "gptq", sharding: "fsdp" }],
@@ -134,7 +134,7 @@ describe("rules that stop a run", () => {
     ["FSDP_OFFLOAD_ALL_OR_NOTHING", { offload: "optimizer", sharding: "fsdp2" }],
     ["FA2_UNSUPPORTED_GPU", { gpu: "v100-32g", precision: "fp16", attention: "fa2" }],
     ["BF16_UNSUPPORTED_GPU", { gpu: "t4", precision: "bf16" }],
-    ["TEMPLATE_NOT_MULTIMODAL", { model: "Qwen/Qwen2-VL-7B-Instruct", imagesPerSample: 1, template: "qwen" }],
+    ["TEMPLATE_NOT_MULTIMODAL", { model: "Qwen/Qwen2-VL-2B-Instruct", imagesPerSample: 1, template: "qwen" }],
   ];
   it("covers every rule of the table", () => {
     expect(cases.map(([code]) => code).sort()).toEqual(PLAN_RULES.map((r) => r.code).sort());

@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+// Memory-model accuracy against published measured peaks (bench/data/calibration-cases.json, translated from
+// the calibration set by scripts/gen-bench-cases.mjs). Prints per case measured vs predicted, then summaries:
+// per scope, per tier, per source group, and a leave-one-group-out error for the one tunable assumption.
+// Metric rule: allocated/active peak → allocatedBytes; max_memory_reserved → reservedBytes; nvidia-smi →
+// deviceBytes; not stated → reservedBytes.
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { estimateMemory, resolvePlan } from "../dist/index.js";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const cases = JSON.parse(readFileSync(resolve(root, "bench/data/calibration-cases.json"), "utf8"));
+const GiB = 1024 ** 3;
+
+function predict(c, overrides = {}) {
+  const { plan } = resolvePlan(c.plan, { cwd: root });
+  const m = estimateMemory(plan, overrides).train.perGpu;
+  const key = { allocated: "allocatedBytes", reserved: "reservedBytes", device: "deviceBytes" }[
+    c.measured.metric
+  ];
+  return { bytes: m[key], breakdown: m.breakdown };
+}
+
+const median = (xs) => {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+const pct = (x) => `${(x * 100).toFixed(1)}%`;
+
+const skipped = cases.filter((c) => c.excluded.some((e) => e.startsWith("BERT")));
+const rows = cases
+  .filter((c) => !skipped.includes(c))
+  .map((c) => {
+    const p = predict(c);
+    return {
+      c,
+      predicted: p.bytes,
+      breakdown: p.breakdown,
+      error: (p.bytes - c.measured.bytes) / c.measured.bytes,
+    };
+  });
+
+console.log(
+  "case".padEnd(64),
+  "scope".padEnd(10),
+  "tier",
+  "metric".padEnd(9),
+  "measured",
+  "predicted",
+  "error",
+);
+for (const r of rows) {
+  console.log(
+    r.c.id.padEnd(64),
+    r.c.scope.padEnd(10),
+    r.c.tier.padEnd(4),
+    r.c.measured.metric.padEnd(9),
+    `${(r.c.measured.bytes / GiB).toFixed(2)}`.padStart(8),
+    `${(r.predicted / GiB).toFixed(2)}`.padStart(9),
+    `${r.error >= 0 ? "+" : ""}${pct(r.error)}`.padStart(7),
+  );
+}
+
+function summary(label, list) {
+  if (list.length === 0) return;
+  const abs = list.map((r) => Math.abs(r.error));
+  const worst = list.reduce((w, r) => (Math.abs(r.error) > Math.abs(w.error) ? r : w));
+  console.log(
+    `${label.padEnd(44)} n=${String(list.length).padStart(2)}  median |err| ${pct(median(abs)).padStart(6)}  ` +
+      `max ${pct(Math.max(...abs)).padStart(6)} (${worst.c.id})  >30%: ${abs.filter((x) => x > 0.3).length}`,
+  );
+}
+
+for (const c of skipped) console.log(c.id.padEnd(64), "not predicted:", c.excluded.join("; "));
+
+console.log("\nSummary (GiB = 2^30 bytes; 'GB (ambiguous)' read as GiB)");
+const single = rows.filter((r) => r.c.scope === "single-gpu");
+summary("single GPU, no ZeRO/FSDP (target)", single);
+summary(
+  "  tier A",
+  single.filter((r) => r.c.tier === "A"),
+);
+summary(
+  "  tier B",
+  single.filter((r) => r.c.tier === "B"),
+);
+summary(
+  "sharded (ZeRO/FSDP; first-order model)",
+  rows.filter((r) => r.c.scope === "sharded"),
+);
+summary(
+  "excluded (compile, fused step, act. offload, BERT)",
+  rows.filter((r) => r.c.scope === "excluded"),
+);
+console.log("\nPer source group (single GPU):");
+for (const g of [...new Set(single.map((r) => r.c.group))])
+  summary(
+    `  ${g}`,
+    single.filter((r) => r.c.group === g),
+  );
+
+const overridden = cases.filter((c) => c.overrides.length > 0);
+console.log(
+  `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((c) => c.tier === "A").length})`,
+);
+
+// Leave-one-group-out: refit the one tunable assumption (allocator fragmentation share) on the other groups,
+// then score the held-out group with it.
+const grid = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4];
+const score = (list, f) =>
+  median(
+    list.map((r) =>
+      Math.abs(
+        (predict(r.c, { fragmentationOfTransient: f }).bytes - r.c.measured.bytes) / r.c.measured.bytes,
+      ),
+    ),
+  );
+console.log("\nLeave-one-group-out (fragmentationOfTransient refitted without the group):");
+const logo = [];
+for (const g of [...new Set(single.map((r) => r.c.group))]) {
+  const train = single.filter((r) => r.c.group !== g);
+  const test = single.filter((r) => r.c.group === g);
+  const best = grid.reduce((b, f) => (score(train, f) < score(train, b) ? f : b), grid[0]);
+  for (const r of test)
+    logo.push(
+      Math.abs(
+        (predict(r.c, { fragmentationOfTransient: best }).bytes - r.c.measured.bytes) / r.c.measured.bytes,
+      ),
+    );
+  console.log(`  ${g.padEnd(42)} fitted ${best.toFixed(2)}  held-out median |err| ${pct(score(test, best))}`);
+}
+console.log(`  overall held-out median |err| ${pct(median(logo))}, max ${pct(Math.max(...logo))}`);

@@ -1,0 +1,268 @@
+#!/usr/bin/env node
+// Translates the published measured memory cases (memory-cases-calibration.json) into tunefit plan inputs:
+// bench/data/calibration-cases.json. It only translates fields; where a case's stack differs in a way no plan
+// flag expresses, the difference is written into the case's `mapping` notes, and every per-case override is
+// listed in `overrides` (the bench prints and counts them).
+//
+// Usage: node scripts/gen-bench-cases.mjs [--from DIR]   (DIR defaults to ../shared/reference)
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const fromIdx = process.argv.indexOf("--from");
+const from = resolve(root, fromIdx > 0 ? process.argv[fromIdx + 1] : "../shared/reference");
+const cases = JSON.parse(readFileSync(join(from, "memory-cases-calibration.json"), "utf8"));
+
+const GiB = 1024 ** 3;
+
+// Hub ids of the cases → what tunefit is given. Remote-code Qwen-1 models are qwen2 dimension folders
+// (bench/models/*), Qwen-VL an explicit architecture (same shapes as ViT-bigG + Qwen-7B, resampler as merger).
+function modelOf(c, notes) {
+  const hub = c.model.hub_id ?? "";
+  const base = hub.replace(/\(-[A-Za-z]+\)$/, "");
+  const remote = {
+    "Qwen/Qwen-1_8B": "bench/models/qwen-1_8b",
+    "Qwen/Qwen-7B": "bench/models/qwen-7b",
+    "Qwen/Qwen-14B": "bench/models/qwen-14b",
+    "Qwen/Qwen-72B": "bench/models/qwen-72b",
+    "01-ai/Yi-34B": "bench/models/yi-34b",
+  };
+  if (remote[base]) {
+    notes.push(`${base} is read from ${remote[base]}/config.json (same shapes and parameter count)`);
+    if (base.startsWith("Qwen/Qwen-"))
+      notes.push("Qwen-1 fuses q/k/v into c_attn: LoRA on it is one adapter of r·(h+3h), here three of r·2h");
+    return remote[base];
+  }
+  if (hub.startsWith("Qwen/Qwen-VL")) {
+    notes.push(
+      "Qwen-VL (remote code) as qwen2_vl shapes: ViT-bigG 48×1664 (MLP 8192), 448px → 1024 patches → 256 tokens; its attn_pool resampler as the merger",
+    );
+    return { id: "Qwen/Qwen-VL", architecture: QWEN_VL };
+  }
+  if (!hub && c.id.includes("mistral7b")) {
+    notes.push("hub id not stated: Mistral-7B-v0.1 (7.24 B)");
+    return "mistralai/Mistral-7B-v0.1";
+  }
+  return base;
+}
+
+const QWEN_VL = {
+  modelType: "qwen2_vl",
+  text: {
+    vocabSize: 151936,
+    embedRows: 151936,
+    hiddenSize: 4096,
+    numLayers: 32,
+    numHeads: 32,
+    numKvHeads: 32,
+    headDim: 128,
+    intermediateSize: 11008,
+    tieWordEmbeddings: false,
+    qkvBias: true,
+    oBias: false,
+    mlpBias: false,
+    mlp: "gated",
+    norm: "rmsnorm",
+    normsPerLayer: 2,
+    qkNorm: false,
+    crossAttentionLayers: [],
+    maxPositionEmbeddings: 8192,
+    moe: null,
+    mla: null,
+  },
+  vision: {
+    kind: "qwen2_vl",
+    depth: 48,
+    embedDim: 1664,
+    mlpHiddenSize: 8192,
+    numHeads: 16,
+    inChannels: 3,
+    patchSize: 14,
+    temporalPatchSize: 1,
+    spatialMergeSize: 2,
+    outHiddenSize: 4096,
+  },
+};
+
+function gpuOf(c, notes) {
+  const g = (c.distributed.gpu_model ?? "").toLowerCase();
+  const table = [
+    ["3090", "rtx3090"],
+    ["4090", "rtx4090"],
+    ["l40s", "l40s"],
+    ["h100", "h100-80g"],
+    ["v100", "v100-16g"],
+    ["a100-sxm4-80gb", "a100-80g"],
+    ["a100", "a100-80g"],
+  ];
+  for (const [k, id] of table) {
+    if (g.includes(k)) {
+      if (id === "a100-80g" && !g.includes("80")) notes.push("A100 memory size not stated: a100-80g assumed");
+      return id;
+    }
+  }
+  notes.push(
+    `GPU "${c.distributed.gpu_model}" not in the catalog: h100-80g assumed (capacity does not enter the prediction)`,
+  );
+  return "h100-80g";
+}
+
+function methodOf(c) {
+  const t = c.finetuning.type;
+  if (t.startsWith("freeze")) return "freeze";
+  return t;
+}
+
+function precisionOf(c) {
+  const mode = (c.precision?.mode ?? "").toLowerCase();
+  if (mode.startsWith("pure_bf16")) return "pure_bf16";
+  if (mode.startsWith("fp16")) return "fp16";
+  if (mode.startsWith("fp32")) return "fp32";
+  if (mode.startsWith("bf16 weights")) return "pure_bf16"; // bf16 model without autocast (PEFT method comparison)
+  return "bf16";
+}
+
+function optimizerOf(c) {
+  const n = (c.optimizer?.name ?? "").toLowerCase();
+  if (n.includes("pagedadamw8bit")) return "paged_adamw_8bit";
+  if (n.includes("pagedadamw")) return "paged_adamw_32bit";
+  if (n.includes("8-bit adamw") || n.includes("adamw8bit")) return "adamw_8bit";
+  return undefined; // AdamW: LLaMA-Factory's default
+}
+
+const LEAVES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+function loraTargetOf(c, notes) {
+  const text = c.finetuning.target_modules ?? "";
+  if (/all-linear|c_attn, c_proj, w1, w2/.test(text)) return "all";
+  if (/c_attn, attn\.c_proj, w1, w2/.test(text))
+    return ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"];
+  if (/output_proj \+ MLP/.test(text) || /q,k,v,output_proj/.test(text)) {
+    notes.push("torchtune names: q/k/v/output_proj + MLP w1/w2/w3 = all linear");
+    return text.includes("q,k,v")
+      ? "all"
+      : ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+  }
+  const found = LEAVES.filter((l) => text.includes(l));
+  if (/o_proj NOT included/.test(text)) return found.filter((l) => l !== "o_proj");
+  return found.length > 0 ? found : "all";
+}
+
+function metricOf(c) {
+  const m = (c.measured.metric ?? "").toLowerCase();
+  if (m.includes("max_memory_reserved") || m.includes("memory_reserved")) return "reserved";
+  if (m.includes("allocated") || m.includes("active")) return "allocated";
+  if (m.includes("nvml") || m.includes("nvidia-smi")) return "device";
+  return "reserved"; // not stated
+}
+
+function bytesOf(c, notes) {
+  const { value, unit } = c.measured;
+  if (unit === "GiB") return value * GiB;
+  if (unit === "MiB") return value * 1024 ** 2;
+  if (unit.startsWith("GB(1e9)")) return value * 1e9;
+  notes.push(`unit "${unit}" read as GiB (flagged)`);
+  return value * GiB;
+}
+
+const out = [];
+for (const c of cases) {
+  const notes = [];
+  const overrides = [];
+  const excluded = [];
+  if (c.model.hub_id?.includes("bert")) excluded.push("BERT encoder: outside the decoder families");
+  if (c.torch_compile) excluded.push("torch.compile");
+  if (c.optimizer?.fused_into_backward) excluded.push("optimizer step fused into backward");
+  if (c.activation_offloading) excluded.push("activation offloading");
+
+  const method = methodOf(c);
+  const plan = {
+    model: modelOf(c, notes),
+    gpu: gpuOf(c, notes),
+    gpus: c.distributed.num_gpus ?? 1,
+    method,
+    precision: precisionOf(c),
+    seqLen: c.sequence_length.value,
+    packing: /(^|[^n])packed/.test(c.sequence_length.kind),
+    microBatch: c.micro_batch_size ?? 1,
+    gradAccum: c.gradient_accumulation ?? 1,
+    gradientCheckpointing: Boolean(c.gradient_checkpointing?.enabled),
+    attention: /flash/i.test(c.attention_impl ?? "")
+      ? "fa2"
+      : /eager/i.test(c.attention_impl ?? "")
+        ? "eager"
+        : /sdpa/i.test(c.attention_impl ?? "")
+          ? "sdpa"
+          : "auto",
+    liger: /chunk|fused|cut/i.test(c.loss_impl ?? ""),
+    template: "default",
+  };
+  const optimizer = optimizerOf(c);
+  if (optimizer) plan.optimizer = optimizer;
+  if (plan.liger) notes.push(`${c.loss_impl.split("(")[0].trim()} expressed as --liger on`);
+  if (plan.precision === "pure_bf16" && !/pure_bf16/.test(c.precision?.mode ?? ""))
+    notes.push("bf16 model without autocast expressed as pure_bf16 (adapters stay fp32 in PEFT)");
+
+  const d = c.distributed;
+  const strategy = (d.strategy ?? "").toLowerCase();
+  if (d.zero_stage) plan.sharding = `zero${d.zero_stage}`;
+  else if (/fsdp/i.test(d.framework ?? "")) {
+    plan.sharding = "fsdp";
+    plan.fsdpStrategy = /no_shard|ddp/.test(strategy) ? "no_shard" : "full_shard";
+  }
+  if (d.offload_params) plan.offload = "params";
+  else if (d.offload_optimizer) plan.offload = "optimizer";
+
+  if (method === "lora" || method === "qlora") {
+    plan.loraRank = c.finetuning.lora_rank;
+    if (c.finetuning.lora_alpha) plan.loraAlpha = c.finetuning.lora_alpha;
+    if (c.finetuning.lora_dropout) plan.loraDropout = c.finetuning.lora_dropout;
+    plan.loraTarget = loraTargetOf(c, notes);
+    if (/DoRA/.test(c.finetuning.trainable_extra ?? "")) plan.useDora = true;
+    if (/embedding|wte/.test(c.finetuning.trainable_extra ?? ""))
+      plan.additionalTarget = ["embed_tokens", "lm_head"];
+  }
+  if (method === "qlora") {
+    const scheme = (c.finetuning.quantization?.scheme ?? "").toLowerCase();
+    plan.quantMethod = scheme.includes("gptq") ? "gptq" : "bnb";
+    plan.quantBits = c.finetuning.quantization?.bits ?? 4;
+  }
+  if (method === "freeze") {
+    plan.freezeTrainableLayers = c.model.layers;
+    plan.freezeTrainableModules = ["input_layernorm", "post_attention_layernorm"];
+    notes.push(
+      "LN tuning as freeze over every layer's norms (the final norm is not expressible: one H-vector)",
+    );
+  }
+  if (typeof plan.model === "object" || String(plan.model).startsWith("Qwen/Qwen-VL")) {
+    plan.imagesPerSample = 1;
+    plan.imageMaxPixels = 448 * 448;
+    if (/attn_pool/.test(c.finetuning.trainable_extra ?? "")) plan.freezeProjector = false;
+  }
+  if (/qwen/i.test(c.group) && method === "qlora") notes.push("Qwen's Q-LoRA loads a GPTQ Int4 checkpoint");
+
+  const measuredBytes = bytesOf(c, notes);
+  const singleGpu = (d.num_gpus ?? 1) === 1 && !plan.sharding;
+  out.push({
+    id: c.id,
+    group: c.group,
+    tier: c.trust_tier,
+    scope: excluded.length > 0 ? "excluded" : singleGpu ? "single-gpu" : "sharded",
+    excluded,
+    plan,
+    measured: {
+      bytes: Math.round(measuredBytes),
+      metric: metricOf(c),
+      value: c.measured.value,
+      unit: c.measured.unit,
+    },
+    mapping: notes,
+    overrides,
+  });
+}
+
+writeFileSync(join(root, "bench/data/calibration-cases.json"), `${JSON.stringify(out, null, 2)}\n`);
+const by = (s) => out.filter((c) => c.scope === s).length;
+console.log(
+  `wrote ${out.length} cases: ${by("single-gpu")} single-GPU, ${by("sharded")} sharded, ${by("excluded")} excluded`,
+);

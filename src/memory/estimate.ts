@@ -1,0 +1,63 @@
+import { countParams } from "../model/params.ts";
+import { countTrainable } from "../model/trainable.ts";
+import type { Plan } from "../schema/plan.ts";
+import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
+import {
+  estimateHostMemory,
+  estimateInferenceMemory,
+  estimateLoadMemory,
+  type HostMemory,
+  type InferenceMemory,
+  type LoadMemory,
+} from "./load.ts";
+import { estimateTrainMemory, type TrainMemory } from "./train.ts";
+
+/** The contract's `memory` object: training peak, loading, inference and host RAM. */
+export interface MemoryEstimate {
+  readonly train: {
+    readonly perGpu: Pick<TrainMemory, "allocatedBytes" | "reservedBytes" | "deviceBytes" | "breakdown">;
+    /** what the plan may use after headroom */
+    readonly capacityBytes: number;
+    readonly fits: boolean;
+    readonly phase: TrainMemory["phase"];
+  };
+  readonly load: LoadMemory;
+  readonly inference: Pick<InferenceMemory, "perGpuBytes">;
+  readonly hostRam: HostMemory;
+}
+
+/** Usable capacity after the plan's headroom. */
+export function usableCapacityBytes(plan: Plan): number {
+  return Math.floor(plan.gpu.capacityBytes * (1 - plan.headroom));
+}
+
+/**
+ * Predicts the memory of a resolved plan. Every assumption can be overridden.
+ * @example estimateMemory(plan, { cudaContextBytes: 1024 ** 3 }).train.perGpu.deviceBytes
+ */
+export function estimateMemory(plan: Plan, overrides: Partial<MemoryAssumptions> = {}): MemoryEstimate {
+  const as = withDefaults(overrides);
+  const params = countParams(plan.model.architecture);
+  const trainable = countTrainable(plan.model.architecture, {
+    ...plan,
+    expertsAsLinear: as.transformersExpertsAsLinear,
+  });
+  const train = estimateTrainMemory(plan, as, { params, trainable });
+  const capacityBytes = usableCapacityBytes(plan);
+  return {
+    train: {
+      perGpu: {
+        allocatedBytes: train.allocatedBytes,
+        reservedBytes: train.reservedBytes,
+        deviceBytes: train.deviceBytes,
+        breakdown: train.breakdown,
+      },
+      capacityBytes,
+      fits: train.deviceBytes <= capacityBytes,
+      phase: train.phase,
+    },
+    load: estimateLoadMemory(plan, capacityBytes, as, params),
+    inference: { perGpuBytes: estimateInferenceMemory(plan, plan.gpu.capacityBytes, as, params).perGpuBytes },
+    hostRam: estimateHostMemory(plan, as, params, trainable.trainable),
+  };
+}

@@ -1,0 +1,184 @@
+import { linearModules } from "../model/modules.ts";
+import { countParams, type ParamBreakdown } from "../model/params.ts";
+import type { Plan } from "../schema/plan.ts";
+import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
+
+/*
+ * Loading, inference and host memory.
+ *
+ * Loading: LLaMA-Factory passes device_map={"": cuda:LOCAL_RANK} unless ZeRO-3 or FSDP with RAM-efficient
+ * loading is on (model/patcher.py:429-434), so with plain DDP (and ZeRO-1/2) every rank materialises a full
+ * replica on its own GPU, shard after shard, all ranks in lockstep. bitsandbytes quantizes while loading, and
+ * skips partitioned loading under ZeRO-3: each rank then holds the whole quantized model.
+ *
+ * Inference: LLaMA-Factory's chat uses device_map="auto" (hparams/parser.py get_infer_args): accelerate's
+ * get_balanced_memory gives each GPU but the last model/n + 1.25 × the largest no-split block, the first GPU
+ * keeps room for the largest layer, and infer_auto_device_map fills the GPUs in module order.
+ */
+
+export interface LoadMemory {
+  /** peak on one GPU while the weights are loaded, runtime included */
+  readonly perGpuPeakBytes: number;
+  /** bytes of weights each rank loads onto its GPU */
+  readonly weightsBytes: number;
+  readonly fits: boolean;
+  /** share of the weights loaded when memory runs out (absent when it fits) */
+  readonly oomAtFraction?: number;
+  /** the checkpoint shard (1-based) being loaded when memory runs out, when the shard count is known */
+  readonly oomAtShard?: { readonly index: number; readonly of: number };
+}
+
+export interface InferenceMemory {
+  /** the fullest GPU's share of the weights plus its runtime memory */
+  readonly perGpuBytes: number;
+  /** weights placed on each GPU, in order */
+  readonly perGpuWeightsBytes: readonly number[];
+}
+
+export interface HostMemory {
+  readonly perNodeBytes: number;
+}
+
+function bytesPerWeight(plan: Plan): number {
+  return plan.precision === "fp32" ? 4 : 2;
+}
+
+/** Bytes of the weights as loaded (compute dtype, or quantized for QLoRA). */
+export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: MemoryAssumptions): number {
+  const a = bytesPerWeight(plan);
+  if (plan.method !== "qlora") return params.total * a;
+  const groups = linearModules(plan.model.architecture, { expertsAsLinear: as.transformersExpertsAsLinear });
+  const linear = groups
+    .filter((g) => g.region !== "projector")
+    .reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+  const per =
+    plan.quantMethod === "bnb"
+      ? plan.quantBits === 8
+        ? as.int8BytesPerParam
+        : as.nf4BytesPerParam
+      : plan.quantBits === 8
+        ? as.gptq8BytesPerParam
+        : as.gptq4BytesPerParam;
+  return linear * per + (params.total - linear) * a;
+}
+
+/** Whether each rank loads a full replica (true) or only its partition. */
+export function loadsFullReplica(plan: Plan): boolean {
+  if (plan.sharding === "none" || plan.sharding === "zero1" || plan.sharding === "zero2") return true;
+  if (plan.sharding === "fsdp" && plan.fsdpStrategy === "no_shard") return true;
+  // bitsandbytes skips ZeRO-3's partitioned loading: every rank holds the whole quantized model
+  return plan.method === "qlora" && plan.quantMethod === "bnb" && plan.sharding === "zero3";
+}
+
+/**
+ * Peak memory of one GPU while the model loads. `fits` compares with the usable capacity (after headroom);
+ * where memory runs out is computed against the card itself. No collective has run yet, so NCCL holds nothing.
+ */
+export function estimateLoadMemory(
+  plan: Plan,
+  usableBytes: number,
+  overrides: Partial<MemoryAssumptions> = {},
+  params: ParamBreakdown = countParams(plan.model.architecture),
+): LoadMemory {
+  const as = withDefaults(overrides);
+  const world = plan.gpus * plan.nodes;
+  const runtime = as.cudaContextBytes;
+  const total = loadedWeightBytes(plan, params, as);
+  const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
+  const weightsBytes = Math.round(loadsFullReplica(plan) ? total : total / shardGroup);
+  const perGpuPeakBytes = weightsBytes + runtime;
+  if (perGpuPeakBytes <= usableBytes) return { perGpuPeakBytes, weightsBytes, fits: true };
+  const room = Math.max(0, plan.gpu.capacityBytes - runtime);
+  const oomAtFraction = Math.min(1, Math.round((room / weightsBytes) * 1e4) / 1e4);
+  const shards = plan.model.shards;
+  return {
+    perGpuPeakBytes,
+    weightsBytes,
+    fits: false,
+    oomAtFraction,
+    ...(shards
+      ? {
+          oomAtShard: { index: Math.min(shards, Math.floor((room / weightsBytes) * shards) + 1), of: shards },
+        }
+      : {}),
+  };
+}
+
+interface Block {
+  readonly bytes: number;
+  readonly noSplit: boolean;
+}
+
+/** The model's top-level modules in the order transformers registers them, as accelerate sees them. */
+function blocks(plan: Plan, params: ParamBreakdown): Block[] {
+  const a = bytesPerWeight(plan);
+  const t = plan.model.architecture.text;
+  const out: Block[] = [];
+  if (params.visionTower + params.projector > 0) {
+    // the vision tower splits into its blocks; approximate them as equal no-split units
+    const v = plan.model.architecture.vision;
+    const depth = v ? (v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl" ? v.depth : v.numLayers) : 1;
+    for (let i = 0; i < depth; i++)
+      out.push({ bytes: ((params.visionTower + params.projector) * a) / depth, noSplit: true });
+  }
+  out.push({ bytes: params.embedTokens * a, noSplit: false });
+  const layer = ((params.text - params.embedTokens - params.lmHead - params.finalNorm) * a) / t.numLayers;
+  for (let i = 0; i < t.numLayers; i++) out.push({ bytes: layer, noSplit: true });
+  out.push({ bytes: params.finalNorm * a, noSplit: false });
+  // a tied lm_head shares embed_tokens' storage and costs nothing more
+  out.push({ bytes: params.lmHead * a, noSplit: false });
+  return out;
+}
+
+/** The model served with device_map="auto" across the GPUs of one node (batch 1, short prompt). */
+export function estimateInferenceMemory(
+  plan: Plan,
+  capacityBytes: number,
+  overrides: Partial<MemoryAssumptions> = {},
+  params: ParamBreakdown = countParams(plan.model.architecture),
+): InferenceMemory {
+  const as = withDefaults(overrides);
+  const n = plan.gpus;
+  const runtime = as.cudaContextBytes;
+  const list = blocks(plan, params);
+  const total = list.reduce((s, b) => s + b.bytes, 0);
+  const largestNoSplit = Math.max(...list.filter((b) => b.noSplit).map((b) => b.bytes));
+  const free = capacityBytes - runtime; // get_max_memory: what mem_get_info reports free
+  const perGpu = n === 1 ? free : total / n + 1.25 * largestNoSplit;
+  const budgets = Array.from({ length: n }, (_, i) => (i === n - 1 ? free : Math.min(perGpu, free)));
+  if (budgets.length > 0) budgets[0] = (budgets[0] ?? 0) - (n > 1 ? largestNoSplit : 0); // main device keeps room
+  const placed = Array.from({ length: n }, () => 0);
+  let device = 0;
+  for (const b of list) {
+    while (device < n - 1 && (placed[device] ?? 0) + b.bytes > (budgets[device] ?? 0)) device++;
+    placed[device] = (placed[device] ?? 0) + b.bytes;
+  }
+  const rounded = placed.map((x) => Math.round(x));
+  return { perGpuBytes: Math.max(...rounded) + runtime, perGpuWeightsBytes: rounded };
+}
+
+/** Host memory per node: the training processes, what loading stages on the CPU, and CPU offload. */
+export function estimateHostMemory(
+  plan: Plan,
+  overrides: Partial<MemoryAssumptions> = {},
+  params: ParamBreakdown = countParams(plan.model.architecture),
+  trainableParams = 0,
+): HostMemory {
+  const as = withDefaults(overrides);
+  const total = loadedWeightBytes(plan, params, as);
+  const shardBytes = plan.model.shards ? total / plan.model.shards : Math.min(total, as.defaultShardBytes);
+  let loading: number;
+  if (plan.sharding === "zero3" && !loadsFullReplica(plan)) {
+    loading = plan.gpus * shardBytes; // zero.Init: each rank reads the checkpoint shard by shard
+  } else if (plan.sharding === "fsdp" || plan.sharding === "fsdp2") {
+    loading = total; // cpu_ram_efficient_loading: rank 0 holds the full state dict, the others meta tensors
+  } else {
+    loading = plan.gpus * shardBytes; // each rank maps one safetensors shard at a time
+  }
+  // ZeRO/FSDP offload: each node keeps its share of the fp32 master weights and Adam states (12 B per trainable
+  // parameter), and with parameter offload also its share of the weights and fp32 gradients.
+  let offload = 0;
+  if (plan.offload !== "none") offload += (trainableParams * 12) / plan.nodes;
+  if (plan.offload === "params") offload += (total + trainableParams * 4) / plan.nodes;
+  return { perNodeBytes: Math.round(plan.gpus * as.hostBytesPerProcess + loading + offload) };
+}

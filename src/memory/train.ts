@@ -1,0 +1,479 @@
+import { type LinearGroup, linearModules } from "../model/modules.ts";
+import { countParams, type ParamBreakdown } from "../model/params.ts";
+import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
+import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
+import type { Plan } from "../schema/plan.ts";
+import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
+
+/*
+ * Training memory of one GPU at the step's peak, in bytes. The model follows what PyTorch keeps alive:
+ * - weights in their load dtype, trainable parameters upcast to fp32 by LLaMA-Factory unless pure_bf16
+ *   (model/adapter.py), quantized linears for QLoRA;
+ * - gradients in the trainable dtype, optimizer states per the optimizer;
+ * - activations as the tensors autograd saves per decoder layer (which depends on what is trainable), or only
+ *   each layer's input with gradient checkpointing plus one recomputed layer;
+ * - logits at the loss (bf16 logits, the fp32 upcast, log_softmax's saved output);
+ * - buffers: dequantized weights, the autocast weight cache, DDP's gradient buckets, optimizer temporaries.
+ * The peak is the larger of the backward phase and the optimizer step.
+ */
+
+/** The contract's breakdown; the first six sum to allocated, + fragmentation to reserved, + runtime to device. */
+export interface MemoryBreakdown {
+  readonly weights: number;
+  readonly gradients: number;
+  readonly optimizer: number;
+  readonly activations: number;
+  readonly logits: number;
+  readonly buffers: number;
+  readonly fragmentation: number;
+  readonly runtime: number;
+}
+
+export interface TrainMemory {
+  readonly breakdown: MemoryBreakdown;
+  readonly allocatedBytes: number;
+  readonly reservedBytes: number;
+  readonly deviceBytes: number;
+  /** which phase holds the peak */
+  readonly phase: "backward" | "optimizer-step";
+  /** tokens per micro-batch on one GPU (micro-batch × sequence length) */
+  readonly tokensPerMicroBatch: number;
+}
+
+type PlanLike = Plan;
+
+const ADAMW_LIKE = 2;
+
+/** Optimizer state bytes per trainable parameter of dtype `paramBytes`. */
+export function optimizerBytesPerParam(optimizer: string | null, paramBytes: number): number {
+  const name = optimizer ?? "adamw_torch"; // LLaMA-Factory's default optim (torch < 2.8; fused from 2.8 on)
+  if (name === "sgd") return 0; // torch.optim.SGD without momentum keeps no state
+  if (name === "lomo" || name === "adalomo") return 0;
+  if (name === "adafactor") return 0; // factored: O(rows + cols) per matrix, counted separately
+  if (name === "adamw_torch_4bit") return ADAMW_LIKE * 0.5;
+  if (name.includes("ademamix"))
+    return 3 * (name.includes("8bit") ? 1 : name.includes("32bit") ? 4 : paramBytes);
+  if (name.includes("lion") || name.includes("rmsprop") || name === "adagrad") {
+    return name.includes("8bit") ? 1 : name.includes("32bit") ? 4 : paramBytes;
+  }
+  if (name.includes("8bit")) return ADAMW_LIKE * 1; // bitsandbytes block-wise int8 states
+  if (name.includes("32bit")) return ADAMW_LIKE * 4; // bitsandbytes 32-bit states
+  return ADAMW_LIKE * paramBytes; // AdamW and relatives: exp_avg + exp_avg_sq in the parameter dtype
+}
+
+interface Ctx {
+  readonly arch: Architecture;
+  /** bytes of a compute-dtype activation element */
+  readonly a: number;
+  /** bytes of a residual-stream element (fp32 when full fine-tuning keeps fp32 embeddings under autocast) */
+  readonly rb: number;
+  /** autocast casts each trainable linear's fp32 input separately (full fine-tuning in mixed precision) */
+  readonly castCopies: boolean;
+  readonly liger: boolean;
+  readonly eager: boolean;
+  readonly fa2: boolean;
+  readonly seqLen: number;
+  /** LoRA input copies per token, summed over the whole language model */
+  readonly loraPerToken: number;
+}
+
+function qkvInputs(type: Architecture["modelType"], mla: boolean): number {
+  if (mla) return 2; // q (or q_a) and kv_a_proj_with_mqa
+  return type === "phi3" || type === "chatglm" || type === "internlm2" || type === "baichuan" ? 1 : 3;
+}
+
+/** Which weights of a decoder layer are trained (freeze tuning can pick sub-modules). */
+export interface LayerTraining {
+  readonly norms: boolean;
+  readonly attention: boolean;
+  readonly mlp: boolean;
+}
+const FROZEN: LayerTraining = { norms: false, attention: false, mlp: false };
+const ALL: LayerTraining = { norms: true, attention: true, mlp: true };
+
+/** Bytes autograd saves for one decoder layer, per token. */
+function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): number {
+  const t: TextArchitecture = ctx.arch.text;
+  const { a, rb } = ctx;
+  const h = t.hiddenSize;
+  const qd = t.mla ? t.numHeads * (t.mla.qkNopeHeadDim + t.mla.qkRopeHeadDim) : t.numHeads * t.headDim;
+  const kd = t.mla ? qd : t.numKvHeads * t.headDim;
+  const vd = t.mla ? t.numHeads * t.mla.vHeadDim : t.numKvHeads * t.headDim;
+  const od = t.mla ? vd : qd;
+
+  // RMSNorm (HF) upcasts its input to fp32 and saves it; its output is saved for the weight's gradient.
+  // Liger's fused RMSNorm saves the input in its own dtype and the per-row rstd.
+  const norm = (ctx.liger ? a * h : 4 * h) + (trained.norms ? rb * h : 0);
+  let bytes = t.normsPerLayer * norm;
+
+  // Attention: SDPA/FlashAttention save q, k, v, the output and a fp32 log-sum-exp per head. Outside
+  // FlashAttention-2, transformers expands grouped k/v to every query head first (repeat_kv), so the saved
+  // k and v are query-sized.
+  const kvSaved = ctx.fa2 ? kd + vd : Math.max(kd, qd) + Math.max(vd, od);
+  bytes += a * (qd + kvSaved + od) + 4 * t.numHeads;
+  // A trained linear saves its input; under autocast each fp32 input is cast (and saved) per linear.
+  if (trained.attention && ctx.castCopies) bytes += qkvInputs(ctx.arch.modelType, t.mla !== null) * a * h;
+  else if (trained.attention && !trained.norms) bytes += a * h;
+  if (t.qkNorm) bytes += 4 * (qd + kd) + (trained.attention ? a * (qd + kd) : 0);
+  if (t.mla) {
+    const latent = t.mla.kvLoraRank + (t.mla.qLoraRank ?? 0);
+    bytes += 4 * latent + a * (latent + t.mla.qkRopeHeadDim);
+  }
+  // Eager attention keeps the s×s probabilities (fp32 softmax output and its compute-dtype copy) per head.
+  if (ctx.eager) bytes += t.numHeads * ctx.seqLen * (4 + a);
+
+  const moe = t.moe;
+  const inMoe = moe?.moeLayers.includes(layer) ?? false;
+  const trainable = trained.mlp;
+  const mlpInputCopies = (width: number) =>
+    trainable && ctx.castCopies ? width * a * h : trainable && !trained.norms ? a * h : 0;
+  // Gated MLP: act(gate) saves gate, the product saves act and up (Liger's SwiGLU recomputes act: 2 tensors);
+  // down_proj saves its input when it is trained.
+  const gated = (I: number) => (ctx.liger ? 2 : 3) * a * I + (trainable ? a * I : 0);
+  if (inMoe && moe) {
+    const Ie = moe.expertIntermediateSize;
+    bytes += 4 * moe.numExperts; // router softmax (fp32)
+    // per routed copy: the gathered input (saved when the expert is trained), the MLP, the weighted output
+    bytes += moe.expertsPerToken * ((trainable ? a * h : 0) + gated(Ie) + a * h);
+    if (moe.sharedExpertIntermediateSize > 0)
+      bytes += mlpInputCopies(2) + gated(moe.sharedExpertIntermediateSize);
+  } else if (t.mlp === "gated") {
+    bytes += mlpInputCopies(ctx.arch.modelType === "phi3" || ctx.arch.modelType.startsWith("glm") ? 1 : 2);
+    bytes += gated(t.intermediateSize);
+  } else {
+    bytes += mlpInputCopies(1) + a * t.intermediateSize + (trainable ? a * t.intermediateSize : 0);
+  }
+  return bytes + ctx.loraPerToken / t.numLayers;
+}
+
+/** LoRA's saved tensors per token over the language model: each adapted module keeps a copy of its input. */
+function loraBytesPerToken(
+  plan: PlanLike,
+  groups: readonly LinearGroup[],
+  targets: readonly string[],
+  copyBytes: number,
+  a: number,
+): number {
+  const t = plan.model.architecture.text;
+  const r = plan.loraRank ?? 0;
+  let bytes = 0;
+  for (const g of groups) {
+    if (g.region !== "text" || !targets.includes(g.name)) continue;
+    // routed experts: each token passes through expertsPerToken of them in each MoE layer
+    const passes = g.expert && t.moe ? (g.count / t.moe.numExperts) * t.moe.expertsPerToken : g.count;
+    // DoRA also saves, per output feature, the fp32 LoRA result, its magnitude-scaled product and the base
+    // result (peft/tuners/lora/dora.py DoraLinearLayer.forward).
+    const dora = plan.useDora ? (4 + 4 + a) * g.outFeatures : 0;
+    const perPass = copyBytes * (g.inFeatures + r) + ((plan.loraDropout ?? 0) > 0 ? g.inFeatures : 0) + dora;
+    bytes += passes * perPass;
+  }
+  return bytes;
+}
+
+/** Bytes of the quantized base weights and of everything bitsandbytes/GPTQ leaves unquantized. */
+function quantizedWeightBytes(
+  plan: PlanLike,
+  params: ParamBreakdown,
+  groups: readonly LinearGroup[],
+  as: MemoryAssumptions,
+  a: number,
+): number {
+  const linear = groups
+    .filter((g) => g.region !== "projector")
+    .reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+  const perParam =
+    plan.quantMethod === "bnb"
+      ? plan.quantBits === 8
+        ? as.int8BytesPerParam
+        : as.nf4BytesPerParam
+      : plan.quantBits === 8
+        ? as.gptq8BytesPerParam
+        : as.gptq4BytesPerParam;
+  return linear * perParam + (params.total - linear) * a;
+}
+
+function adafactorBytes(
+  trainable: TrainableBreakdown,
+  groups: readonly LinearGroup[],
+  plan: PlanLike,
+): number {
+  // Factored second moment: one fp32 row and one column vector per matrix.
+  if (plan.method === "lora" || plan.method === "qlora") {
+    const r = plan.loraRank ?? 8;
+    return groups
+      .filter((g) => trainable.loraTargets.includes(g.name))
+      .reduce((n, g) => n + g.count * 4 * (r + g.inFeatures + g.outFeatures + r), 0);
+  }
+  const share = trainable.fullModules / Math.max(1, countParams(plan.model.architecture).total);
+  return share * groups.reduce((n, g) => n + g.count * 4 * (g.inFeatures + g.outFeatures), 0);
+}
+
+export interface TrainInputs {
+  readonly params: ParamBreakdown;
+  readonly trainable: TrainableBreakdown;
+}
+
+/** Ways the model states are split across the data-parallel group. */
+function partition(plan: PlanLike): { weights: number; gradients: number; optimizer: number; world: number } {
+  const world = plan.gpus * plan.nodes;
+  const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
+  switch (plan.sharding) {
+    case "zero1":
+      return { weights: 1, gradients: 1, optimizer: world, world };
+    case "zero2":
+      return { weights: 1, gradients: world, optimizer: world, world };
+    case "zero3":
+    case "fsdp2":
+      return { weights: world, gradients: world, optimizer: world, world };
+    case "fsdp":
+      if (plan.fsdpStrategy === "no_shard") return { weights: 1, gradients: 1, optimizer: 1, world };
+      if (plan.fsdpStrategy === "shard_grad_op")
+        return { weights: 1, gradients: world, optimizer: world, world };
+      return { weights: shardGroup, gradients: shardGroup, optimizer: shardGroup, world };
+    default:
+      return { weights: 1, gradients: 1, optimizer: 1, world };
+  }
+}
+
+/** Predicts the training peak of one GPU for a resolved plan. */
+export function estimateTrainMemory(
+  plan: PlanLike,
+  overrides: Partial<MemoryAssumptions> = {},
+  inputs?: TrainInputs,
+): TrainMemory {
+  const as = withDefaults(overrides);
+  const arch = plan.model.architecture;
+  const t = arch.text;
+  const params = inputs?.params ?? countParams(arch);
+  const trainable =
+    inputs?.trainable ?? countTrainable(arch, { ...plan, expertsAsLinear: as.transformersExpertsAsLinear });
+  const groups = linearModules(arch, { expertsAsLinear: as.transformersExpertsAsLinear });
+
+  const fp32 = plan.precision === "fp32";
+  const pure = plan.precision === "pure_bf16";
+  const mixed = !fp32 && !pure;
+  const a = fp32 ? 4 : 2; // compute dtype
+  const deepspeed = plan.sharding === "zero1" || plan.sharding === "zero2" || plan.sharding === "zero3";
+  // LLaMA-Factory upcasts trainable parameters to fp32 unless pure_bf16 (model/adapter.py:337-349).
+  const m = pure ? 2 : 4;
+  const isLora = plan.method === "lora" || plan.method === "qlora";
+  const isFull = plan.method === "full";
+  const split = partition(plan);
+
+  // ---- weights
+  const frozenBase =
+    plan.method === "qlora"
+      ? quantizedWeightBytes(plan, params, groups, as, a)
+      : (params.total - (isLora ? 0 : trainable.fullModules)) * a;
+  // DeepSpeed keeps 16-bit model weights and puts the fp32 master copy into the optimizer state.
+  const trainableWeightBytes = deepspeed && mixed ? a : m;
+  const trainedWeights = (trainable.adapter + trainable.fullModules) * trainableWeightBytes;
+  const weightsFull = frozenBase + trainedWeights;
+  const offloadParams = plan.offload === "params";
+  let weights = weightsFull / split.weights;
+  if (split.weights > 1 || offloadParams) {
+    // FSDP/ZeRO-3 gather one decoder layer (and prefetch the next) as stored (quantized for QLoRA).
+    const layerShare = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / params.total;
+    const gathered = (2 * weightsFull * layerShare) / t.numLayers;
+    weights = (offloadParams ? 0 : weightsFull / split.weights) + gathered;
+  }
+
+  // ---- gradients and optimizer
+  const gradBytes = deepspeed && mixed ? a : m;
+  let gradients = (trainable.trainable * gradBytes) / split.gradients;
+  if (offloadParams) gradients = 0;
+  const masterBytes = deepspeed && mixed ? 4 : 0; // DeepSpeed's fp32 master copy
+  const stateBytes =
+    plan.optimizer === "adafactor"
+      ? adafactorBytes(trainable, groups, plan)
+      : trainable.trainable * optimizerBytesPerParam(plan.optimizer, deepspeed ? 4 : m);
+  let optimizer = (trainable.trainable * masterBytes + stateBytes) / split.optimizer;
+  if (plan.offload !== "none") optimizer = 0;
+
+  // ---- activations
+  const tokens = plan.microBatch * plan.seqLen;
+  const trainableLayers = new Set(
+    plan.method === "freeze" ? trainable.trainableLayers : isFull ? range(t.numLayers) : [],
+  );
+  const layerTraining = freezeSelection(plan);
+  const copyBytes = mixed ? a : m; // PEFT casts each adapted input to the adapter dtype (autocast casts it back)
+  const ctx: Ctx = {
+    arch,
+    a,
+    rb: isFull && mixed ? 4 : a,
+    castCopies: isFull && mixed,
+    liger: plan.liger,
+    eager: plan.attention === "eager",
+    fa2: plan.attention === "fa2",
+    seqLen: plan.seqLen,
+    loraPerToken: isLora ? loraBytesPerToken(plan, groups, trainable.loraTargets, copyBytes, a) : 0,
+  };
+  const perLayer = range(t.numLayers).map((l) =>
+    layerBytesPerToken(ctx, l, trainableLayers.has(l) ? layerTraining : FROZEN),
+  );
+  const finalNorm =
+    (plan.liger ? a : 4) * t.hiddenSize + (isFull ? ctx.rb * t.hiddenSize + a * t.hiddenSize : 0);
+  const vision = visionActivationBytes(plan, a);
+  // Backward working set of one layer: the incoming and outgoing hidden-state gradients and the MLP's.
+  const mlpWidth = t.moe ? t.moe.expertIntermediateSize * t.moe.expertsPerToken : t.intermediateSize;
+  const working = 2 * ctx.rb * t.hiddenSize + 2 * a * mlpWidth;
+  const maxLayer = Math.max(...perLayer);
+  const sumLayers = perLayer.reduce((x, y) => x + y, 0);
+
+  // ---- logits
+  let logitsPeak: number;
+  if (plan.liger) {
+    // Liger's fused linear cross-entropy: chunks of ~BT/(V/H) rows, plus the input gradient it precomputes.
+    const chunk =
+      2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(tokens / Math.ceil(t.vocabSize / t.hiddenSize)))));
+    logitsPeak = Math.min(tokens, chunk) * t.vocabSize * 4 * 2 + tokens * t.hiddenSize * a;
+  } else {
+    logitsPeak =
+      tokens * t.vocabSize * (fp32 ? as.logitsBytesPerVocabTokenFp32 : as.logitsBytesPerVocabToken);
+  }
+
+  let activations: number;
+  let logits: number;
+  if (plan.gradientCheckpointing) {
+    const checkpoints = tokens * t.numLayers * ctx.rb * t.hiddenSize + vision.checkpointed;
+    const recompute = tokens * (maxLayer + working);
+    if (logitsPeak >= recompute) {
+      activations = checkpoints;
+      logits = logitsPeak;
+    } else {
+      activations = checkpoints + recompute;
+      logits = 0;
+    }
+  } else {
+    activations = tokens * (sumLayers + finalNorm) + vision.saved;
+    logits = logitsPeak;
+  }
+
+  // ---- buffers
+  let buffers = vision.transient;
+  if (plan.method === "qlora") {
+    const largest = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
+    buffers += 2 * largest * a; // dequantized weight in forward and in backward
+  }
+  if (isFull && mixed && !deepspeed) {
+    // autocast caches the bf16 cast of every fp32 weight used in forward until the forward ends; with
+    // checkpointing the layers run without grad (no caching) and only lm_head's cast is cached.
+    const linearParams = groups
+      .filter((g) => g.region === "text")
+      .reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+    buffers +=
+      a *
+      (plan.gradientCheckpointing ? t.vocabSize * t.hiddenSize : linearParams + t.vocabSize * t.hiddenSize);
+  }
+  if (plan.sharding === "none" && split.world > 1) buffers += trainable.trainable * gradBytes; // DDP buckets
+  const stepTemp =
+    plan.offload === "none" ? (trainable.trainable * m * as.optimizerStepTempCopies) / split.optimizer : 0;
+
+  const states = weights + gradients + optimizer;
+  const backward = states + activations + logits + buffers;
+  const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainable.trainable * gradBytes : 0;
+  const step = states + stepTemp + ddpBuckets;
+  const phase = step > backward ? "optimizer-step" : "backward";
+  if (phase === "optimizer-step") {
+    activations = 0;
+    logits = 0;
+    buffers = stepTemp + ddpBuckets;
+  }
+  const transient = activations + logits + buffers;
+  const breakdown = roundBreakdown({
+    weights,
+    gradients,
+    optimizer,
+    activations,
+    logits,
+    buffers,
+    fragmentation: transient * as.fragmentationOfTransient,
+    runtime: as.cudaContextBytes + (split.world > 1 ? as.ncclBytes : 0),
+  });
+  const allocatedBytes =
+    breakdown.weights +
+    breakdown.gradients +
+    breakdown.optimizer +
+    breakdown.activations +
+    breakdown.logits +
+    breakdown.buffers;
+  const reservedBytes = allocatedBytes + breakdown.fragmentation;
+  return {
+    breakdown,
+    allocatedBytes,
+    reservedBytes,
+    deviceBytes: reservedBytes + breakdown.runtime,
+    phase,
+    tokensPerMicroBatch: tokens,
+  };
+}
+
+/** What freeze tuning trains inside a chosen layer; every other method trains whole layers or none. */
+function freezeSelection(plan: PlanLike): LayerTraining {
+  const modules = plan.freezeTrainableModules;
+  if (plan.method !== "freeze" || modules === null || modules === "all") return ALL;
+  const has = (re: RegExp) => modules.some((m) => re.test(m));
+  return {
+    norms: has(/norm/),
+    attention: has(/attn|attention/),
+    mlp: has(/mlp|feed_forward|block_sparse_moe/),
+  };
+}
+
+function roundBreakdown(b: MemoryBreakdown): MemoryBreakdown {
+  return {
+    weights: Math.round(b.weights),
+    gradients: Math.round(b.gradients),
+    optimizer: Math.round(b.optimizer),
+    activations: Math.round(b.activations),
+    logits: Math.round(b.logits),
+    buffers: Math.round(b.buffers),
+    fragmentation: Math.round(b.fragmentation),
+    runtime: Math.round(b.runtime),
+  };
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Patches one image becomes in the vision tower, and the tokens it becomes in the language model. */
+export function imagePatches(plan: PlanLike): { patches: number; tokens: number } {
+  const v = plan.model.architecture.vision;
+  if (!v || plan.imagesPerSample === 0) return { patches: 0, tokens: 0 };
+  switch (v.kind) {
+    case "qwen2_vl":
+    case "qwen2_5_vl": {
+      const patches = Math.floor(plan.imageMaxPixels / v.patchSize ** 2);
+      return { patches, tokens: Math.floor(patches / v.spatialMergeSize ** 2) };
+    }
+    case "siglip":
+      return { patches: (v.imageSize / v.patchSize) ** 2, tokens: v.mmTokensPerImage };
+    case "mllama": {
+      const perTile = (v.imageSize / v.patchSize) ** 2 + 1;
+      return { patches: perTile * v.maxNumTiles, tokens: 0 }; // cross-attention: no image tokens in the text
+    }
+  }
+}
+
+/** The vision tower's memory: saved activations when it is trained, else one block's forward transient. */
+function visionActivationBytes(
+  plan: PlanLike,
+  a: number,
+): { saved: number; checkpointed: number; transient: number } {
+  const v = plan.model.architecture.vision;
+  const { patches } = imagePatches(plan);
+  if (!v || patches === 0) return { saved: 0, checkpointed: 0, transient: 0 };
+  const n = patches * plan.imagesPerSample * plan.microBatch;
+  const width = v.kind === "qwen2_vl" ? v.embedDim : v.hiddenSize;
+  const mlp = v.kind === "qwen2_vl" ? v.mlpHiddenSize : v.intermediateSize;
+  const depth =
+    v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl"
+      ? v.depth
+      : v.numLayers + (v.kind === "mllama" ? v.numGlobalLayers : 0);
+  // one ViT block: two norms (fp32), q/k/v/out, the MLP hidden (twice for the activation)
+  const block = 2 * 4 * width + a * 4 * width + 2 * a * mlp + 2 * a * width;
+  const transient = n * block;
+  if (plan.freezeVisionTower) return { saved: 0, checkpointed: 0, transient };
+  return { saved: n * depth * block, checkpointed: n * depth * a * width + transient, transient: 0 };
+}
