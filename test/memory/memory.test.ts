@@ -1,0 +1,226 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { listCatalogModels } from "../../src/catalog/models.ts";
+import { DEFAULT_ASSUMPTIONS } from "../../src/memory/assumptions.ts";
+import { estimateMemory } from "../../src/memory/estimate.ts";
+import { estimateInferenceMemory, estimateLoadMemory } from "../../src/memory/load.ts";
+import { estimateTrainMemory, optimizerBytesPerParam } from "../../src/memory/train.ts";
+import { resolvePlan } from "../../src/plan/resolve.ts";
+import type { Plan } from "../../src/schema/plan.ts";
+
+const GiB = 1024 ** 3;
+
+function plan(input: Record<string, unknown>): Plan {
+  return resolvePlan({ template: "default", ...input }).plan;
+}
+
+const TEXT_MODELS = [
+  "meta-llama/Llama-3.2-1B",
+  "Qwen/Qwen2.5-7B",
+  "google/gemma-2-9b",
+  "mistralai/Mixtral-8x7B-v0.1",
+  "microsoft/Phi-3-mini-4k-instruct",
+];
+const METHODS = ["full", "freeze", "lora", "qlora"] as const;
+
+describe("breakdown", () => {
+  it("always sums exactly to allocated, reserved and device bytes", () => {
+    for (const model of listCatalogModels().map((m) => m.id)) {
+      for (const method of METHODS) {
+        for (const gc of [true, false]) {
+          const m = estimateMemory(
+            plan({ model, gpu: "h100-80g", method, gradientCheckpointing: gc, microBatch: 2 }),
+          ).train.perGpu;
+          const b = m.breakdown;
+          expect(b.weights + b.gradients + b.optimizer + b.activations + b.logits + b.buffers).toBe(
+            m.allocatedBytes,
+          );
+          expect(m.allocatedBytes + b.fragmentation).toBe(m.reservedBytes);
+          expect(m.reservedBytes + b.runtime).toBe(m.deviceBytes);
+          for (const v of Object.values(b)) expect(Number.isInteger(v) && v >= 0).toBe(true);
+        }
+      }
+    }
+  });
+});
+
+describe("activation properties (text-only models, backward phase, no eager attention)", () => {
+  const train = (input: Record<string, unknown>) => estimateTrainMemory(plan({ gpu: "h200", ...input }));
+
+  it("grow linearly with the micro-batch", () => {
+    for (const model of TEXT_MODELS) {
+      for (const method of METHODS) {
+        for (const gc of [true, false]) {
+          const one = train({ model, method, microBatch: 1, gradientCheckpointing: gc, seqLen: 1024 });
+          const four = train({ model, method, microBatch: 4, gradientCheckpointing: gc, seqLen: 1024 });
+          if (one.phase !== "backward" || four.phase !== "backward") continue;
+          const dyn = (t: typeof one) => t.breakdown.activations + t.breakdown.logits;
+          // with checkpointing the larger of the logits and the recomputed layer is kept: each is linear
+          expect(Math.abs(dyn(four) - 4 * dyn(one))).toBeLessThanOrEqual(8);
+        }
+      }
+    }
+  });
+
+  it("grow at least linearly with the sequence length", () => {
+    for (const model of TEXT_MODELS) {
+      for (const attention of ["sdpa", "eager"] as const) {
+        const short = train({ model, microBatch: 1, seqLen: 512, attention, gradientCheckpointing: false });
+        const long = train({ model, microBatch: 1, seqLen: 4096, attention, gradientCheckpointing: false });
+        expect(long.breakdown.activations).toBeGreaterThanOrEqual(8 * short.breakdown.activations - 8);
+      }
+    }
+  });
+
+  it("never grow when gradient checkpointing is turned on (models with 2+ layers)", () => {
+    for (const model of listCatalogModels().map((m) => m.id)) {
+      for (const method of METHODS) {
+        const off = train({ model, method, gradientCheckpointing: false, seqLen: 2048 });
+        const on = train({ model, method, gradientCheckpointing: true, seqLen: 2048 });
+        expect(on.breakdown.activations + on.breakdown.logits).toBeLessThanOrEqual(
+          off.breakdown.activations + off.breakdown.logits,
+        );
+      }
+    }
+  });
+
+  it("Liger removes the fp32 logits copies", () => {
+    for (const model of TEXT_MODELS) {
+      const plain = train({ model, microBatch: 4, seqLen: 4096, gradientCheckpointing: true });
+      const liger = train({ model, microBatch: 4, seqLen: 4096, gradientCheckpointing: true, liger: true });
+      const tokens = 4 * 4096;
+      const vocab = plan({ model, gpu: "h200" }).model.architecture.text.vocabSize;
+      expect(plain.breakdown.logits + plain.breakdown.activations).toBeGreaterThanOrEqual(
+        tokens * vocab * 10,
+      );
+      expect(liger.breakdown.logits).toBeLessThan(tokens * vocab * 2);
+    }
+  });
+});
+
+describe("mechanisms", () => {
+  const m = (input: Record<string, unknown>) =>
+    estimateTrainMemory(plan({ gpu: "h200", model: "Qwen/Qwen2.5-7B", ...input })).breakdown;
+
+  it("upcasts trainable parameters to fp32 unless pure_bf16", () => {
+    const full = m({ method: "full" });
+    const pure = m({ method: "full", precision: "pure_bf16" });
+    expect(full.weights).toBe(7_615_616_512 * 4);
+    expect(pure.weights).toBe(7_615_616_512 * 2);
+    expect(full.gradients).toBe(2 * pure.gradients);
+  });
+
+  it("stores QLoRA's base weights in NF4 with 16-bit embeddings and lm_head", () => {
+    const q = m({ method: "qlora" }).weights;
+    const lora = m({ method: "lora" }).weights;
+    expect(q).toBeLessThan(0.45 * lora);
+    expect(q).toBeGreaterThan(2 * 544_997_376 * 2); // embed_tokens + lm_head stay bf16
+  });
+
+  it("prices optimizers by their states", () => {
+    expect(optimizerBytesPerParam(null, 4)).toBe(8);
+    expect(optimizerBytesPerParam("adamw_8bit", 4)).toBe(2);
+    expect(optimizerBytesPerParam("paged_adamw_8bit", 4)).toBe(2);
+    expect(optimizerBytesPerParam("sgd", 4)).toBe(0);
+    expect(m({ method: "full", optimizer: "adafactor" }).optimizer).toBeLessThan(
+      0.02 * m({ method: "full" }).optimizer,
+    );
+  });
+
+  it("adds LoRA dropout's input masks", () => {
+    expect(m({ gradientCheckpointing: false, loraDropout: 0.1 }).activations).toBeGreaterThan(
+      m({ gradientCheckpointing: false }).activations,
+    );
+  });
+
+  it("keeps the eager attention's s² terms, which sdpa does not", () => {
+    const eager = m({ attention: "eager", gradientCheckpointing: false, seqLen: 4096 });
+    const sdpa = m({ attention: "sdpa", gradientCheckpointing: false, seqLen: 4096 });
+    expect(eager.activations - sdpa.activations).toBeGreaterThan(28 * 28 * 4096 * 4096 * 6 * 0.99);
+  });
+
+  it("counts image tokens' vision work only as a transient while the tower is frozen", () => {
+    const vl = (input: Record<string, unknown>) =>
+      estimateTrainMemory(
+        plan({ gpu: "h200", model: "Qwen/Qwen2-VL-7B-Instruct", imagesPerSample: 2, ...input }),
+      ).breakdown;
+    expect(vl({ freezeVisionTower: false, gradientCheckpointing: false }).activations).toBeGreaterThan(
+      vl({ gradientCheckpointing: false }).activations,
+    );
+  });
+
+  it("lets every assumption be overridden", () => {
+    const p = plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g" });
+    const a = estimateMemory(p).train.perGpu;
+    const b = estimateMemory(p, { cudaContextBytes: DEFAULT_ASSUMPTIONS.cudaContextBytes + GiB }).train
+      .perGpu;
+    expect(b.deviceBytes - a.deviceBytes).toBe(GiB);
+  });
+});
+
+describe("loading and inference", () => {
+  it("finds the seed's failing shard: 73.4 B bf16 params on a 24,564 MiB card, 38 shards", () => {
+    const p = plan({ model: "Qwen/Qwen2-VL-72B-Instruct", gpu: "rtx4090", gpus: 8, method: "full" });
+    const load = estimateLoadMemory(p, p.gpu.capacityBytes);
+    expect(load.weightsBytes).toBe(73_405_560_320 * 2);
+    // (24,564 MiB − 512 MiB context) / 146.8 GB = 0.172 → 6 shards loaded, the 7th runs out
+    expect(load.oomAtFraction).toBeCloseTo(((24_564 - 512) * 1024 ** 2) / (73_405_560_320 * 2), 3);
+    expect(load.oomAtShard).toEqual({ index: 7, of: 38 });
+  });
+
+  it("computes oomAtFraction for other models and GPUs, and no shard without a shard count", () => {
+    const p = plan({ model: "meta-llama/Meta-Llama-3-70B", gpu: "a100-40g", gpus: 4 });
+    const load = estimateLoadMemory(p, p.gpu.capacityBytes);
+    expect(load.fits).toBe(false);
+    expect(load.oomAtFraction).toBeCloseTo((40_960 - 512) / ((70_553_706_496 * 2) / 1024 ** 2), 3);
+    expect(load.oomAtShard).toBeUndefined();
+    const shardCount = plan({ model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "t4" });
+    const t4 = estimateLoadMemory(shardCount, shardCount.gpu.capacityBytes);
+    expect(t4.oomAtShard).toEqual({ index: 4, of: 4 });
+  });
+
+  it("loads only the rank's share under ZeRO-3 and FSDP, the whole quantized model for bnb under ZeRO-3", () => {
+    const base = { model: "Qwen/Qwen2.5-72B-Instruct", gpu: "a100-80g", gpus: 8 };
+    const z3 = plan({ ...base, method: "full", sharding: "zero3" });
+    expect(estimateLoadMemory(z3, z3.gpu.capacityBytes).weightsBytes).toBe(
+      Math.round((72_706_203_648 * 2) / 8),
+    );
+    const q3 = plan({ ...base, method: "qlora", sharding: "zero3" });
+    const qf = plan({ ...base, method: "qlora", sharding: "fsdp" });
+    const whole = estimateLoadMemory(q3, q3.gpu.capacityBytes).weightsBytes;
+    expect(
+      Math.abs(whole - 8 * estimateLoadMemory(qf, qf.gpu.capacityBytes).weightsBytes),
+    ).toBeLessThanOrEqual(8);
+  });
+
+  it("balances device_map='auto' like accelerate: the seed's cards hold about 18 GiB", () => {
+    const p = plan({ model: "Qwen/Qwen2-VL-72B-Instruct", gpu: "rtx4090", gpus: 8 });
+    const inf = estimateInferenceMemory(p, p.gpu.capacityBytes);
+    expect(inf.perGpuWeightsBytes.reduce((a, b) => a + b, 0)).toBeCloseTo(73_405_560_320 * 2, -3);
+    expect(inf.perGpuBytes / GiB).toBeGreaterThan(17);
+    expect(inf.perGpuBytes / GiB).toBeLessThan(19.5);
+  });
+});
+
+describe("calibration cases (tier A, single GPU): golden breakdowns", () => {
+  const cases = JSON.parse(
+    readFileSync(new URL("../../bench/data/calibration-cases.json", import.meta.url), "utf8"),
+  ) as {
+    id: string;
+    tier: string;
+    scope: string;
+    plan: Record<string, unknown>;
+  }[];
+  it("pins every tier-A single-GPU prediction", async () => {
+    const pinned = Object.fromEntries(
+      cases
+        .filter((c) => c.tier === "A" && c.scope === "single-gpu")
+        .map((c) => [
+          c.id,
+          estimateMemory(resolvePlan(c.plan, { cwd: new URL("../..", import.meta.url).pathname }).plan).train
+            .perGpu,
+        ]),
+    );
+    await expect(`${JSON.stringify(pinned, null, 2)}\n`).toMatchFileSnapshot("../golden/memory/tier-a.json");
+  });
+});
