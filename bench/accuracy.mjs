@@ -104,8 +104,14 @@ for (const g of [...new Set(single.map((r) => r.c.group))])
 
 const overridden = cases.filter((c) => c.overrides.length > 0);
 console.log(
-  `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((c) => c.tier === "A").length})`,
+  `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((c) => c.tier === "A").length}); ` +
+    "the errors without overrides are the figures above",
 );
+for (const c of overridden) console.log(`  ${c.id}: ${c.overrides.join("; ")}`);
+console.log("\nMapping notes for the single-GPU cases (stack differences no flag expresses):");
+for (const c of cases.filter((x) => x.scope === "single-gpu" && x.mapping.length > 0)) {
+  console.log(`  ${c.id}: ${c.mapping.join("; ")}`);
+}
 
 // Leave-one-group-out: refit the one tunable assumption (allocator fragmentation share) on the other groups,
 // then score the held-out group with it.

@@ -30,8 +30,9 @@ function modelOf(c, notes) {
   };
   if (remote[base]) {
     notes.push(`${base} is read from ${remote[base]}/config.json (same shapes and parameter count)`);
-    if (base.startsWith("Qwen/Qwen-"))
+    if (base.startsWith("Qwen/Qwen-") && /lora/.test(c.finetuning.type)) {
       notes.push("Qwen-1 fuses q/k/v into c_attn: LoRA on it is one adapter of r·(h+3h), here three of r·2h");
+    }
     return remote[base];
   }
   if (hub.startsWith("Qwen/Qwen-VL")) {
@@ -219,8 +220,14 @@ for (const c of cases) {
     if (c.finetuning.lora_dropout) plan.loraDropout = c.finetuning.lora_dropout;
     plan.loraTarget = loraTargetOf(c, notes);
     if (/DoRA/.test(c.finetuning.trainable_extra ?? "")) plan.useDora = true;
-    if (/embedding|wte/.test(c.finetuning.trainable_extra ?? ""))
+    if (/embedding|wte/.test(c.finetuning.trainable_extra ?? "")) {
       plan.additionalTarget = ["embed_tokens", "lm_head"];
+      if (/qwen/i.test(c.group)) {
+        notes.push(
+          "Qwen's finetune.py keeps the modules_to_save copies in bf16 with bf16 Adam states (8 B/param); LLaMA-Factory upcasts them to fp32 (16 B/param)",
+        );
+      }
+    }
   }
   if (method === "qlora") {
     const scheme = (c.finetuning.quantization?.scheme ?? "").toLowerCase();
@@ -240,6 +247,8 @@ for (const c of cases) {
     if (/attn_pool/.test(c.finetuning.trainable_extra ?? "")) plan.freezeProjector = false;
   }
   if (/qwen/i.test(c.group) && method === "qlora") notes.push("Qwen's Q-LoRA loads a GPTQ Int4 checkpoint");
+  if (/qwen/i.test(c.group))
+    notes.push("Qwen-1's loss runs on bf16 logits (no fp32 upcast), which no flag expresses");
 
   const measuredBytes = bytesOf(c, notes);
   const singleGpu = (d.num_gpus ?? 1) === 1 && !plan.sharding;

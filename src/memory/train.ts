@@ -161,9 +161,9 @@ function loraBytesPerToken(
     if (g.region !== "text" || !targets.includes(g.name)) continue;
     // routed experts: each token passes through expertsPerToken of them in each MoE layer
     const passes = g.expert && t.moe ? (g.count / t.moe.numExperts) * t.moe.expertsPerToken : g.count;
-    // DoRA also saves, per output feature, the fp32 LoRA result, its magnitude-scaled product and the base
-    // result (peft/tuners/lora/dora.py DoraLinearLayer.forward).
-    const dora = plan.useDora ? (4 + 4 + a) * g.outFeatures : 0;
+    // DoRA's `(mag - 1) * base_result + mag * lora_result * scaling` saves the base result (compute dtype) and
+    // the LoRA result (adapter dtype) per output feature (peft/tuners/lora/dora.py DoraLinearLayer.forward).
+    const dora = plan.useDora ? (a + copyBytes) * g.outFeatures : 0;
     const perPass = copyBytes * (g.inFeatures + r) + ((plan.loraDropout ?? 0) > 0 ? g.inFeatures : 0) + dora;
     bytes += passes * perPass;
   }
