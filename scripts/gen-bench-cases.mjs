@@ -244,7 +244,11 @@ for (const c of cases) {
   if (typeof plan.model === "object" || String(plan.model).startsWith("Qwen/Qwen-VL")) {
     plan.imagesPerSample = 1;
     plan.imageMaxPixels = 448 * 448;
-    if (/attn_pool/.test(c.finetuning.trainable_extra ?? "")) plan.freezeProjector = false;
+    if (/attn_pool/.test(c.finetuning.trainable_extra ?? "")) {
+      if (method === "lora" || method === "qlora")
+        plan.additionalTarget = [...(plan.additionalTarget ?? []), "merger"];
+      else plan.freezeProjector = false;
+    }
   }
   if (/qwen/i.test(c.group) && method === "qlora") notes.push("Qwen's Q-LoRA loads a GPTQ Int4 checkpoint");
   if (/qwen/i.test(c.group))

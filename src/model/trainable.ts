@@ -178,20 +178,31 @@ function loraTargets(arch: Architecture, groups: LinearGroup[], opts: TrainableO
   return allowed.filter((g) => target.includes(g.name));
 }
 
+/** The projector's module name as PEFT's modules_to_save matches it (LLaMA-Factory's projector keys). */
+function projectorName(arch: Architecture): string | null {
+  if (!arch.vision) return null;
+  return arch.vision.kind === "qwen2_vl" || arch.vision.kind === "qwen2_5_vl"
+    ? "merger"
+    : "multi_modal_projector";
+}
+
 function additionalParams(arch: Architecture, names: readonly string[]): number {
   const { embed, head } = embeddingModuleNames(arch.modelType);
+  const projector = projectorName(arch);
   const t = arch.text;
   let params = 0;
   for (const name of names) {
     if (name === embed) params += t.embedRows * t.hiddenSize;
     else if (name === head) params += t.vocabSize * t.hiddenSize;
     else if (name === "norm") params += normParams(arch);
-    else {
+    else if (projector !== null && (name === projector || name === `visual.${projector}`)) {
+      params += countParams(arch).projector;
+    } else {
       throw usageError(
         "ADDITIONAL_TARGET_UNKNOWN",
         "additionalTarget",
         `tunefit does not know the size of additional target "${name}" in ${arch.modelType}`,
-        `Use ${embed}, ${head} or norm.`,
+        `Use ${[embed, head, "norm", ...(projector ? [projector] : [])].join(", ")}.`,
       );
     }
   }

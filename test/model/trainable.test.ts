@@ -66,6 +66,15 @@ describe("LoRA trainable parameters", () => {
     expect(more - plain).toBe(2 * 128_256 * 2048);
   });
 
+  it("trains a VLM's projector in full when named as an additional target", () => {
+    const a = arch("Qwen/Qwen2-VL-7B-Instruct");
+    const more = countTrainable(a, { method: "lora", additionalTarget: ["merger"] });
+    expect(more.fullModules).toBe(countParams(a).projector);
+    expect(() =>
+      countTrainable(arch("Qwen/Qwen3-8B"), { method: "lora", additionalTarget: ["merger"] }),
+    ).toThrow(/merger/);
+  });
+
   it("targets the vision tower only when it is not frozen, and never the projector with all", () => {
     const a = arch("Qwen/Qwen2-VL-7B-Instruct");
     const frozen = countTrainable(a, { method: "lora" });
