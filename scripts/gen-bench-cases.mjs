@@ -254,7 +254,11 @@ for (const c of cases) {
   if (/qwen/i.test(c.group))
     notes.push("Qwen-1's loss runs on bf16 logits (no fp32 upcast), which no flag expresses");
 
-  const measuredBytes = bytesOf(c, notes);
+  let measuredBytes = bytesOf(c, notes);
+  if (/^aggregate/.test(c.measured.scope ?? "")) {
+    measuredBytes /= d.num_gpus ?? 1;
+    notes.push(`the source reports the sum over ${d.num_gpus} GPUs: divided by ${d.num_gpus} (symmetric ranks)`);
+  }
   const singleGpu = (d.num_gpus ?? 1) === 1 && !plan.sharding;
   out.push({
     id: c.id,
