@@ -1,27 +1,23 @@
 // The case tunefit was built for: Qwen2-VL-72B fine-tuned on 8× RTX 4090 (24 GB). Inference with
 // device_map="auto" spreads the model at ~18 GB per card, but plain multi-GPU training loads a full bf16
 // replica onto every card and dies while loading. Run with `npm start`.
-import { analyzePlan, formatIssues, type PlanAnalysis, type PlanInput } from "tunefit";
+import { type PlanAnalysis, PlanBuilder, recommend } from "tunefit";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 const int = (n: number) => n.toLocaleString("en-US");
 
-const seed: PlanInput = {
-  model: "Qwen/Qwen2-VL-72B-Instruct",
-  gpu: "rtx4090",
-  gpus: 8,
-  method: "full",
-  sharding: "none",
-};
+const seed = PlanBuilder.create()
+  .model("Qwen/Qwen2-VL-72B-Instruct")
+  .hardware({ gpu: "rtx4090", gpus: 8 })
+  .full();
 
-function describe(title: string, a: PlanAnalysis): string[] {
-  const m = a.memory;
-  const load = m.load;
+function memoryLines(a: PlanAnalysis): string[] {
+  const { train, load } = a.memory;
+  const b = train.perGpu.breakdown;
   return [
-    title,
-    `  training peak per GPU   ${gib(m.train.perGpu.deviceBytes)} of ${gib(m.train.capacityBytes)} usable ` +
-      `${m.train.fits ? "✔ fits" : "✖ does not fit"}`,
-    `  loading per GPU         ${gib(load.perGpuPeakBytes)} ` +
+    `  training peak per GPU  ${gib(train.perGpu.deviceBytes)} of ${gib(train.capacityBytes)} usable ${train.fits ? "✔ fits" : "✖ does not fit"}`,
+    `    weights ${gib(b.weights)} · gradients ${gib(b.gradients)} · optimizer ${gib(b.optimizer)} · activations ${gib(b.activations)} · logits ${gib(b.logits)}`,
+    `  loading per GPU        ${gib(load.perGpuPeakBytes)} ` +
       (load.fits
         ? "✔"
         : `✖ runs out after ${((load.oomAtFraction ?? 0) * 100).toFixed(0)} % of the weights` +
@@ -29,22 +25,37 @@ function describe(title: string, a: PlanAnalysis): string[] {
   ];
 }
 
-const base = analyzePlan(seed);
-const { plan, params } = base;
+const plain = seed.noSharding().analyze();
+const { plan, params } = plain;
 const bf16 = params.total * 2;
 const out = [
   `tunefit demo: ${plan.model.id} on ${plan.gpus} × ${plan.gpu.name}`,
   "",
-  `Parameters       ${int(params.total)} (language model ${int(params.text)}, vision ${int(params.visionTower + params.projector)})`,
-  `bf16 weights     ${(bf16 / 1e9).toFixed(1)} GB = ${gib(bf16)}, ${plan.model.shards} shards of ~${(bf16 / (plan.model.shards ?? 1) / 1e9).toFixed(2)} GB`,
-  `Each card        ${gib(plan.gpu.capacityBytes)} as nvidia-smi reports it`,
-  `Inference        ${gib(base.memory.inference.perGpuBytes)} on the fullest card with device_map="auto"`,
+  `Parameters  ${int(params.total)} (language model ${int(params.text)}, vision ${int(params.visionTower + params.projector)})`,
+  `Weights     ${(bf16 / 1e9).toFixed(1)} GB in bf16 = ${gib(bf16)}, ${plan.model.shards} shards of ~${(bf16 / (plan.model.shards ?? 1) / 1e9).toFixed(2)} GB`,
+  `Each card   ${gib(plan.gpu.capacityBytes)} as nvidia-smi reports it`,
+  `Inference   ${gib(plain.memory.inference.perGpuBytes)} on the fullest card with device_map="auto": it works`,
   "",
-  ...describe(`Plain multi-GPU full fine-tuning (sharding ${plan.sharding}):`, base),
-  "",
-  formatIssues(base.issues.filter((i) => i.severity === "error")),
+  "1. Plain multi-GPU full fine-tuning (DDP): every rank loads its own full replica.",
+  ...memoryLines(plain),
   "",
 ];
-const fix = analyzePlan({ ...seed, method: "qlora", sharding: "fsdp", microBatch: 1, seqLen: 2048 });
-out.push(...describe("QLoRA (4-bit) with FSDP full_shard, micro-batch 1 × 2048 tokens:", fix));
+
+const zero3 = seed.zero(3).analyze();
+out.push(
+  "2. Full fine-tuning with DeepSpeed ZeRO-3: the model states are split over 8 GPUs, but 72.7 B trainable",
+  "   parameters still need 16 B each (fp32 master, gradients, Adam) / 8 plus the gathered layers:",
+  ...memoryLines(zero3),
+  "",
+);
+
+const { recommendations, evaluated } = recommend(seed.toInput(), { limit: 3 });
+out.push(`3. What fits (${evaluated} plans evaluated, fastest first):`);
+recommendations.forEach((r, i) => {
+  out.push(
+    `  ${i + 1}. ${r.summary}`,
+    `     ${gib(r.deviceBytes)} per GPU, ~${r.stepSeconds.toFixed(0)} s per step`,
+    `     tunefit plan ${r.args.join(" ")}`,
+  );
+});
 process.stdout.write(`${out.join("\n")}\n`);

@@ -257,7 +257,9 @@ for (const c of cases) {
   let measuredBytes = bytesOf(c, notes);
   if (/^aggregate/.test(c.measured.scope ?? "")) {
     measuredBytes /= d.num_gpus ?? 1;
-    notes.push(`the source reports the sum over ${d.num_gpus} GPUs: divided by ${d.num_gpus} (symmetric ranks)`);
+    notes.push(
+      `the source reports the sum over ${d.num_gpus} GPUs: divided by ${d.num_gpus} (symmetric ranks)`,
+    );
   }
   const singleGpu = (d.num_gpus ?? 1) === 1 && !plan.sharding;
   out.push({

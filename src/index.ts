@@ -1,5 +1,15 @@
 // tunefit: the public API. Explicit named exports only.
 
+export {
+  type Buildable,
+  type FreezeOptions,
+  type HardwareOptions,
+  type LoraOptions,
+  type MultimodalOptions,
+  PlanBuilder,
+  type QloraOptions,
+  type TrainingOptions,
+} from "./builder/plan-builder.ts";
 export { architectureFromConfig, supportedModelTypes } from "./catalog/config-json.ts";
 export {
   BYTES_PER_GIB,
@@ -41,14 +51,30 @@ export { type LinearGroup, linearModules, type ModuleOptions, type Region } from
 export { countParams, type ParamBreakdown } from "./model/params.ts";
 export { countTrainable, type TrainableBreakdown, type TrainableOptions } from "./model/trainable.ts";
 export {
+  type AnalyzeOptions,
   analyzePlan,
   analyzeResolvedPlan,
+  check,
   type PlanAnalysis,
   type PlanReport,
   planReport,
 } from "./plan/analyze.ts";
+export {
+  inputToArgs,
+  maxFitting,
+  type Recommendation,
+  type RecommendOptions,
+  type RecommendResult,
+  recommend,
+} from "./plan/recommend.ts";
 export { PLAN_DEFAULTS, type Resolution, type ResolveOptions, resolvePlan } from "./plan/resolve.ts";
 export { checkRules, PLAN_RULES, type PlanRule } from "./plan/rules.ts";
+export {
+  DEFAULT_STEP_TIME_ASSUMPTIONS,
+  estimateStepTime,
+  type StepTime,
+  type StepTimeAssumptions,
+} from "./plan/step-time.ts";
 export {
   Architecture,
   MlaArchitecture,

@@ -7,6 +7,7 @@ import { listCatalogModels } from "../catalog/models.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
+import { maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
 import { PlanInput } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
@@ -41,7 +42,11 @@ const GLOBAL_OPTIONS = {
 } as const;
 
 function planOptions() {
-  const options: Record<string, { type: "string" }> = { spec: { type: "string" } };
+  const options: Record<string, { type: "string" } | { type: "boolean" }> = {
+    spec: { type: "string" },
+    recommend: { type: "boolean" },
+    max: { type: "string" },
+  };
   for (const field of Object.keys(PLAN_FLAGS)) options[flagName(field).slice(2)] = { type: "string" };
   return options;
 }
@@ -57,6 +62,8 @@ function usage(command?: string): string {
       ["flag", "meaning"],
       ["--spec FILE", "a plan file (YAML or JSON, the builder's serialized form); flags override it"],
       ...Object.keys(PLAN_FLAGS).map((f) => [flagName(f), describe(f)]),
+      ["--recommend", "also search the strategies and list the plans that fit, fastest first"],
+      ["--max micro-batch|seq-len", "also find the largest micro-batch (or sequence length) that fits"],
       ["--json", "print the plan as JSON"],
     ];
     return [
@@ -208,6 +215,31 @@ function humanPlan(a: PlanAnalysis): string {
   return `${lines.join("\n")}\n`;
 }
 
+function humanExtras(
+  r: RecommendResult | undefined,
+  max: string | undefined,
+  maxValue: number | undefined,
+): string {
+  const out: string[] = [];
+  if (r) {
+    out.push(
+      "",
+      `Recommendations (${r.recommendations.length} of the plans that fit; ${r.evaluated} evaluated, fastest first):`,
+    );
+    if (r.recommendations.length === 0) out.push("  none fits: more or larger GPUs are needed");
+    r.recommendations.forEach((x, i) => {
+      out.push(
+        `  ${i + 1}. ${x.summary}: ${formatGib(x.deviceBytes)} per GPU, ~${x.stepSeconds.toFixed(1)} s/step`,
+        `     tunefit plan ${x.args.join(" ")}`,
+      );
+    });
+  }
+  if (max !== undefined) {
+    out.push("", maxValue ? `Largest ${max} that fits: ${maxValue}` : `No ${max} fits: even 1 does not.`);
+  }
+  return out.length > 0 ? `${out.join("\n")}\n` : "";
+}
+
 function runPlan(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parse(argv, { ...GLOBAL_OPTIONS, ...planOptions() });
   if (values.help) {
@@ -231,8 +263,32 @@ function runPlan(argv: readonly string[], io: CliIo): number {
   const input: Record<string, unknown> = { ...spec, ...flagsToInput(byField) };
   const missing = missingRequired(input);
   if (missing.length > 0) throw new TunefitError("usage", missing);
-  const analysis = analyzePlan(input, { cwd: io.cwd });
-  io.stdout(values.json ? `${JSON.stringify(planReport(analysis), null, 2)}\n` : humanPlan(analysis));
+  const max = values.max;
+  if (max !== undefined && max !== "micro-batch" && max !== "seq-len") {
+    throw usageError(
+      "FLAG_VALUE_INVALID",
+      "--max",
+      `--max ${JSON.stringify(max)}: expected micro-batch|seq-len`,
+      "Write --max micro-batch or --max seq-len.",
+    );
+  }
+  const options = { cwd: io.cwd };
+  const analysis = analyzePlan(input, options);
+  const report: Record<string, unknown> = planReport(analysis);
+  const planInput = input as PlanInput;
+  let recommendations: RecommendResult | undefined;
+  if (values.recommend) {
+    recommendations = recommend(planInput, options);
+    report.recommendations = recommendations.recommendations.map(({ input: _, ...r }) => r);
+  }
+  let maxValue: number | undefined;
+  if (max !== undefined) {
+    const field = max === "micro-batch" ? "microBatch" : "seqLen";
+    maxValue = maxFitting(planInput, field, options);
+    report.max = { [field]: maxValue };
+  }
+  if (values.json) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+  else io.stdout(humanPlan(analysis) + humanExtras(recommendations, max, maxValue));
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
 

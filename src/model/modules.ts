@@ -182,8 +182,24 @@ function visionLinears(v: VisionArchitecture, textHidden: number, add: Add, addP
   }
 }
 
-/** Every nn.Linear of the model except lm_head, grouped by (region, name, shape). */
+const MODULE_CACHE = new WeakMap<Architecture, Map<boolean, LinearGroup[]>>();
+
+/** Every nn.Linear of the model except lm_head, grouped by (region, name, shape). Memoized per architecture. */
 export function linearModules(arch: Architecture, opts: ModuleOptions = {}): LinearGroup[] {
+  const key = opts.expertsAsLinear ?? true;
+  let byKey = MODULE_CACHE.get(arch);
+  if (!byKey) {
+    byKey = new Map();
+    MODULE_CACHE.set(arch, byKey);
+  }
+  const cached = byKey.get(key);
+  if (cached) return cached;
+  const groups = computeLinearModules(arch, opts);
+  byKey.set(key, groups);
+  return groups;
+}
+
+function computeLinearModules(arch: Architecture, opts: ModuleOptions): LinearGroup[] {
   const groups: LinearGroup[] = [];
   const adder =
     (region: Region): Add =>

@@ -195,8 +195,18 @@ export function countVision(
   }
 }
 
-/** Counts every parameter of the architecture, per component. */
+const PARAM_CACHE = new WeakMap<Architecture, ParamBreakdown>();
+
+/** Counts every parameter of the architecture, per component (memoized per architecture object). */
 export function countParams(arch: Architecture): ParamBreakdown {
+  const cached = PARAM_CACHE.get(arch);
+  if (cached) return cached;
+  const counted = computeParams(arch);
+  PARAM_CACHE.set(arch, counted);
+  return counted;
+}
+
+function computeParams(arch: Architecture): ParamBreakdown {
   const text = countText(arch.text);
   const vision = arch.vision
     ? countVision(arch.vision, arch.text.hiddenSize)

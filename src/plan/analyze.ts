@@ -56,6 +56,14 @@ export function analyzePlan(input: unknown, options: AnalyzeOptions = {}): PlanA
   return analyzeResolvedPlan(plan, issues, options.assumptions);
 }
 
+/**
+ * Every issue of a resolved plan at once: the rules LLaMA-Factory, DeepSpeed, accelerate or the GPU would stop
+ * the run for, and memory (train step, loading, host RAM), each with the numbers and the fix.
+ */
+export function check(plan: Plan, assumptions: Partial<MemoryAssumptions> = {}): readonly Issue[] {
+  return analyzeResolvedPlan(plan, [], assumptions).issues;
+}
+
 /** The `plan --json` object (the contract's shape; memory fields arrive with the memory model). */
 export function planReport(analysis: PlanAnalysis) {
   const { plan, params, trainable } = analysis;
@@ -104,6 +112,13 @@ export function planReport(analysis: PlanAnalysis) {
       load: analysis.memory.load,
       inference: analysis.memory.inference,
       hostRam: analysis.memory.hostRam,
+    },
+    batch: {
+      microBatch: plan.microBatch,
+      gradAccum: plan.gradAccum,
+      dataParallel: plan.gpus * plan.nodes,
+      globalBatch: plan.microBatch * plan.gradAccum * plan.gpus * plan.nodes,
+      tokensPerStep: plan.microBatch * plan.gradAccum * plan.gpus * plan.nodes * plan.seqLen,
     },
     plan: {
       method: plan.method,

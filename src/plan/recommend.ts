@@ -1,0 +1,226 @@
+import { TunefitError } from "../errors.ts";
+import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import type { Method, Offload, Plan, PlanInput, Sharding } from "../schema/plan.ts";
+import { type AnalyzeOptions, analyzePlan, analyzeResolvedPlan } from "./analyze.ts";
+import { resolvePlan } from "./resolve.ts";
+import { estimateStepTime, type StepTimeAssumptions } from "./step-time.ts";
+
+/** A plan that fits, with what it changes and the flags that reproduce it. */
+export interface Recommendation {
+  /** what differs from the plan asked for, in words */
+  readonly summary: string;
+  /** the complete plan flags that, given alone to `tunefit plan`, reproduce this plan */
+  readonly args: readonly string[];
+  readonly input: PlanInput;
+  readonly deviceBytes: number;
+  readonly stepSeconds: number;
+  readonly fits: true;
+}
+
+export interface RecommendOptions extends AnalyzeOptions {
+  /** how many to return @default 5 */
+  readonly limit?: number;
+  readonly stepTime?: Partial<StepTimeAssumptions>;
+  readonly assumptions?: Partial<MemoryAssumptions>;
+}
+
+export interface RecommendResult {
+  readonly recommendations: readonly Recommendation[];
+  /** plans resolved and estimated during the search */
+  readonly evaluated: number;
+}
+
+const MICRO_BATCHES = [1, 2, 4, 8, 16];
+const EIGHT_BIT = "adamw_8bit";
+
+/** `loraRank` → `--lora-rank`. */
+function flag(field: string): string {
+  return `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** The CLI flags of a plan input, in a fixed order (model and hardware first). */
+export function inputToArgs(input: PlanInput): string[] {
+  const order = Object.keys(input).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  const args: string[] = [];
+  for (const key of order) {
+    const value = (input as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    if (key === "model" && typeof value !== "string") {
+      args.push("--model", (value as { id: string }).id);
+      continue;
+    }
+    const text =
+      typeof value === "boolean"
+        ? value
+          ? "on"
+          : "off"
+        : Array.isArray(value)
+          ? value.join(",")
+          : String(value);
+    args.push(flag(key), text);
+  }
+  return args;
+}
+
+const LEADING = ["model", "gpu", "gpuMemory", "gpus", "nodes", "hostRam", "method"];
+function rank(key: string): number {
+  const i = LEADING.indexOf(key);
+  return i === -1 ? LEADING.length : i;
+}
+
+const OTHER_METHOD_FIELDS = [
+  "loraRank",
+  "loraAlpha",
+  "loraDropout",
+  "loraTarget",
+  "useDora",
+  "additionalTarget",
+  "quantBits",
+  "quantMethod",
+  "freezeTrainableLayers",
+  "freezeTrainableModules",
+] as const;
+
+interface Candidate {
+  readonly input: PlanInput;
+  readonly plan: Plan;
+  readonly changes: readonly string[];
+}
+
+/** Method inputs are resolved once; the other dimensions vary fields of the resolved plan directly. */
+function* candidates(base: PlanInput, options: RecommendOptions): Generator<Candidate> {
+  const given = base.method ?? "lora";
+  const methods: Method[] = [...new Set<Method>([given, "lora", "qlora"])];
+  const micro0 = base.microBatch ?? 1;
+  const global = micro0 * (base.gradAccum ?? 8);
+  for (const method of methods) {
+    const methodInput: Record<string, unknown> = { ...base, method };
+    if (method !== given) for (const k of OTHER_METHOD_FIELDS) delete methodInput[k];
+    delete methodInput.fsdpStrategy;
+    let resolved: Plan;
+    try {
+      resolved = resolvePlan(methodInput, options).plan;
+    } catch (e) {
+      if (e instanceof TunefitError && e.kind === "usage") continue;
+      throw e;
+    }
+    for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
+      for (const offload of ["none", "optimizer", "params"] as Offload[]) {
+        for (const eightBit of [false, true]) {
+          for (const liger of [false, true]) {
+            for (const micro of MICRO_BATCHES) {
+              if (global % micro !== 0) continue;
+              const gradAccum = global / micro;
+              const optimizer = eightBit ? EIGHT_BIT : resolved.optimizer;
+              const plan: Plan = {
+                ...resolved,
+                sharding,
+                fsdpStrategy: sharding === "fsdp" ? "full_shard" : null,
+                offload,
+                optimizer,
+                liger,
+                microBatch: micro,
+                gradAccum,
+              };
+              const input: Record<string, unknown> = {
+                ...methodInput,
+                sharding,
+                offload,
+                liger,
+                microBatch: micro,
+                gradAccum,
+              };
+              if (optimizer === null) delete input.optimizer;
+              else input.optimizer = optimizer;
+              const changes: string[] = [];
+              if (method !== given) {
+                changes.push(
+                  method === "qlora"
+                    ? "QLoRA 4-bit (adapters on a 4-bit base instead of full weights)"
+                    : method === "lora"
+                      ? "LoRA (adapters instead of full weights)"
+                      : method,
+                );
+              }
+              if (sharding !== (base.sharding ?? "none")) changes.push(`sharding ${sharding}`);
+              if (offload !== (base.offload ?? "none")) changes.push(`offload ${offload}`);
+              if (eightBit && base.optimizer !== EIGHT_BIT) changes.push("8-bit AdamW");
+              if (liger && !base.liger) changes.push("Liger kernels");
+              if (micro !== micro0) changes.push(`micro-batch ${micro} × accumulation ${gradAccum}`);
+              yield { input: input as PlanInput, plan, changes };
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Searches method × sharding × offload × 8-bit optimizer × Liger × micro-batch (keeping the global batch) for
+ * plans that fit and break no rule, ranked by estimated step time. A plan is dropped when a faster-or-equal
+ * one needs a subset of its changes.
+ */
+export function recommend(input: PlanInput, options: RecommendOptions = {}): RecommendResult {
+  analyzePlan(input, options); // throws for input that does not form a plan
+  const found: (Recommendation & { changes: readonly string[] })[] = [];
+  let evaluated = 0;
+  for (const c of candidates(input, options)) {
+    evaluated++;
+    const a = analyzeResolvedPlan(c.plan, [], options.assumptions);
+    if (!a.valid) continue;
+    found.push({
+      summary: c.changes.length > 0 ? c.changes.join(", ") : "as given",
+      args: inputToArgs(c.input),
+      input: c.input,
+      deviceBytes: a.memory.train.perGpu.deviceBytes,
+      stepSeconds: estimateStepTime(c.plan, options.stepTime).stepSeconds,
+      fits: true,
+      changes: c.changes,
+    });
+  }
+  found.sort(
+    (x, y) =>
+      x.stepSeconds - y.stepSeconds || x.changes.length - y.changes.length || x.deviceBytes - y.deviceBytes,
+  );
+  const kept: typeof found = [];
+  for (const r of found) {
+    const redundant = kept.some(
+      (k) => k.stepSeconds <= r.stepSeconds * 1.02 && k.changes.every((ch) => r.changes.includes(ch)),
+    );
+    if (!redundant) kept.push(r);
+  }
+  const recommendations = kept.slice(0, options.limit ?? 5).map(({ changes: _, ...r }) => r);
+  return { recommendations, evaluated };
+}
+
+/** The largest micro-batch or sequence length at which the plan still fits (0 when even 1 does not). */
+export function maxFitting(
+  input: PlanInput,
+  field: "microBatch" | "seqLen",
+  options: AnalyzeOptions = {},
+): number {
+  const fits = (value: number) => {
+    try {
+      return analyzePlan({ ...input, [field]: value }, options).valid;
+    } catch (e) {
+      if (e instanceof TunefitError && e.kind === "usage") return false;
+      throw e;
+    }
+  };
+  if (!fits(1)) return 0;
+  const cap = field === "microBatch" ? 4096 : 1 << 21;
+  let lo = 1;
+  let hi = 2;
+  while (hi <= cap && fits(hi)) {
+    lo = hi;
+    hi *= 2;
+  }
+  hi = Math.min(hi, cap + 1);
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}

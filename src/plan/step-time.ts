@@ -1,0 +1,111 @@
+import { countParams } from "../model/params.ts";
+import { countTrainable } from "../model/trainable.ts";
+import type { Plan } from "../schema/plan.ts";
+
+/*
+ * A first-order step-time model: compute at a stated utilisation of the GPU's dense throughput, plus the
+ * data-parallel communication over the slowest link, plus CPU-offload traffic. Every constant is named.
+ */
+
+export interface StepTimeAssumptions {
+  /**
+   * Model FLOPs utilisation of a fine-tuning step with FlashAttention/SDPA in HF Trainer: 35–45 % is what
+   * well-tuned dense transformer training reaches on A100/H100 (PaLM §B: 46 %; Megatron-LM reports ~40–50 %);
+   * HF Trainer runs sit lower. 0.35.
+   */
+  readonly mfu: number;
+  /** QLoRA dequantizes every weight in forward and backward; bitsandbytes 4-bit training runs ~1.5–2× slower. */
+  readonly qloraSlowdown: number;
+  /** PCIe 4.0 ×16 effective host↔device bandwidth, bytes/s (32 GB/s raw per direction). */
+  readonly pcieBytesPerSecond: number;
+  /** GPU↔GPU within a node without NVLink (over PCIe). */
+  readonly intraNodeBytesPerSecond: number;
+  /** Between nodes: 100 Gb/s Ethernet or InfiniBand EDR (12.5 GB/s). */
+  readonly interNodeBytesPerSecond: number;
+  /** DeepSpeed's CPU Adam throughput, parameters per second per node (AVX2/AVX-512, tens of cores). */
+  readonly cpuAdamParamsPerSecond: number;
+  /** Dense bf16 TFLOPS assumed for a GPU whose catalog entry has none. */
+  readonly fallbackTflops: number;
+}
+
+export const DEFAULT_STEP_TIME_ASSUMPTIONS: StepTimeAssumptions = {
+  mfu: 0.35,
+  qloraSlowdown: 1.6,
+  pcieBytesPerSecond: 20e9,
+  intraNodeBytesPerSecond: 20e9,
+  interNodeBytesPerSecond: 12.5e9,
+  cpuAdamParamsPerSecond: 1e9,
+  fallbackTflops: 100,
+};
+
+export interface StepTime {
+  /** seconds per optimizer step (all micro-batches of one step) */
+  readonly stepSeconds: number;
+  readonly computeSeconds: number;
+  readonly communicationSeconds: number;
+  readonly offloadSeconds: number;
+  /** training FLOPs per step on one GPU */
+  readonly flopsPerGpu: number;
+}
+
+/** Estimates the time of one optimizer step. */
+export function estimateStepTime(plan: Plan, overrides: Partial<StepTimeAssumptions> = {}): StepTime {
+  const as = { ...DEFAULT_STEP_TIME_ASSUMPTIONS, ...overrides };
+  const arch = plan.model.architecture;
+  const t = arch.text;
+  const params = countParams(arch);
+  const trainable = countTrainable(arch, plan);
+  const tokens = plan.microBatch * plan.seqLen * plan.gradAccum;
+  const active = params.active;
+  // forward 2P per token; backward 2P for input gradients + 2P for weight gradients of what trains;
+  // gradient checkpointing recomputes the forward.
+  const trainedShare = Math.min(1, trainable.fullModules / Math.max(1, params.total));
+  const matmul =
+    2 * active + 2 * active + 2 * active * trainedShare + (plan.gradientCheckpointing ? 2 * active : 0);
+  // causal attention scores and values: 2·2·s·h per layer forward (half masked), ×3 with backward
+  const attention =
+    3 * 2 * t.numLayers * plan.seqLen * t.numHeads * t.headDim * (plan.gradientCheckpointing ? 4 / 3 : 1);
+  const flopsPerGpu = tokens * (matmul + attention);
+  const tflops =
+    (plan.precision === "fp32" ? (plan.gpu.denseBf16Tflops ?? as.fallbackTflops) / 2 : null) ?? // TF32
+    plan.gpu.denseBf16Tflops ??
+    plan.gpu.denseFp16Tflops ??
+    as.fallbackTflops;
+  let computeSeconds = flopsPerGpu / (tflops * 1e12 * as.mfu);
+  if (plan.method === "qlora") computeSeconds *= as.qloraSlowdown;
+
+  // communication per step, ring collectives: 2(N-1)/N of the bytes for all-reduce, (N-1)/N for gather/scatter
+  const world = plan.gpus * plan.nodes;
+  const bw = plan.nodes > 1 ? as.interNodeBytesPerSecond : as.intraNodeBytesPerSecond;
+  const ring = world > 1 ? (world - 1) / world : 0;
+  const a = plan.precision === "fp32" ? 4 : 2;
+  const gradBytes = trainable.trainable * a;
+  const weightBytes = params.total * (plan.method === "qlora" ? 0.52 : a);
+  let bytes = 2 * ring * gradBytes; // all-reduce (DDP) = reduce-scatter + all-gather (ZeRO-1/2)
+  if (
+    plan.sharding === "zero3" ||
+    plan.sharding === "fsdp2" ||
+    (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard" && plan.fsdpStrategy !== "shard_grad_op")
+  ) {
+    // parameters are gathered in forward and again in backward, for every micro-batch
+    bytes = ring * gradBytes + 2 * ring * weightBytes * plan.gradAccum;
+  }
+  const communicationSeconds = bytes / bw;
+
+  let offloadSeconds = 0;
+  if (plan.offload !== "none") {
+    // gradients down and updated parameters up over PCIe, and the CPU optimizer step
+    offloadSeconds +=
+      (2 * trainable.trainable * a) / as.pcieBytesPerSecond +
+      trainable.trainable / plan.gpus / as.cpuAdamParamsPerSecond;
+  }
+  if (plan.offload === "params")
+    offloadSeconds += (2 * weightBytes * plan.gradAccum) / world / as.pcieBytesPerSecond;
+  return {
+    stepSeconds: computeSeconds + communicationSeconds + offloadSeconds,
+    computeSeconds,
+    communicationSeconds,
+    offloadSeconds,
+    flopsPerGpu,
+  };
+}

@@ -1,0 +1,105 @@
+import { describe, expect, it } from "vitest";
+import { run } from "../../src/cli/run.ts";
+import { analyzePlan } from "../../src/plan/analyze.ts";
+import { inputToArgs, maxFitting, recommend } from "../../src/plan/recommend.ts";
+import { resolvePlan } from "../../src/plan/resolve.ts";
+import { estimateStepTime } from "../../src/plan/step-time.ts";
+import type { PlanInput } from "../../src/schema/plan.ts";
+
+const SEED: PlanInput = { model: "Qwen/Qwen2-VL-72B-Instruct", gpu: "rtx4090", gpus: 8, method: "full" };
+
+function flagsToObject(args: readonly string[]): PlanInput {
+  let stdout = "";
+  const code = run(["plan", ...args, "--json"], {
+    stdout: (t) => (stdout += t),
+    stderr: () => {},
+    cwd: process.cwd(),
+  });
+  expect(code).toBe(0);
+  return JSON.parse(stdout);
+}
+
+describe("recommend", () => {
+  const result = recommend(SEED);
+
+  it("returns only plans that fit, fastest first, each reproducible from its flags alone", () => {
+    expect(result.recommendations.length).toBeGreaterThan(0);
+    expect(result.evaluated).toBeGreaterThan(100);
+    const times = result.recommendations.map((r) => r.stepSeconds);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
+    for (const r of result.recommendations) {
+      const a = analyzePlan(r.input);
+      expect(a.valid).toBe(true);
+      expect(a.memory.train.perGpu.deviceBytes).toBe(r.deviceBytes);
+      const report = flagsToObject(r.args) as unknown as {
+        memory: { train: { perGpu: { deviceBytes: number } } };
+      };
+      expect(report.memory.train.perGpu.deviceBytes).toBe(r.deviceBytes);
+    }
+  });
+
+  it("says what a method change trades", () => {
+    expect(result.recommendations.every((r) => /adapters/.test(r.summary))).toBe(true);
+  });
+
+  it("keeps the global batch", () => {
+    for (const r of result.recommendations)
+      expect((r.input.microBatch ?? 1) * (r.input.gradAccum ?? 8)).toBe(8);
+  });
+
+  it("keeps a plan that already fits first when nothing is faster", () => {
+    const ok = recommend({ model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "h100-80g" });
+    expect(ok.recommendations[0]?.deviceBytes).toBeGreaterThan(0);
+  });
+});
+
+describe("maxFitting", () => {
+  it("finds the largest micro-batch and sequence length that fit, and they are tight", () => {
+    const input: PlanInput = { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g" };
+    const mb = maxFitting(input, "microBatch");
+    expect(mb).toBeGreaterThan(1);
+    expect(analyzePlan({ ...input, microBatch: mb }).valid).toBe(true);
+    expect(analyzePlan({ ...input, microBatch: mb + 1 }).valid).toBe(false);
+    const seq = maxFitting(input, "seqLen");
+    expect(analyzePlan({ ...input, seqLen: seq }).valid).toBe(true);
+    expect(analyzePlan({ ...input, seqLen: seq + 1 }).valid).toBe(false);
+  });
+
+  it("is 0 when even 1 does not fit", () => {
+    expect(maxFitting(SEED, "microBatch")).toBe(0);
+  });
+});
+
+describe("step time", () => {
+  it("grows with tokens, shrinks with faster GPUs, and charges ZeRO-3 more communication than ZeRO-2", () => {
+    const t = (input: Record<string, unknown>) =>
+      estimateStepTime(
+        resolvePlan({ model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g", gpus: 8, ...input }).plan,
+      );
+    expect(t({ microBatch: 2 }).computeSeconds).toBeCloseTo(2 * t({ microBatch: 1 }).computeSeconds, 6);
+    expect(t({ gpu: "h100-80g" }).computeSeconds).toBeLessThan(t({}).computeSeconds);
+    expect(t({ method: "full", sharding: "zero3" }).communicationSeconds).toBeGreaterThan(
+      t({ method: "full", sharding: "zero2" }).communicationSeconds,
+    );
+    expect(t({ method: "qlora" }).computeSeconds).toBeGreaterThan(t({}).computeSeconds);
+  });
+});
+
+describe("inputToArgs", () => {
+  it("writes model and hardware first and on/off for switches", () => {
+    expect(
+      inputToArgs({ liger: true, model: "m", gpu: "t4", loraTarget: ["q_proj", "v_proj"], method: "lora" }),
+    ).toEqual([
+      "--model",
+      "m",
+      "--gpu",
+      "t4",
+      "--method",
+      "lora",
+      "--liger",
+      "on",
+      "--lora-target",
+      "q_proj,v_proj",
+    ]);
+  });
+});
