@@ -1,5 +1,6 @@
 import { type LinearGroup, linearModules } from "../model/modules.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
+import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import type { Plan } from "../schema/plan.ts";
@@ -297,13 +298,19 @@ export function estimateTrainMemory(
   );
   const layerTraining = freezeSelection(plan);
   const copyBytes = mixed ? a : m; // PEFT casts each adapted input to the adapter dtype (autocast casts it back)
+  // LLaMA-Factory skips Liger for some families; Gemma-2 under `auto` runs eager attention unless
+  // FlashAttention-2 is possible (the conservative reading: eager where the GPU cannot run FA2).
+  const liger = plan.liger && !LIGER_UNSUPPORTED.has(arch.modelType);
+  const eager =
+    plan.attention === "eager" ||
+    (arch.modelType === "gemma2" && plan.attention === "auto" && !plan.gpu.flashAttention2);
   const ctx: Ctx = {
     arch,
     a,
     rb: isFull && mixed ? 4 : a,
     castCopies: isFull && mixed,
-    liger: plan.liger,
-    eager: plan.attention === "eager",
+    liger,
+    eager,
     fa2: plan.attention === "fa2",
     seqLen: plan.seqLen,
     loraPerToken: isLora ? loraBytesPerToken(plan, groups, trainable.loraTargets, copyBytes, a) : 0,
@@ -322,7 +329,7 @@ export function estimateTrainMemory(
 
   // ---- logits
   let logitsPeak: number;
-  if (plan.liger) {
+  if (liger) {
     // Liger's fused linear cross-entropy: chunks of ~BT/(V/H) rows, plus the input gradient it precomputes.
     const chunk =
       2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(tokens / Math.ceil(t.vocabSize / t.hiddenSize)))));

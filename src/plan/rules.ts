@@ -1,5 +1,6 @@
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
+import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import type { Plan } from "../schema/plan.ts";
 
 /**
@@ -102,6 +103,51 @@ export const PLAN_RULES: readonly PlanRule[] = [
     message: (p) => `${p.gpu.name} has no bfloat16 support`,
     hint: () => "Use --precision fp16 (or fp32).",
     source: "GPU catalog (bf16 tensor-core support)",
+  },
+  {
+    code: "DORA_PREQUANTIZED",
+    fields: ["useDora", "quantMethod"],
+    severity: "error",
+    applies: (p) => p.useDora === true && p.method === "qlora" && p.quantMethod !== "bnb",
+    message: (p) => `DoRA is not compatible with pre-quantized ${p.quantMethod?.toUpperCase()} models`,
+    hint: () => "Use --use-dora off, or --quant-method bnb.",
+    source: "LLaMA-Factory model/adapter.py:244",
+  },
+  {
+    code: "IMAGE_PIXELS_BELOW_MIN",
+    fields: ["imageMaxPixels"],
+    severity: "error",
+    applies: (p) => p.model.architecture.vision !== null && p.imageMaxPixels < 32 * 32,
+    message: (p) =>
+      `image_max_pixels ${p.imageMaxPixels} is below LLaMA-Factory's image_min_pixels (32 × 32 = 1024)`,
+    hint: () => "Use --image-max-pixels 1024 or more.",
+    source: "LLaMA-Factory hparams/model_args.py:348",
+  },
+  {
+    code: "LIGER_UNSUPPORTED_MODEL",
+    fields: ["liger"],
+    severity: "warning",
+    applies: (p) => p.liger && LIGER_UNSUPPORTED.has(p.model.architecture.modelType),
+    message: (p) =>
+      `LLaMA-Factory applies no Liger kernels to ${p.model.architecture.modelType}: --liger on has no effect`,
+    hint: () => "Drop --liger; memory is estimated without it.",
+    source: "LLaMA-Factory model/model_utils/liger_kernel.py:94",
+  },
+  {
+    code: "GEMMA2_ATTENTION",
+    fields: ["attention"],
+    severity: "warning",
+    applies: (p) =>
+      p.model.architecture.modelType === "gemma2" && (p.attention === "auto" || p.attention === "sdpa"),
+    message: (p) =>
+      p.attention === "auto"
+        ? "LLaMA-Factory runs Gemma-2 with FlashAttention-2 when flash-attn is installed, else eager attention (s² memory), never SDPA"
+        : "SDPA lacks Gemma-2's attention soft-capping",
+    hint: (p) =>
+      p.gpu.flashAttention2
+        ? "Use --attention fa2 (install flash-attn)."
+        : "This GPU has no FlashAttention-2: expect eager attention.",
+    source: "LLaMA-Factory model/model_utils/attention.py:50-56",
   },
   {
     code: "TEMPLATE_NOT_MULTIMODAL",
