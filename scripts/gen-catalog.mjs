@@ -272,6 +272,13 @@ const gpus = gpusRef.gpus.map((g) => ({
   denseBf16Tflops: g.dense_bf16_tflops,
   denseFp16Tflops: g.dense_fp16_tflops,
   memoryBandwidthGBps: g.memory_bandwidth_gbps,
+  // GPU-to-GPU bandwidth per direction in GB/s: NVLink's bidirectional total / 2 where the part has it, else PCIe.
+  linkGBps:
+    g.interconnect?.nvlink?.bandwidth_gbps != null
+      ? g.interconnect.nvlink.bandwidth_gbps / 2
+      : g.interconnect?.pcie?.gen
+        ? ({ 3: 16, 4: 32, 5: 64 }[g.interconnect.pcie.gen] ?? null)
+        : null,
   memorySource: g.sources?.memory_total_mib ?? null,
 }));
 

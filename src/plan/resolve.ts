@@ -142,6 +142,7 @@ function resolveGpu(input: PlanInput): ResolvedGpu {
       denseBf16Tflops: null,
       denseFp16Tflops: null,
       memoryBandwidthGBps: null,
+      linkGBps: null,
     };
   }
   const gpu = findGpu(input.gpu);
@@ -166,6 +167,7 @@ function resolveGpu(input: PlanInput): ResolvedGpu {
     denseBf16Tflops: gpu.denseBf16Tflops,
     denseFp16Tflops: gpu.denseFp16Tflops,
     memoryBandwidthGBps: gpu.memoryBandwidthGBps,
+    linkGBps: gpu.linkGBps,
   };
 }
 

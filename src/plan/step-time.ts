@@ -18,8 +18,10 @@ export interface StepTimeAssumptions {
   readonly qloraSlowdown: number;
   /** PCIe 4.0 ×16 effective host↔device bandwidth, bytes/s (32 GB/s raw per direction). */
   readonly pcieBytesPerSecond: number;
-  /** GPU↔GPU within a node without NVLink (over PCIe). */
+  /** GPU↔GPU within a node when the catalog has no link bandwidth. */
   readonly intraNodeBytesPerSecond: number;
+  /** Share of a link's peak that ring collectives reach (NCCL bus bandwidth vs peak). */
+  readonly linkEfficiency: number;
   /** Between nodes: 100 Gb/s Ethernet or InfiniBand EDR (12.5 GB/s). */
   readonly interNodeBytesPerSecond: number;
   /** DeepSpeed's CPU Adam throughput, parameters per second per node (AVX2/AVX-512, tens of cores). */
@@ -33,6 +35,7 @@ export const DEFAULT_STEP_TIME_ASSUMPTIONS: StepTimeAssumptions = {
   qloraSlowdown: 1.6,
   pcieBytesPerSecond: 20e9,
   intraNodeBytesPerSecond: 20e9,
+  linkEfficiency: 0.6,
   interNodeBytesPerSecond: 12.5e9,
   cpuAdamParamsPerSecond: 1e9,
   fallbackTflops: 100,
@@ -74,23 +77,35 @@ export function estimateStepTime(plan: Plan, overrides: Partial<StepTimeAssumpti
   let computeSeconds = flopsPerGpu / (tflops * 1e12 * as.mfu);
   if (plan.method === "qlora") computeSeconds *= as.qloraSlowdown;
 
-  // communication per step, ring collectives: 2(N-1)/N of the bytes for all-reduce, (N-1)/N for gather/scatter
+  // communication per step, ring collectives: 2(N-1)/N of the bytes for all-reduce, (N-1)/N per gather/scatter.
+  // Within a node the GPUs' link (NVLink, else PCIe at 60 % efficiency); between nodes the network.
   const world = plan.gpus * plan.nodes;
-  const bw = plan.nodes > 1 ? as.interNodeBytesPerSecond : as.intraNodeBytesPerSecond;
-  const ring = world > 1 ? (world - 1) / world : 0;
+  const intraBw = plan.gpu.linkGBps
+    ? plan.gpu.linkGBps * 1e9 * as.linkEfficiency
+    : as.intraNodeBytesPerSecond;
+  const worldBw = plan.nodes > 1 ? Math.min(intraBw, as.interNodeBytesPerSecond) : intraBw;
+  const ring = (n: number) => (n > 1 ? (n - 1) / n : 0);
   const a = plan.precision === "fp32" ? 4 : 2;
   const gradBytes = trainable.trainable * a;
   const weightBytes = params.total * (plan.method === "qlora" ? 0.52 : a);
-  let bytes = 2 * ring * gradBytes; // all-reduce (DDP) = reduce-scatter + all-gather (ZeRO-1/2)
-  if (
+  const fullShard =
     plan.sharding === "zero3" ||
     plan.sharding === "fsdp2" ||
-    (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard" && plan.fsdpStrategy !== "shard_grad_op")
-  ) {
+    (plan.sharding === "fsdp" && (plan.fsdpStrategy === "full_shard" || plan.fsdpStrategy === null));
+  let communicationSeconds: number;
+  if (plan.sharding === "fsdp" && plan.fsdpStrategy === "hybrid_shard") {
+    // shard within a node (parameter gathers over the node's links), replicate across nodes (gradient all-reduce
+    // of each rank's 1/gpus share over the network)
+    communicationSeconds =
+      (ring(plan.gpus) * gradBytes + 2 * ring(plan.gpus) * weightBytes * plan.gradAccum) / intraBw +
+      (2 * ring(plan.nodes) * gradBytes) / plan.gpus / as.interNodeBytesPerSecond;
+  } else if (fullShard) {
     // parameters are gathered in forward and again in backward, for every micro-batch
-    bytes = ring * gradBytes + 2 * ring * weightBytes * plan.gradAccum;
+    communicationSeconds =
+      (ring(world) * gradBytes + 2 * ring(world) * weightBytes * plan.gradAccum) / worldBw;
+  } else {
+    communicationSeconds = (2 * ring(world) * gradBytes) / worldBw; // DDP all-reduce = ZeRO-1/2 scatter + gather
   }
-  const communicationSeconds = bytes / bw;
 
   let offloadSeconds = 0;
   if (plan.offload !== "none") {

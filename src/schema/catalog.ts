@@ -40,6 +40,10 @@ export const GpuRecord = z.strictObject({
   denseBf16Tflops: z.number().nullable(),
   denseFp16Tflops: z.number().nullable(),
   memoryBandwidthGBps: z.number().nullable(),
+  linkGBps: z
+    .number()
+    .nullable()
+    .meta({ description: "GPU-to-GPU bandwidth per direction (NVLink, else PCIe)" }),
   memorySource: z.string().nullable(),
 });
 export type GpuRecord = z.infer<typeof GpuRecord>;

@@ -131,6 +131,7 @@ export const ResolvedGpu = z.strictObject({
   denseBf16Tflops: z.number().nullable(),
   denseFp16Tflops: z.number().nullable(),
   memoryBandwidthGBps: z.number().nullable(),
+  linkGBps: z.number().nullable(),
 });
 export type ResolvedGpu = z.infer<typeof ResolvedGpu>;
 

@@ -14,6 +14,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": null,
     "memoryBandwidthGBps": 936,
+    "linkGBps": 32,
     "memorySource": "https://github.com/noonghunna/club-3090/issues/1128"
   },
   {
@@ -28,6 +29,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 165.2,
     "denseFp16Tflops": 165.2,
     "memoryBandwidthGBps": 1008,
+    "linkGBps": 32,
     "memorySource": "https://github.com/RLinf/RLinf/issues/255"
   },
   {
@@ -42,6 +44,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": null,
     "memoryBandwidthGBps": 600,
+    "linkGBps": 32,
     "memorySource": "https://github.com/NVIDIA/DCGM/issues/232 (nvidia-smi: 'NVIDIA A10G ... 8722MiB / 23028MiB'); Modal's fleet list also gives 'A10: 23028MiB' (it does not say whether that is the A10 or the A10G) per https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01)"
   },
   {
@@ -56,6 +59,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 121,
     "denseFp16Tflops": 121,
     "memoryBandwidthGBps": 300,
+    "linkGBps": 32,
     "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01)"
   },
   {
@@ -70,6 +74,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 362.05,
     "denseFp16Tflops": 362.05,
     "memoryBandwidthGBps": 864,
+    "linkGBps": 32,
     "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01)"
   },
   {
@@ -84,6 +89,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 154.8,
     "denseFp16Tflops": 154.8,
     "memoryBandwidthGBps": 768,
+    "linkGBps": 32,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -98,6 +104,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 312,
     "denseFp16Tflops": 312,
     "memoryBandwidthGBps": 1555,
+    "linkGBps": 300,
     "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01)"
   },
   {
@@ -112,6 +119,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 312,
     "denseFp16Tflops": 312,
     "memoryBandwidthGBps": 2039,
+    "linkGBps": 300,
     "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01)"
   },
   {
@@ -126,6 +134,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 989.4,
     "denseFp16Tflops": 989.4,
     "memoryBandwidthGBps": 3350,
+    "linkGBps": 450,
     "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01); code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -140,6 +149,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 756.5,
     "denseFp16Tflops": 756.5,
     "memoryBandwidthGBps": 2000,
+    "linkGBps": 300,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -154,6 +164,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 989.4,
     "denseFp16Tflops": 989.4,
     "memoryBandwidthGBps": 4800,
+    "linkGBps": 450,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -168,6 +179,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": 125,
     "memoryBandwidthGBps": 900,
+    "linkGBps": 150,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -182,6 +194,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": 125,
     "memoryBandwidthGBps": 900,
+    "linkGBps": 150,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -196,6 +209,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": 65,
     "memoryBandwidthGBps": 320,
+    "linkGBps": 16,
     "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01)"
   },
   {
@@ -210,6 +224,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 1307.4,
     "denseFp16Tflops": 1307.4,
     "memoryBandwidthGBps": 5300,
+    "linkGBps": 64,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -224,6 +239,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": null,
     "memoryBandwidthGBps": 1792,
+    "linkGBps": 64,
     "memorySource": "https://github.com/noonghunna/club-3090/issues/1261"
   },
   {
@@ -238,6 +254,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": 2250,
     "denseFp16Tflops": 2250,
     "memoryBandwidthGBps": 8000,
+    "linkGBps": 900,
     "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
@@ -252,6 +269,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseBf16Tflops": null,
     "denseFp16Tflops": null,
     "memoryBandwidthGBps": null,
+    "linkGBps": null,
     "memorySource": null
   }
 ];
