@@ -63,15 +63,27 @@ const BAR_PARTS = [
   ["runtime", "r"],
 ] as const;
 
+const ANSI: Readonly<Record<string, string>> = {
+  W: "34",
+  G: "36",
+  O: "35",
+  A: "33",
+  L: "31",
+  B: "32",
+  f: "90",
+  r: "90",
+};
+
 /**
  * A stacked bar of one GPU's memory: one letter per part, `|` at the usable capacity, the card's end at `]`.
- * Width is the character count of the card.
+ * Width is the character count of the card; `color` paints each part (for terminals).
  */
 export function memoryBar(
   breakdown: Readonly<Record<(typeof BAR_PARTS)[number][0], number>>,
   usableBytes: number,
   cardBytes: number,
   width = 60,
+  color = false,
 ): string {
   const total = BAR_PARTS.reduce((n, [k]) => n + breakdown[k], 0);
   const scale = width / Math.max(cardBytes, total);
@@ -86,8 +98,12 @@ export function memoryBar(
   const usableCells = Math.round(usableBytes * scale);
   const cells = [...bar.padEnd(Math.max(cardCells, bar.length), " ")];
   if (usableCells < cells.length && cells[usableCells] === " ") cells[usableCells] = "|";
-  const inside = cells.slice(0, cardCells).join("");
-  const over = cells.slice(cardCells).join("");
+  const paint = (text: string) =>
+    color
+      ? text.replace(/([WGOALBfr])\1*/g, (run) => `\u001b[${ANSI[run[0] ?? ""] ?? "0"}m${run}\u001b[0m`)
+      : text;
+  const inside = paint(cells.slice(0, cardCells).join(""));
+  const over = paint(cells.slice(cardCells).join(""));
   return `[${inside}]${over}`;
 }
 

@@ -27,6 +27,8 @@ export interface CliIo {
   readonly stderr: (text: string) => void;
   /** the folder relative paths are read from */
   readonly cwd: string;
+  /** colour the memory bar (a TTY without NO_COLOR) @default false */
+  readonly color?: boolean;
 }
 
 /** Exit codes of the CLI contract. */
@@ -159,7 +161,7 @@ function missingRequired(input: Record<string, unknown>): Issue[] {
     }));
 }
 
-function humanPlan(a: PlanAnalysis): string {
+function humanPlan(a: PlanAnalysis, color = false): string {
   const p = a.plan;
   const arch = p.model.architecture;
   const lines = [
@@ -202,7 +204,7 @@ function humanPlan(a: PlanAnalysis): string {
     "",
     `Per-GPU memory at the training peak (${m.train.phase}): ${formatGib(per.deviceBytes)} of ` +
       `${formatGib(m.train.capacityBytes)} usable ${m.train.fits ? "✔ fits" : "✖ does not fit"}`,
-    `  ${memoryBar(per.breakdown, m.train.capacityBytes, p.gpu.capacityBytes)}`,
+    `  ${memoryBar(per.breakdown, m.train.capacityBytes, p.gpu.capacityBytes, 60, color)}`,
     `  ${memoryLegend(per.breakdown)}`,
     `  allocated ${formatGib(per.allocatedBytes)} · reserved ${formatGib(per.reservedBytes)} · ` +
       `nvidia-smi ${formatGib(per.deviceBytes)}`,
@@ -280,6 +282,7 @@ function runPlan(argv: readonly string[], io: CliIo): number {
   if (values.recommend) {
     recommendations = recommend(planInput, options);
     report.recommendations = recommendations.recommendations.map(({ input: _, ...r }) => r);
+    report.recommendationSearch = { evaluated: recommendations.evaluated };
   }
   let maxValue: number | undefined;
   if (max !== undefined) {
@@ -288,7 +291,7 @@ function runPlan(argv: readonly string[], io: CliIo): number {
     report.max = { [field]: maxValue };
   }
   if (values.json) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
-  else io.stdout(humanPlan(analysis) + humanExtras(recommendations, max, maxValue));
+  else io.stdout(humanPlan(analysis, io.color ?? false) + humanExtras(recommendations, max, maxValue));
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
 

@@ -255,3 +255,47 @@ describe("the built CLI", () => {
     expect(usage.stderr).not.toContain("    at ");
   });
 });
+
+describe("plan --recommend and --max", () => {
+  it("lists plans that fit with the flags that reproduce them, in the contract's shape", () => {
+    const { code, stdout } = cli([...SEED, "--recommend", "--json"]);
+    expect(code).toBe(3);
+    const report = JSON.parse(stdout);
+    expect(report.recommendations.length).toBeGreaterThan(0);
+    for (const r of report.recommendations) {
+      expect(Object.keys(r).sort()).toEqual(["args", "deviceBytes", "fits", "stepSeconds", "summary"]);
+      expect(r.fits).toBe(true);
+      expect(r.args.slice(0, 4)).toEqual(["--model", "Qwen/Qwen2-VL-72B-Instruct", "--gpu", "rtx4090"]);
+    }
+    expect(report.recommendationSearch.evaluated).toBeGreaterThan(100);
+  });
+
+  it("prints the largest micro-batch that fits", () => {
+    const { code, stdout } = cli([
+      "plan",
+      "--model",
+      "Qwen/Qwen2.5-7B-Instruct",
+      "--gpu",
+      "a100-80g",
+      "--max",
+      "micro-batch",
+      "--json",
+    ]);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).max.microBatch).toBeGreaterThan(1);
+    expect(
+      cli(["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g", "--max", "batch"]).code,
+    ).toBe(2);
+  });
+
+  it("colours the bar only when asked (a TTY without NO_COLOR)", () => {
+    const plain = cli(["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g"]);
+    expect(plain.stdout).not.toContain("\u001b[");
+    const coloured = cli(
+      ["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g"],
+      process.cwd(),
+      { color: true },
+    );
+    expect(coloured.stdout).toContain("\u001b[");
+  });
+});
