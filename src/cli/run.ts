@@ -171,6 +171,9 @@ function humanPlan(a: PlanAnalysis, color = false): string {
       `${p.fsdpStrategy ? ` (${p.fsdpStrategy})` : ""}, offload ${p.offload}, ${p.precision}`,
     `Batch     micro-batch ${p.microBatch} × seq ${p.seqLen}${p.packing ? " (packed)" : ""}, grad-accum ${p.gradAccum}, ` +
       `checkpointing ${p.gradientCheckpointing ? "on" : "off"}, attention ${p.attention}`,
+    `          global batch ${p.microBatch * p.gradAccum * p.gpus * p.nodes} sequences = micro-batch ${p.microBatch} × ` +
+      `accumulation ${p.gradAccum} × ${p.gpus * p.nodes} GPU(s), ` +
+      `${formatInt(p.microBatch * p.gradAccum * p.gpus * p.nodes * p.seqLen)} tokens per step`,
     `Template  ${p.template}`,
     "",
     table([
