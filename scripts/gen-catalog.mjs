@@ -279,7 +279,8 @@ const gpus = gpusRef.gpus.map((g) => ({
       : g.interconnect?.pcie?.gen
         ? ({ 3: 16, 4: 32, 5: 64 }[g.interconnect.pcie.gen] ?? null)
         : null,
-  memorySource: g.sources?.memory_total_mib ?? null,
+  memorySource:
+    g.sources?.memory_total_mib?.replace(/code-index \(find_string over public GitHub files\)/g, "public GitHub files") ?? null,
 }));
 
 // ---------------------------------------------------------------- expected counts (tests only)

@@ -90,7 +90,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 154.8,
     "memoryBandwidthGBps": 768,
     "linkGBps": 32,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "a100-40g",
@@ -135,7 +135,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 989.4,
     "memoryBandwidthGBps": 3350,
     "linkGBps": 450,
-    "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01); code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "https://github.com/modal-labs/modal-client/pull/2797 (Modal engineer's list of nvidia-smi totals across Modal's fleet, 2025-01); public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "h100-pcie",
@@ -150,7 +150,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 756.5,
     "memoryBandwidthGBps": 2000,
     "linkGBps": 300,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "h200",
@@ -165,7 +165,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 989.4,
     "memoryBandwidthGBps": 4800,
     "linkGBps": 450,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "v100-16g",
@@ -180,7 +180,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 125,
     "memoryBandwidthGBps": 900,
     "linkGBps": 150,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "v100-32g",
@@ -195,7 +195,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 125,
     "memoryBandwidthGBps": 900,
     "linkGBps": 150,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "t4",
@@ -225,7 +225,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 1307.4,
     "memoryBandwidthGBps": 5300,
     "linkGBps": 64,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "rtx5090",
@@ -255,7 +255,7 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "denseFp16Tflops": 2250,
     "memoryBandwidthGBps": 8000,
     "linkGBps": 900,
-    "memorySource": "code-index (find_string over public GitHub files): nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
+    "memorySource": "public GitHub files: nvidia-smi tables quoted in >=8 independent files; the index does not report their repositories"
   },
   {
     "id": "ascend-910b",
