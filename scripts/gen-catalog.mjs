@@ -280,7 +280,10 @@ const gpus = gpusRef.gpus.map((g) => ({
         ? ({ 3: 16, 4: 32, 5: 64 }[g.interconnect.pcie.gen] ?? null)
         : null,
   memorySource:
-    g.sources?.memory_total_mib?.replace(/code-index \(find_string over public GitHub files\)/g, "public GitHub files") ?? null,
+    g.sources?.memory_total_mib?.replace(
+      /code-index \(find_string over public GitHub files\)/g,
+      "public GitHub files",
+    ) ?? null,
 }));
 
 // ---------------------------------------------------------------- expected counts (tests only)
