@@ -5,6 +5,7 @@ import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import type { Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
+import { loadedWeightBytes } from "./load.ts";
 
 /*
  * Training memory of one GPU at the step's peak, in bytes. The model follows what PyTorch keeps alive:
@@ -169,28 +170,6 @@ function loraBytesPerToken(
     bytes += passes * perPass;
   }
   return bytes;
-}
-
-/** Bytes of the quantized base weights and of everything bitsandbytes/GPTQ leaves unquantized. */
-function quantizedWeightBytes(
-  plan: PlanLike,
-  params: ParamBreakdown,
-  groups: readonly LinearGroup[],
-  as: MemoryAssumptions,
-  a: number,
-): number {
-  const linear = groups
-    .filter((g) => g.region !== "projector")
-    .reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
-  const perParam =
-    plan.quantMethod === "bnb"
-      ? plan.quantBits === 8
-        ? as.int8BytesPerParam
-        : as.nf4BytesPerParam
-      : plan.quantBits === 8
-        ? as.gptq8BytesPerParam
-        : as.gptq4BytesPerParam;
-  return linear * perParam + (params.total - linear) * a;
 }
 
 function adafactorBytes(
