@@ -243,7 +243,7 @@ export function estimateTrainMemory(
   // ---- weights
   const frozenBase =
     plan.method === "qlora"
-      ? quantizedWeightBytes(plan, params, groups, as, a)
+      ? loadedWeightBytes(plan, params, as)
       : (params.total - (isLora ? 0 : trainable.fullModules)) * a;
   // DeepSpeed keeps 16-bit model weights and puts the fp32 master copy into the optimizer state.
   const trainableWeightBytes = deepspeed && mixed ? a : m;
