@@ -48,9 +48,11 @@ export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: Memory
   const a = bytesPerWeight(plan);
   if (plan.method !== "qlora") return params.total * a;
   const groups = linearModules(plan.model.architecture, { expertsAsLinear: as.transformersExpertsAsLinear });
-  const linear = groups
-    .filter((g) => g.region !== "projector")
-    .reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+  // bitsandbytes quantizes every nn.Linear on load except lm_head (vision tower included); GPTQ/AWQ checkpoints
+  // quantize the language model's blocks only (the calibration runs on them).
+  const quantized = (g: (typeof groups)[number]) =>
+    plan.quantMethod === "bnb" ? g.region !== "projector" : g.region === "text";
+  const linear = groups.filter(quantized).reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
   const per =
     plan.quantMethod === "bnb"
       ? plan.quantBits === 8

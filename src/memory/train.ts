@@ -251,10 +251,22 @@ export function estimateTrainMemory(
   const weightsFull = frozenBase + trainedWeights;
   const offloadParams = plan.offload === "params";
   let weights = weightsFull / split.weights;
+  const bytesPerWeight = weightsFull / params.total;
+  const layerParams = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / t.numLayers;
   if (split.weights > 1 || offloadParams) {
-    // FSDP/ZeRO-3 gather one decoder layer (and prefetch the next) as stored (quantized for QLoRA).
-    const layerShare = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / params.total;
-    const gathered = (2 * weightsFull * layerShare) / t.numLayers;
+    let gathered: number;
+    if (plan.sharding === "zero3") {
+      // DeepSpeed's estimator: 4 B × the largest module's parameters (its 16-bit parameters gathered and its
+      // 16-bit gradients computed); the embedding or lm_head is often the largest (stage3.py
+      // estimate_zero3_model_states_mem_needs, largest_layer_memory).
+      const largest = Math.max(layerParams / 4, params.embedTokens, params.lmHead);
+      gathered = 2 * largest * bytesPerWeight + 2 * largest * a;
+    } else {
+      // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
+      // root unit (embeddings, final norm, lm_head) is not resharded after forward.
+      const root = (params.embedTokens + params.lmHead + params.finalNorm) * bytesPerWeight;
+      gathered = 2 * layerParams * bytesPerWeight + root * (1 - 1 / split.weights);
+    }
     weights = (offloadParams ? 0 : weightsFull / split.weights) + gathered;
   }
 
@@ -262,7 +274,7 @@ export function estimateTrainMemory(
   const gradBytes = deepspeed && mixed ? a : m;
   let gradients = (trainable.trainable * gradBytes) / split.gradients;
   if (offloadParams) gradients = 0;
-  const masterBytes = deepspeed && mixed ? 4 : 0; // DeepSpeed's fp32 master copy
+  const masterBytes = deepspeed && mixed ? 4 : 0; // DeepSpeed's fp32 master copy of its partition
   const stateBytes =
     plan.optimizer === "adafactor"
       ? adafactorBytes(trainable, groups, plan)
@@ -352,8 +364,27 @@ export function estimateTrainMemory(
       (plan.gradientCheckpointing ? t.vocabSize * t.hiddenSize : linearParams + t.vocabSize * t.hiddenSize);
   }
   if (plan.sharding === "none" && split.world > 1) buffers += trainable.trainable * gradBytes; // DDP buckets
+  if (deepspeed) {
+    // LLaMA-Factory's ds_z2 config: reduce bucket 5e8 elements (contiguous gradients); ds_z3: "auto" reduce bucket
+    // hidden² and prefetch bucket 0.9 × hidden² (transformers HfTrainerDeepSpeedConfig).
+    const h2 = t.hiddenSize ** 2;
+    buffers +=
+      plan.sharding === "zero3"
+        ? (Math.min(h2, trainable.trainable) + 0.9 * h2) * a
+        : Math.min(5e8, trainable.trainable) * gradBytes;
+  }
+  // The step's temporaries: torch's foreach AdamW materialises one parameter-sized tensor; DeepSpeed converts its
+  // partition's 16-bit gradients to a fp32 .grad for the step (stage 1/2 per parameter group; stage 3 per
+  // sub_group_size = 1e9 parameters) and uses its fused Adam.
   const stepTemp =
-    plan.offload === "none" ? (trainable.trainable * m * as.optimizerStepTempCopies) / split.optimizer : 0;
+    plan.offload !== "none"
+      ? 0
+      : deepspeed
+        ? Math.min(
+            trainable.trainable / split.optimizer,
+            plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
+          ) * 4
+        : (trainable.trainable * m * as.optimizerStepTempCopies) / split.optimizer;
 
   const states = weights + gradients + optimizer;
   const backward = states + activations + logits + buffers;
