@@ -253,6 +253,11 @@ for (const c of cases) {
   if (/qwen/i.test(c.group) && method === "qlora") notes.push("Qwen's Q-LoRA loads a GPTQ Int4 checkpoint");
   if (/qwen/i.test(c.group))
     notes.push("Qwen-1's loss runs on bf16 logits (no fp32 upcast), which no flag expresses");
+  if (/fsdp_qlora/.test(c.group)) {
+    notes.push(
+      "fsdp_qlora's loop (transformers 4.38) keeps the fp32 logits of the output alive through backward and copies the shifted logits: ~14-16 B × vocabulary per token where LLaMA-Factory's loss needs 10",
+    );
+  }
 
   let measuredBytes = bytesOf(c, notes);
   if (/^aggregate/.test(c.measured.scope ?? "")) {
