@@ -38,3 +38,8 @@ export function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+/** 0, 1, …, n − 1. */
+export function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}

@@ -1,3 +1,4 @@
+import { range } from "../_util.ts";
 import { type TunefitError, usageError } from "../errors.ts";
 import type {
   Architecture,
@@ -297,10 +298,6 @@ class Fields {
 
 function isObject(v: unknown): v is Json {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
 }
 
 /** The common decoder: llama-style field names. */

@@ -1,3 +1,4 @@
+import { range } from "../_util.ts";
 import { type LinearGroup, linearModules } from "../model/modules.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
@@ -41,8 +42,6 @@ export interface TrainMemory {
   /** tokens per micro-batch on one GPU (micro-batch × sequence length) */
   readonly tokensPerMicroBatch: number;
 }
-
-type PlanLike = Plan;
 
 const ADAMW_LIKE = 2;
 
@@ -150,7 +149,7 @@ function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): nu
 
 /** LoRA's saved tensors per token over the language model: each adapted module keeps a copy of its input. */
 function loraBytesPerToken(
-  plan: PlanLike,
+  plan: Plan,
   groups: readonly LinearGroup[],
   targets: readonly string[],
   copyBytes: number,
@@ -172,11 +171,7 @@ function loraBytesPerToken(
   return bytes;
 }
 
-function adafactorBytes(
-  trainable: TrainableBreakdown,
-  groups: readonly LinearGroup[],
-  plan: PlanLike,
-): number {
+function adafactorBytes(trainable: TrainableBreakdown, groups: readonly LinearGroup[], plan: Plan): number {
   // Factored second moment: one fp32 row and one column vector per matrix.
   if (plan.method === "lora" || plan.method === "qlora") {
     const r = plan.loraRank ?? 8;
@@ -194,7 +189,7 @@ export interface TrainInputs {
 }
 
 /** Ways the model states are split across the data-parallel group. */
-function partition(plan: PlanLike): { weights: number; gradients: number; optimizer: number; world: number } {
+function partition(plan: Plan): { weights: number; gradients: number; optimizer: number; world: number } {
   const world = plan.gpus * plan.nodes;
   const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
   switch (plan.sharding) {
@@ -217,7 +212,7 @@ function partition(plan: PlanLike): { weights: number; gradients: number; optimi
 
 /** Predicts the training peak of one GPU for a resolved plan. */
 export function estimateTrainMemory(
-  plan: PlanLike,
+  plan: Plan,
   overrides: Partial<MemoryAssumptions> = {},
   inputs?: TrainInputs,
 ): TrainMemory {
@@ -426,7 +421,7 @@ export function estimateTrainMemory(
 }
 
 /** What freeze tuning trains inside a chosen layer; every other method trains whole layers or none. */
-function freezeSelection(plan: PlanLike): LayerTraining {
+function freezeSelection(plan: Plan): LayerTraining {
   const modules = plan.freezeTrainableModules;
   if (plan.method !== "freeze" || modules === null || modules === "all") return ALL;
   const has = (re: RegExp) => modules.some((m) => re.test(m));
@@ -450,12 +445,8 @@ function roundBreakdown(b: MemoryBreakdown): MemoryBreakdown {
   };
 }
 
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
-}
-
 /** Patches one image becomes in the vision tower, and the tokens it becomes in the language model. */
-export function imagePatches(plan: PlanLike): { patches: number; tokens: number } {
+export function imagePatches(plan: Plan): { patches: number; tokens: number } {
   const v = plan.model.architecture.vision;
   if (!v || plan.imagesPerSample === 0) return { patches: 0, tokens: 0 };
   switch (v.kind) {
@@ -475,7 +466,7 @@ export function imagePatches(plan: PlanLike): { patches: number; tokens: number 
 
 /** The vision tower's memory: saved activations when it is trained, else one block's forward transient. */
 function visionActivationBytes(
-  plan: PlanLike,
+  plan: Plan,
   a: number,
 ): { saved: number; checkpointed: number; transient: number } {
   const v = plan.model.architecture.vision;

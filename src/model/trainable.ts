@@ -1,3 +1,4 @@
+import { range } from "../_util.ts";
 import { usageError } from "../errors.ts";
 import type { Architecture, VisionArchitecture } from "../schema/architecture.ts";
 import type { Method } from "../schema/plan.ts";
@@ -43,10 +44,8 @@ export interface TrainableBreakdown {
   readonly trainableLayers: readonly number[];
 }
 
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let i = from; i < to; i++) out.push(i);
-  return out;
+function span(from: number, to: number): number[] {
+  return range(Math.max(0, to - from)).map((i) => i + from);
 }
 
 function normParams(arch: Architecture): number {
@@ -107,7 +106,7 @@ function freezeTrainable(arch: Architecture, opts: TrainableOptions): { params: 
   const t = arch.text;
   const n = opts.freezeTrainableLayers ?? 2;
   const L = t.numLayers;
-  const layers = n > 0 ? range(Math.max(L - n, 0), L) : range(0, Math.min(-n, L));
+  const layers = n > 0 ? span(Math.max(L - n, 0), L) : span(0, Math.min(-n, L));
   const modules = opts.freezeTrainableModules ?? "all";
   const names = freezeModuleNames(arch);
   let selected = { attention: true, mlp: true, norms: names.norms.length };
