@@ -224,3 +224,45 @@ describe("calibration cases (tier A, single GPU): golden breakdowns", () => {
     await expect(`${JSON.stringify(pinned, null, 2)}\n`).toMatchFileSnapshot("../golden/memory/tier-a.json");
   });
 });
+
+describe("robustness over the strategy space", () => {
+  it("every catalog model × method × sharding × offload gives finite, non-negative figures", () => {
+    const shardings = ["none", "zero1", "zero2", "zero3", "fsdp", "fsdp2"] as const;
+    const offloads = ["none", "optimizer", "params"] as const;
+    let checked = 0;
+    for (const model of listCatalogModels().map((m) => m.id)) {
+      for (const method of METHODS) {
+        for (const sharding of shardings) {
+          for (const offload of offloads) {
+            const p = plan({ model, gpu: "h100-80g", gpus: 8, nodes: 2, method, sharding, offload });
+            const m = estimateMemory(p);
+            const values = [
+              ...Object.values(m.train.perGpu.breakdown),
+              m.load.perGpuPeakBytes,
+              m.inference.perGpuBytes,
+              m.hostRam.perNodeBytes,
+            ];
+            for (const v of values) expect(Number.isFinite(v) && v >= 0).toBe(true);
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBe(50 * 4 * 6 * 3);
+  });
+
+  it("offload lowers GPU memory, and sharding the states over more GPUs never raises it", () => {
+    const dev = (input: Record<string, unknown>) =>
+      estimateMemory(plan({ model: "Qwen/Qwen2.5-32B-Instruct", gpu: "a100-80g", method: "full", ...input }))
+        .train.perGpu.deviceBytes;
+    expect(dev({ gpus: 8, sharding: "zero3", offload: "optimizer" })).toBeLessThan(
+      dev({ gpus: 8, sharding: "zero3" }),
+    );
+    expect(dev({ gpus: 8, sharding: "zero3", offload: "params" })).toBeLessThan(
+      dev({ gpus: 8, sharding: "zero3", offload: "optimizer" }),
+    );
+    expect(dev({ gpus: 8, sharding: "zero3" })).toBeLessThan(dev({ gpus: 4, sharding: "zero3" }));
+    expect(dev({ gpus: 8, sharding: "zero2" })).toBeLessThanOrEqual(dev({ gpus: 8, sharding: "zero1" }));
+    expect(dev({ gpus: 8, sharding: "zero3" })).toBeLessThanOrEqual(dev({ gpus: 8, sharding: "zero2" }));
+  });
+});
