@@ -12,6 +12,7 @@ import type {
   QuantMethod,
   Sharding,
 } from "../schema/plan.ts";
+import { ALL_METHOD_FIELDS } from "../schema/plan.ts";
 
 /*
  * An immutable fluent builder over PlanInput. Every method returns a new builder; the draft is a frozen,
@@ -90,17 +91,6 @@ export interface MultimodalOptions {
   readonly freezeProjector?: boolean;
 }
 
-const LORA_FIELDS = [
-  "loraRank",
-  "loraAlpha",
-  "loraDropout",
-  "loraTarget",
-  "useDora",
-  "additionalTarget",
-] as const;
-const QUANT_FIELDS = ["quantBits", "quantMethod"] as const;
-const FREEZE_FIELDS = ["freezeTrainableLayers", "freezeTrainableModules"] as const;
-
 function without(draft: Draft, fields: readonly (keyof PlanInput)[]): Draft {
   const copy: Record<string, unknown> = { ...draft };
   for (const f of fields) delete copy[f];
@@ -164,7 +154,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** Full fine-tuning. */
   full(): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, [...LORA_FIELDS, ...QUANT_FIELDS, ...FREEZE_FIELDS]),
+      ...without(this.#draft, ALL_METHOD_FIELDS),
       method: "full",
     });
   }
@@ -172,7 +162,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** Freeze tuning: the last (or first) layers train. */
   freeze(o: FreezeOptions = {}): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, [...LORA_FIELDS, ...QUANT_FIELDS, ...FREEZE_FIELDS]),
+      ...without(this.#draft, ALL_METHOD_FIELDS),
       method: "freeze",
       ...defined({ freezeTrainableLayers: o.trainableLayers, freezeTrainableModules: o.trainableModules }),
     } as Draft);
@@ -181,7 +171,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** LoRA adapters on a 16-bit base. */
   lora(o: LoraOptions = {}): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, [...LORA_FIELDS, ...QUANT_FIELDS, ...FREEZE_FIELDS]),
+      ...without(this.#draft, ALL_METHOD_FIELDS),
       method: "lora",
       ...loraFields(o),
     });
@@ -190,7 +180,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** LoRA adapters on a quantized base (bitsandbytes 4-bit unless told otherwise). */
   qlora(o: QloraOptions = {}): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, [...LORA_FIELDS, ...QUANT_FIELDS, ...FREEZE_FIELDS]),
+      ...without(this.#draft, ALL_METHOD_FIELDS),
       method: "qlora",
       ...loraFields(o),
       ...defined({ quantBits: o.bits, quantMethod: o.quantMethod }),

@@ -1,6 +1,13 @@
 import { TunefitError } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
-import type { Method, Offload, Plan, PlanInput, Sharding } from "../schema/plan.ts";
+import {
+  ALL_METHOD_FIELDS,
+  type Method,
+  type Offload,
+  type Plan,
+  type PlanInput,
+  type Sharding,
+} from "../schema/plan.ts";
 import { type AnalyzeOptions, analyzePlan, analyzeResolvedPlan } from "./analyze.ts";
 import { resolvePlan } from "./resolve.ts";
 import { estimateStepTime, type StepTimeAssumptions } from "./step-time.ts";
@@ -68,19 +75,6 @@ function rank(key: string): number {
   return i === -1 ? LEADING.length : i;
 }
 
-const OTHER_METHOD_FIELDS = [
-  "loraRank",
-  "loraAlpha",
-  "loraDropout",
-  "loraTarget",
-  "useDora",
-  "additionalTarget",
-  "quantBits",
-  "quantMethod",
-  "freezeTrainableLayers",
-  "freezeTrainableModules",
-] as const;
-
 interface Candidate {
   readonly input: PlanInput;
   readonly plan: Plan;
@@ -95,7 +89,7 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
   const global = micro0 * (base.gradAccum ?? 8);
   for (const method of methods) {
     const methodInput: Record<string, unknown> = { ...base, method };
-    if (method !== given) for (const k of OTHER_METHOD_FIELDS) delete methodInput[k];
+    if (method !== given) for (const k of ALL_METHOD_FIELDS) delete methodInput[k];
     delete methodInput.fsdpStrategy;
     let resolved: Plan;
     try {

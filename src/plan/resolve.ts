@@ -5,7 +5,7 @@ import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, suggestGpuIds } from "../cata
 import { resolveModel } from "../catalog/resolve-model.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { countTrainable } from "../model/trainable.ts";
-import { Plan, PlanInput, type ResolvedGpu, type ResolvedModel } from "../schema/plan.ts";
+import { METHOD_FIELDS, Plan, PlanInput, type ResolvedGpu, type ResolvedModel } from "../schema/plan.ts";
 
 /** LLaMA-Factory's defaults for what a plan leaves out (hparams/*_args.py at ff6d4d12ee). */
 export const PLAN_DEFAULTS = {
@@ -100,19 +100,19 @@ function qualifierIssues(input: PlanInput): Issue[] {
     "Add --sharding fsdp, or drop --fsdp-strategy.",
   );
   need(
-    ["quantBits", "quantMethod"],
+    [...METHOD_FIELDS.quant],
     method === "qlora",
     `with method qlora (got ${method})`,
     "Add --method qlora, or drop the quantization flags.",
   );
   need(
-    ["loraRank", "loraTarget", "loraAlpha", "loraDropout", "useDora", "additionalTarget"],
+    [...METHOD_FIELDS.lora],
     method === "lora" || method === "qlora",
     `with method lora or qlora (got ${method})`,
     "Add --method lora (or qlora), or drop the LoRA flags.",
   );
   need(
-    ["freezeTrainableLayers", "freezeTrainableModules"],
+    [...METHOD_FIELDS.freeze],
     method === "freeze",
     `with method freeze (got ${method})`,
     "Add --method freeze, or drop the freeze flags.",

@@ -174,3 +174,17 @@ export const Plan = z.strictObject({
   template: z.string(),
 });
 export type Plan = z.infer<typeof Plan>;
+
+/** Plan fields that belong to one method (LoRA/QLoRA, QLoRA's quantization, freeze): the qualifier groups. */
+export const METHOD_FIELDS = {
+  lora: ["loraRank", "loraAlpha", "loraDropout", "loraTarget", "useDora", "additionalTarget"],
+  quant: ["quantBits", "quantMethod"],
+  freeze: ["freezeTrainableLayers", "freezeTrainableModules"],
+} as const satisfies Record<string, readonly (keyof PlanInput)[]>;
+
+/** Every method-specific field. */
+export const ALL_METHOD_FIELDS: readonly (keyof PlanInput)[] = [
+  ...METHOD_FIELDS.lora,
+  ...METHOD_FIELDS.quant,
+  ...METHOD_FIELDS.freeze,
+];
