@@ -62,6 +62,12 @@ export interface MemoryAssumptions {
   readonly transformersExpertsAsLinear: boolean;
   /** Shard size assumed when the catalog does not know the checkpoint's shards (save_pretrained's 5 GB default). */
   readonly defaultShardBytes: number;
+  /**
+   * accelerate 1.11 (the version LLaMA-Factory's pyproject pins) casts the whole model to fp32 after FSDP2's
+   * fully_shard when mixed precision is on, frozen weights included; 1.13 casts only trainable parameters
+   * (huggingface/accelerate #3848, #3985). Set false for accelerate >= 1.13.
+   */
+  readonly accelerateFsdp2CastsFrozenToFp32: boolean;
 }
 
 /** The defaults; each field's comment says where it comes from. */
@@ -79,6 +85,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
   defaultShardBytes: 5e9,
+  accelerateFsdp2CastsFrozenToFp32: true,
 };
 
 /** Fills a partial override with the defaults. */

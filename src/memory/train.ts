@@ -236,17 +236,22 @@ export function estimateTrainMemory(
   const split = partition(plan);
 
   // ---- weights
+  // accelerate 1.11 (LLaMA-Factory's pin) casts the whole model to fp32 after FSDP2's fully_shard, frozen
+  // weights and bnb Params4bit storage included (fixed in 1.13/1.14): the frozen shards then take twice the bytes.
+  const fsdp2Fp32 = plan.sharding === "fsdp2" && mixed && as.accelerateFsdp2CastsFrozenToFp32 ? 2 : 1;
   const frozenBase =
-    plan.method === "qlora"
+    (plan.method === "qlora"
       ? loadedWeightBytes(plan, params, as)
-      : (params.total - (isLora ? 0 : trainable.fullModules)) * a;
+      : (params.total - (isLora ? 0 : trainable.fullModules)) * a) * fsdp2Fp32;
   // DeepSpeed keeps 16-bit model weights and puts the fp32 master copy into the optimizer state.
   const trainableWeightBytes = deepspeed && mixed ? a : m;
   const trainedWeights = (trainable.adapter + trainable.fullModules) * trainableWeightBytes;
   const weightsFull = frozenBase + trainedWeights;
   const offloadParams = plan.offload === "params";
   let weights = weightsFull / split.weights;
-  const bytesPerWeight = weightsFull / params.total;
+  // gathered units hold the compute dtype (FSDP mixed precision param_dtype; DeepSpeed's 16-bit copy), or the
+  // quantized storage
+  const bytesPerWeight = Math.min(weightsFull / fsdp2Fp32 / params.total, a);
   const layerParams = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / t.numLayers;
   if (split.weights > 1 || offloadParams) {
     let gathered: number;
@@ -400,7 +405,10 @@ export function estimateTrainMemory(
     logits,
     buffers,
     fragmentation: transient * as.fragmentationOfTransient,
-    runtime: as.cudaContextBytes + (split.world > 1 ? as.ncclBytes : 0),
+    // one NCCL communicator for the data-parallel group; hybrid sharding adds the node-local one
+    runtime:
+      as.cudaContextBytes +
+      (split.world > 1 ? as.ncclBytes * (plan.fsdpStrategy === "hybrid_shard" && plan.nodes > 1 ? 2 : 1) : 0),
   });
   const allocatedBytes =
     breakdown.weights +

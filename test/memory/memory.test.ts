@@ -266,3 +266,36 @@ describe("robustness over the strategy space", () => {
     expect(dev({ gpus: 8, sharding: "zero3" })).toBeLessThanOrEqual(dev({ gpus: 8, sharding: "zero2" }));
   });
 });
+
+describe("sharding mechanisms", () => {
+  const train = (input: Record<string, unknown>, over = {}) =>
+    estimateTrainMemory(plan({ model: "Qwen/Qwen2.5-32B-Instruct", gpu: "h100-80g", ...input }), over)
+      .breakdown;
+
+  it("doubling the GPUs halves the sharded states under ZeRO-3 and FSDP full shard; the gathered units stay", () => {
+    for (const sharding of ["zero3", "fsdp"] as const) {
+      const four = train({ method: "full", sharding, gpus: 4 });
+      const eight = train({ method: "full", sharding, gpus: 8 });
+      expect(eight.optimizer * 2).toBeCloseTo(four.optimizer, -3);
+      expect(eight.gradients * 2).toBeCloseTo(four.gradients, -3);
+      const gathered = 2 * eight.weights - four.weights; // weights = shard + gathered
+      expect(gathered).toBeGreaterThan(0);
+      expect(Math.abs(four.weights - eight.weights - (four.weights - gathered) / 2)).toBeLessThan(4096);
+    }
+  });
+
+  it("holds FSDP2's frozen shards in fp32 under accelerate 1.11, in bf16 when told the version is newer", () => {
+    const pinned = train({ method: "lora", sharding: "fsdp2", gpus: 8 });
+    const newer = train(
+      { method: "lora", sharding: "fsdp2", gpus: 8 },
+      { accelerateFsdp2CastsFrozenToFp32: false },
+    );
+    expect(pinned.weights).toBeGreaterThan(1.5 * newer.weights);
+  });
+
+  it("adds DeepSpeed's buckets and ZeRO-3's largest-module term", () => {
+    const z3 = train({ method: "lora", sharding: "zero3", gpus: 8 });
+    const fsdp = train({ method: "lora", sharding: "fsdp", gpus: 8 });
+    expect(z3.buffers).toBeGreaterThan(fsdp.buffers);
+  });
+});
