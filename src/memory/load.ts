@@ -68,8 +68,13 @@ export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: Memory
 export function loadsFullReplica(plan: Plan): boolean {
   if (plan.sharding === "none" || plan.sharding === "zero1" || plan.sharding === "zero2") return true;
   if (plan.sharding === "fsdp" && plan.fsdpStrategy === "no_shard") return true;
-  // bitsandbytes skips ZeRO-3's partitioned loading: every rank holds the whole quantized model
-  return plan.method === "qlora" && plan.quantMethod === "bnb" && plan.sharding === "zero3";
+  // bitsandbytes skips ZeRO-3's partitioned loading, and accelerate's FSDP2 skips RAM-efficient loading for
+  // bitsandbytes models: every rank first holds the whole quantized model
+  return (
+    plan.method === "qlora" &&
+    plan.quantMethod === "bnb" &&
+    (plan.sharding === "zero3" || plan.sharding === "fsdp2")
+  );
 }
 
 /**

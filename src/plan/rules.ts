@@ -150,6 +150,24 @@ export const PLAN_RULES: readonly PlanRule[] = [
     source: "LLaMA-Factory model/model_utils/attention.py:50-56",
   },
   {
+    code: "QLORA_FULL_LOAD_PER_RANK",
+    fields: ["sharding", "method"],
+    severity: "warning",
+    applies: (p) =>
+      p.method === "qlora" &&
+      p.quantMethod === "bnb" &&
+      (p.sharding === "zero3" || p.sharding === "fsdp2") &&
+      p.gpus * p.nodes > 1,
+    message: (p) =>
+      p.sharding === "zero3"
+        ? "transformers skips ZeRO-3's partitioned loading (zero.Init) for bitsandbytes models: every rank loads the whole 4-bit model before DeepSpeed partitions it"
+        : "accelerate's FSDP2 skips RAM-efficient loading for bitsandbytes models: every rank loads the whole 4-bit model before sharding",
+    hint: () =>
+      "The loading figure shows it; --sharding fsdp (FSDP1 with RAM-efficient loading) loads 1/N per rank.",
+    source:
+      "transformers modeling_utils (zero.Init skipped when quantized); accelerate utils/fsdp_utils.py (FSDP2 + bnb)",
+  },
+  {
     code: "TEMPLATE_NOT_MULTIMODAL",
     fields: ["imagesPerSample", "template"],
     severity: "error",

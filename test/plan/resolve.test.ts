@@ -139,6 +139,7 @@ describe("rules that stop a run", () => {
     ["IMAGE_PIXELS_BELOW_MIN", { model: "Qwen/Qwen2-VL-2B-Instruct", imageMaxPixels: 512 }],
     ["LIGER_UNSUPPORTED_MODEL", { model: "internlm/internlm2_5-7b-chat", liger: true }],
     ["GEMMA2_ATTENTION", { model: "google/gemma-2-2b-it", attention: "sdpa" }],
+    ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "fsdp2" }],
   ];
   it("covers every rule of the table", () => {
     expect(cases.map(([code]) => code).sort()).toEqual(PLAN_RULES.map((r) => r.code).sort());
