@@ -182,10 +182,11 @@ export function estimateHostMemory(
   } else {
     loading = plan.gpus * shardBytes; // each rank maps one safetensors shard at a time
   }
-  // ZeRO/FSDP offload: each node keeps its share of the fp32 master weights and Adam states (12 B per trainable
-  // parameter), and with parameter offload also its share of the weights and fp32 gradients.
+  // ZeRO/FSDP offload: each node keeps its share of the fp32 master weights, Adam states and the fp32 gradients
+  // the CPU optimizer steps on (16 B per trainable parameter; DeepSpeed's estimator multiplies its CPU figure by
+  // an additional_buffer_factor of 1.5 on top), and with parameter offload also its share of the weights.
   let offload = 0;
-  if (plan.offload !== "none") offload += (trainableParams * 12) / plan.nodes;
-  if (plan.offload === "params") offload += (total + trainableParams * 4) / plan.nodes;
+  if (plan.offload !== "none") offload += (trainableParams * 16) / plan.nodes;
+  if (plan.offload === "params") offload += total / plan.nodes;
   return { perNodeBytes: Math.round(plan.gpus * as.hostBytesPerProcess + loading + offload) };
 }
