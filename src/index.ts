@@ -93,6 +93,7 @@ export {
   Plan,
   PlanInput,
   Precision,
+  planInputJsonSchema,
   QuantBits,
   QuantMethod,
   ResolvedGpu,

@@ -8,7 +8,7 @@ import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import { maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
-import { PlanInput } from "../schema/plan.ts";
+import { PlanInput, planInputJsonSchema } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
 import {
@@ -34,7 +34,7 @@ export interface CliIo {
 /** Exit codes of the CLI contract. */
 export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
 
-const COMMANDS = ["plan", "models", "gpus"] as const;
+const COMMANDS = ["plan", "models", "gpus", "schema"] as const;
 
 const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
@@ -89,6 +89,7 @@ function usage(command?: string): string {
     "  plan     resolve a plan: parameters, per-GPU memory, rules, --recommend, --max",
     "  models   list the built-in models",
     "  gpus     list the built-in GPUs",
+    "  schema   print the JSON Schema of a plan file (--spec) for editors",
     "",
     "Options: --help, --version, --debug (stack traces of internal errors), --json",
     "",
@@ -371,6 +372,31 @@ function runGpus(argv: readonly string[], io: CliIo): number {
   return EXIT.ok;
 }
 
+const SCHEMA_TARGETS = ["plan"] as const;
+
+function runSchema(argv: readonly string[], io: CliIo): number {
+  const { values, positionals } = parse(argv, GLOBAL_OPTIONS);
+  if (values.help) {
+    io.stdout(
+      "Usage: tunefit schema plan\n\nPrints the JSON Schema (draft 2020-12) of a plan file, the format --spec reads.\n",
+    );
+    return EXIT.ok;
+  }
+  const target = positionals[0];
+  if (target !== "plan") {
+    throw usageError(
+      "SCHEMA_UNKNOWN",
+      target ?? "schema",
+      target === undefined
+        ? "tunefit schema needs a target"
+        : `no JSON Schema for "${target}" in this version`,
+      `Available: ${SCHEMA_TARGETS.join(", ")}.`,
+    );
+  }
+  io.stdout(`${JSON.stringify(planInputJsonSchema(), null, 2)}\n`);
+  return EXIT.ok;
+}
+
 function dispatch(argv: readonly string[], io: CliIo): number {
   const [command, ...rest] = argv;
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
@@ -388,6 +414,8 @@ function dispatch(argv: readonly string[], io: CliIo): number {
       return runModels(rest, io);
     case "gpus":
       return runGpus(rest, io);
+    case "schema":
+      return runSchema(rest, io);
     default:
       throw usageError(
         "COMMAND_UNKNOWN",

@@ -188,3 +188,8 @@ export const ALL_METHOD_FIELDS: readonly (keyof PlanInput)[] = [
   ...METHOD_FIELDS.quant,
   ...METHOD_FIELDS.freeze,
 ];
+
+/** The JSON Schema (draft 2020-12) of plan input: what a `--spec` file holds. */
+export function planInputJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(PlanInput, { io: "input" }) as Record<string, unknown>;
+}

@@ -299,3 +299,21 @@ describe("plan --recommend and --max", () => {
     expect(coloured.stdout).toContain("\u001b[");
   });
 });
+
+describe("tunefit schema", () => {
+  it("prints the plan file's JSON Schema, which describes every plan field", () => {
+    const { code, stdout } = cli(["schema", "plan"]);
+    expect(code).toBe(0);
+    const schema = JSON.parse(stdout);
+    expect(schema.$schema).toContain("2020-12");
+    expect(schema.required).toEqual(["model", "gpu"]);
+    expect(schema.additionalProperties).toBe(false);
+    expect(Object.keys(schema.properties)).toContain("loraRank");
+    expect(schema.properties.loraRank.description).toBe("default 8");
+  });
+
+  it("refuses targets it does not have", () => {
+    expect(cli(["schema", "deepspeed"]).code).toBe(2);
+    expect(cli(["schema"]).code).toBe(2);
+  });
+});
