@@ -87,9 +87,11 @@ summary(
   "  tier B",
   single.filter((r) => r.c.tier === "B"),
 );
+const sharded = rows.filter((r) => r.c.scope === "sharded");
+summary("sharded (ZeRO/FSDP)", sharded);
 summary(
-  "sharded (ZeRO/FSDP; first-order model)",
-  rows.filter((r) => r.c.scope === "sharded"),
+  "  multi-GPU",
+  sharded.filter((r) => (r.c.plan.gpus ?? 1) > 1),
 );
 summary(
   "excluded (compile, fused step, act. offload, BERT)",
@@ -100,6 +102,12 @@ for (const g of [...new Set(single.map((r) => r.c.group))])
   summary(
     `  ${g}`,
     single.filter((r) => r.c.group === g),
+  );
+console.log("\nPer source group (sharded):");
+for (const g of [...new Set(sharded.map((r) => r.c.group))])
+  summary(
+    `  ${g}`,
+    sharded.filter((r) => r.c.group === g),
   );
 
 const overridden = cases.filter((c) => c.overrides.length > 0);
