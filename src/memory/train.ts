@@ -259,7 +259,8 @@ export function estimateTrainMemory(
       // DeepSpeed's estimator: 4 B × the largest module's parameters (its 16-bit parameters gathered and its
       // 16-bit gradients computed); the embedding or lm_head is often the largest (stage3.py
       // estimate_zero3_model_states_mem_needs, largest_layer_memory).
-      const largest = Math.max(layerParams / 4, params.embedTokens, params.lmHead);
+      const largestLinear = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
+      const largest = Math.max(largestLinear, params.embedTokens, params.lmHead);
       gathered = 2 * largest * bytesPerWeight + 2 * largest * a;
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
@@ -309,8 +310,7 @@ export function estimateTrainMemory(
   const perLayer = range(t.numLayers).map((l) =>
     layerBytesPerToken(ctx, l, trainableLayers.has(l) ? layerTraining : FROZEN),
   );
-  const finalNorm =
-    (plan.liger ? a : 4) * t.hiddenSize + (isFull ? ctx.rb * t.hiddenSize + a * t.hiddenSize : 0);
+  const finalNorm = (liger ? a : 4) * t.hiddenSize + (isFull ? ctx.rb * t.hiddenSize + a * t.hiddenSize : 0);
   const vision = visionActivationBytes(plan, a);
   // Backward working set of one layer: the incoming and outgoing hidden-state gradients and the MLP's.
   const mlpWidth = t.moe ? t.moe.expertIntermediateSize * t.moe.expertsPerToken : t.intermediateSize;
