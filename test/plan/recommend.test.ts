@@ -47,9 +47,11 @@ describe("recommend", () => {
       expect((r.input.microBatch ?? 1) * (r.input.gradAccum ?? 8)).toBe(8);
   });
 
-  it("keeps a plan that already fits first when nothing is faster", () => {
-    const ok = recommend({ model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "h100-80g" });
-    expect(ok.recommendations[0]?.deviceBytes).toBeGreaterThan(0);
+  it("never ranks first a plan slower than the one asked for, when that one fits", () => {
+    const input: PlanInput = { model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "h100-80g" };
+    const asGiven = estimateStepTime(resolvePlan(input).plan).stepSeconds;
+    const ok = recommend(input);
+    expect(ok.recommendations[0]?.stepSeconds).toBeLessThanOrEqual(asGiven);
   });
 });
 
