@@ -46,10 +46,19 @@ export function isUsageError(e: unknown): e is TunefitError {
   return e instanceof TunefitError && e.kind === "usage";
 }
 
-/** Renders issues as text, one block each: `✖ message  → at path` then the hint. */
-export function formatIssues(issues: readonly Issue[]): string {
+/**
+ * Renders issues as text, one block each: `✖ message`, `→ at path`, then the hint. `describePath` may spell the
+ * path out (the CLI adds the flag).
+ */
+export function formatIssues(
+  issues: readonly Issue[],
+  describePath: (path: string) => string = (p) => p,
+): string {
   const mark = { error: "✖", warning: "⚠", info: "ℹ" } as const;
   return issues
-    .map((i) => `${mark[i.severity]} ${i.message}\n  → at ${i.path}${i.hint ? `\n  ${i.hint}` : ""}`)
+    .map(
+      (i) =>
+        `${mark[i.severity]} ${i.message}\n  → at ${describePath(i.path)}${i.hint ? `\n  ${i.hint}` : ""}`,
+    )
     .join("\n");
 }

@@ -1,5 +1,5 @@
 import { BYTES_PER_GIB } from "../catalog/gpus.ts";
-import type { Issue } from "../errors.ts";
+import { formatIssues, type Issue } from "../errors.ts";
 import { flagName, PLAN_FLAGS } from "./flags.ts";
 
 /** `12345678901` → `11.50 GiB`. */
@@ -46,10 +46,7 @@ function where(path: string): string {
 
 /** Issues for people: `✖ message`, `→ at path (--flag)`, the hint. */
 export function formatIssuesForCli(issues: readonly Issue[]): string {
-  const mark = { error: "✖", warning: "⚠", info: "ℹ" } as const;
-  return issues
-    .map((i) => `${mark[i.severity]} ${i.message}\n  → at ${where(i.path)}\n  ${i.hint}`)
-    .join("\n");
+  return formatIssues(issues, where);
 }
 
 const BAR_PARTS = [

@@ -1,5 +1,5 @@
 import { countParams } from "../model/params.ts";
-import { countTrainable } from "../model/trainable.ts";
+import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 import {
@@ -35,13 +35,17 @@ export function usableCapacityBytes(plan: Plan): number {
  * Predicts the memory of a resolved plan. Every assumption can be overridden.
  * @example estimateMemory(plan, { cudaContextBytes: 1024 ** 3 }).train.perGpu.deviceBytes
  */
-export function estimateMemory(plan: Plan, overrides: Partial<MemoryAssumptions> = {}): MemoryEstimate {
+export function estimateMemory(
+  plan: Plan,
+  overrides: Partial<MemoryAssumptions> = {},
+  /** the plan's trainable parameters, when the caller has counted them already */
+  counted?: TrainableBreakdown,
+): MemoryEstimate {
   const as = withDefaults(overrides);
   const params = countParams(plan.model.architecture);
-  const trainable = countTrainable(plan.model.architecture, {
-    ...plan,
-    expertsAsLinear: as.transformersExpertsAsLinear,
-  });
+  const trainable =
+    counted ??
+    countTrainable(plan.model.architecture, { ...plan, expertsAsLinear: as.transformersExpertsAsLinear });
   const train = estimateTrainMemory(plan, as, { params, trainable });
   const capacityBytes = usableCapacityBytes(plan);
   return {

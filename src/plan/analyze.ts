@@ -1,5 +1,5 @@
 import type { Issue } from "../errors.ts";
-import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
 import { estimateMemory, type MemoryEstimate } from "../memory/estimate.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
@@ -33,14 +33,18 @@ export function analyzeResolvedPlan(
   notes: readonly Issue[] = [],
   assumptions: Partial<MemoryAssumptions> = {},
 ): PlanAnalysis {
-  const memory = estimateMemory(plan, assumptions);
+  const trainable = countTrainable(plan.model.architecture, {
+    ...plan,
+    expertsAsLinear: withDefaults(assumptions).transformersExpertsAsLinear,
+  });
+  const memory = estimateMemory(plan, assumptions, trainable);
   const issues = [...checkRules(plan), ...memoryIssues(plan, memory), ...notes].sort(
     (a, b) => ORDER[a.severity] - ORDER[b.severity],
   );
   return {
     plan,
     params: countParams(plan.model.architecture),
-    trainable: countTrainable(plan.model.architecture, plan),
+    trainable,
     memory,
     issues,
     valid: !issues.some((i) => i.severity === "error"),

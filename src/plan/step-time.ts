@@ -1,3 +1,5 @@
+import { DEFAULT_ASSUMPTIONS } from "../memory/assumptions.ts";
+import { loadedWeightBytes } from "../memory/load.ts";
 import { countParams } from "../model/params.ts";
 import { countTrainable } from "../model/trainable.ts";
 import type { Plan } from "../schema/plan.ts";
@@ -87,7 +89,7 @@ export function estimateStepTime(plan: Plan, overrides: Partial<StepTimeAssumpti
   const ring = (n: number) => (n > 1 ? (n - 1) / n : 0);
   const a = plan.precision === "fp32" ? 4 : 2;
   const gradBytes = trainable.trainable * a;
-  const weightBytes = params.total * (plan.method === "qlora" ? 0.52 : a);
+  const weightBytes = loadedWeightBytes(plan, params, DEFAULT_ASSUMPTIONS); // as stored (quantized for QLoRA)
   const fullShard =
     plan.sharding === "zero3" ||
     plan.sharding === "fsdp2" ||
