@@ -4,6 +4,7 @@
 //   src/catalog/data/models.ts  — architectures (dimensions only, never totals), ids, aliases, templates
 //   src/catalog/data/gpus.ts    — GPU capacity as the card reports it, precision support, throughput
 //   src/catalog/data/llamafactory.ts — optimizer names and chat templates LLaMA-Factory accepts
+//   src/catalog/data/layer-classes.ts — the decoder-layer and vision-block classes FSDP wraps
 //   test/fixtures/catalog-expected.json — the reference parameter counts the tests compare against
 //
 // Usage: node scripts/gen-catalog.mjs [--from DIR]   (DIR defaults to ../shared/reference)
@@ -335,6 +336,52 @@ export const OPTIMIZER_NAMES: readonly string[] = ${JSON.stringify(lfArgs.enums[
 
 /** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base". */
 export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean }[] = ${JSON.stringify(templates, null, 2)};
+`,
+);
+// FSDP auto-wrap classes per model type (layer-classes.json; transformers 4.57.6 and 5.18.0 class names agree).
+// Baichuan's remote code names its layer by size: 7B `DecoderLayer`, 13B `BaichuanLayer` (hidden size 5120).
+const layerRef = read("layer-classes.json").model_types;
+const asList = (v) => (v === null ? [] : Array.isArray(v) ? v : [v]);
+const layerClasses = Object.fromEntries(
+  Object.entries(layerRef)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([type, v]) => {
+      const decoder = v.decoder_layer_class;
+      const byHidden = typeof decoder === "object" && !Array.isArray(decoder) && decoder !== null;
+      return [
+        type,
+        {
+          decoder: byHidden ? [] : asList(decoder),
+          decoderByHiddenSize: byHidden ? { 4096: [decoder["7B"]], 5120: [decoder["13B"]] } : null,
+          vision: asList(v.vision_block_class),
+          trustRemoteCode: v.trust_remote_code === true,
+        },
+      ];
+    }),
+);
+// gemma (Gemma 1) is native and not in the reference file; its layer class is GemmaDecoderLayer
+// (transformers models/gemma/modeling_gemma.py).
+layerClasses.gemma = {
+  decoder: ["GemmaDecoderLayer"],
+  decoderByHiddenSize: null,
+  vision: [],
+  trustRemoteCode: false,
+};
+writeFileSync(
+  join(root, "src/catalog/data/layer-classes.ts"),
+  `${banner("layer-classes.json (transformers 4.57.6 / 5.18.0 modeling files; remote code for baichuan, chatglm, internlm2)")}
+/** The classes FSDP wraps as units (fsdp_transformer_layer_cls_to_wrap), per model type. */
+export const LAYER_CLASSES: Readonly<
+  Record<
+    string,
+    {
+      readonly decoder: readonly string[];
+      readonly decoderByHiddenSize: Readonly<Record<string, readonly string[]>> | null;
+      readonly vision: readonly string[];
+      readonly trustRemoteCode: boolean;
+    }
+  >
+> = ${JSON.stringify(layerClasses, null, 2)};
 `,
 );
 writeFileSync(join(root, "test/fixtures/catalog-expected.json"), `${JSON.stringify(expected, null, 2)}\n`);
