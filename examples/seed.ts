@@ -1,7 +1,10 @@
 // The case tunefit was built for: Qwen2-VL-72B fine-tuned on 8× RTX 4090 (24 GB). Inference with
 // device_map="auto" spreads the model at ~18 GB per card, but plain multi-GPU training loads a full bf16
-// replica onto every card and dies while loading. Run with `npm start`.
-import { type PlanAnalysis, PlanBuilder, recommend } from "tunefit";
+// replica onto every card and dies while loading. Run with `npm start`: it also writes the bundle of the best
+// plan that fits to ./out (TUNEFIT_DEMO_OUT names another folder), replacing its own earlier output only.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { emitFiles, type PlanAnalysis, PlanBuilder, recommend, resolvePlan, writeFiles } from "tunefit";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 const int = (n: number) => n.toLocaleString("en-US");
@@ -58,4 +61,26 @@ recommendations.forEach((r, i) => {
     `     tunefit plan ${r.args.join(" ")}`,
   );
 });
+
+// 4. The best plan's ready-to-run bundle. An existing folder is replaced only when it is an earlier demo bundle.
+const best = recommendations[0];
+if (best) {
+  const dir = process.env.TUNEFIT_DEMO_OUT ?? "out";
+  const shown = process.env.TUNEFIT_DEMO_OUT ? "$TUNEFIT_DEMO_OUT" : "./out";
+  const readme = join(dir, "README.md");
+  const ours =
+    !existsSync(dir) ||
+    (existsSync(readme) && readFileSync(readme, "utf8").startsWith("# Fine-tuning bundle:"));
+  out.push("");
+  if (ours) {
+    const written = writeFiles(emitFiles(resolvePlan(best.input).plan), dir, { force: true });
+    out.push(
+      `4. Wrote the first plan's bundle (${written.files.length} files) to ${shown}: run ${shown}/launch.sh`,
+    );
+  } else {
+    out.push(
+      `4. ${shown} exists and is not a tunefit bundle: left alone (set TUNEFIT_DEMO_OUT to write elsewhere).`,
+    );
+  }
+}
 process.stdout.write(`${out.join("\n")}\n`);

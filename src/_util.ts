@@ -1,5 +1,7 @@
 // Private helpers; never re-exported from the package entry.
 
+const BYTES_PER_GIB = 1024 ** 3;
+
 /** Levenshtein distance, case-insensitive. */
 export function editDistance(a: string, b: string): number {
   const s = a.toLowerCase();
@@ -42,4 +44,17 @@ export function deepFreeze<T>(value: T): T {
 /** 0, 1, …, n − 1. */
 export function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
+}
+
+/** `12345678901` → `11.50 GiB`. */
+export function formatGib(bytes: number): string {
+  return `${(bytes / BYTES_PER_GIB).toFixed(2)} GiB`;
+}
+
+/** `73405560320` → `73.41 B`, `494032768` → `494.03 M`. */
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(2)} K`;
+  return String(n);
 }

@@ -21,6 +21,20 @@ export {
 } from "./catalog/gpus.ts";
 export { type CatalogMatch, findCatalogModel, listCatalogModels, suggestModelIds } from "./catalog/models.ts";
 export { loadModelDir, resolveModel } from "./catalog/resolve-model.ts";
+export { accelerateConfig, accelerateMixedPrecision } from "./emit/accelerate.ts";
+export { type EmitFilesOptions, emitAnalysis, emitFiles } from "./emit/bundle.ts";
+export { checkBundle } from "./emit/check-bundle.ts";
+export { BUNDLE_FILES, DEMO_DATASET, usesDeepSpeed, usesFsdp } from "./emit/common.ts";
+export { demoDatasetFiles } from "./emit/dataset.ts";
+export { deepspeedConfig } from "./emit/deepspeed.ts";
+export type { EmittedFile } from "./emit/files.ts";
+export { pytorchJob } from "./emit/kubeflow.ts";
+export { type EmitOptions, IMAGE_PLACEHOLDER, type TrainingSettings } from "./emit/options.ts";
+export { launchScript, shellQuote, slurmScript } from "./emit/scripts.ts";
+export { formatYamlFloat, toJson, toYaml, type YamlOptions } from "./emit/serialize.ts";
+export { trainYaml } from "./emit/train-yaml.ts";
+export { TARGET_VERSIONS, VERSION_CHOICES } from "./emit/versions.ts";
+export { type WriteFilesOptions, type WriteFilesResult, writeFiles } from "./emit/write-files.ts";
 export {
   type ErrorKind,
   formatIssues,

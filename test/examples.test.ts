@@ -1,5 +1,18 @@
-import { readdirSync } from "node:fs";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+
+// seed.ts writes the best plan's bundle; keep it out of the working tree
+let demoOut = "";
+beforeAll(() => {
+  demoOut = join(mkdtempSync(join(tmpdir(), "tunefit-demo-")), "out");
+  process.env.TUNEFIT_DEMO_OUT = demoOut;
+});
+afterAll(() => {
+  rmSync(join(demoOut, ".."), { recursive: true, force: true });
+  delete process.env.TUNEFIT_DEMO_OUT;
+});
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -37,5 +50,11 @@ describe("examples (type-checked by tsc, output pinned by goldens)", () => {
     expect(out).toContain("73,405,560,320");
     expect(out).toContain("shard 7 of 38");
     expect(out).toMatch(/What fits/);
+    // the bundle of the first recommendation, written twice (the second run replaces its own output)
+    expect(out).toContain("4. Wrote the first plan's bundle");
+    expect(existsSync(join(demoOut, "launch.sh"))).toBe(true);
+    expect(readFileSync(join(demoOut, "train.yaml"), "utf8")).toContain(
+      "model_name_or_path: Qwen/Qwen2-VL-72B-Instruct",
+    );
   });
 });

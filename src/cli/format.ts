@@ -1,19 +1,9 @@
-import { BYTES_PER_GIB } from "../catalog/gpus.ts";
+import { formatCount, formatGib } from "../_util.ts";
+
+export { formatCount, formatGib };
+
 import { formatIssues, type Issue } from "../errors.ts";
 import { flagName, PLAN_FLAGS } from "./flags.ts";
-
-/** `12345678901` → `11.50 GiB`. */
-export function formatGib(bytes: number): string {
-  return `${(bytes / BYTES_PER_GIB).toFixed(2)} GiB`;
-}
-
-/** `73405560320` → `73.41 B`, `494032768` → `494.03 M`. */
-export function formatCount(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(2)} K`;
-  return String(n);
-}
 
 /** `73405560320` → `73,405,560,320`. */
 export function formatInt(n: number): string {

@@ -1,9 +1,12 @@
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
 import { listCatalogModels } from "../catalog/models.ts";
+import { emitAnalysis } from "../emit/bundle.ts";
+import { checkBundle } from "../emit/check-bundle.ts";
+import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
@@ -34,7 +37,7 @@ export interface CliIo {
 /** Exit codes of the CLI contract. */
 export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
 
-const COMMANDS = ["plan", "models", "gpus", "schema"] as const;
+const COMMANDS = ["plan", "emit", "models", "gpus", "schema"] as const;
 
 const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
@@ -43,7 +46,7 @@ const GLOBAL_OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
-function planOptions() {
+function planOptions(): Record<string, { type: "string" } | { type: "boolean" }> {
   const options: Record<string, { type: "string" } | { type: "boolean" }> = {
     spec: { type: "string" },
     recommend: { type: "boolean" },
@@ -78,6 +81,28 @@ function usage(command?: string): string {
       "",
     ].join("\n");
   }
+  if (command === "emit") {
+    return [
+      "Usage: tunefit emit --model ID|DIR --gpu ID [plan flags] --out DIR [--force] [--allow-unfit] [--json]",
+      "",
+      "Writes the ready-to-run bundle of the plan into DIR: train.yaml, launch.sh, deepspeed.json or",
+      "accelerate_fsdp.yaml as the strategy needs, slurm.sbatch and pytorchjob.yaml for several nodes, a demo",
+      "dataset unless --dataset names yours, and README.md. The bundle is written whole or not at all.",
+      "",
+      table([
+        ["flag", "meaning"],
+        ["--out DIR", "the bundle folder (required)"],
+        ["--force", "replace DIR when it exists and is not empty"],
+        ["--allow-unfit", "write a plan that does not fit or breaks a rule (exit code stays 3)"],
+        ["--json", 'print { "files": [...], "plan": {...} }'],
+        ["plan flags", "as for tunefit plan (see tunefit plan --help)"],
+      ]),
+      "",
+      "Exit codes: 0 written, 3 does not fit or breaks a rule (nothing written without --allow-unfit),",
+      "2 bad input or a non-empty DIR without --force, 1 internal error.",
+      "",
+    ].join("\n");
+  }
   if (command === "models") return "Usage: tunefit models [--json]\n\nLists the built-in model catalog.\n";
   if (command === "gpus") return "Usage: tunefit gpus [--json]\n\nLists the built-in GPU catalog.\n";
   return [
@@ -87,6 +112,7 @@ function usage(command?: string): string {
     "",
     "Commands:",
     "  plan     resolve a plan: parameters, per-GPU memory, rules, --recommend, --max",
+    "  emit     write the ready-to-run bundle of a plan (--out DIR)",
     "  models   list the built-in models",
     "  gpus     list the built-in GPUs",
     "  schema   print the JSON Schema of a plan file (--spec) for editors",
@@ -246,29 +272,99 @@ function humanExtras(
   return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
 
-function runPlan(argv: readonly string[], io: CliIo): number {
-  const { values, positionals } = parse(argv, { ...GLOBAL_OPTIONS, ...planOptions() });
-  if (values.help) {
-    io.stdout(usage("plan"));
-    return EXIT.ok;
-  }
-  if (positionals.length > 0) {
-    throw usageError(
-      "ARGUMENT_UNEXPECTED",
-      positionals[0] ?? "",
-      `unexpected argument "${positionals[0]}"`,
-      "Plan settings are flags (--model ID --gpu ID …); see tunefit plan --help.",
-    );
-  }
+/** The plan input of the plan flags: the --spec file's fields, overridden by the flags given beside it. */
+function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<string, unknown> {
   const byField: Record<string, string | undefined> = {};
   for (const field of Object.keys(PLAN_FLAGS)) {
-    const v = (values as Record<string, unknown>)[flagName(field).slice(2)];
+    const v = values[flagName(field).slice(2)];
     if (typeof v === "string") byField[field] = v;
   }
   const spec = typeof values.spec === "string" ? readSpec(values.spec, io) : {};
   const input: Record<string, unknown> = { ...spec, ...flagsToInput(byField) };
   const missing = missingRequired(input);
   if (missing.length > 0) throw new TunefitError("usage", missing);
+  return input;
+}
+
+function rejectPositionals(positionals: readonly string[], command: string): void {
+  if (positionals.length > 0) {
+    throw usageError(
+      "ARGUMENT_UNEXPECTED",
+      positionals[0] ?? "",
+      `unexpected argument "${positionals[0]}"`,
+      `Plan settings are flags (--model ID --gpu ID …); see tunefit ${command} --help.`,
+    );
+  }
+}
+
+function runEmit(argv: readonly string[], io: CliIo): number {
+  const { recommend: _r, max: _m, ...planFlags } = planOptions();
+  const { values, positionals } = parse(argv, {
+    ...GLOBAL_OPTIONS,
+    ...planFlags,
+    out: { type: "string" },
+    force: { type: "boolean" },
+    "allow-unfit": { type: "boolean" },
+  });
+  if (values.help) {
+    io.stdout(usage("emit"));
+    return EXIT.ok;
+  }
+  rejectPositionals(positionals, "emit");
+  const input = planInputFromFlags(values, io);
+  const out = values.out;
+  if (typeof out !== "string" || out === "") {
+    throw usageError(
+      "OUT_MISSING",
+      "--out",
+      "tunefit emit needs --out DIR: the folder the bundle is written to",
+      "Add --out DIR (a new or empty folder; --force replaces a non-empty one).",
+    );
+  }
+  const analysis = analyzePlan(input, { cwd: io.cwd });
+  const report = planReport(analysis);
+  const allowUnfit = values["allow-unfit"] === true;
+  if (!analysis.valid && !allowUnfit) {
+    if (values.json) io.stdout(`${JSON.stringify({ files: [], plan: report }, null, 2)}\n`);
+    else io.stdout(humanPlan(analysis, io.color ?? false));
+    io.stderr(
+      `Nothing written to ${out}: the plan does not fit or breaks a rule (above). Fix it, or pass --allow-unfit to write it anyway.\n`,
+    );
+    return EXIT.unfit;
+  }
+  const dir = resolve(io.cwd, out);
+  const { plan } = analysis;
+  // a config.json folder is named relative to the bundle, where launch.sh runs
+  const modelPath =
+    plan.model.source === "config" && plan.model.dir !== null
+      ? relative(dir, resolve(io.cwd, plan.model.dir)) || "."
+      : undefined;
+  const files = emitAnalysis(analysis, modelPath === undefined ? {} : { modelPath });
+  const problems = checkBundle(files, plan).filter((i) => i.severity === "error");
+  if (problems.length > 0) {
+    throw new Error(
+      `the emitted bundle breaks its own checks: ${problems.map((p) => `${p.path}: ${p.message}`).join("; ")}`,
+    );
+  }
+  const written = writeFiles(files, dir, { force: values.force === true });
+  if (values.json) {
+    io.stdout(`${JSON.stringify({ files: written.files, plan: report }, null, 2)}\n`);
+  } else {
+    io.stdout(
+      `${humanPlan(analysis, io.color ?? false)}\nWrote ${written.files.length} files to ${out}:\n${written.files.map((f) => `  ${f}`).join("\n")}\n\nLaunch: ${join(out, "launch.sh")}  (README.md says how, and what was not executed)\n`,
+    );
+  }
+  return analysis.valid ? EXIT.ok : EXIT.unfit;
+}
+
+function runPlan(argv: readonly string[], io: CliIo): number {
+  const { values, positionals } = parse(argv, { ...GLOBAL_OPTIONS, ...planOptions() });
+  if (values.help) {
+    io.stdout(usage("plan"));
+    return EXIT.ok;
+  }
+  rejectPositionals(positionals, "plan");
+  const input = planInputFromFlags(values, io);
   const max = values.max;
   if (max !== undefined && max !== "micro-batch" && max !== "seq-len") {
     throw usageError(
@@ -410,6 +506,8 @@ function dispatch(argv: readonly string[], io: CliIo): number {
   switch (command) {
     case "plan":
       return runPlan(rest, io);
+    case "emit":
+      return runEmit(rest, io);
     case "models":
       return runModels(rest, io);
     case "gpus":

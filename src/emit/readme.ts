@@ -1,0 +1,172 @@
+import { formatCount, formatGib } from "../_util.ts";
+import type { PlanAnalysis } from "../plan/analyze.ts";
+import { BUNDLE_FILES, usesDeepSpeed, usesFsdp } from "./common.ts";
+import { BUNDLE_MOUNT } from "./kubeflow.ts";
+import { IMAGE_PLACEHOLDER } from "./options.ts";
+import { commentText, planSummary } from "./scripts.ts";
+import { TARGET_VERSIONS, VERSION_CHOICES } from "./versions.ts";
+
+/** Markdown text with no line breaks or table pipes from user-given values. */
+const md = (s: string) => commentText(s).replace(/\|/g, "\\|");
+
+const PARTS = [
+  ["weights", "weights"],
+  ["gradients", "gradients"],
+  ["optimizer", "optimizer states"],
+  ["activations", "activations"],
+  ["logits", "logits (loss)"],
+  ["buffers", "buffers (communication, gathered units)"],
+  ["fragmentation", "allocator reserve (fragmentation)"],
+  ["runtime", "CUDA context, NCCL, other"],
+] as const;
+
+/** README.md of a bundle: the plan, the memory table, how to launch, and what was assumed and not executed. */
+export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): string {
+  const { plan, memory, params, trainable } = analysis;
+  const t = memory.train;
+  const world = plan.gpus * plan.nodes;
+  const out: string[] = [];
+  out.push(`# Fine-tuning bundle: ${md(planSummary(plan))}`, "");
+  out.push(
+    analysis.valid
+      ? `**Predicted to fit**: ${formatGib(t.perGpu.deviceBytes)} per GPU at the training peak (${t.phase}), of ${formatGib(t.capacityBytes)} usable on a ${md(plan.gpu.name)} (${formatGib(plan.gpu.capacityBytes)} less ${Math.round(plan.headroom * 100)} % headroom).`
+      : `**Predicted not to run** (written with --allow-unfit): ${formatGib(t.perGpu.deviceBytes)} per GPU at the training peak, of ${formatGib(t.capacityBytes)} usable. See the issues below.`,
+    "",
+  );
+  out.push("## Plan", "");
+  out.push("| setting | value |", "|---|---|");
+  const rows: [string, string][] = [
+    [
+      "model",
+      `${md(plan.model.id)} (${plan.model.architecture.modelType}, ${formatCount(params.total)} parameters)`,
+    ],
+    ["trainable parameters", `${formatCount(trainable.trainable)}`],
+    ["method", plan.method === "qlora" ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})` : plan.method],
+    ["hardware", `${plan.nodes} node(s) × ${plan.gpus}× ${md(plan.gpu.name)}`],
+    ["sharding", plan.sharding === "fsdp" ? `fsdp (FSDP1 ${plan.fsdpStrategy})` : plan.sharding],
+    ["offload", plan.offload],
+    ["precision", plan.precision],
+    ["sequence length", `${plan.seqLen}${plan.packing ? " (packed)" : ""}`],
+    [
+      "batch",
+      `${plan.microBatch} per GPU × ${plan.gradAccum} accumulation × ${world} GPUs = ${plan.microBatch * plan.gradAccum * world} samples per step`,
+    ],
+    ["gradient checkpointing", plan.gradientCheckpointing ? "on" : "off"],
+    ["template", md(plan.template)],
+    ["dataset", plan.dataset === null ? "the demo set in data/ (replace it with yours)" : md(plan.dataset)],
+  ];
+  for (const [k, v] of rows) out.push(`| ${k} | ${v} |`);
+  out.push("");
+
+  out.push("## Memory per GPU (predicted)", "");
+  out.push("| part | GiB |", "|---|---:|");
+  for (const [key, label] of PARTS) {
+    out.push(`| ${label} | ${(t.perGpu.breakdown[key] / 1024 ** 3).toFixed(2)} |`);
+  }
+  out.push(
+    `| **allocated** (torch max_memory_allocated) | ${(t.perGpu.allocatedBytes / 1024 ** 3).toFixed(2)} |`,
+    `| **reserved** (torch max_memory_reserved) | ${(t.perGpu.reservedBytes / 1024 ** 3).toFixed(2)} |`,
+    `| **device** (nvidia-smi) | ${(t.perGpu.deviceBytes / 1024 ** 3).toFixed(2)} |`,
+    "",
+  );
+  const load = memory.load;
+  out.push(
+    `- Loading: ${formatGib(load.perGpuPeakBytes)} per GPU at the peak${
+      load.fits
+        ? "."
+        : `: out of memory after ${Math.round((load.oomAtFraction ?? 0) * 100)} % of the weights${load.oomAtShard ? ` (shard ${load.oomAtShard.index} of ${load.oomAtShard.of})` : ""}.`
+    }`,
+    `- Host RAM while loading: ${formatGib(memory.hostRam.perNodeBytes)} per node${plan.hostRamBytes ? ` (of ${formatGib(plan.hostRamBytes)})` : ""}.`,
+    `- Inference with device_map="auto" on one node: ${formatGib(memory.inference.perGpuBytes)} on the fullest GPU.`,
+    "",
+  );
+  if (analysis.issues.length > 0) {
+    out.push("## Issues", "");
+    for (const i of analysis.issues) {
+      out.push(
+        `- **${i.severity}** \`${i.code}\` (${md(i.path)}): ${md(i.message)}${i.hint ? ` ${md(i.hint)}` : ""}`,
+      );
+    }
+    out.push("");
+  }
+
+  out.push("## Launch", "");
+  if (plan.nodes === 1) {
+    out.push("```bash", "./launch.sh", "```", "");
+  } else {
+    out.push(
+      `On each of the ${plan.nodes} nodes (same bundle path and data on every node):`,
+      "",
+      "```bash",
+      "NODE_RANK=0 MASTER_ADDR=<first node's address> ./launch.sh   # on the first node",
+      "NODE_RANK=1 MASTER_ADDR=<first node's address> ./launch.sh   # on the second, and so on",
+      "```",
+      "",
+      `With Slurm, from this folder: \`sbatch ${BUNDLE_FILES.slurm}\` (one task per node; the first node is the rendezvous).`,
+      "",
+      `With Kubeflow's training operator: build an image that holds LLaMA-Factory and this bundle at \`${BUNDLE_MOUNT}\`, e.g.`,
+      "",
+      "```dockerfile",
+      "FROM <your LLaMA-Factory image>",
+      `COPY . ${BUNDLE_MOUNT}`,
+      "```",
+      "",
+      `then replace \`${IMAGE_PLACEHOLDER}\` in \`${BUNDLE_FILES.pytorchJob}\` with it and \`kubectl apply -f ${BUNDLE_FILES.pytorchJob}\`.`,
+      "",
+    );
+  }
+  if (usesDeepSpeed(plan)) {
+    out.push(
+      `\`launch.sh\` runs \`llamafactory-cli train train.yaml\` with \`FORCE_TORCHRUN=1\`; \`train.yaml\` names \`${BUNDLE_FILES.deepspeed}\`, a path relative to the folder the launch runs in (launch.sh changes into this folder first).`,
+      "",
+    );
+  } else if (usesFsdp(plan)) {
+    out.push(
+      `\`launch.sh\` runs \`accelerate launch --config_file ${BUNDLE_FILES.accelerate} -m llamafactory.launcher train.yaml\`. ${VERSION_CHOICES.fsdpLaunch.why}`,
+      "",
+    );
+  }
+
+  out.push("## Files", "");
+  for (const f of files) out.push(`- \`${f}\``);
+  out.push("");
+
+  out.push("## Targeted versions", "");
+  out.push(
+    `- LLaMA-Factory ${TARGET_VERSIONS.llamaFactory}`,
+    `- transformers ${TARGET_VERSIONS.transformers}`,
+    `- DeepSpeed ${TARGET_VERSIONS.deepspeed}`,
+    `- accelerate ${TARGET_VERSIONS.accelerate}`,
+    `- peft ${TARGET_VERSIONS.peft}`,
+  );
+  if (plan.sharding === "fsdp2") out.push(`- torch ${TARGET_VERSIONS.torch}`);
+  out.push("");
+
+  out.push("## What was assumed, and what was not executed", "");
+  out.push(
+    "- Memory is a prediction of tunefit's model (its assumptions are named constants, overridable through the library), not a measurement.",
+    "- Nothing in this bundle was executed when it was written: not LLaMA-Factory, DeepSpeed, accelerate, bitsandbytes, torchrun, Slurm or Kubernetes. It was checked statically: every key and value of train.yaml against LLaMA-Factory's accepted arguments, the DeepSpeed and accelerate files against their schemas at the targeted versions, the cross-file rules (batch sizes, mixed precision, RAM-efficient loading), and the scripts for shell syntax.",
+    `- Training settings the plan does not decide (learning rate, epochs, warm-up, scheduler, logging and saving) are LLaMA-Factory's example values; edit train.yaml to change them. ${VERSION_CHOICES.warmup.why}`,
+  );
+  if (plan.dataset === null) {
+    out.push(
+      "- The demo dataset in data/ exists so that the bundle runs as written; it is not training data. Put your own dataset in data/ (registered in data/dataset_info.json) and set `dataset:` in train.yaml, or emit again with --dataset.",
+    );
+  } else {
+    out.push(
+      "- The dataset is yours: train.yaml names it, and LLaMA-Factory looks it up in `data/dataset_info.json` relative to this folder (its default `dataset_dir`); put it there or set `dataset_dir`.",
+    );
+  }
+  if (plan.model.source === "config") {
+    out.push(
+      "- `model_name_or_path` points to a local folder; the path must hold the weights as well as config.json, and a relative path is read from this folder.",
+    );
+  }
+  if (plan.method === "qlora" && plan.quantMethod !== "bnb") {
+    out.push(
+      `- ${plan.quantMethod?.toUpperCase()} means \`model_name_or_path\` must name a pre-quantized ${plan.quantMethod?.toUpperCase()} checkpoint; train.yaml carries no quantization keys for it.`,
+    );
+  }
+  out.push("");
+  return `${out.join("\n")}`;
+}

@@ -1,0 +1,272 @@
+import { spawnSync } from "node:child_process";
+import { inflateSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { PlanBuilder } from "../../src/builder/plan-builder.ts";
+import { accelerateConfig } from "../../src/emit/accelerate.ts";
+import { emitFiles } from "../../src/emit/bundle.ts";
+import { checkBundle } from "../../src/emit/check-bundle.ts";
+import { deepspeedConfig } from "../../src/emit/deepspeed.ts";
+import type { EmittedFile } from "../../src/emit/files.ts";
+import { pytorchJob } from "../../src/emit/kubeflow.ts";
+import { formatYamlFloat } from "../../src/emit/serialize.ts";
+import { trainYaml } from "../../src/emit/train-yaml.ts";
+import { resolvePlan } from "../../src/plan/resolve.ts";
+import { MATRIX } from "./matrix.ts";
+import { findPython, pythonRequired, runPython } from "./python.ts";
+
+const bundles = Object.entries(MATRIX).map(([name, input]) => {
+  const { plan } = resolvePlan(input);
+  return { name, plan, files: emitFiles(plan) };
+});
+
+function bundle(name: string) {
+  const b = bundles.find((x) => x.name === name);
+  if (!b) throw new Error(`no bundle ${name}`);
+  return b;
+}
+const textOf = (f: EmittedFile) => (typeof f.contents === "string" ? f.contents : "");
+const file = (files: readonly EmittedFile[], path: string) => files.find((f) => f.path === path);
+
+describe("bundles of the strategy matrix", () => {
+  for (const { name, plan, files } of bundles) {
+    it(`${name}: text files equal their golden copies`, async () => {
+      for (const f of files) {
+        if (typeof f.contents !== "string") continue;
+        await expect(f.contents).toMatchFileSnapshot(`../golden/bundles/${name}/${f.path}`);
+      }
+    });
+
+    it(`${name}: passes every target schema and cross-file rule`, () => {
+      expect(checkBundle(files, plan)).toEqual([]);
+    });
+
+    it(`${name}: holds exactly the files its strategy needs`, () => {
+      const paths = files.map((f) => f.path);
+      expect(paths.includes("deepspeed.json")).toBe(plan.sharding.startsWith("zero"));
+      expect(paths.includes("accelerate_fsdp.yaml")).toBe(plan.sharding.startsWith("fsdp"));
+      expect(paths.includes("slurm.sbatch")).toBe(plan.nodes > 1);
+      expect(paths.includes("pytorchjob.yaml")).toBe(plan.nodes > 1);
+      expect(paths.includes("data/dataset_info.json")).toBe(plan.dataset === null);
+      expect(paths[0]).toBe("train.yaml");
+      expect(paths.at(-1)).toBe("README.md");
+      expect(files.filter((f) => f.executable).map((f) => f.path)).toEqual(
+        paths.filter((p) => p.endsWith(".sh") || p.endsWith(".sbatch")),
+      );
+    });
+
+    it(`${name}: train.yaml reads back as the object it was written from`, () => {
+      expect(parse(textOf(file(files, "train.yaml") as EmittedFile), { version: "1.1" })).toEqual(
+        trainYaml(plan),
+      );
+      const ds = file(files, "deepspeed.json");
+      if (ds) expect(JSON.parse(textOf(ds))).toEqual(deepspeedConfig(plan));
+      const acc = file(files, "accelerate_fsdp.yaml");
+      if (acc) expect(parse(textOf(acc), { version: "1.1" })).toEqual(accelerateConfig(plan));
+      const job = file(files, "pytorchjob.yaml");
+      if (job) expect(parse(textOf(job), { version: "1.1" })).toEqual(pytorchJob(plan));
+    });
+  }
+
+  it("a file names nothing of the machine it was written on", () => {
+    for (const { files } of bundles) {
+      for (const f of files) {
+        const t = textOf(f);
+        expect(t).not.toMatch(/\/home\/|\/root\/|\/Users\/|\/tmp\/|\d{4}-\d{2}-\d{2}T\d{2}:/);
+      }
+    }
+  });
+
+  it("the same plan built in two call orders gives byte-identical bundles", () => {
+    const a = PlanBuilder.create()
+      .model("Qwen/Qwen2-VL-72B-Instruct")
+      .hardware({ gpu: "rtx4090", gpus: 8 })
+      .qlora({ rank: 16 })
+      .fsdp()
+      .training({ seqLen: 4096, microBatch: 1 })
+      .build();
+    const b = PlanBuilder.create()
+      .training({ microBatch: 1, seqLen: 4096 })
+      .fsdp()
+      .qlora({ rank: 16 })
+      .hardware({ gpus: 8, gpu: "rtx4090" })
+      .model("Qwen/Qwen2-VL-72B-Instruct")
+      .build();
+    const fa = emitFiles(a);
+    const fb = emitFiles(b);
+    expect(fb.map((f) => f.path)).toEqual(fa.map((f) => f.path));
+    fa.forEach((f, i) => {
+      expect(Buffer.from(fb[i]?.contents ?? "")).toEqual(Buffer.from(f.contents));
+    });
+  });
+});
+
+describe("scripts", () => {
+  const scripts = bundles.flatMap(({ name, files }) =>
+    files.filter((f) => f.executable).map((f) => ({ name: `${name}/${f.path}`, text: textOf(f) })),
+  );
+  it.each(scripts)("$name passes bash -n", ({ text }) => {
+    const r = spawnSync("bash", ["-n"], { input: text, encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+  });
+
+  it("launch.sh changes into its own folder and quits on errors before launching", () => {
+    for (const { files } of bundles) {
+      const t = textOf(file(files, "launch.sh") as EmittedFile);
+      expect(t.startsWith("#!/usr/bin/env bash\n")).toBe(true);
+      expect(t).toContain("set -euo pipefail");
+      expect(t.indexOf('cd "$(dirname "${BASH_SOURCE[0]}")"')).toBeLessThan(t.indexOf("exec "));
+    }
+  });
+
+  it("launch.sh uses accelerate for FSDP and llamafactory-cli (torchrun for DeepSpeed) otherwise", () => {
+    for (const { plan, files } of bundles) {
+      const t = textOf(file(files, "launch.sh") as EmittedFile);
+      if (plan.sharding.startsWith("fsdp")) {
+        expect(t).toMatch(
+          /exec accelerate launch "\$\{args\[@\]\}" -m llamafactory\.launcher train\.yaml\n$/,
+        );
+      } else {
+        expect(t).toMatch(/exec llamafactory-cli train train\.yaml\n$/);
+        expect(t.includes("FORCE_TORCHRUN=1")).toBe(plan.gpus * plan.nodes > 1 || plan.sharding !== "none");
+      }
+    }
+  });
+
+  it("a multi-node launch.sh refuses a node rank outside the job", () => {
+    const { files } = bundle("two-nodes-zero3");
+    const t = textOf(file(files, "launch.sh") as EmittedFile).replace(/^exec .*$/m, "echo LAUNCH $NODE_RANK");
+    const stubbed = t.replace('cd "$(dirname "${BASH_SOURCE[0]}")"', "true");
+    for (const [rank, status] of [
+      ["1", 0],
+      ["2", 2],
+      ["x", 2],
+      ["-1", 2],
+    ] as const) {
+      const r = spawnSync("bash", ["-c", stubbed], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, NODE_RANK: rank },
+      });
+      expect(r.status, `NODE_RANK=${rank}: ${r.stderr}`).toBe(status);
+    }
+  });
+});
+
+describe("YAML numbers and strings", () => {
+  it("floats carry a dot and a signed exponent, as YAML 1.1 needs", () => {
+    expect(formatYamlFloat(1e-4)).toBe("1.0e-4");
+    expect(formatYamlFloat(1e-5)).toBe("1.0e-5");
+    expect(formatYamlFloat(2.5e-5)).toBe("2.5e-5");
+    expect(formatYamlFloat(3)).toBe("3.0");
+    expect(formatYamlFloat(0.1)).toBe("0.1");
+    expect(formatYamlFloat(1e9)).toBe("1.0e+9");
+  });
+
+  const yamlTexts = bundles.flatMap(({ name, files }) =>
+    files
+      .filter((f) => f.path.endsWith(".yaml"))
+      .map((f) => ({ name: `${name}/${f.path}`, text: textOf(f) })),
+  );
+  const TYPED = `
+import sys, json
+def t(v):
+    if isinstance(v, dict): return {k: t(x) for k, x in v.items()}
+    if isinstance(v, list): return [t(x) for x in v]
+    return [type(v).__name__, v]
+`;
+
+  const pyyaml = findPython(["yaml"]);
+  it.runIf(pyyaml !== undefined || pythonRequired)("PyYAML reads every YAML file as written", () => {
+    expect(pyyaml, "python3 with PyYAML").toBeDefined();
+    const out = runPython(
+      pyyaml as string,
+      `${TYPED}\nimport yaml\nprint(json.dumps([t(yaml.safe_load(d)) for d in json.load(sys.stdin)]))`,
+      JSON.stringify(yamlTexts.map((y) => y.text)),
+    );
+    const typed = JSON.parse(out) as Record<string, [string, unknown]>[];
+    yamlTexts.forEach((y, i) => {
+      const js = parse(y.text, { version: "1.1" });
+      expect(untype(typed[i]), y.name).toEqual(js);
+    });
+    // the types LLaMA-Factory's dataclasses and accelerate expect
+    const train = typed[yamlTexts.findIndex((y) => y.name === "lora-1gpu/train.yaml")] ?? {};
+    expect(train.learning_rate).toEqual(["float", 1e-4]);
+    expect(train.num_train_epochs).toEqual(["float", 3]);
+    expect(train.warmup_ratio).toEqual(["float", 0.1]);
+    expect(train.per_device_train_batch_size).toEqual(["int", 1]);
+    expect(train.bf16).toEqual(["bool", true]);
+    expect(train.resume_from_checkpoint).toEqual(["NoneType", null]);
+    expect(train.report_to).toEqual(["str", "none"]);
+    const acc = typed[yamlTexts.findIndex((y) => y.name === "fsdp-lora/accelerate_fsdp.yaml")] ?? {};
+    expect((acc.fsdp_config as unknown as Record<string, unknown>)?.fsdp_sync_module_states).toEqual([
+      "bool",
+      true,
+    ]);
+    expect(acc.num_processes).toEqual(["int", 4]);
+  });
+
+  const omega = findPython(["omegaconf"]);
+  it.runIf(omega !== undefined || pythonRequired)(
+    "OmegaConf (LLaMA-Factory's reader) reads train.yaml as PyYAML does",
+    () => {
+      expect(omega, "python3 with omegaconf (Debian: python3-omegaconf)").toBeDefined();
+      const trains = yamlTexts.filter((y) => y.name.endsWith("/train.yaml"));
+      const out = runPython(
+        omega as string,
+        `${TYPED}\nimport yaml\nfrom omegaconf import OmegaConf\nres = []\nfor d in json.load(sys.stdin):\n    res.append([t(OmegaConf.to_container(OmegaConf.create(d))), t(yaml.safe_load(d))])\nprint(json.dumps(res))`,
+        JSON.stringify(trains.map((y) => y.text)),
+      );
+      const pairs = JSON.parse(out) as [unknown, unknown][];
+      expect(pairs).toHaveLength(trains.length);
+      pairs.forEach(([viaOmega, viaPyYaml], i) => {
+        expect(viaOmega, trains[i]?.name).toEqual(viaPyYaml);
+      });
+    },
+  );
+});
+
+function untype(v: unknown): unknown {
+  if (Array.isArray(v) && v.length === 2 && typeof v[0] === "string") return v[1];
+  if (Array.isArray(v)) return v.map(untype);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, untype(x)]));
+  }
+  return v;
+}
+
+describe("demo dataset", () => {
+  it("multimodal plans with images get PNGs of the plan's size that decode", () => {
+    const { plan, files } = bundle("vlm-fsdp-qlora");
+    const pngs = files.filter((f) => f.path.endsWith(".png"));
+    expect(pngs.length).toBeGreaterThan(0);
+    const rows = JSON.parse(textOf(file(files, "data/tunefit_demo.json") as EmittedFile)) as {
+      messages: { content: string }[];
+      images: string[];
+    }[];
+    for (const row of rows) {
+      expect(row.messages[0]?.content.split("<image>").length ?? 0).toBe(plan.imagesPerSample + 1);
+      for (const img of row.images) expect(files.some((f) => f.path === `data/${img}`)).toBe(true);
+    }
+    for (const png of pngs) {
+      const b = Buffer.from(png.contents);
+      expect(b.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+      const width = b.readUInt32BE(16);
+      const height = b.readUInt32BE(20);
+      expect(width * height).toBeLessThanOrEqual(plan.imageMaxPixels);
+      expect(width).toBe(Math.floor(Math.sqrt(plan.imageMaxPixels)));
+      const idatLength = b.readUInt32BE(33);
+      expect(b.subarray(37, 41).toString("latin1")).toBe("IDAT");
+      const raw = inflateSync(b.subarray(41, 41 + idatLength));
+      expect(raw.length).toBe(height * (1 + 3 * width));
+    }
+  });
+
+  it("text plans get alpaca samples registered under the dataset train.yaml names", () => {
+    const { files } = bundle("lora-1gpu");
+    const info = JSON.parse(textOf(file(files, "data/dataset_info.json") as EmittedFile));
+    expect(info).toEqual({ tunefit_demo: { file_name: "tunefit_demo.json" } });
+    const rows = JSON.parse(textOf(file(files, "data/tunefit_demo.json") as EmittedFile)) as object[];
+    for (const row of rows) expect(Object.keys(row)).toEqual(["instruction", "input", "output"]);
+  });
+});

@@ -1,0 +1,63 @@
+import type { PlanInput } from "../../src/schema/plan.ts";
+
+/** The bundles under golden test: one per strategy the emitters distinguish. */
+export const MATRIX: Readonly<Record<string, PlanInput>> = {
+  "lora-1gpu": { model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "rtx4090", method: "lora" },
+  "qlora-1gpu": { model: "Qwen/Qwen2.5-14B-Instruct", gpu: "rtx4090", method: "qlora" },
+  "ddp-lora": { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g", gpus: 4, method: "lora" },
+  "zero2-full": {
+    model: "Qwen/Qwen2.5-1.5B-Instruct",
+    gpu: "a100-80g",
+    gpus: 8,
+    method: "full",
+    sharding: "zero2",
+  },
+  "zero3-full": { model: "Qwen/Qwen3-8B", gpu: "a100-80g", gpus: 8, method: "full", sharding: "zero3" },
+  "zero3-offload": {
+    model: "meta-llama/Meta-Llama-3-70B-Instruct",
+    gpu: "a100-40g",
+    gpus: 8,
+    method: "lora",
+    sharding: "zero3",
+    offload: "params",
+    hostRam: 1024,
+  },
+  "fsdp-lora": { model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "l40s", gpus: 4, sharding: "fsdp" },
+  "fsdp2-full": { model: "Qwen/Qwen3-4B", gpu: "h100-80g", gpus: 8, method: "full", sharding: "fsdp2" },
+  "fsdp-qlora": {
+    model: "meta-llama/Meta-Llama-3-70B-Instruct",
+    gpu: "rtx4090",
+    gpus: 2,
+    method: "qlora",
+    sharding: "fsdp",
+    offload: "params",
+    hostRam: 256,
+  },
+  "vlm-fsdp-qlora": {
+    model: "Qwen/Qwen2-VL-72B-Instruct",
+    gpu: "rtx4090",
+    gpus: 8,
+    method: "qlora",
+    sharding: "fsdp",
+    imagesPerSample: 1,
+    imageMaxPixels: 262144,
+  },
+  "two-nodes-zero3": {
+    model: "Qwen/Qwen2.5-72B-Instruct",
+    gpu: "h100-80g",
+    gpus: 8,
+    nodes: 2,
+    method: "lora",
+    sharding: "zero3",
+  },
+  "two-nodes-fsdp": {
+    model: "Qwen/Qwen2.5-32B-Instruct",
+    gpu: "a100-80g",
+    gpus: 8,
+    nodes: 2,
+    method: "lora",
+    sharding: "fsdp",
+    fsdpStrategy: "hybrid_shard",
+    dataset: "my_sft_data",
+  },
+};

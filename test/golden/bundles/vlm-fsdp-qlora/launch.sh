@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Launches the training of this bundle: Qwen/Qwen2-VL-72B-Instruct, qlora 4-bit bnb, FSDP1 full_shard, on 8× NVIDIA GeForce RTX 4090.
+# Written by tunefit. Targets LLaMA-Factory 0.9.x (hiyouga/LlamaFactory@ff6d4d12ee), transformers >=4.55.0,<=5.8.0, not 4.57.0 or 5.6.0, DeepSpeed <=0.18.4, accelerate <=1.11.0.
+# Run: ./launch.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+NNODES=1
+NPROC_PER_NODE=8
+
+# Fail early when this node sees fewer GPUs than the plan was made for.
+if command -v nvidia-smi >/dev/null 2>&1; then
+  visible="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"
+  if (( visible < NPROC_PER_NODE )); then
+    echo "launch.sh: this plan needs $NPROC_PER_NODE GPUs per node; nvidia-smi lists $visible" >&2; exit 1
+  fi
+fi
+
+# FSDP goes through accelerate with LLaMA-Factory's training entry point (llamafactory.launcher runs run_exp).
+# llamafactory-cli would set this allocator setting for its torchrun path; keep the same behaviour here.
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+args=(--config_file accelerate_fsdp.yaml)
+exec accelerate launch "${args[@]}" -m llamafactory.launcher train.yaml
