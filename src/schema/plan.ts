@@ -34,6 +34,9 @@ export const ModelDefinition = z.union([
 ]);
 export type ModelDefinition = z.infer<typeof ModelDefinition>;
 
+/** Names LLaMA-Factory looks up in dataset_info.json (or hub ids), comma-separated: nothing a shell or YAML reads. */
+const DATASET_NAMES = /^[\p{L}\p{N}_.\-/:@+]+(,[\p{L}\p{N}_.\-/:@+]+)*$/u;
+
 const moduleList = z.array(z.string().regex(/^[A-Za-z_][\w.]*$/, "a module name")).min(1);
 
 /** What a user specifies. Only `model` and `gpu` are required. */
@@ -99,10 +102,17 @@ export const PlanInput = z.strictObject({
   imageMaxPixels: int(1).optional().meta({ description: "default 589824 (768 × 768)" }),
   dataset: z
     .string()
-    .min(1)
+    .regex(
+      DATASET_NAMES,
+      "comma-separated dataset names of letters, digits and _ . - / : @ + (no spaces, quotes or shell characters)",
+    )
     .optional()
-    .meta({ description: "dataset name for the YAML; default the demo set" }),
-  template: z.string().min(1).optional().meta({ description: "chat template; default the model's" }),
+    .meta({ description: "dataset name(s) for the YAML, comma-separated; default the demo set" }),
+  template: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, "a template name of letters, digits and _ . -")
+    .optional()
+    .meta({ description: "chat template; default the model's" }),
 });
 export type PlanInput = z.infer<typeof PlanInput>;
 

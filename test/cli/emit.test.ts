@@ -155,3 +155,16 @@ describe("tunefit emit", () => {
     expect(yaml).not.toContain("dataset_dir");
   });
 });
+
+describe("values that reach the bundle", () => {
+  it.each(["a b", "x$(id)", "q'uote", "new\nline", "back`tick`"])(
+    "--dataset %j is rejected before anything is written (exit 2, path dataset)",
+    (name) => {
+      const cwd = tempDir();
+      const { code, stdout } = cli(["emit", ...FITS_FSDP, "--dataset", name, "--out", "b", "--json"], cwd);
+      expect(code).toBe(2);
+      expect(JSON.parse(stdout).issues[0].path).toBe("dataset");
+      expect(existsSync(join(cwd, "b"))).toBe(false);
+    },
+  );
+});
