@@ -102,6 +102,12 @@ export function launchScript(plan: Plan, options: EmitOptions = {}): string {
     );
   } else {
     const torchrun = world > 1 || usesDeepSpeed(plan);
+    if (world === 1) {
+      lines.push(
+        "# One GPU: with more visible, llamafactory-cli would start torchrun over all of them (a different plan).",
+        'export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"',
+      );
+    }
     if (torchrun) {
       lines.push(
         usesDeepSpeed(plan) && world === 1

@@ -1,4 +1,7 @@
 import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -11,6 +14,7 @@ import type { EmittedFile } from "../../src/emit/files.ts";
 import { pytorchJob } from "../../src/emit/kubeflow.ts";
 import { formatYamlFloat } from "../../src/emit/serialize.ts";
 import { trainYaml } from "../../src/emit/train-yaml.ts";
+import { writeFiles } from "../../src/emit/write-files.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import { MATRIX } from "./matrix.ts";
 import { findPython, pythonRequired, runPython } from "./python.ts";
@@ -268,5 +272,117 @@ describe("demo dataset", () => {
     expect(info).toEqual({ tunefit_demo: { file_name: "tunefit_demo.json" } });
     const rows = JSON.parse(textOf(file(files, "data/tunefit_demo.json") as EmittedFile)) as object[];
     for (const row of rows) expect(Object.keys(row)).toEqual(["instruction", "input", "output"]);
+  });
+});
+
+describe("scripts run against stub commands", () => {
+  const stubs = (dir: string, gpus: number) => {
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    const record = (name: string) =>
+      `#!/usr/bin/env bash\n{ echo "${name} $*"; echo "cwd=$PWD"; for v in FORCE_TORCHRUN NNODES NPROC_PER_NODE NODE_RANK MASTER_ADDR MASTER_PORT CUDA_VISIBLE_DEVICES; do echo "$v=\${!v-}"; done; } >> "${join(dir, "calls.log")}"\n`;
+    writeFileSync(join(bin, "llamafactory-cli"), record("llamafactory-cli"), { mode: 0o755 });
+    writeFileSync(join(bin, "accelerate"), record("accelerate"), { mode: 0o755 });
+    writeFileSync(
+      join(bin, "nvidia-smi"),
+      `#!/usr/bin/env bash\nfor i in $(seq 0 ${gpus - 1}); do echo "GPU $i: stub"; done\n`,
+      { mode: 0o755 },
+    );
+    writeFileSync(join(bin, "scontrol"), "#!/usr/bin/env bash\nprintf 'node-a\\nnode-b\\n'\n", {
+      mode: 0o755,
+    });
+    // srun runs its command once per node, as Slurm would with one task per node
+    writeFileSync(
+      join(bin, "srun"),
+      '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\nfor n in 0 1; do SLURM_NODEID=$n "$@" || exit $?; done\n',
+      { mode: 0o755 },
+    );
+    return bin;
+  };
+
+  function runIn(
+    name: string,
+    script: string,
+    env: Record<string, string>,
+    gpus: number,
+    submitFromBundle = false,
+  ) {
+    const { files } = bundle(name);
+    const root = mkdtempSync(join(tmpdir(), "tunefit-stub-"));
+    try {
+      const dir = join(root, "my bundle");
+      writeFiles(files, dir);
+      const bin = stubs(root, gpus);
+      const r = spawnSync("bash", [join(dir, script)], {
+        cwd: submitFromBundle ? dir : root,
+        encoding: "utf8",
+        env: {
+          PATH: `${bin}:${process.env.PATH}`,
+          HOME: root,
+          ...(submitFromBundle ? { SLURM_SUBMIT_DIR: dir } : {}),
+          ...env,
+        },
+      });
+      const log = existsSync(join(root, "calls.log")) ? readFileSync(join(root, "calls.log"), "utf8") : "";
+      return { status: r.status, stderr: r.stderr, log, dir };
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  it("one GPU: llamafactory-cli in the bundle folder, pinned to one GPU, no torchrun", () => {
+    const r = runIn("lora-1gpu", "launch.sh", {}, 8);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.log).toContain("llamafactory-cli train train.yaml\n");
+    expect(r.log).toContain(`cwd=${r.dir}\n`);
+    expect(r.log).toContain("CUDA_VISIBLE_DEVICES=0\n");
+    expect(r.log).toContain("FORCE_TORCHRUN=\n");
+  });
+
+  it("DDP: torchrun over exactly the plan's GPUs", () => {
+    const r = runIn("ddp-lora", "launch.sh", {}, 8);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.log).toContain("FORCE_TORCHRUN=1\nNNODES=1\nNPROC_PER_NODE=4\n");
+  });
+
+  it("too few GPUs visible: stops before launching", () => {
+    const r = runIn("ddp-lora", "launch.sh", {}, 2);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("needs 4 GPUs per node; nvidia-smi lists 2");
+    expect(r.log).toBe("");
+  });
+
+  it("FSDP on two nodes: accelerate with the node's rank and the rendezvous address", () => {
+    const r = runIn("two-nodes-fsdp", "launch.sh", { NODE_RANK: "1", MASTER_ADDR: "10.0.0.1" }, 8);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.log).toContain(
+      "accelerate launch --config_file accelerate_fsdp.yaml --machine_rank 1 --main_process_ip 10.0.0.1 --main_process_port 29500 -m llamafactory.launcher train.yaml\n",
+    );
+  });
+
+  it("Slurm submitted from elsewhere: refuses, naming the folder", () => {
+    const r = runIn(
+      "two-nodes-zero3",
+      "slurm.sbatch",
+      { SLURM_JOB_NODELIST: "node-[a-b]", SLURM_NNODES: "2" },
+      8,
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("submit it from the bundle folder");
+    expect(r.log).toBe("");
+  });
+
+  it("Slurm: one launch per node, ranks 0 and 1, rendezvous on the first host", () => {
+    const r = runIn(
+      "two-nodes-zero3",
+      "slurm.sbatch",
+      { SLURM_JOB_NODELIST: "node-[a-b]", SLURM_NNODES: "2" },
+      8,
+      true,
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.log.match(/^llamafactory-cli train train\.yaml$/gm)).toHaveLength(2);
+    expect(r.log).toContain("NODE_RANK=0\nMASTER_ADDR=node-a\nMASTER_PORT=29500\n");
+    expect(r.log).toContain("NODE_RANK=1\nMASTER_ADDR=node-a\nMASTER_PORT=29500\n");
   });
 });

@@ -16,4 +16,6 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   fi
 fi
 
+# One GPU: with more visible, llamafactory-cli would start torchrun over all of them (a different plan).
+export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 exec llamafactory-cli train train.yaml
