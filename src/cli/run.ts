@@ -11,7 +11,8 @@ import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import { maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
-import { PlanInput, planInputJsonSchema } from "../schema/plan.ts";
+import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
+import { PlanInput } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
 import {
@@ -115,7 +116,7 @@ function usage(command?: string): string {
     "  emit     write the ready-to-run bundle of a plan (--out DIR)",
     "  models   list the built-in models",
     "  gpus     list the built-in GPUs",
-    "  schema   print the JSON Schema of a plan file (--spec) for editors",
+    "  schema   print a JSON Schema for editors: plan, llamafactory, deepspeed, accelerate",
     "",
     "Options: --help, --version, --debug (stack traces of internal errors), --json",
     "",
@@ -468,28 +469,27 @@ function runGpus(argv: readonly string[], io: CliIo): number {
   return EXIT.ok;
 }
 
-const SCHEMA_TARGETS = ["plan"] as const;
 
 function runSchema(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parse(argv, GLOBAL_OPTIONS);
   if (values.help) {
     io.stdout(
-      "Usage: tunefit schema plan\n\nPrints the JSON Schema (draft 2020-12) of a plan file, the format --spec reads.\n",
+      "Usage: tunefit schema plan|llamafactory|deepspeed|accelerate\n\nPrints a JSON Schema (draft 2020-12): of a plan file (the format --spec reads), of LLaMA-Factory's training\nYAML, of a DeepSpeed config, or of an accelerate FSDP config. Editors use them to complete and check the files.\n",
     );
     return EXIT.ok;
   }
   const target = positionals[0];
-  if (target !== "plan") {
+  if (!JSON_SCHEMA_TARGETS.includes(target as JsonSchemaTarget)) {
     throw usageError(
       "SCHEMA_UNKNOWN",
       target ?? "schema",
       target === undefined
         ? "tunefit schema needs a target"
         : `no JSON Schema for "${target}" in this version`,
-      `Available: ${SCHEMA_TARGETS.join(", ")}.`,
+      `Available: ${JSON_SCHEMA_TARGETS.join(", ")}.`,
     );
   }
-  io.stdout(`${JSON.stringify(planInputJsonSchema(), null, 2)}\n`);
+  io.stdout(`${JSON.stringify(jsonSchemaOf(target as JsonSchemaTarget), null, 2)}\n`);
   return EXIT.ok;
 }
 

@@ -312,8 +312,29 @@ describe("tunefit schema", () => {
     expect(schema.properties.loraRank.description).toBe("default 8");
   });
 
+  it("prints LLaMA-Factory's training YAML schema: all 347 accepted keys, described, unknown keys refused", () => {
+    const { code, stdout } = cli(["schema", "llamafactory"]);
+    expect(code).toBe(0);
+    const schema = JSON.parse(stdout);
+    expect(Object.keys(schema.properties)).toHaveLength(347);
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.properties.finetuning_type.enum).toEqual(expect.arrayContaining(["lora", "freeze", "full"]));
+    expect(schema.properties.learning_rate.description).toMatch(/learning rate/i);
+  });
+
+  it("prints the DeepSpeed and accelerate schemas with the keys tunefit emits", () => {
+    const ds = JSON.parse(cli(["schema", "deepspeed"]).stdout);
+    expect(Object.keys(ds.properties)).toEqual(
+      expect.arrayContaining(["train_batch_size", "zero_optimization", "bf16", "fp16", "gradient_clipping"]),
+    );
+    const acc = JSON.parse(cli(["schema", "accelerate"]).stdout);
+    expect(Object.keys(acc.properties)).toEqual(
+      expect.arrayContaining(["distributed_type", "fsdp_config", "mixed_precision", "num_processes"]),
+    );
+  });
+
   it("refuses targets it does not have", () => {
-    expect(cli(["schema", "deepspeed"]).code).toBe(2);
+    expect(cli(["schema", "kubernetes"]).code).toBe(2);
     expect(cli(["schema"]).code).toBe(2);
   });
 });
