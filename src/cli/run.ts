@@ -469,7 +469,6 @@ function runGpus(argv: readonly string[], io: CliIo): number {
   return EXIT.ok;
 }
 
-
 function runSchema(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parse(argv, GLOBAL_OPTIONS);
   if (values.help) {

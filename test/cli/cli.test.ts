@@ -318,7 +318,9 @@ describe("tunefit schema", () => {
     const schema = JSON.parse(stdout);
     expect(Object.keys(schema.properties)).toHaveLength(347);
     expect(schema.additionalProperties).toBe(false);
-    expect(schema.properties.finetuning_type.enum).toEqual(expect.arrayContaining(["lora", "freeze", "full"]));
+    expect(schema.properties.finetuning_type.enum).toEqual(
+      expect.arrayContaining(["lora", "freeze", "full"]),
+    );
     expect(schema.properties.learning_rate.description).toMatch(/learning rate/i);
   });
 
