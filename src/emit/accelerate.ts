@@ -20,7 +20,9 @@ const STRATEGY = {
 
 /** accelerate's `mixed_precision` for the plan's precision (the YAML's bf16/fp16 and this must agree). */
 export function accelerateMixedPrecision(plan: Plan): "bf16" | "fp16" | "no" {
-  if (plan.precision === "bf16" || plan.precision === "pure_bf16") return "bf16";
+  // pure bf16: the weights are bf16 already; with "bf16" accelerate would upcast them to fp32 (FSDP2 the whole model)
+  if (plan.precision === "pure_bf16") return "no";
+  if (plan.precision === "bf16") return "bf16";
   return plan.precision === "fp16" ? "fp16" : "no";
 }
 

@@ -80,6 +80,16 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
       ),
     );
   }
+  if (y.pure_bf16 === true && y.bf16 === true && paths.has(BUNDLE_FILES.accelerate)) {
+    issues.push(
+      issue(
+        "PURE_BF16_UPCAST",
+        at("bf16"),
+        "bf16: true beside pure_bf16 under FSDP turns on accelerate's mixed precision, which upcasts the bf16 weights to fp32",
+        "Drop bf16: true; pure_bf16 alone computes in bf16.",
+      ),
+    );
+  }
   if (y.bf16 === true && y.fp16 === true) {
     issues.push(
       issue(
@@ -171,13 +181,14 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
     issues.push(...checkAccelerateFsdpConfig(acc, BUNDLE_FILES.accelerate));
     const accAt = (key: string) => `${BUNDLE_FILES.accelerate}:${key}`;
     const mp = acc.mixed_precision;
-    const wantMp = y.bf16 === true ? "bf16" : y.fp16 === true ? "fp16" : "no";
+    // pure_bf16 runs without accelerate's mixed precision (which would upcast the bf16 weights)
+    const wantMp = y.pure_bf16 === true ? "no" : y.bf16 === true ? "bf16" : y.fp16 === true ? "fp16" : "no";
     if (mp !== undefined && mp !== wantMp) {
       issues.push(
         issue(
           "MIXED_PRECISION_MISMATCH",
           accAt("mixed_precision"),
-          `mixed_precision is ${JSON.stringify(mp)} but train.yaml trains in ${wantMp === "no" ? "fp32" : wantMp}`,
+          `mixed_precision is ${JSON.stringify(mp)} but train.yaml ${y.pure_bf16 === true ? "trains in pure bf16" : `trains in ${wantMp === "no" ? "fp32" : wantMp}`}`,
           `Write mixed_precision: ${wantMp}.`,
         ),
       );

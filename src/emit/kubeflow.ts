@@ -7,7 +7,8 @@ import { type EmitOptions, resolveEmitOptions } from "./options.ts";
  * one pod per node with all its GPUs. The operator injects MASTER_ADDR and MASTER_PORT (the Master's service and
  * the container port named `pytorchjob-port`) and the node rank (PET_NODE_RANK, or RANK = replica index on
  * older operators); the container maps them onto launch.sh's variables. The image must hold LLaMA-Factory and
- * this bundle at /workspace/bundle (see README.md); the placeholder makes `kubectl apply` fail until replaced.
+ * this bundle at /workspace/bundle (see README.md); until the placeholder is replaced the pods cannot pull it
+ * (InvalidImageName).
  */
 
 /** The rendezvous port the operator's MASTER_PORT comes from (its default port name and number). */

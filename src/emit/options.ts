@@ -7,7 +7,7 @@ export interface TrainingSettings {
   readonly learningRate: number;
   readonly epochs: number;
   readonly warmupRatio: number;
-  /** `max_samples`; default 1000 as in LLaMA-Factory's examples */
+  /** `max_samples` of the demo dataset; default 1000 as in LLaMA-Factory's examples (never set for your own) */
   readonly maxSamples: number;
   readonly loggingSteps: number;
   readonly saveSteps: number;
@@ -24,7 +24,7 @@ export interface EmitOptions {
    */
   readonly modelPath?: string;
   readonly training?: Partial<TrainingSettings>;
-  /** container image of the Kubeflow PyTorchJob (a placeholder that `kubectl apply` rejects until replaced) */
+  /** container image of the Kubeflow PyTorchJob (default: a placeholder the pods cannot pull until replaced) */
   readonly image?: string;
   /** rendezvous port of multi-node launches; default 29500 */
   readonly masterPort?: number;

@@ -122,7 +122,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
     );
   } else if (usesFsdp(plan)) {
     out.push(
-      `\`launch.sh\` runs \`accelerate launch --config_file ${BUNDLE_FILES.accelerate} -m llamafactory.launcher train.yaml\`. ${VERSION_CHOICES.fsdpLaunch.why}`,
+      `\`launch.sh\` runs \`accelerate launch --config_file ${BUNDLE_FILES.accelerate}${plan.nodes > 1 ? " --machine_rank $NODE_RANK --main_process_ip $MASTER_ADDR --main_process_port $MASTER_PORT" : ""} -m llamafactory.launcher train.yaml\`. ${VERSION_CHOICES.fsdpLaunch.why}`,
       "",
     );
   }
@@ -145,7 +145,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
   out.push("## What was assumed, and what was not executed", "");
   out.push(
     "- Memory is a prediction of tunefit's model (its assumptions are named constants, overridable through the library), not a measurement.",
-    "- Nothing in this bundle was executed when it was written: not LLaMA-Factory, DeepSpeed, accelerate, bitsandbytes, torchrun, Slurm or Kubernetes. It was checked statically: every key and value of train.yaml against LLaMA-Factory's accepted arguments, the DeepSpeed and accelerate files against their schemas at the targeted versions, the cross-file rules (batch sizes, mixed precision, RAM-efficient loading), and the scripts for shell syntax.",
+    "- Nothing in this bundle was executed when it was written: not LLaMA-Factory, DeepSpeed, accelerate, bitsandbytes, torchrun, Slurm or Kubernetes. tunefit checks each bundle statically before writing it: every key and value of train.yaml against LLaMA-Factory's accepted arguments, the DeepSpeed and accelerate files against their schemas at the targeted versions, and the cross-file rules (batch sizes, mixed precision, RAM-efficient loading). Its own tests also run `bash -n` and stubbed launches on bundles of every strategy.",
     `- Training settings the plan does not decide (learning rate, epochs, warm-up, scheduler, logging and saving) are LLaMA-Factory's example values; edit train.yaml to change them. ${VERSION_CHOICES.warmup.why}`,
   );
   if (plan.dataset === null) {

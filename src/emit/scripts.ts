@@ -15,10 +15,10 @@ export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Text safe inside a `#` comment: control characters (newlines included) become spaces. */
+/** Text safe inside a `#` comment: control characters (newlines, and NEL, which YAML 1.1 breaks lines on) become spaces. */
 export function commentText(value: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
-  return value.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, " ");
+  return value.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, " ");
 }
 
 /** One line describing the plan, for headers. */
@@ -72,9 +72,21 @@ export function launchScript(plan: Plan, options: EmitOptions = {}): string {
       "if (( NODE_RANK >= NNODES )); then",
       '  echo "launch.sh: NODE_RANK $NODE_RANK is out of range for $NNODES nodes" >&2; exit 2',
       "fi",
+      'if (( NODE_RANK > 0 )) && [[ "$MASTER_ADDR" == 127.0.0.1 ]]; then',
+      `  echo "launch.sh: on node $NODE_RANK, set MASTER_ADDR to the first node's address" >&2; exit 2`,
+      "fi",
     );
   }
   lines.push(
+    "",
+    world === 1
+      ? "# One GPU: with more visible, llamafactory-cli would start torchrun over all of them (a different plan)."
+      : "# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.",
+    world === 1
+      ? 'CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"'
+      : `CUDA_VISIBLE_DEVICES="\${CUDA_VISIBLE_DEVICES:-${Array.from({ length: plan.gpus }, (_, i) => i).join(",")}}"`,
+    ...(world === 1 ? ['CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES%%,*}"'] : []),
+    "export CUDA_VISIBLE_DEVICES",
     "",
     "# Fail early when this node sees fewer GPUs than the plan was made for.",
     "if command -v nvidia-smi >/dev/null 2>&1; then",
@@ -88,8 +100,9 @@ export function launchScript(plan: Plan, options: EmitOptions = {}): string {
   if (usesFsdp(plan)) {
     lines.push(
       "# FSDP goes through accelerate with LLaMA-Factory's training entry point (llamafactory.launcher runs run_exp).",
-      "# llamafactory-cli would set this allocator setting for its torchrun path; keep the same behaviour here.",
+      "# llamafactory-cli sets these for its torchrun path (OPTIM_TORCH); keep the same behaviour here.",
       'export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"',
+      'export TORCH_NCCL_AVOID_RECORD_STREAMS="${TORCH_NCCL_AVOID_RECORD_STREAMS:-1}"',
       `args=(--config_file ${shellQuote(BUNDLE_FILES.accelerate)})`,
     );
     if (multiNode) {
@@ -102,12 +115,6 @@ export function launchScript(plan: Plan, options: EmitOptions = {}): string {
     );
   } else {
     const torchrun = world > 1 || usesDeepSpeed(plan);
-    if (world === 1) {
-      lines.push(
-        "# One GPU: with more visible, llamafactory-cli would start torchrun over all of them (a different plan).",
-        'export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"',
-      );
-    }
     if (torchrun) {
       lines.push(
         usesDeepSpeed(plan) && world === 1
@@ -132,6 +139,7 @@ export function slurmScript(plan: Plan, options: EmitOptions = {}): string {
     "#SBATCH --ntasks-per-node=1",
     `#SBATCH --gpus-per-node=${plan.gpus}`,
     "#SBATCH --exclusive",
+    "#SBATCH --mem=0",
     "#SBATCH --output=slurm-%j.out",
     header([
       `Runs this bundle on ${plan.nodes} nodes: ${planSummary(plan)}.`,

@@ -83,7 +83,11 @@ export function toYaml(value: Readonly<Record<string, unknown>>, options: YamlOp
     trueStr: "true",
     falseStr: "false",
   });
-  const header = (options.header ?? []).map((line) => (line ? `# ${line}` : "#")).join("\n");
+  const header = (options.header ?? [])
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: a line break inside a comment would end it
+    .map((line) => line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, " "))
+    .map((line) => (line ? `# ${line}` : "#"))
+    .join("\n");
   const text = header ? `${header}\n${body.startsWith("\n") ? "" : "\n"}${body}` : body;
   return text.replace(/^\n+/, "");
 }

@@ -1,5 +1,5 @@
 import type { Plan } from "../schema/plan.ts";
-import { DATASET_DIR, DEMO_DATASET, finetuningType, usesDeepSpeed } from "./common.ts";
+import { DATASET_DIR, DEMO_DATASET, finetuningType, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { type EmitOptions, resolveEmitOptions } from "./options.ts";
 
 const FLASH_ATTN = { auto: null, eager: "disabled", sdpa: "sdpa", fa2: "fa2" } as const;
@@ -75,7 +75,7 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   y.template = plan.template;
   y.cutoff_len = plan.seqLen;
   if (plan.packing) y.packing = true;
-  y.max_samples = o.training.maxSamples;
+  if (plan.dataset === null) y.max_samples = o.training.maxSamples; // never cut the user's own dataset
   y.preprocessing_num_workers = o.training.preprocessingWorkers;
   y.dataloader_num_workers = o.training.dataloaderWorkers;
 
@@ -95,7 +95,8 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   y.num_train_epochs = o.training.epochs;
   y.lr_scheduler_type = "cosine";
   y.warmup_ratio = o.training.warmupRatio;
-  if (plan.precision === "bf16" || plan.precision === "pure_bf16") y.bf16 = true;
+  // pure_bf16 alone already computes in bf16; beside FSDP, `bf16: true` would make accelerate upcast the weights
+  if (plan.precision === "bf16" || (plan.precision === "pure_bf16" && !usesFsdp(plan))) y.bf16 = true;
   if (plan.precision === "fp16") y.fp16 = true;
   if (plan.optimizer !== null) y.optim = plan.optimizer;
   y.ddp_timeout = 180000000;

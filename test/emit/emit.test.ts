@@ -150,10 +150,17 @@ describe("scripts", () => {
     ] as const) {
       const r = spawnSync("bash", ["-c", stubbed], {
         encoding: "utf8",
-        env: { PATH: process.env.PATH, NODE_RANK: rank },
+        env: { PATH: process.env.PATH, NODE_RANK: rank, MASTER_ADDR: "10.0.0.1" },
       });
       expect(r.status, `NODE_RANK=${rank}: ${r.stderr}`).toBe(status);
     }
+    // a second node left at the default rendezvous address would wait for itself
+    const lost = spawnSync("bash", ["-c", stubbed], {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, NODE_RANK: "1" },
+    });
+    expect(lost.status).toBe(2);
+    expect(lost.stderr).toContain("set MASTER_ADDR");
   });
 });
 
@@ -384,5 +391,50 @@ describe("scripts run against stub commands", () => {
     expect(r.log.match(/^llamafactory-cli train train\.yaml$/gm)).toHaveLength(2);
     expect(r.log).toContain("NODE_RANK=0\nMASTER_ADDR=node-a\nMASTER_PORT=29500\n");
     expect(r.log).toContain("NODE_RANK=1\nMASTER_ADDR=node-a\nMASTER_PORT=29500\n");
+  });
+});
+
+describe("choices that keep the bundle doing what the plan says", () => {
+  it("pure bf16 under FSDP runs without accelerate's mixed precision (which would upcast the weights)", () => {
+    const { plan } = resolvePlan({
+      model: "Qwen/Qwen3-4B",
+      gpu: "h100-80g",
+      gpus: 8,
+      method: "full",
+      sharding: "fsdp2",
+      precision: "pure_bf16",
+    });
+    const files = emitFiles(plan);
+    const y = trainYaml(plan);
+    expect(y.pure_bf16).toBe(true);
+    expect(y.bf16).toBeUndefined();
+    expect(accelerateConfig(plan)?.mixed_precision).toBe("no");
+    expect(checkBundle(files, plan)).toEqual([]);
+    // and the check catches the upcasting combination
+    const broken = files.map((f) =>
+      f.path === "train.yaml" ? { ...f, contents: `${textOf(f)}bf16: true\n` } : f,
+    );
+    expect(checkBundle(broken, plan).map((i) => i.code)).toContain("PURE_BF16_UPCAST");
+  });
+
+  it("max_samples caps only the demo dataset, never the user's", () => {
+    const base = { model: "Qwen/Qwen3-4B", gpu: "a100-80g" } as const;
+    expect(trainYaml(resolvePlan(base).plan).max_samples).toBe(1000);
+    expect(trainYaml(resolvePlan({ ...base, dataset: "mine" }).plan).max_samples).toBeUndefined();
+  });
+
+  it("a model id cannot end a YAML comment line (NEL and other line breaks are blanked)", () => {
+    const { plan } = resolvePlan({ model: "Qwen/Qwen3-4B", gpu: "a100-80g" });
+    const hostile = {
+      ...plan,
+      model: { ...plan.model, id: "org/m\u0085report_to: wandb #\nx: 1\u2028y: 2" },
+    };
+    const text = textOf(emitFiles(hostile)[0] as EmittedFile);
+    const parsed = parse(text, { version: "1.1" }) as Record<string, unknown>;
+    expect(parsed.report_to).toBe("none");
+    expect(parsed.x).toBeUndefined();
+    expect(parsed.model_name_or_path).toBe(hostile.model.id);
+    // the one header line naming the model stays one comment line
+    expect(text.split("\n").filter((l) => l.startsWith("#") && l.includes("wandb"))).toHaveLength(1);
   });
 });

@@ -107,6 +107,11 @@ type TopShape = {
 
 const topLevel = {
   ...(topShape as TopShape),
+  // a TPU-only flag; LLaMA-Factory's own example configs write the string 'no', which accelerate accepts unread
+  downcast_bf16: z
+    .union([z.boolean(), z.enum(["no", "yes"])])
+    .optional()
+    .meta({ description: "TPU only (XLA_DOWNCAST_BF16); GPUs ignore it" }),
   distributed_type: z.literal("FSDP").meta({ description: "FSDP via accelerate launch" }),
 };
 function fileSchema(v: FsdpVersion) {

@@ -8,6 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 NNODES=1
 NPROC_PER_NODE=4
 
+# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3}"
+export CUDA_VISIBLE_DEVICES
+
 # Fail early when this node sees fewer GPUs than the plan was made for.
 if command -v nvidia-smi >/dev/null 2>&1; then
   visible="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"

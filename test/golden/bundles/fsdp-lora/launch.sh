@@ -8,6 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 NNODES=1
 NPROC_PER_NODE=4
 
+# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3}"
+export CUDA_VISIBLE_DEVICES
+
 # Fail early when this node sees fewer GPUs than the plan was made for.
 if command -v nvidia-smi >/dev/null 2>&1; then
   visible="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"
@@ -17,7 +21,8 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 fi
 
 # FSDP goes through accelerate with LLaMA-Factory's training entry point (llamafactory.launcher runs run_exp).
-# llamafactory-cli would set this allocator setting for its torchrun path; keep the same behaviour here.
+# llamafactory-cli sets these for its torchrun path (OPTIM_TORCH); keep the same behaviour here.
 export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="${TORCH_NCCL_AVOID_RECORD_STREAMS:-1}"
 args=(--config_file accelerate_fsdp.yaml)
 exec accelerate launch "${args[@]}" -m llamafactory.launcher train.yaml

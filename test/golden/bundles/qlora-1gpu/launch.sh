@@ -8,6 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 NNODES=1
 NPROC_PER_NODE=1
 
+# One GPU: with more visible, llamafactory-cli would start torchrun over all of them (a different plan).
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES%%,*}"
+export CUDA_VISIBLE_DEVICES
+
 # Fail early when this node sees fewer GPUs than the plan was made for.
 if command -v nvidia-smi >/dev/null 2>&1; then
   visible="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"
@@ -16,6 +21,4 @@ if command -v nvidia-smi >/dev/null 2>&1; then
   fi
 fi
 
-# One GPU: with more visible, llamafactory-cli would start torchrun over all of them (a different plan).
-export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 exec llamafactory-cli train train.yaml

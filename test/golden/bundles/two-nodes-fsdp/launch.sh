@@ -16,6 +16,13 @@ esac
 if (( NODE_RANK >= NNODES )); then
   echo "launch.sh: NODE_RANK $NODE_RANK is out of range for $NNODES nodes" >&2; exit 2
 fi
+if (( NODE_RANK > 0 )) && [[ "$MASTER_ADDR" == 127.0.0.1 ]]; then
+  echo "launch.sh: on node $NODE_RANK, set MASTER_ADDR to the first node's address" >&2; exit 2
+fi
+
+# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3,4,5,6,7}"
+export CUDA_VISIBLE_DEVICES
 
 # Fail early when this node sees fewer GPUs than the plan was made for.
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -26,8 +33,9 @@ if command -v nvidia-smi >/dev/null 2>&1; then
 fi
 
 # FSDP goes through accelerate with LLaMA-Factory's training entry point (llamafactory.launcher runs run_exp).
-# llamafactory-cli would set this allocator setting for its torchrun path; keep the same behaviour here.
+# llamafactory-cli sets these for its torchrun path (OPTIM_TORCH); keep the same behaviour here.
 export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="${TORCH_NCCL_AVOID_RECORD_STREAMS:-1}"
 args=(--config_file accelerate_fsdp.yaml)
 args+=(--machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT")
 exec accelerate launch "${args[@]}" -m llamafactory.launcher train.yaml

@@ -16,6 +16,13 @@ esac
 if (( NODE_RANK >= NNODES )); then
   echo "launch.sh: NODE_RANK $NODE_RANK is out of range for $NNODES nodes" >&2; exit 2
 fi
+if (( NODE_RANK > 0 )) && [[ "$MASTER_ADDR" == 127.0.0.1 ]]; then
+  echo "launch.sh: on node $NODE_RANK, set MASTER_ADDR to the first node's address" >&2; exit 2
+fi
+
+# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3,4,5,6,7}"
+export CUDA_VISIBLE_DEVICES
 
 # Fail early when this node sees fewer GPUs than the plan was made for.
 if command -v nvidia-smi >/dev/null 2>&1; then
