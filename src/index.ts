@@ -21,6 +21,31 @@ export {
 } from "./catalog/gpus.ts";
 export { type CatalogMatch, findCatalogModel, listCatalogModels, suggestModelIds } from "./catalog/models.ts";
 export { loadModelDir, resolveModel } from "./catalog/resolve-model.ts";
+export {
+  ASSUMED_HOST_RAM_GIB,
+  type Change,
+  type DoctorInput,
+  type DoctorReport,
+  doctor,
+  type Fix,
+  STRATEGY_CHANGE_COST,
+} from "./doctor/doctor.ts";
+export { type FixBundleOptions, fixedYaml, fixFiles } from "./doctor/fix-bundle.ts";
+export {
+  applyOverrides,
+  type DeepSpeedSource,
+  parseOmegaConfYaml,
+  readAccelerateConfig,
+  readDeepSpeed,
+  readTrainYamlFile,
+} from "./doctor/read.ts";
+export {
+  type Hardware,
+  type Launcher,
+  MODELLED_KEYS,
+  type SetupPlan,
+  setupToPlan,
+} from "./doctor/to-plan.ts";
 export { accelerateConfig, accelerateMixedPrecision } from "./emit/accelerate.ts";
 export { type EmitFilesOptions, emitAnalysis, emitFiles } from "./emit/bundle.ts";
 export { checkBundle } from "./emit/check-bundle.ts";
@@ -98,6 +123,7 @@ export {
   VisionArchitecture,
 } from "./schema/architecture.ts";
 export { CatalogModelRecord, GpuRecord } from "./schema/catalog.ts";
+export { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "./schema/json-schemas.ts";
 export {
   Attention,
   FsdpStrategy,
@@ -114,4 +140,17 @@ export {
   ResolvedModel,
   Sharding,
 } from "./schema/plan.ts";
+export {
+  AccelerateFsdp1Config,
+  AccelerateFsdp2Config,
+  AccelerateFsdpConfig,
+  checkAccelerateFsdpConfig,
+  checkDeepSpeedConfig,
+  checkTrainYaml,
+  DeepSpeedConfig,
+  FSDP1_KEYS,
+  FSDP2_KEYS,
+  LLAMAFACTORY_KEYS,
+  LlamaFactoryTrainYaml,
+} from "./schema/targets/index.ts";
 export { VERSION } from "./version.ts";

@@ -4,13 +4,17 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
 import { listCatalogModels } from "../catalog/models.ts";
+import { ASSUMED_HOST_RAM_GIB, type DoctorReport, doctor, type Fix } from "../doctor/doctor.ts";
+import { fixFiles } from "../doctor/fix-bundle.ts";
+import { applyOverrides, readAccelerateConfig, readDeepSpeed, readTrainYamlFile } from "../doctor/read.ts";
+import type { Hardware, Launcher } from "../doctor/to-plan.ts";
 import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
-import { maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
+import { inputToArgs, maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
 import { PlanInput } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
@@ -38,7 +42,7 @@ export interface CliIo {
 /** Exit codes of the CLI contract. */
 export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
 
-const COMMANDS = ["plan", "emit", "models", "gpus", "schema"] as const;
+const COMMANDS = ["plan", "emit", "doctor", "models", "gpus", "schema"] as const;
 
 const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
@@ -104,6 +108,38 @@ function usage(command?: string): string {
       "",
     ].join("\n");
   }
+  if (command === "doctor") {
+    return [
+      "Usage: tunefit doctor TRAIN_YAML [key=value ...] --gpu ID [--gpus N] [--nodes N] [--model DIR]",
+      "                      [--launch-dir DIR] [--accelerate-config FILE] [--launcher torchrun|accelerate]",
+      "                      [--fix --out DIR [--force]] [--json]",
+      "",
+      "Reads a LLaMA-Factory training YAML as LLaMA-Factory does (key=value overrides after it), the DeepSpeed",
+      "JSON it names (relative to --launch-dir, default the current folder) and an accelerate config; predicts",
+      "what happens on the hardware, and prints the smallest fix (fewest edits, then the fastest step).",
+      "",
+      table([
+        ["flag", "meaning"],
+        ["--gpu ID, --gpus N, --nodes N", "the hardware (a YAML holds none); --gpu is required"],
+        ["--gpu-memory GIB, --host-ram GIB", "as for tunefit plan"],
+        ["--model DIR", "a config.json folder for a model the catalog lacks"],
+        ["--launch-dir DIR", "the folder the run is launched from (relative paths resolve there)"],
+        [
+          "--accelerate-config FILE",
+          "the accelerate config of an accelerate launch (implies --launcher accelerate)",
+        ],
+        [
+          "--launcher torchrun|accelerate",
+          "llamafactory-cli (torchrun) or accelerate launch; default from the files",
+        ],
+        ["--fix --out DIR", "write the fixed files (YAML with every other key kept, configs, launch.sh)"],
+        ["--json", "print the plan --json object with verdict, unmodelled keys and the fix"],
+      ]),
+      "",
+      "Exit codes: 0 runs as it is, 3 would fail (the fix is printed), 2 bad input, 1 internal error.",
+      "",
+    ].join("\n");
+  }
   if (command === "models") return "Usage: tunefit models [--json]\n\nLists the built-in model catalog.\n";
   if (command === "gpus") return "Usage: tunefit gpus [--json]\n\nLists the built-in GPU catalog.\n";
   return [
@@ -114,6 +150,7 @@ function usage(command?: string): string {
     "Commands:",
     "  plan     resolve a plan: parameters, per-GPU memory, rules, --recommend, --max",
     "  emit     write the ready-to-run bundle of a plan (--out DIR)",
+    "  doctor   predict what an existing LLaMA-Factory YAML will do, and the smallest fix",
     "  models   list the built-in models",
     "  gpus     list the built-in GPUs",
     "  schema   print a JSON Schema for editors: plan, llamafactory, deepspeed, accelerate",
@@ -358,6 +395,179 @@ function runEmit(argv: readonly string[], io: CliIo): number {
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
 
+function runDoctor(argv: readonly string[], io: CliIo): number {
+  const hardwareFlags = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
+  const { values, positionals } = parse(argv, {
+    ...GLOBAL_OPTIONS,
+    ...Object.fromEntries(hardwareFlags.map((f) => [flagName(f).slice(2), { type: "string" as const }])),
+    model: { type: "string" },
+    "launch-dir": { type: "string" },
+    "accelerate-config": { type: "string" },
+    launcher: { type: "string" },
+    fix: { type: "boolean" },
+    out: { type: "string" },
+    force: { type: "boolean" },
+  });
+  if (values.help) {
+    io.stdout(usage("doctor"));
+    return EXIT.ok;
+  }
+  const [yamlFile, ...overrides] = positionals;
+  if (yamlFile === undefined) {
+    throw usageError(
+      "TRAIN_YAML_MISSING",
+      "TRAIN_YAML",
+      "tunefit doctor needs the training YAML",
+      "Write tunefit doctor path/to/train.yaml --gpu ID --gpus N.",
+    );
+  }
+  const byField: Record<string, string | undefined> = {};
+  for (const f of hardwareFlags) {
+    const v = (values as Record<string, unknown>)[flagName(f).slice(2)];
+    if (typeof v === "string") byField[f] = v;
+  }
+  const hw = flagsToInput(byField);
+  if (hw.gpu === undefined) {
+    throw usageError(
+      "FLAG_REQUIRED",
+      "gpu",
+      "tunefit doctor needs --gpu: a training YAML does not say what it runs on",
+      "Add --gpu ID (tunefit gpus lists them) and --gpus N.",
+    );
+  }
+  const launcherFlag = values.launcher;
+  if (launcherFlag !== undefined && launcherFlag !== "torchrun" && launcherFlag !== "accelerate") {
+    throw usageError(
+      "FLAG_VALUE_INVALID",
+      "--launcher",
+      `--launcher ${JSON.stringify(launcherFlag)}: expected torchrun|accelerate`,
+      "Write --launcher torchrun (llamafactory-cli) or --launcher accelerate.",
+    );
+  }
+  if (values.fix && typeof values.out !== "string") {
+    throw usageError(
+      "OUT_MISSING",
+      "--out",
+      "--fix needs --out DIR: the folder the fixed files go to",
+      "Add --out DIR.",
+    );
+  }
+  const launchDir = resolve(io.cwd, typeof values["launch-dir"] === "string" ? values["launch-dir"] : ".");
+  const yamlPath = resolve(io.cwd, yamlFile);
+  const yaml = applyOverrides(readTrainYamlFile(yamlPath, yamlFile), overrides);
+  const readIssues: Issue[] = [];
+  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues);
+  const accFile = values["accelerate-config"];
+  const accelerate =
+    typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;
+  const launcher: Launcher = launcherFlag ?? (accelerate !== null ? "accelerate" : "torchrun");
+  const hardware = hw as Hardware;
+  const model = typeof values.model === "string" ? values.model : undefined;
+  const report = doctor({
+    yaml,
+    yamlName: yamlFile,
+    deepspeed,
+    accelerate,
+    launcher,
+    hardware,
+    ...(model === undefined ? {} : { model }),
+    cwd: model === undefined ? launchDir : io.cwd,
+    readIssues,
+  });
+  const json = {
+    ...planReport(report.analysis),
+    issues: report.issues,
+    doctor: {
+      launcher: report.launcher,
+      verdict: report.verdict,
+      modelledKeys: report.setup.modelled,
+      unmodelledKeys: report.setup.unmodelled,
+      fix: report.fix && fixJson(report.fix),
+      alternatives: report.alternatives.map(fixJson),
+    },
+  };
+  let written: string[] = [];
+  if (values.fix && report.fix !== null) {
+    const files = fixFiles(report, yaml, report.fix, { accelerate });
+    written = [
+      ...writeFiles(files, resolve(io.cwd, values.out as string), { force: values.force === true }).files,
+    ];
+  }
+  if (values.json) {
+    io.stdout(`${JSON.stringify(values.fix ? { ...json, files: written } : json, null, 2)}\n`);
+  } else {
+    io.stdout(humanDoctor(report, yamlFile));
+    if (values.fix) {
+      io.stdout(
+        report.fix === null
+          ? report.valid
+            ? "\nNothing to fix: nothing written.\n"
+            : "\nNo fix found within the search: nothing written.\n"
+          : `\nWrote ${written.length} files to ${values.out}:\n${written.map((f) => `  ${f}`).join("\n")}\n`,
+      );
+    }
+  }
+  return report.valid ? EXIT.ok : EXIT.unfit;
+}
+
+function fixJson(f: Fix) {
+  return {
+    changes: f.changes.map((c) => ({ kind: c.kind, target: c.target, text: c.text })),
+    cost: f.cost,
+    launcher: f.launcher,
+    args: inputToArgs(f.input),
+    deviceBytes: f.deviceBytes,
+    stepSeconds: f.stepSeconds,
+  };
+}
+
+function humanDoctor(r: DoctorReport, yamlFile: string): string {
+  const p = r.analysis.plan;
+  const out = [
+    `tunefit doctor: ${yamlFile} (${p.model.id}, ${p.method}, sharding ${p.sharding}) on ${p.nodes > 1 ? `${p.nodes} nodes × ` : ""}${p.gpus} × ${p.gpu.name}, launched with ${r.launcher === "accelerate" ? "accelerate launch" : "llamafactory-cli (torchrun)"}`,
+    "",
+    "What will happen:",
+    ...r.verdict.map((v) => `  ${v}`),
+    "",
+  ];
+  if (r.issues.length > 0) out.push(formatIssuesForCli(r.issues), "");
+  if (r.setup.unmodelled.length > 0) {
+    out.push(
+      `Kept as written (${r.setup.unmodelled.length} keys tunefit does not model): ${r.setup.unmodelled.join(", ")}`,
+      "",
+    );
+  }
+  if (r.valid) {
+    out.push("✔ It runs as it is: no change needed.");
+  } else if (r.fix === null) {
+    out.push(
+      "✖ No fix found among method × sharding × offload × Liger × micro-batch changes: more or larger GPUs are needed.",
+    );
+  } else {
+    const f = r.fix;
+    out.push(
+      `Smallest fix: ${f.changes.length} change${f.changes.length === 1 ? "" : "s"} (${formatGib(f.deviceBytes)} per GPU, ~${f.stepSeconds.toFixed(0)} s per step):`,
+      ...f.changes.map((c) => `  - ${c.text}`),
+    );
+    if (r.alternatives.length > 0) {
+      out.push("", "Other fixes:");
+      for (const a of r.alternatives) {
+        out.push(
+          `  ${a.changes.length} change${a.changes.length === 1 ? "" : "s"}, ~${a.stepSeconds.toFixed(0)} s per step: ${a.changes.map((c) => c.text).join("; ")}`,
+        );
+      }
+    }
+    if (r.analysis.plan.hostRamBytes === null) {
+      out.push(
+        "",
+        `Fixes with CPU offload were held to ${ASSUMED_HOST_RAM_GIB} GiB of host RAM per node; pass --host-ram GIB for yours.`,
+      );
+    }
+    out.push("", `Write the fixed files: tunefit doctor ${yamlFile} … --fix --out DIR`);
+  }
+  return `${out.join("\n")}\n`;
+}
+
 function runPlan(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parse(argv, { ...GLOBAL_OPTIONS, ...planOptions() });
   if (values.help) {
@@ -507,6 +717,8 @@ function dispatch(argv: readonly string[], io: CliIo): number {
       return runPlan(rest, io);
     case "emit":
       return runEmit(rest, io);
+    case "doctor":
+      return runDoctor(rest, io);
     case "models":
       return runModels(rest, io);
     case "gpus":

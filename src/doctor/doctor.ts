@@ -1,0 +1,486 @@
+import { usesFsdp } from "../emit/common.ts";
+import { type Issue, TunefitError } from "../errors.ts";
+import { estimateLoadMemory } from "../memory/load.ts";
+import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
+import { estimateStepTime } from "../plan/step-time.ts";
+import type { Method, Offload, PlanInput, Precision, Sharding } from "../schema/plan.ts";
+import { checkAccelerateFsdpConfig, checkDeepSpeedConfig, checkTrainYaml } from "../schema/targets/index.ts";
+import type { DeepSpeedSource } from "./read.ts";
+import { type Hardware, type Launcher, type SetupPlan, setupToPlan } from "./to-plan.ts";
+
+/*
+ * doctor: what an existing LLaMA-Factory setup will do on given hardware, and the smallest change that makes it
+ * run. "Smallest" counts what the user edits — changed YAML keys, a changed launcher, added or changed files —
+ * and breaks ties by the estimated step time.
+ */
+
+export interface DoctorInput {
+  /** the training YAML as LLaMA-Factory reads it (overrides applied) */
+  readonly yaml: Readonly<Record<string, unknown>>;
+  /** how the YAML is named in messages */
+  readonly yamlName?: string;
+  readonly deepspeed: DeepSpeedSource;
+  readonly accelerate: Readonly<Record<string, unknown>> | null;
+  readonly launcher: Launcher;
+  readonly hardware: Hardware;
+  /** a catalog id or config.json folder to estimate with, when model_name_or_path is not one */
+  readonly model?: string;
+  /** the folder relative model paths are resolved from (the launch folder) */
+  readonly cwd?: string;
+  /** issues found while reading the files */
+  readonly readIssues?: readonly Issue[];
+}
+
+/** One edit of the setup. */
+export interface Change {
+  readonly kind: "yaml" | "launcher" | "file";
+  /** the YAML key, `launcher`, or the file name */
+  readonly target: string;
+  /** the new value (YAML) or description; undefined removes the key */
+  readonly to?: unknown;
+  readonly text: string;
+}
+
+export interface Fix {
+  readonly input: PlanInput;
+  readonly launcher: Launcher;
+  readonly changes: readonly Change[];
+  /** edits (changed YAML keys, launcher, added or changed files), plus STRATEGY_CHANGE_COST when the sharding or launcher changes */
+  readonly cost: number;
+  readonly deviceBytes: number;
+  readonly stepSeconds: number;
+  /** the analysis of the fixed plan */
+  readonly analysis: PlanAnalysis;
+}
+
+export interface DoctorReport {
+  readonly setup: SetupPlan;
+  readonly launcher: Launcher;
+  readonly analysis: PlanAnalysis;
+  /** config-file problems first, then the plan's */
+  readonly issues: readonly Issue[];
+  /** what will happen, in sentences with numbers */
+  readonly verdict: readonly string[];
+  /** null when the setup runs as it is */
+  readonly fix: Fix | null;
+  /** other fixes, cheapest first */
+  readonly alternatives: readonly Fix[];
+  readonly valid: boolean;
+}
+
+/**
+ * Host memory per node a fix may rely on when --host-ram is not given, in GiB. CPU offload moves the model states
+ * to the host (16 bytes per trained parameter with Adam): without a bound, "offload everything" would fix any
+ * setup on paper. 512 GiB is what 8-GPU servers are commonly fitted with (e.g. NVIDIA DGX A100: 1 TB; typical
+ * 8× RTX 4090 / L40S servers: 256–512 GB). Override with `hostRam` in the hardware.
+ */
+export const ASSUMED_HOST_RAM_GIB = 512;
+
+/**
+ * What changing the parallel strategy (sharding or launcher) adds to a fix's count of edits: it changes how the
+ * whole run executes, more than any one key, so a fix that keeps the user's strategy wins a tie of edits.
+ */
+export const STRATEGY_CHANGE_COST = 1;
+
+const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+const ORDER = { error: 0, warning: 1, info: 2 } as const;
+
+/** Config-file issues: unknown keys and bad values as LLaMA-Factory, DeepSpeed and accelerate would fail on them. */
+function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issue[] {
+  const name = input.yamlName ?? "train.yaml";
+  const issues: Issue[] = [...(input.readIssues ?? []), ...setup.issues];
+  issues.push(...checkTrainYaml(input.yaml, name));
+  const ds = input.deepspeed;
+  if (ds.kind !== "none") {
+    issues.push(...checkDeepSpeedConfig(ds.config, ds.kind === "file" ? ds.path : `${name}:deepspeed`));
+    const micro = (input.yaml.per_device_train_batch_size as number | undefined) ?? 8;
+    const accum = (input.yaml.gradient_accumulation_steps as number | undefined) ?? 1;
+    for (const [key, want] of [
+      ["train_micro_batch_size_per_gpu", micro],
+      ["gradient_accumulation_steps", accum],
+      ["train_batch_size", micro * accum * world],
+    ] as const) {
+      const v = ds.config[key];
+      if (v !== undefined && v !== "auto" && v !== want) {
+        issues.push({
+          code: "DEEPSPEED_BATCH_MISMATCH",
+          severity: "error",
+          path: `${ds.kind === "file" ? ds.path : "deepspeed"}:${key}`,
+          message: `${key} is ${JSON.stringify(v)} but the YAML and ${world} GPUs give ${want}: transformers stops with "Please correct the following DeepSpeed config values that mismatch TrainingArguments values"`,
+          hint: `Write "auto" (transformers fills it) or ${want}.`,
+        });
+      }
+    }
+    if (input.launcher === "torchrun" && world === 1) {
+      issues.push({
+        code: "DEEPSPEED_NEEDS_TORCHRUN",
+        severity: "warning",
+        path: `${name}:deepspeed`,
+        message:
+          'with one GPU, llamafactory-cli runs without torchrun and LLaMA-Factory stops with "Please use FORCE_TORCHRUN=1 to launch DeepSpeed training."',
+        hint: "Launch with FORCE_TORCHRUN=1 llamafactory-cli train … (the fixed launch.sh does).",
+      });
+    }
+  }
+  if (input.accelerate !== null) {
+    if (input.launcher === "torchrun") {
+      issues.push({
+        code: "ACCELERATE_CONFIG_UNUSED",
+        severity: "warning",
+        path: "--accelerate-config",
+        message:
+          "llamafactory-cli (torchrun) does not read an accelerate config: FSDP settings there are ignored",
+        hint: "Launch with accelerate launch --config_file … (--launcher accelerate).",
+      });
+    } else if (input.accelerate.distributed_type === "FSDP") {
+      issues.push(...checkAccelerateFsdpConfig(input.accelerate, "accelerate config"));
+      if (ds.kind !== "none") {
+        issues.push({
+          code: "DEEPSPEED_WITH_FSDP",
+          severity: "error",
+          path: `${name}:deepspeed`,
+          message:
+            "the YAML names a DeepSpeed config and accelerate is set up for FSDP: one strategy at a time",
+          hint: "Remove deepspeed: from the YAML, or launch with llamafactory-cli.",
+        });
+      }
+    }
+  }
+  return issues;
+}
+
+/** The launcher a plan needs: accelerate for FSDP, llamafactory-cli otherwise. */
+const launcherOf = (sharding: Sharding): Launcher =>
+  sharding === "fsdp" || sharding === "fsdp2" ? "accelerate" : "torchrun";
+
+interface Variant {
+  method: Method;
+  quantBits?: 4 | 8;
+  sharding: Sharding;
+  offload: Offload;
+  precision: Precision;
+  liger: boolean;
+  microBatch: number;
+  gradAccum: number;
+}
+
+/** The edits that turn the setup into a variant, and their count. */
+function changesFor(
+  yaml: Readonly<Record<string, unknown>>,
+  base: PlanInput,
+  baseLauncher: Launcher,
+  ramEfficient: boolean,
+  v: Variant,
+): Change[] {
+  const ch: Change[] = [];
+  const type = (m: Method) => (m === "qlora" ? "lora" : m);
+  const baseMethod = base.method ?? "lora";
+  if (type(v.method) !== type(baseMethod)) {
+    ch.push({
+      kind: "yaml",
+      target: "finetuning_type",
+      to: type(v.method),
+      text: `finetuning_type: ${type(v.method)}`,
+    });
+  }
+  const baseBits = baseMethod === "qlora" ? (base.quantBits ?? 4) : undefined;
+  const bits = v.method === "qlora" ? (v.quantBits ?? 4) : undefined;
+  if (bits !== baseBits) {
+    ch.push({
+      kind: "yaml",
+      target: "quantization_bit",
+      to: bits,
+      text: bits === undefined ? "remove quantization_bit" : `quantization_bit: ${bits}`,
+    });
+  }
+  if (v.precision !== base.precision) {
+    if (base.precision === "pure_bf16")
+      ch.push({ kind: "yaml", target: "pure_bf16", text: "remove pure_bf16" });
+    if (v.precision === "bf16" && yaml.bf16 !== true) {
+      ch.push({ kind: "yaml", target: "bf16", to: true, text: "bf16: true" });
+    }
+  }
+  const baseSharding = base.sharding ?? "none";
+  const isDs = (s: Sharding) => s === "zero1" || s === "zero2" || s === "zero3";
+  const isFsdp = (s: Sharding) => s === "fsdp" || s === "fsdp2";
+  const launcher = launcherOf(v.sharding);
+  if (launcher !== baseLauncher) {
+    ch.push({
+      kind: "launcher",
+      target: "launcher",
+      to: launcher,
+      text:
+        launcher === "accelerate"
+          ? "launch with accelerate launch --config_file accelerate_fsdp.yaml (see launch.sh)"
+          : "launch with llamafactory-cli train (see launch.sh)",
+    });
+  }
+  const strategyChanged =
+    v.sharding !== baseSharding ||
+    v.offload !== (base.offload ?? "none") ||
+    (isFsdp(v.sharding) && !ramEfficient);
+  if (isDs(v.sharding)) {
+    if (!isDs(baseSharding)) {
+      ch.push({ kind: "yaml", target: "deepspeed", to: "deepspeed.json", text: "deepspeed: deepspeed.json" });
+      ch.push({
+        kind: "file",
+        target: "deepspeed.json",
+        text: `add deepspeed.json (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
+      });
+    } else if (strategyChanged) {
+      ch.push({
+        kind: "file",
+        target: "deepspeed.json",
+        text: `replace the DeepSpeed config (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
+      });
+    }
+  } else if (isDs(baseSharding)) {
+    ch.push({ kind: "yaml", target: "deepspeed", text: "remove deepspeed" });
+  }
+  if (isFsdp(v.sharding)) {
+    const what = `${v.sharding === "fsdp2" ? "FSDP2" : "FSDP1"} with RAM-efficient loading${v.offload !== "none" ? ", parameter offload" : ""}`;
+    if (!isFsdp(baseSharding) || baseLauncher !== "accelerate") {
+      ch.push({ kind: "file", target: "accelerate_fsdp.yaml", text: `add accelerate_fsdp.yaml (${what})` });
+    } else if (strategyChanged) {
+      ch.push({
+        kind: "file",
+        target: "accelerate_fsdp.yaml",
+        text: `replace the accelerate config (${what})`,
+      });
+    }
+  }
+  if (v.liger !== (base.liger ?? false)) {
+    ch.push({
+      kind: "yaml",
+      target: "enable_liger_kernel",
+      to: v.liger,
+      text: `enable_liger_kernel: ${v.liger}`,
+    });
+  }
+  if (v.microBatch !== base.microBatch) {
+    ch.push({
+      kind: "yaml",
+      target: "per_device_train_batch_size",
+      to: v.microBatch,
+      text: `per_device_train_batch_size: ${v.microBatch}`,
+    });
+    ch.push({
+      kind: "yaml",
+      target: "gradient_accumulation_steps",
+      to: v.gradAccum,
+      text: `gradient_accumulation_steps: ${v.gradAccum} (same global batch)`,
+    });
+  }
+  return ch;
+}
+
+function* variants(base: PlanInput): Generator<Variant> {
+  const method = base.method ?? "lora";
+  const methods: { method: Method; quantBits?: 4 | 8 }[] = [
+    base.quantBits === undefined ? { method } : { method, quantBits: base.quantBits },
+  ];
+  if (method === "full" || method === "freeze")
+    methods.push({ method: "lora" }, { method: "qlora", quantBits: 4 });
+  if (method === "lora") methods.push({ method: "qlora", quantBits: 4 });
+  if (method === "qlora" && base.quantBits === 8) methods.push({ method: "qlora", quantBits: 4 });
+  const precisions: Precision[] = [base.precision ?? "bf16"];
+  if (base.precision === "pure_bf16") precisions.push("bf16");
+  const shardings = [...new Set<Sharding>([base.sharding ?? "none", "none", "zero2", "zero3", "fsdp"])];
+  const micro0 = base.microBatch ?? 1;
+  const global = micro0 * (base.gradAccum ?? 1);
+  const micros = [micro0];
+  for (let m = micro0 >> 1; m >= 1; m >>= 1) if (global % m === 0) micros.push(m);
+  for (const m of methods)
+    for (const precision of precisions)
+      for (const sharding of shardings)
+        for (const offload of ["none", "optimizer", "params"] as Offload[])
+          for (const liger of [...new Set([base.liger ?? false, true])])
+            for (const microBatch of micros) {
+              yield { ...m, precision, sharding, offload, liger, microBatch, gradAccum: global / microBatch };
+            }
+}
+
+function applyVariant(base: PlanInput, v: Variant): PlanInput {
+  const out: Record<string, unknown> = { ...base, ...v };
+  if (v.method !== "qlora") {
+    delete out.quantBits;
+    delete out.quantMethod;
+  }
+  if (v.method !== "lora" && v.method !== "qlora") {
+    for (const k of ["loraRank", "loraAlpha", "loraDropout", "loraTarget", "useDora", "additionalTarget"])
+      delete out[k];
+  }
+  if (v.method !== "freeze") {
+    delete out.freezeTrainableLayers;
+    delete out.freezeTrainableModules;
+  }
+  if (v.sharding !== "fsdp") delete out.fsdpStrategy;
+  if (v.quantBits === undefined) delete out.quantBits;
+  return out as PlanInput;
+}
+
+/** Issues of an FSDP setup whose accelerate config leaves RAM-efficient loading off: every rank loads a replica. */
+function replicaLoadIssue(analysis: PlanAnalysis): Issue | null {
+  const plan = analysis.plan;
+  const replica = estimateLoadMemory({ ...plan, sharding: "none" }, analysis.memory.train.capacityBytes);
+  if (replica.fits) {
+    return {
+      code: "FSDP_LOAD_REPLICA",
+      severity: "warning",
+      path: "accelerate config:fsdp_config.fsdp_cpu_ram_efficient_loading",
+      message: `without fsdp_cpu_ram_efficient_loading every rank loads a full replica (${gb(replica.weightsBytes)}) onto its GPU before sharding; it fits, but takes ${plan.gpus}× the host and load time`,
+      hint: "Set fsdp_cpu_ram_efficient_loading: true and fsdp_sync_module_states: true.",
+    };
+  }
+  const where = replica.oomAtShard ? ` (shard ${replica.oomAtShard.index} of ${replica.oomAtShard.of})` : "";
+  return {
+    code: "FSDP_LOAD_REPLICA",
+    severity: "error",
+    path: "accelerate config:fsdp_config.fsdp_cpu_ram_efficient_loading",
+    message: `without fsdp_cpu_ram_efficient_loading every rank loads a full ${gb(replica.weightsBytes)} replica onto its ${gib(plan.gpu.capacityBytes)} card before FSDP shards it: out of memory after about ${Math.round((replica.oomAtFraction ?? 0) * 100)} % of the weights${where}`,
+    hint: "Set fsdp_cpu_ram_efficient_loading: true and fsdp_sync_module_states: true (rank 0 loads on CPU, the others on the meta device).",
+  };
+}
+
+function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] {
+  const { analysis } = report;
+  const { plan, memory } = analysis;
+  const lines: string[] = [];
+  const stop = report.issues.filter(
+    (i) => i.severity === "error" && (i.code.startsWith("TARGET_") || i.code.startsWith("DEEPSPEED_")),
+  );
+  if (stop.length > 0) {
+    lines.push(
+      `LLaMA-Factory stops before training: ${stop[0]?.message}${stop.length > 1 ? ` (and ${stop.length - 1} more)` : ""}`,
+    );
+  }
+  const replica = report.issues.find((i) => i.code === "FSDP_LOAD_REPLICA" && i.severity === "error");
+  if (replica) lines.push(`Loading: ${replica.message}.`);
+  else if (!memory.load.fits) {
+    const l = memory.load;
+    const where = l.oomAtShard ? ` (shard ${l.oomAtShard.index} of ${l.oomAtShard.of})` : "";
+    const who = report.issues.some((i) => i.code === "LOAD_REPLICA_OOM")
+      ? `every rank loads a full ${gb(l.weightsBytes)} replica onto a ${gib(plan.gpu.capacityBytes)} card`
+      : `each rank's ${gb(l.weightsBytes)} of weights do not fit on a ${gib(plan.gpu.capacityBytes)} card`;
+    lines.push(
+      `Loading: ${who}: out of memory after about ${Math.round((l.oomAtFraction ?? 0) * 100)} % of the weights${where}.`,
+    );
+  } else {
+    lines.push(`Loading: ${gib(memory.load.perGpuPeakBytes)} per GPU at the peak, fits.`);
+  }
+  const t = memory.train;
+  lines.push(
+    t.fits
+      ? `Training: ${gib(t.perGpu.deviceBytes)} per GPU at the peak (${t.phase}) of ${gib(t.capacityBytes)} usable: fits.`
+      : `Training: the step needs ${gib(t.perGpu.deviceBytes)} per GPU (${t.phase}) but ${gib(t.capacityBytes)} is usable: out of memory.`,
+  );
+  return lines;
+}
+
+/**
+ * Predicts what an existing setup does and finds the smallest fix.
+ * @throws TunefitError (usage) when the setup does not form a plan (e.g. a model neither the catalog nor --model knows)
+ */
+export function doctor(input: DoctorInput): DoctorReport {
+  const setup = setupToPlan(input.yaml, input.deepspeed, input.accelerate, input.hardware, input.model);
+  const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
+  const opts = input.cwd === undefined ? {} : { cwd: input.cwd };
+  let analysis: PlanAnalysis;
+  try {
+    analysis = analyzePlan(setup.input, opts);
+  } catch (e) {
+    if (e instanceof TunefitError && e.kind === "usage") {
+      const mapped = e.issues.map((i) =>
+        i.path === "model"
+          ? {
+              ...i,
+              path: `${input.yamlName ?? "train.yaml"}:model_name_or_path`,
+              hint: `${i.hint} For a model the catalog lacks, pass --model DIR (a folder with its config.json).`,
+            }
+          : i,
+      );
+      throw new TunefitError("usage", mapped);
+    }
+    throw e;
+  }
+  const issues = configIssues(input, setup, world);
+  const fsdp = usesFsdp(analysis.plan) && input.launcher === "accelerate";
+  if (fsdp && !setup.ramEfficientLoading) {
+    const r = replicaLoadIssue(analysis);
+    if (r) issues.push(r);
+  }
+  issues.push(...analysis.issues);
+  issues.sort((a, b) => ORDER[a.severity] - ORDER[b.severity]);
+  const valid = !issues.some((i) => i.severity === "error");
+  const verdict = verdictOf({ analysis, issues });
+
+  let fix: Fix | null = null;
+  const alternatives: Fix[] = [];
+  if (!valid) {
+    const keyFixes = keyChanges(issues);
+    const ds = input.deepspeed;
+    if (ds.kind === "file" && ds.fixedPath !== undefined) {
+      keyFixes.push({
+        kind: "yaml",
+        target: "deepspeed",
+        to: ds.fixedPath,
+        text: `deepspeed: ${ds.fixedPath} (the file as seen from the launch folder)`,
+      });
+    }
+    const found: Fix[] = [];
+    const seen = new Set<string>();
+    const hostBound = input.hardware.hostRam === undefined ? { hostRam: ASSUMED_HOST_RAM_GIB } : {};
+    for (const v of variants(setup.input)) {
+      const candidate = applyVariant(setup.input, v);
+      let a: PlanAnalysis;
+      try {
+        a = analyzePlan({ ...candidate, ...hostBound }, opts);
+      } catch (e) {
+        if (e instanceof TunefitError && e.kind === "usage") continue;
+        throw e;
+      }
+      if (!a.valid) continue;
+      const changes = [
+        ...keyFixes,
+        ...changesFor(input.yaml, setup.input, input.launcher, setup.ramEfficientLoading, v),
+      ];
+      if (changes.length === 0 && keyFixes.length === 0) continue;
+      const key = changes.map((c) => c.text).join("|");
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const strategyChanged =
+        v.sharding !== (setup.input.sharding ?? "none") || launcherOf(v.sharding) !== input.launcher;
+      found.push({
+        input: candidate,
+        launcher: launcherOf(v.sharding),
+        changes,
+        cost: changes.length + (strategyChanged ? STRATEGY_CHANGE_COST : 0),
+        deviceBytes: a.memory.train.perGpu.deviceBytes,
+        stepSeconds: estimateStepTime(a.plan).stepSeconds,
+        analysis: a,
+      });
+    }
+    found.sort((x, y) => x.cost - y.cost || x.stepSeconds - y.stepSeconds || x.deviceBytes - y.deviceBytes);
+    fix = found[0] ?? null;
+    alternatives.push(...found.slice(1, 4));
+  }
+  return { setup, launcher: input.launcher, analysis, issues, verdict, fix, alternatives, valid };
+}
+
+/** Renames of misspelled keys and removals of unknown ones: LLaMA-Factory stops on any unknown key. */
+function keyChanges(issues: readonly Issue[]): Change[] {
+  const out: Change[] = [];
+  for (const i of issues) {
+    if (i.code !== "TARGET_UNKNOWN_KEY" || !i.path.includes(":")) continue;
+    const key = i.path.slice(i.path.indexOf(":") + 1);
+    if (key.includes(".")) continue;
+    const suggestion = /Did you mean `([\w.]+)`/.exec(i.hint)?.[1];
+    out.push(
+      suggestion
+        ? { kind: "yaml", target: key, to: { rename: suggestion }, text: `rename ${key} to ${suggestion}` }
+        : { kind: "yaml", target: key, text: `remove ${key} (not a LLaMA-Factory argument)` },
+    );
+  }
+  return out;
+}

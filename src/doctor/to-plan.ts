@@ -1,0 +1,186 @@
+import type { Issue } from "../errors.ts";
+import type { PlanInput } from "../schema/plan.ts";
+import type { DeepSpeedSource } from "./read.ts";
+
+/*
+ * A LLaMA-Factory setup (training YAML, DeepSpeed config, accelerate config, launcher) as a tunefit plan. Keys
+ * tunefit models become plan fields; every other key is kept as it is and listed, never dropped.
+ */
+
+export type Launcher = "torchrun" | "accelerate";
+
+export interface Hardware {
+  readonly gpu: string;
+  readonly gpus?: number;
+  readonly nodes?: number;
+  readonly gpuMemory?: number;
+  readonly hostRam?: number;
+}
+
+export interface SetupPlan {
+  readonly input: PlanInput;
+  /** keys of the YAML that became plan fields */
+  readonly modelled: readonly string[];
+  /** keys tunefit does not model, kept as written */
+  readonly unmodelled: readonly string[];
+  readonly issues: readonly Issue[];
+  /** accelerate's FSDP RAM-efficient loading (true when no accelerate config is used) */
+  readonly ramEfficientLoading: boolean;
+}
+
+/** YAML keys that map onto plan fields (or are decided by them). */
+export const MODELLED_KEYS = [
+  "model_name_or_path",
+  "finetuning_type",
+  "quantization_bit",
+  "quantization_method",
+  "deepspeed",
+  "bf16",
+  "fp16",
+  "pure_bf16",
+  "cutoff_len",
+  "packing",
+  "per_device_train_batch_size",
+  "gradient_accumulation_steps",
+  "disable_gradient_checkpointing",
+  "flash_attn",
+  "enable_liger_kernel",
+  "lora_rank",
+  "lora_alpha",
+  "lora_dropout",
+  "lora_target",
+  "use_dora",
+  "additional_target",
+  "freeze_trainable_layers",
+  "freeze_trainable_modules",
+  "freeze_vision_tower",
+  "freeze_multi_modal_projector",
+  "image_max_pixels",
+  "optim",
+  "dataset",
+  "template",
+] as const;
+
+const ATTENTION: Record<string, PlanInput["attention"]> = {
+  auto: "auto",
+  disabled: "eager",
+  sdpa: "sdpa",
+  fa2: "fa2",
+};
+
+const list = (v: unknown): string[] =>
+  String(v)
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
+
+/** The DeepSpeed stage and offload of a config. */
+function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "sharding" | "offload"> {
+  const zero = (ds.zero_optimization ?? {}) as Record<string, unknown>;
+  const stage = num(zero.stage) ?? 0;
+  const device = (o: unknown) => ((o ?? {}) as { device?: unknown }).device;
+  const param = device(zero.offload_param) === "cpu" || device(zero.offload_param) === "nvme";
+  const optim = device(zero.offload_optimizer) === "cpu" || device(zero.offload_optimizer) === "nvme";
+  const sharding = stage >= 3 ? "zero3" : stage === 2 ? "zero2" : stage === 1 ? "zero1" : "none";
+  return { sharding, offload: param ? "params" : optim ? "optimizer" : "none" };
+}
+
+const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|yes|y|on|1)$/i.test(v));
+
+/**
+ * The plan of a setup. `model` is the catalog id or config.json folder to estimate with (defaults to
+ * model_name_or_path).
+ */
+export function setupToPlan(
+  yaml: Readonly<Record<string, unknown>>,
+  deepspeed: DeepSpeedSource,
+  accelerate: Readonly<Record<string, unknown>> | null,
+  hardware: Hardware,
+  model: string | undefined,
+): SetupPlan {
+  const issues: Issue[] = [];
+  const input: Record<string, unknown> = { ...hardware };
+  const y = yaml;
+  input.model = model ?? (typeof y.model_name_or_path === "string" ? y.model_name_or_path : "");
+
+  const type = typeof y.finetuning_type === "string" ? y.finetuning_type : "lora";
+  const bits = num(y.quantization_bit);
+  const qmethod = typeof y.quantization_method === "string" ? y.quantization_method : "bnb";
+  if (type === "full" || type === "freeze") input.method = type;
+  else if (bits !== undefined && (bits === 4 || bits === 8)) {
+    input.method = "qlora";
+    input.quantBits = bits;
+    if (qmethod === "bnb" || qmethod === "gptq" || qmethod === "awq") input.quantMethod = qmethod;
+  } else input.method = "lora";
+
+  // strategy: DeepSpeed file, accelerate FSDP, or DDP
+  let ramEfficientLoading = true;
+  if (deepspeed.kind !== "none") Object.assign(input, deepspeedSharding(deepspeed.config));
+  if (accelerate !== null && accelerate.distributed_type === "FSDP") {
+    const f = (accelerate.fsdp_config ?? {}) as Record<string, unknown>;
+    const v2 = num(f.fsdp_version) === 2 || f.fsdp_version === "2";
+    input.sharding = v2 ? "fsdp2" : "fsdp";
+    if (!v2) {
+      const s = String(f.fsdp_sharding_strategy ?? "FULL_SHARD").toUpperCase();
+      const map: Record<string, PlanInput["fsdpStrategy"]> = {
+        FULL_SHARD: "full_shard",
+        "1": "full_shard",
+        SHARD_GRAD_OP: "shard_grad_op",
+        "2": "shard_grad_op",
+        NO_SHARD: "no_shard",
+        "3": "no_shard",
+        HYBRID_SHARD: "hybrid_shard",
+        "4": "hybrid_shard",
+      };
+      const strategy = map[s];
+      if (strategy && strategy !== "full_shard") input.fsdpStrategy = strategy;
+    }
+    input.offload = truthy(f.fsdp_offload_params) ? "params" : "none";
+    ramEfficientLoading = truthy(f.fsdp_cpu_ram_efficient_loading);
+  }
+
+  // precision as LLaMA-Factory resolves it
+  if (y.pure_bf16 === true) input.precision = "pure_bf16";
+  else if (y.bf16 === true) input.precision = "bf16";
+  else if (y.fp16 === true) input.precision = "fp16";
+  else input.precision = "fp32";
+
+  const seq = num(y.cutoff_len);
+  input.seqLen = seq ?? 2048; // LLaMA-Factory's default cutoff_len
+  if (y.packing === true) input.packing = true;
+  // transformers' defaults when the YAML leaves them out
+  input.microBatch = num(y.per_device_train_batch_size) ?? 8;
+  input.gradAccum = num(y.gradient_accumulation_steps) ?? 1;
+  if (y.disable_gradient_checkpointing === true) input.gradientCheckpointing = false;
+  if (typeof y.flash_attn === "string" && ATTENTION[y.flash_attn]) input.attention = ATTENTION[y.flash_attn];
+  if (y.enable_liger_kernel === true) input.liger = true;
+  if (input.method === "lora" || input.method === "qlora") {
+    if (num(y.lora_rank) !== undefined) input.loraRank = y.lora_rank;
+    if (num(y.lora_alpha) !== undefined) input.loraAlpha = y.lora_alpha;
+    if (num(y.lora_dropout) !== undefined) input.loraDropout = y.lora_dropout;
+    if (typeof y.lora_target === "string" && y.lora_target !== "all") input.loraTarget = list(y.lora_target);
+    if (y.use_dora === true) input.useDora = true;
+    if (typeof y.additional_target === "string") input.additionalTarget = list(y.additional_target);
+  }
+  if (input.method === "freeze") {
+    if (num(y.freeze_trainable_layers) !== undefined) input.freezeTrainableLayers = y.freeze_trainable_layers;
+    if (typeof y.freeze_trainable_modules === "string" && y.freeze_trainable_modules !== "all") {
+      input.freezeTrainableModules = list(y.freeze_trainable_modules);
+    }
+  }
+  if (typeof y.freeze_vision_tower === "boolean") input.freezeVisionTower = y.freeze_vision_tower;
+  if (typeof y.freeze_multi_modal_projector === "boolean")
+    input.freezeProjector = y.freeze_multi_modal_projector;
+  if (num(y.image_max_pixels) !== undefined) input.imageMaxPixels = y.image_max_pixels;
+  if (typeof y.optim === "string") input.optimizer = y.optim;
+  if (typeof y.dataset === "string" && /^[\p{L}\p{N}_.\-/:@+]+(,[\p{L}\p{N}_.\-/:@+]+)*$/u.test(y.dataset)) {
+    input.dataset = y.dataset;
+  }
+  if (typeof y.template === "string" && /^[A-Za-z0-9_.-]+$/.test(y.template)) input.template = y.template;
+
+  const modelled = Object.keys(y).filter((k) => (MODELLED_KEYS as readonly string[]).includes(k));
+  const unmodelled = Object.keys(y).filter((k) => !(MODELLED_KEYS as readonly string[]).includes(k));
+  return { input: input as PlanInput, modelled, unmodelled, issues, ramEfficientLoading };
+}

@@ -1,0 +1,336 @@
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { run } from "../../src/cli/run.ts";
+import { parseOmegaConfYaml } from "../../src/doctor/read.ts";
+
+const FIXTURES = join(import.meta.dirname, "../fixtures/doctor");
+
+function cli(argv: string[], cwd = FIXTURES) {
+  let stdout = "";
+  let stderr = "";
+  const code = run(argv, {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    cwd,
+  });
+  return { code, stdout, stderr };
+}
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "tunefit-doctor-"));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+interface DoctorJson {
+  issues: { code: string; severity: string; path: string }[];
+  memory: { load: { fits: boolean; oomAtShard?: { index: number; of: number } }; train: { fits: boolean } };
+  doctor: {
+    verdict: string[];
+    unmodelledKeys: string[];
+    fix: { changes: { kind: string; target: string; text: string }[]; launcher: string } | null;
+    alternatives: { changes: { text: string }[] }[];
+  };
+}
+const doctorJson = (argv: string[], cwd?: string) => {
+  const r = cli([...argv, "--json"], cwd);
+  return { code: r.code, json: JSON.parse(r.stdout) as DoctorJson };
+};
+
+describe("tunefit doctor: verdicts and fixes", () => {
+  it("the seed: every rank loads a full replica and runs out in shard 7 of 38; full training cannot fit; the fix is LoRA/QLoRA with sharding", () => {
+    const { code, json } = doctorJson(["doctor", "seed/train.yaml", "--gpu", "rtx4090", "--gpus", "8"]);
+    expect(code).toBe(3);
+    expect(json.doctor.verdict[0]).toMatch(
+      /every rank loads a full 146\.8 GB replica onto a 24\.0 GiB card: out of memory after about 17 % of the weights \(shard 7 of 38\)/,
+    );
+    expect(json.issues.map((i) => i.code)).toEqual(expect.arrayContaining(["LOAD_REPLICA_OOM", "TRAIN_OOM"]));
+    const fix = json.doctor.fix;
+    expect(fix).not.toBeNull();
+    // full fine-tuning stays out of reach: every fix trains adapters
+    for (const f of [fix, ...json.doctor.alternatives]) {
+      expect(f?.changes.map((c) => c.text)).toContain("finetuning_type: lora");
+    }
+    // with RAM-efficient FSDP or ZeRO-3 (never QLoRA under ZeRO-3, which loads the whole 4-bit model per card)
+    expect(
+      fix?.changes.some((c) => c.target === "accelerate_fsdp.yaml" || c.target === "deepspeed.json"),
+    ).toBe(true);
+    for (const f of [fix, ...json.doctor.alternatives]) {
+      const texts = f?.changes.map((c) => c.text).join(" ") ?? "";
+      expect(texts.includes("quantization_bit: 4") && texts.includes("ZeRO-3")).toBe(false);
+    }
+    expect(json.doctor.unmodelledKeys).toEqual(
+      expect.arrayContaining(["output_dir", "learning_rate", "warmup_ratio", "stage"]),
+    );
+  });
+
+  it("FSDP without RAM-efficient loading: the fix is that one accelerate setting", () => {
+    const { code, json } = doctorJson([
+      "doctor",
+      "fsdp-replica/train.yaml",
+      "--gpu",
+      "a100-80g",
+      "--gpus",
+      "8",
+      "--accelerate-config",
+      "fsdp-replica/accelerate.yaml",
+    ]);
+    expect(code).toBe(3);
+    expect(json.issues[0]).toMatchObject({ code: "FSDP_LOAD_REPLICA", severity: "error" });
+    expect(json.doctor.verdict.join(" ")).toMatch(/every rank loads a full 141\.1 GB replica/);
+    expect(json.doctor.fix?.changes).toEqual([
+      expect.objectContaining({ kind: "file", target: "accelerate_fsdp.yaml" }),
+    ]);
+    expect(json.doctor.fix?.launcher).toBe("accelerate");
+  });
+
+  it("8-bit QLoRA under ZeRO-3: the fix is 4-bit", () => {
+    const { code, json } = doctorJson(
+      ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4"],
+      join(FIXTURES, "qlora-8bit-zero3"),
+    );
+    expect(code).toBe(3);
+    expect(json.issues[0]?.code).toBe("QLORA_8BIT_SHARDED");
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual(["quantization_bit: 4"]);
+  });
+
+  it("pure_bf16 with ZeRO-3: the fix is to drop pure_bf16", () => {
+    const { code, json } = doctorJson(
+      ["doctor", "train.yaml", "--gpu", "a100-80g", "--gpus", "8"],
+      join(FIXTURES, "pure-bf16-zero3"),
+    );
+    expect(code).toBe(3);
+    expect(json.issues[0]?.code).toBe("PURE_BF16_ZERO3");
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual(["remove pure_bf16"]);
+  });
+
+  it("a healthy ZeRO-3 LoRA run of a 7B model on 4× 24 GB: no change, exit 0", () => {
+    const r = cli(
+      ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4"],
+      join(FIXTURES, "healthy-zero3"),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("It runs as it is");
+    const { json } = doctorJson(
+      ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4"],
+      join(FIXTURES, "healthy-zero3"),
+    );
+    expect(json.doctor.fix).toBeNull();
+    expect(json.issues.filter((i) => i.severity === "error")).toEqual([]);
+  });
+
+  it("a misspelled key: LLaMA-Factory's own error, and the rename", () => {
+    const { code, json } = doctorJson(
+      ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4"],
+      join(FIXTURES, "misspelled"),
+    );
+    expect(code).toBe(3);
+    expect(json.doctor.verdict[0]).toContain("Some keys are not used by the HfArgumentParser: ['lora_rnak']");
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual(["rename lora_rnak to lora_rank"]);
+  });
+
+  it("a DeepSpeed file found only beside the YAML is the failure it will be, fixed by its path from the launch folder", () => {
+    const { code, json } = doctorJson([
+      "doctor",
+      "healthy-zero3/train.yaml",
+      "--gpu",
+      "rtx4090",
+      "--gpus",
+      "4",
+    ]);
+    expect(code).toBe(3);
+    expect(json.issues[0]?.code).toBe("DEEPSPEED_FILE_NOT_FOUND");
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
+      "deepspeed: healthy-zero3/ds_z3_config.json (the file as seen from the launch folder)",
+    ]);
+    // --launch-dir says where the run starts
+    const from = cli([
+      "doctor",
+      "healthy-zero3/train.yaml",
+      "--gpu",
+      "rtx4090",
+      "--gpus",
+      "4",
+      "--launch-dir",
+      "healthy-zero3",
+    ]);
+    expect(from.code).toBe(0);
+  });
+});
+
+describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
+  it("key=value overrides after the YAML are merged (OmegaConf.from_cli)", () => {
+    const cwd = join(FIXTURES, "healthy-zero3");
+    const { json } = doctorJson(
+      [
+        "doctor",
+        "train.yaml",
+        "per_device_train_batch_size=64",
+        "cutoff_len=8192",
+        "--gpu",
+        "rtx4090",
+        "--gpus",
+        "4",
+      ],
+      cwd,
+    );
+    expect(json.issues.map((i) => i.code)).toContain("TRAIN_OOM");
+  });
+
+  it("reads floats as OmegaConf does (1e-4 is a number) and keeps unknown strings", () => {
+    expect(parseOmegaConfYaml("a: 1e-4\nb: 1.0e-4\nc: '1e-4'\nd: no\n", "x", "x")).toEqual({
+      a: 1e-4,
+      b: 1e-4,
+      c: "1e-4",
+      d: false,
+    });
+  });
+
+  it("an interpolation OmegaConf cannot parse is an input error naming the key (exit 2)", () => {
+    const cwd = tempDir();
+    cpSync(join(FIXTURES, "healthy-zero3"), cwd, { recursive: true });
+    writeFileSync(
+      join(cwd, "bad.yaml"),
+      `${readFileSync(join(cwd, "train.yaml"), "utf8")}run_name: saves/\${oops\n`,
+    );
+    const r = cli(["doctor", "bad.yaml", "--gpu", "rtx4090", "--gpus", "4"], cwd);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("run_name");
+    expect(r.stderr).toContain("GrammarParseError");
+    // a valid one passes as literal text, as LLaMA-Factory leaves it
+    writeFileSync(
+      join(cwd, "ok.yaml"),
+      `${readFileSync(join(cwd, "train.yaml"), "utf8")}run_name: \${oc.env:USER}\n`,
+    );
+    expect(cli(["doctor", "ok.yaml", "--gpu", "rtx4090", "--gpus", "4"], cwd).code).toBe(0);
+  });
+
+  it("bad input is exit 2 with the file or flag named: missing --gpu, invalid YAML, alias bombs, unknown model", () => {
+    const cwd = tempDir();
+    expect(cli(["doctor", "x.yaml", "--gpu", "h100-80g"], cwd).stderr).toContain("cannot read x.yaml");
+    writeFileSync(join(cwd, "t.yaml"), "model_name_or_path: Qwen/Qwen3-4B\n");
+    const noGpu = cli(["doctor", "t.yaml"], cwd);
+    expect(noGpu.code).toBe(2);
+    expect(noGpu.stderr).toContain("--gpu");
+    writeFileSync(join(cwd, "bad.yaml"), "a: [1, 2\nb: 3\n");
+    const bad = cli(["doctor", "bad.yaml", "--gpu", "h100-80g"], cwd);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bad\.yaml is not valid YAML \(line \d+/);
+    const bomb = ["a: &a [x, x, x, x, x, x, x, x, x]"];
+    for (const n of "bcdefghij")
+      bomb.push(
+        `${n}: &${n} [*${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}, *${String.fromCharCode(n.charCodeAt(0) - 1)}]`,
+      );
+    writeFileSync(join(cwd, "bomb.yaml"), `${bomb.join("\n")}\n`);
+    const b = cli(["doctor", "bomb.yaml", "--gpu", "h100-80g"], cwd);
+    expect(b.code).toBe(2);
+    writeFileSync(
+      join(cwd, "unknown.yaml"),
+      "model_name_or_path: someone/SomeModel-7B\nfinetuning_type: lora\n",
+    );
+    const u = cli(["doctor", "unknown.yaml", "--gpu", "h100-80g"], cwd);
+    expect(u.code).toBe(2);
+    expect(u.stderr).toContain("model_name_or_path");
+    expect(u.stderr).toContain("--model DIR");
+  });
+
+  it("--model DIR gives the architecture of a model the catalog lacks", () => {
+    const cwd = tempDir();
+    cpSync(join(import.meta.dirname, "../fixtures/configs/qwen3-8b"), join(cwd, "m"), { recursive: true });
+    writeFileSync(
+      join(cwd, "t.yaml"),
+      "model_name_or_path: /models/private-qwen3\nfinetuning_type: lora\ntemplate: qwen3\nbf16: true\nper_device_train_batch_size: 1\n",
+    );
+    const r = cli(["doctor", "t.yaml", "--gpu", "h100-80g", "--model", "m"], cwd);
+    expect(r.code).toBe(0);
+  });
+});
+
+describe("tunefit doctor --fix --out", () => {
+  it("writes the fixed YAML with every other key kept, the added config and launch.sh", () => {
+    const out = tempDir();
+    const r = cli([
+      "doctor",
+      "seed/train.yaml",
+      "--gpu",
+      "rtx4090",
+      "--gpus",
+      "8",
+      "--fix",
+      "--out",
+      join(out, "fix"),
+    ]);
+    expect(r.code).toBe(3);
+    const original = parse(readFileSync(join(FIXTURES, "seed/train.yaml"), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    const fixed = parse(readFileSync(join(out, "fix/train.yaml"), "utf8"), { version: "1.1" }) as Record<
+      string,
+      unknown
+    >;
+    expect(fixed.finetuning_type).toBe("lora");
+    for (const [k, v] of Object.entries(original)) {
+      if (k !== "finetuning_type") expect(fixed[k], k).toEqual(v);
+    }
+    expect(existsSync(join(out, "fix/launch.sh"))).toBe(true);
+    const extra =
+      existsSync(join(out, "fix/accelerate_fsdp.yaml")) || existsSync(join(out, "fix/deepspeed.json"));
+    expect(extra).toBe(true);
+    expect(readFileSync(join(out, "fix/README.md"), "utf8")).toContain("shard 7 of 38");
+  });
+
+  it("patches the user's accelerate config rather than replacing it", () => {
+    const out = tempDir();
+    cli([
+      "doctor",
+      "fsdp-replica/train.yaml",
+      "--gpu",
+      "a100-80g",
+      "--gpus",
+      "8",
+      "--accelerate-config",
+      "fsdp-replica/accelerate.yaml",
+      "--fix",
+      "--out",
+      join(out, "fix"),
+    ]);
+    const theirs = parse(readFileSync(join(FIXTURES, "fsdp-replica/accelerate.yaml"), "utf8")) as Record<
+      string,
+      unknown
+    >;
+    const fixed = parse(readFileSync(join(out, "fix/accelerate_fsdp.yaml"), "utf8"), {
+      version: "1.1",
+    }) as Record<string, unknown>;
+    expect(fixed).toEqual({
+      ...theirs,
+      fsdp_config: {
+        ...(theirs.fsdp_config as object),
+        fsdp_cpu_ram_efficient_loading: true,
+        fsdp_sync_module_states: true,
+      },
+    });
+  });
+
+  it("a healthy setup writes nothing", () => {
+    const out = tempDir();
+    const r = cli(
+      ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4", "--fix", "--out", join(out, "fix")],
+      join(FIXTURES, "healthy-zero3"),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Nothing to fix");
+    expect(existsSync(join(out, "fix"))).toBe(false);
+  });
+});
