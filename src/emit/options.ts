@@ -28,6 +28,15 @@ export interface EmitOptions {
   readonly image?: string;
   /** rendezvous port of multi-node launches; default 29500 */
   readonly masterPort?: number;
+  /**
+   * The escape hatch for train.yaml keys tunefit does not model: `set` adds keys or replaces the emitted value
+   * (appended in order when new), `remove` drops emitted keys. Every key must be one LLaMA-Factory accepts; the
+   * bundle check says so otherwise.
+   */
+  readonly trainYaml?: {
+    readonly set?: Readonly<Record<string, unknown>>;
+    readonly remove?: readonly string[];
+  };
 }
 
 /** The placeholder image written into pytorchjob.yaml when no image is given. */

@@ -101,5 +101,8 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   if (plan.optimizer !== null) y.optim = plan.optimizer;
   y.ddp_timeout = 180000000;
   y.resume_from_checkpoint = null;
+
+  for (const key of options.trainYaml?.remove ?? []) delete y[key];
+  for (const [key, value] of Object.entries(options.trainYaml?.set ?? {})) y[key] = value;
   return y;
 }

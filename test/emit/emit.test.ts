@@ -438,3 +438,17 @@ describe("choices that keep the bundle doing what the plan says", () => {
     expect(text.split("\n").filter((l) => l.startsWith("#") && l.includes("wandb"))).toHaveLength(1);
   });
 });
+
+describe("the train.yaml escape hatch", () => {
+  it("sets keys tunefit does not model and removes emitted ones, and the bundle check still holds", () => {
+    const { plan } = resolvePlan({ model: "Qwen/Qwen3-4B", gpu: "a100-80g" });
+    const options = { trainYaml: { set: { val_size: 0.1, learning_rate: 2e-4 }, remove: ["plot_loss"] } };
+    const y = trainYaml(plan, options);
+    expect(y.val_size).toBe(0.1);
+    expect(y.learning_rate).toBe(2e-4);
+    expect("plot_loss" in y).toBe(false);
+    expect(checkBundle(emitFiles(plan, options), plan)).toEqual([]);
+    const bad = emitFiles(plan, { trainYaml: { set: { not_a_key: 1 } } });
+    expect(checkBundle(bad, plan).map((i) => i.code)).toEqual(["TARGET_UNKNOWN_KEY"]);
+  });
+});
