@@ -7,7 +7,7 @@ import type {
   TextArchitecture,
   VisionArchitecture,
 } from "../schema/architecture.ts";
-import { ModelType as ModelTypeSchema } from "../schema/architecture.ts";
+import { MAX_DIMENSION, MAX_LAYERS, ModelType as ModelTypeSchema } from "../schema/architecture.ts";
 
 /*
  * Hugging Face config.json → Architecture, for every supported model_type.
@@ -280,8 +280,9 @@ class Fields {
   }
 
   #positiveInt(key: string, value: unknown): number {
-    if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
-      throw this.#bad(key, value, "a positive integer");
+    const max = /layers$|^depth$/.test(key) ? MAX_LAYERS : MAX_DIMENSION;
+    if (typeof value !== "number" || !Number.isInteger(value) || value <= 0 || value > max) {
+      throw this.#bad(key, value, `a positive integer up to ${max.toLocaleString("en-US")}`);
     }
     return value;
   }

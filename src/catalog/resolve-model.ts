@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { usageError } from "../errors.ts";
+import { isUsageError, usageError } from "../errors.ts";
 import type { Architecture } from "../schema/architecture.ts";
 import { Architecture as ArchitectureSchema } from "../schema/architecture.ts";
 import type { ModelDefinition, ResolvedModel } from "../schema/plan.ts";
@@ -21,14 +21,27 @@ function looksLikePath(ref: string): boolean {
   );
 }
 
+/** The largest config.json read: real ones are a few KiB (with id2label tables, some hundreds). */
+export const MAX_CONFIG_JSON_BYTES = 4 * 1024 * 1024;
+
 /** Reads `<dir>/config.json` into an Architecture. */
 export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
   const file = join(dir, "config.json");
   const shown = join(shownAs, "config.json");
   let text: string;
   try {
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_JSON_BYTES) {
+      throw usageError(
+        "MODEL_CONFIG_TOO_LARGE",
+        shown,
+        `${shown} is ${(size / 1024 / 1024).toFixed(1)} MiB; a model's config.json is a few KiB (limit ${MAX_CONFIG_JSON_BYTES / 1024 / 1024} MiB)`,
+        "Point --model at the checkpoint folder whose config.json describes the model.",
+      );
+    }
     text = readFileSync(file, "utf8");
-  } catch {
+  } catch (e) {
+    if (isUsageError(e)) throw e;
     throw usageError(
       "MODEL_CONFIG_MISSING",
       "model",

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
@@ -6,7 +6,13 @@ import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
 import { listCatalogModels } from "../catalog/models.ts";
 import { ASSUMED_HOST_RAM_GIB, type DoctorReport, doctor, type Fix } from "../doctor/doctor.ts";
 import { fixFiles } from "../doctor/fix-bundle.ts";
-import { applyOverrides, readAccelerateConfig, readDeepSpeed, readTrainYamlFile } from "../doctor/read.ts";
+import {
+  applyOverrides,
+  MAX_CONFIG_BYTES,
+  readAccelerateConfig,
+  readDeepSpeed,
+  readTrainYamlFile,
+} from "../doctor/read.ts";
 import type { Hardware, Launcher } from "../doctor/to-plan.ts";
 import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
@@ -164,8 +170,17 @@ function readSpec(file: string, io: CliIo): Record<string, unknown> {
   const path = resolve(io.cwd, file);
   let text: string;
   try {
+    if (statSync(path).size > MAX_CONFIG_BYTES) {
+      throw usageError(
+        "SPEC_TOO_LARGE",
+        "--spec",
+        `${file} is over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; a plan file is a few hundred bytes`,
+        "Check that --spec names the plan file.",
+      );
+    }
     text = readFileSync(path, "utf8");
-  } catch {
+  } catch (e) {
+    if (isUsageError(e)) throw e;
     throw usageError(
       "SPEC_UNREADABLE",
       "--spec",
@@ -199,8 +214,19 @@ function parse(
   argv: readonly string[],
   options: Record<string, { type: "string" | "boolean"; short?: string }>,
 ) {
+  // `--gpus -1` would read -1 as a flag; join a negative number to its flag so the value check names it
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const next = argv[i + 1];
+    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
+    if (name && options[name]?.type === "string" && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      args.push(`${a}=${next}`);
+      i++;
+    } else args.push(a);
+  }
   try {
-    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+    return parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (e) {
     const message = (e as Error).message;
     const flag = /'(--?[\w-]+)/.exec(message)?.[1] ?? "arguments";

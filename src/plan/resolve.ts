@@ -55,15 +55,22 @@ function fieldDescription(field: string): string | undefined {
 }
 
 /** Turns zod's issues into tunefit issues that name the field and what it takes. */
-export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
+export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issue[] {
   return error.issues.map((i) => {
     const path = [prefix, ...i.path.map(String)].filter(Boolean).join(".") || "(root)";
+    let value: unknown = input;
+    for (const k of i.path)
+      value =
+        value !== null && typeof value === "object"
+          ? (value as Record<PropertyKey, unknown>)[k as PropertyKey]
+          : undefined;
+    const shown = value === undefined || input === undefined ? "" : ` ${JSON.stringify(value)}`;
     const top = String(i.path[0] ?? "");
     const described = fieldDescription(top);
     const message =
       i.code === "unrecognized_keys"
         ? `unknown field${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")}`
-        : `${path}: ${i.message}`;
+        : `${path}${shown}: ${i.message}`;
     const hint =
       i.code === "unrecognized_keys"
         ? `Did you mean ${i.keys
@@ -212,7 +219,7 @@ function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[])
  */
 export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolution {
   const parsed = PlanInput.safeParse(raw);
-  if (!parsed.success) throw new TunefitError("usage", zodIssues(parsed.error));
+  if (!parsed.success) throw new TunefitError("usage", zodIssues(parsed.error, "", raw));
   const input = parsed.data;
   const qualifiers = qualifierIssues(input);
   if (qualifiers.length > 0) throw new TunefitError("usage", qualifiers);

@@ -1,7 +1,15 @@
 import { z } from "zod";
 
-const count = z.number().int().nonnegative();
-const positive = z.number().int().positive();
+/**
+ * The largest dimension accepted (10 million): far above any real model's (vocabularies reach ~260 thousand,
+ * widths ~30 thousand), low enough that parameter counts stay exact JavaScript integers.
+ */
+export const MAX_DIMENSION = 10_000_000;
+const count = z.number().int().nonnegative().max(MAX_DIMENSION);
+const positive = z.number().int().positive().max(MAX_DIMENSION);
+/** The most layers (or blocks) accepted: real models have at most a few hundred. */
+export const MAX_LAYERS = 10_000;
+const layers = z.number().int().positive().max(MAX_LAYERS);
 
 /**
  * The model families tunefit counts exactly. Each is a Hugging Face `model_type`; the family decides the
@@ -63,7 +71,7 @@ export const TextArchitecture = z.strictObject({
   vocabSize: positive.meta({ description: "rows of lm_head" }),
   embedRows: positive.meta({ description: "rows of embed_tokens (mllama appends 8 rows)" }),
   hiddenSize: positive,
-  numLayers: positive.meta({ description: "decoder layers, cross-attention layers included" }),
+  numLayers: layers.meta({ description: "decoder layers, cross-attention layers included" }),
   numHeads: positive,
   numKvHeads: positive,
   headDim: positive.meta({ description: "explicit head_dim when the config has one, else hidden/heads" }),
@@ -86,7 +94,7 @@ export type TextArchitecture = z.infer<typeof TextArchitecture>;
 /** Qwen2-VL's ViT: LayerNorm, plain GELU MLP of width embedDim × mlp_ratio. */
 export const Qwen2VlVision = z.strictObject({
   kind: z.literal("qwen2_vl"),
-  depth: positive,
+  depth: layers,
   embedDim: positive,
   mlpHiddenSize: positive,
   numHeads: positive,
@@ -100,7 +108,7 @@ export const Qwen2VlVision = z.strictObject({
 /** Qwen2.5-VL's ViT: RMSNorm, gated SiLU MLP with biases, window attention. */
 export const Qwen25VlVision = z.strictObject({
   kind: z.literal("qwen2_5_vl"),
-  depth: positive,
+  depth: layers,
   hiddenSize: positive,
   intermediateSize: positive,
   numHeads: positive,
@@ -114,7 +122,7 @@ export const Qwen25VlVision = z.strictObject({
 /** Gemma 3's SigLIP tower and its projector (avg-pooled to mmTokensPerImage tokens). */
 export const SiglipVision = z.strictObject({
   kind: z.literal("siglip"),
-  numLayers: positive,
+  numLayers: layers,
   hiddenSize: positive,
   intermediateSize: positive,
   numHeads: positive,
@@ -127,7 +135,7 @@ export const SiglipVision = z.strictObject({
 /** Llama 3.2 Vision's tiled ViT (local + gated global layers). */
 export const MllamaVision = z.strictObject({
   kind: z.literal("mllama"),
-  numLayers: positive,
+  numLayers: layers,
   numGlobalLayers: count,
   hiddenSize: positive,
   intermediateSize: positive,
