@@ -151,7 +151,7 @@ export function slurmScript(plan: Plan, options: EmitOptions = {}): string {
     'if [[ ! -x "$bundle/launch.sh" ]]; then',
     '  echo "slurm.sbatch: submit it from the bundle folder (no launch.sh in $bundle)" >&2; exit 2',
     "fi",
-    'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+    'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"', // reads all: no SIGPIPE under pipefail
     `MASTER_PORT="\${MASTER_PORT:-${o.masterPort}}"`,
     "export MASTER_ADDR MASTER_PORT",
     `if [[ "\${SLURM_NNODES:-${plan.nodes}}" != ${plan.nodes} ]]; then`,

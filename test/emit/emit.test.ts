@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -72,11 +72,13 @@ describe("bundles of the strategy matrix", () => {
     });
   }
 
-  it("a file names nothing of the machine it was written on", () => {
+  it("a file names nothing of the machine it was written on: no paths, user, host or time", () => {
+    const machine = [process.cwd(), hostname(), userInfo().username, tmpdir()].filter((s) => s.length > 2);
     for (const { files } of bundles) {
       for (const f of files) {
         const t = textOf(f);
         expect(t).not.toMatch(/\/home\/|\/root\/|\/Users\/|\/tmp\/|\d{4}-\d{2}-\d{2}T\d{2}:/);
+        for (const m of machine) expect(t.includes(m), `${f.path} names ${m}`).toBe(false);
       }
     }
   });
