@@ -115,6 +115,15 @@ export {
   type StepTimeAssumptions,
 } from "./plan/step-time.ts";
 export {
+  BUNDLE_DIR,
+  DEFAULT_SCAFFOLD,
+  type InitOptions,
+  initFiles,
+  renderTemplate,
+  SCAFFOLD_DATASET,
+  SCAFFOLDS,
+} from "./scaffold/index.ts";
+export {
   Architecture,
   MlaArchitecture,
   ModelType,

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { basename, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
@@ -21,6 +21,7 @@ import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import { inputToArgs, maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
+import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
 import { PlanInput } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
@@ -48,7 +49,7 @@ export interface CliIo {
 /** Exit codes of the CLI contract. */
 export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
 
-const COMMANDS = ["plan", "emit", "doctor", "models", "gpus", "schema"] as const;
+const COMMANDS = ["plan", "emit", "doctor", "init", "models", "gpus", "schema"] as const;
 
 const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
@@ -146,6 +147,19 @@ function usage(command?: string): string {
       "",
     ].join("\n");
   }
+  if (command === "init") {
+    return [
+      "Usage: tunefit init DIR --model ID|DIR --gpu ID [plan flags] [--scaffold NAME] [--force] [--allow-unfit] [--json]",
+      "",
+      "Scaffolds a project folder from templates: a README with the plan and its memory table, plan.ts (the plan",
+      "as code; `npx tsx plan.ts --emit` rewrites the bundle), the emitted bundle in bundle/, and for the default",
+      `scaffold data/ with a dataset_info.json for your own data. Scaffolds: ${SCAFFOLDS.join(", ")} (default ${DEFAULT_SCAFFOLD}).`,
+      "A non-empty DIR is refused without --force. --template stays the chat template.",
+      "",
+      "Exit codes: 0 written, 3 does not fit or breaks a rule (nothing written without --allow-unfit), 2 bad input, 1 internal error.",
+      "",
+    ].join("\n");
+  }
   if (command === "models") return "Usage: tunefit models [--json]\n\nLists the built-in model catalog.\n";
   if (command === "gpus") return "Usage: tunefit gpus [--json]\n\nLists the built-in GPU catalog.\n";
   return [
@@ -157,6 +171,7 @@ function usage(command?: string): string {
     "  plan     resolve a plan: parameters, per-GPU memory, rules, --recommend, --max",
     "  emit     write the ready-to-run bundle of a plan (--out DIR)",
     "  doctor   predict what an existing LLaMA-Factory YAML will do, and the smallest fix",
+    "  init     scaffold a project folder: README, plan.ts, the bundle, data/ for your dataset",
     "  models   list the built-in models",
     "  gpus     list the built-in GPUs",
     "  schema   print a JSON Schema for editors: plan, llamafactory, deepspeed, accelerate",
@@ -416,6 +431,63 @@ function runEmit(argv: readonly string[], io: CliIo): number {
   } else {
     io.stdout(
       `${humanPlan(analysis, io.color ?? false)}\nWrote ${written.files.length} files to ${out}:\n${written.files.map((f) => `  ${f}`).join("\n")}\n\nLaunch: ${join(out, "launch.sh")}  (README.md says how, and what was not executed)\n`,
+    );
+  }
+  return analysis.valid ? EXIT.ok : EXIT.unfit;
+}
+
+function runInit(argv: readonly string[], io: CliIo): number {
+  const { recommend: _r, max: _m, ...planFlags } = planOptions();
+  const { values, positionals } = parse(argv, {
+    ...GLOBAL_OPTIONS,
+    ...planFlags,
+    scaffold: { type: "string" },
+    force: { type: "boolean" },
+    "allow-unfit": { type: "boolean" },
+  });
+  if (values.help) {
+    io.stdout(usage("init"));
+    return EXIT.ok;
+  }
+  const [target, ...extra] = positionals;
+  if (target === undefined || target === "") {
+    throw usageError(
+      "DIR_MISSING",
+      "DIR",
+      "tunefit init needs the project folder",
+      "Write tunefit init DIR --model ID --gpu ID.",
+    );
+  }
+  rejectPositionals(extra, "init");
+  const input = planInputFromFlags(values, io);
+  const analysis = analyzePlan(input, { cwd: io.cwd });
+  if (!analysis.valid && values["allow-unfit"] !== true) {
+    if (values.json) io.stdout(`${JSON.stringify({ files: [], plan: planReport(analysis) }, null, 2)}\n`);
+    else io.stdout(humanPlan(analysis, io.color ?? false));
+    io.stderr(
+      `Nothing written to ${target}: the plan does not fit or breaks a rule (above). Fix it, or pass --allow-unfit.\n`,
+    );
+    return EXIT.unfit;
+  }
+  const dir = resolve(io.cwd, target);
+  const { plan } = analysis;
+  const modelPath =
+    plan.model.source === "config" && plan.model.dir !== null
+      ? relative(dir, resolve(io.cwd, plan.model.dir)) || "."
+      : undefined;
+  const scaffold = typeof values.scaffold === "string" ? values.scaffold : undefined;
+  const files = initFiles(analysis, {
+    planInput: input as PlanInput,
+    name: basename(dir),
+    ...(scaffold === undefined ? {} : { scaffold }),
+    ...(modelPath === undefined ? {} : { modelPath }),
+  });
+  const written = writeFiles(files, dir, { force: values.force === true });
+  if (values.json) {
+    io.stdout(`${JSON.stringify({ files: written.files, plan: planReport(analysis) }, null, 2)}\n`);
+  } else {
+    io.stdout(
+      `Scaffolded ${target} (${written.files.length} files):\n${written.files.map((f) => `  ${f}`).join("\n")}\n\nNext: cd ${target} && npm install && npm run plan   (README.md explains the rest)\n`,
     );
   }
   return analysis.valid ? EXIT.ok : EXIT.unfit;
@@ -745,6 +817,8 @@ function dispatch(argv: readonly string[], io: CliIo): number {
       return runEmit(rest, io);
     case "doctor":
       return runDoctor(rest, io);
+    case "init":
+      return runInit(rest, io);
     case "models":
       return runModels(rest, io);
     case "gpus":
