@@ -2,10 +2,10 @@ import { defineConfig } from "tsup";
 
 export default defineConfig([
   {
-    entry: { index: "src/index.ts", cli: "src/cli/main.ts" },
+    entry: { index: "src/index.ts", codegen: "src/codegen/index.ts", cli: "src/cli/main.ts" },
     format: ["esm", "cjs"],
     dts: {
-      entry: { index: "src/index.ts" },
+      entry: { index: "src/index.ts", codegen: "src/codegen/index.ts" },
       compilerOptions: { ignoreDeprecations: "6.0" }, // tsup injects baseUrl; TS 6 rejects it otherwise
     },
     target: "node20",

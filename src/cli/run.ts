@@ -1,9 +1,10 @@
-import { readFileSync, statSync } from "node:fs";
-import { basename, join, relative, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
 import { listCatalogModels } from "../catalog/models.ts";
+import { importTrainYaml } from "../codegen/import.ts";
 import { ASSUMED_HOST_RAM_GIB, type DoctorReport, doctor, type Fix } from "../doctor/doctor.ts";
 import { fixFiles } from "../doctor/fix-bundle.ts";
 import {
@@ -24,6 +25,7 @@ import { inputToArgs, maxFitting, type RecommendResult, recommend } from "../pla
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
 import { PlanInput } from "../schema/plan.ts";
+import { checkTrainYaml } from "../schema/targets/index.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
 import {
@@ -49,7 +51,7 @@ export interface CliIo {
 /** Exit codes of the CLI contract. */
 export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
 
-const COMMANDS = ["plan", "emit", "doctor", "init", "models", "gpus", "schema"] as const;
+const COMMANDS = ["plan", "emit", "doctor", "import", "init", "models", "gpus", "schema"] as const;
 
 const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
@@ -147,6 +149,18 @@ function usage(command?: string): string {
       "",
     ].join("\n");
   }
+  if (command === "import") {
+    return [
+      "Usage: tunefit import TRAIN_YAML [--gpu ID --gpus N --nodes N] [--model DIR] [--launch-dir DIR]",
+      "                      [--accelerate-config FILE] [--out FILE.ts [--force]]",
+      "",
+      "Writes a TypeScript script that builds the same plan with tunefit's builder and, run as",
+      "`npx tsx FILE.ts OUT_DIR` in a project that depends on tunefit, writes a train.yaml with every key and",
+      "value of the original. Keys tunefit does not model go through an explicit escape hatch (counted on stderr).",
+      "Without --gpu the script plans for one h100-80g, marked as a placeholder. Without --out it prints the script.",
+      "",
+    ].join("\n");
+  }
   if (command === "init") {
     return [
       "Usage: tunefit init DIR --model ID|DIR --gpu ID [plan flags] [--scaffold NAME] [--force] [--allow-unfit] [--json]",
@@ -171,6 +185,7 @@ function usage(command?: string): string {
     "  plan     resolve a plan: parameters, per-GPU memory, rules, --recommend, --max",
     "  emit     write the ready-to-run bundle of a plan (--out DIR)",
     "  doctor   predict what an existing LLaMA-Factory YAML will do, and the smallest fix",
+    "  import   turn an existing LLaMA-Factory YAML into a TypeScript script that uses the builder",
     "  init     scaffold a project folder: README, plan.ts, the bundle, data/ for your dataset",
     "  models   list the built-in models",
     "  gpus     list the built-in GPUs",
@@ -434,6 +449,121 @@ function runEmit(argv: readonly string[], io: CliIo): number {
     );
   }
   return analysis.valid ? EXIT.ok : EXIT.unfit;
+}
+
+/** Writes one file whole (a temporary file beside it, then a rename); an existing file only with --force. */
+function writeOneFile(path: string, text: string, force: boolean, flag: string): void {
+  if (existsSync(path) && !force) {
+    throw usageError(
+      "OUTPUT_EXISTS",
+      flag,
+      `${path} exists`,
+      "Pass --force to replace it, or choose another file name.",
+    );
+  }
+  const tmp = join(dirname(path), `.${basename(path)}.tunefit-${process.pid}`);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(tmp, text, { mode: 0o644 });
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw usageError(
+      "OUTPUT_WRITE_FAILED",
+      flag,
+      `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      "Check that the folder exists and is writable.",
+    );
+  }
+}
+
+function runImport(argv: readonly string[], io: CliIo): number {
+  const hardwareFlags = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
+  const { values, positionals } = parse(argv, {
+    ...GLOBAL_OPTIONS,
+    ...Object.fromEntries(hardwareFlags.map((f) => [flagName(f).slice(2), { type: "string" as const }])),
+    model: { type: "string" },
+    "launch-dir": { type: "string" },
+    "accelerate-config": { type: "string" },
+    out: { type: "string" },
+    force: { type: "boolean" },
+  });
+  if (values.help) {
+    io.stdout(usage("import"));
+    return EXIT.ok;
+  }
+  const [yamlFile, ...extra] = positionals;
+  if (yamlFile === undefined) {
+    throw usageError(
+      "TRAIN_YAML_MISSING",
+      "TRAIN_YAML",
+      "tunefit import needs the training YAML",
+      "Write tunefit import path/to/train.yaml.",
+    );
+  }
+  rejectPositionals(extra, "import");
+  const byField: Record<string, string | undefined> = {};
+  for (const f of hardwareFlags) {
+    const v = (values as Record<string, unknown>)[flagName(f).slice(2)];
+    if (typeof v === "string") byField[f] = v;
+  }
+  const hw = flagsToInput(byField);
+  if (hw.gpu === undefined && (hw.gpus !== undefined || hw.nodes !== undefined)) {
+    throw usageError(
+      "FLAG_REQUIRED",
+      "gpu",
+      "--gpus/--nodes need --gpu",
+      "Add --gpu ID (tunefit gpus lists them).",
+    );
+  }
+  const launchDir = resolve(io.cwd, typeof values["launch-dir"] === "string" ? values["launch-dir"] : ".");
+  const yamlPath = resolve(io.cwd, yamlFile);
+  const yaml = readTrainYamlFile(yamlPath, yamlFile);
+  const readIssues: Issue[] = [];
+  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues);
+  const accFile = values["accelerate-config"];
+  const accelerate =
+    typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;
+  const model = typeof values.model === "string" ? values.model : undefined;
+  const result = importTrainYaml(yaml, {
+    ...(hw.gpu === undefined
+      ? {}
+      : {
+          hardware: {
+            gpu: hw.gpu,
+            ...(hw.gpus === undefined ? {} : { gpus: hw.gpus }),
+            ...(hw.nodes === undefined ? {} : { nodes: hw.nodes }),
+            ...(hw.gpuMemory === undefined ? {} : { gpuMemoryGiB: hw.gpuMemory }),
+            ...(hw.hostRam === undefined ? {} : { hostRamGiB: hw.hostRam }),
+          },
+        }),
+    ...(model === undefined ? {} : { model }),
+    deepspeed,
+    accelerate,
+    yamlName: basename(yamlFile),
+    cwd: io.cwd,
+  });
+  const notes = [
+    `${result.escapedKeys.length} key${result.escapedKeys.length === 1 ? "" : "s"} through the escape hatch (not modelled by tunefit): ${result.escapedKeys.join(", ") || "none"}`,
+    `${result.modelledKeys.length} keys became builder calls (${result.builderCalls.join(", ")})`,
+  ];
+  if (result.hardwarePlaceholder)
+    notes.push("hardware: one h100-80g, a placeholder (a YAML holds none); give --gpu/--gpus");
+  if (!result.memoryKnown) {
+    notes.push(
+      "the model is not in the catalog: run the script with its config.json folder as the second argument",
+    );
+  }
+  const keyIssues = checkTrainYaml(yaml, yamlFile).map((i) => ({ ...i, severity: "warning" as const }));
+  if (typeof values.out === "string") {
+    writeOneFile(resolve(io.cwd, values.out), result.source, values.force === true, "--out");
+    io.stdout(`Wrote ${values.out}. Run it: npx tsx ${values.out} OUT_DIR\n`);
+  } else {
+    io.stdout(result.source);
+  }
+  io.stderr(`${notes.map((n) => `tunefit import: ${n}`).join("\n")}\n`);
+  if (keyIssues.length > 0) io.stderr(`${formatIssuesForCli(keyIssues)}\n`);
+  return EXIT.ok;
 }
 
 function runInit(argv: readonly string[], io: CliIo): number {
@@ -817,6 +947,8 @@ function dispatch(argv: readonly string[], io: CliIo): number {
       return runEmit(rest, io);
     case "doctor":
       return runDoctor(rest, io);
+    case "import":
+      return runImport(rest, io);
     case "init":
       return runInit(rest, io);
     case "models":
