@@ -47,7 +47,7 @@ export {
   setupToPlan,
 } from "./doctor/to-plan.ts";
 export { accelerateConfig, accelerateMixedPrecision } from "./emit/accelerate.ts";
-export { type EmitFilesOptions, emitAnalysis, emitFiles } from "./emit/bundle.ts";
+export { type EmitBundleOptions, type EmitFilesOptions, emitAnalysis, emitFiles } from "./emit/bundle.ts";
 export { checkBundle } from "./emit/check-bundle.ts";
 export { BUNDLE_FILES, DEMO_DATASET, usesDeepSpeed, usesFsdp } from "./emit/common.ts";
 export { demoDatasetFiles } from "./emit/dataset.ts";
@@ -55,6 +55,21 @@ export { deepspeedConfig } from "./emit/deepspeed.ts";
 export type { EmittedFile } from "./emit/files.ts";
 export { pytorchJob } from "./emit/kubeflow.ts";
 export { type EmitOptions, IMAGE_PLACEHOLDER, type TrainingSettings } from "./emit/options.ts";
+export {
+  HF_MODEL_TYPES,
+  type HfModelConfig,
+  hfModelConfig,
+  PROBE_DEFAULT_STEPS,
+  PROBE_FILE,
+  PROBE_README_LINE,
+  type ProbeFacts,
+  type ProbeOptions,
+  probeFacts,
+  probeFiles,
+  probeLauncher,
+  probeScript,
+  pythonJsonLiteral,
+} from "./emit/probe.ts";
 export { launchScript, shellQuote, slurmScript } from "./emit/scripts.ts";
 export { formatYamlFloat, toJson, toYaml, type YamlOptions } from "./emit/serialize.ts";
 export { trainYaml } from "./emit/train-yaml.ts";

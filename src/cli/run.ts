@@ -108,6 +108,10 @@ function usage(command?: string): string {
         ["--out DIR", "the bundle folder (required)"],
         ["--force", "replace DIR when it exists and is not empty"],
         ["--allow-unfit", "write a plan that does not fit or breaks a rule (exit code stays 3)"],
+        [
+          "--probe [--probe-steps N]",
+          "add probe.py: runs N real steps (default 5) and prints measured peaks vs the prediction",
+        ],
         ["--json", 'print { "files": [...], "plan": {...} }'],
         ["plan flags", "as for tunefit plan (see tunefit plan --help)"],
       ]),
@@ -399,6 +403,8 @@ function runEmit(argv: readonly string[], io: CliIo): number {
     out: { type: "string" },
     force: { type: "boolean" },
     "allow-unfit": { type: "boolean" },
+    probe: { type: "boolean" },
+    "probe-steps": { type: "string" },
   });
   if (values.help) {
     io.stdout(usage("emit"));
@@ -433,7 +439,29 @@ function runEmit(argv: readonly string[], io: CliIo): number {
     plan.model.source === "config" && plan.model.dir !== null
       ? relative(dir, resolve(io.cwd, plan.model.dir)) || "."
       : undefined;
-  const files = emitAnalysis(analysis, modelPath === undefined ? {} : { modelPath });
+  const stepsRaw = values["probe-steps"];
+  const probeSteps = typeof stepsRaw === "string" ? Number(stepsRaw) : undefined;
+  if (probeSteps !== undefined && (!Number.isInteger(probeSteps) || probeSteps < 1 || probeSteps > 10_000)) {
+    throw usageError(
+      "FLAG_VALUE_INVALID",
+      "--probe-steps",
+      `--probe-steps ${JSON.stringify(stepsRaw)}: expected a whole number of steps from 1 to 10000`,
+      "Write e.g. --probe-steps 5.",
+    );
+  }
+  if (probeSteps !== undefined && values.probe !== true) {
+    throw usageError(
+      "FLAG_QUALIFIER",
+      "--probe-steps",
+      "--probe-steps needs --probe",
+      "Add --probe, or drop --probe-steps.",
+    );
+  }
+  const files = emitAnalysis(analysis, {
+    ...(modelPath === undefined ? {} : { modelPath }),
+    ...(values.probe === true ? { probe: true } : {}),
+    ...(probeSteps === undefined ? {} : { probeSteps }),
+  });
   const problems = checkBundle(files, plan).filter((i) => i.severity === "error");
   if (problems.length > 0) {
     throw new Error(

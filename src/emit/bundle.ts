@@ -8,13 +8,21 @@ import { deepspeedConfig } from "./deepspeed.ts";
 import type { EmittedFile } from "./files.ts";
 import { pytorchJob } from "./kubeflow.ts";
 import type { EmitOptions } from "./options.ts";
+import { probeFiles } from "./probe.ts";
 import { bundleReadme } from "./readme.ts";
 import { launchScript, planSummary, slurmScript } from "./scripts.ts";
 import { toJson, toYaml } from "./serialize.ts";
 import { TRAIN_YAML_FLOAT_KEYS, TRAIN_YAML_SECTIONS, trainYaml } from "./train-yaml.ts";
 import { targetsLine } from "./versions.ts";
 
-export interface EmitFilesOptions extends EmitOptions {
+export interface EmitBundleOptions extends EmitOptions {
+  /** add probe.py, which runs a few real steps and prints measured peaks next to the prediction */
+  readonly probe?: boolean;
+  /** training steps probe.py runs (default 5) */
+  readonly probeSteps?: number;
+}
+
+export interface EmitFilesOptions extends EmitBundleOptions {
   /** overrides of the memory model's assumptions (for the README's memory table) */
   readonly assumptions?: Partial<MemoryAssumptions>;
 }
@@ -29,7 +37,7 @@ const headerFor = (plan: Plan, what: string) => [
  * Slurm and Kubeflow manifests for several nodes, the demo dataset unless the plan names one, and README.md.
  * Pure: the same analysis and options give byte-identical files, in a fixed order.
  */
-export function emitAnalysis(analysis: PlanAnalysis, options: EmitOptions = {}): EmittedFile[] {
+export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions = {}): EmittedFile[] {
   const { plan } = analysis;
   const files: EmittedFile[] = [];
   files.push({
@@ -69,6 +77,14 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitOptions = {}):
     }
   }
   files.push(...demoDatasetFiles(plan));
+  if (options.probe) {
+    files.push(
+      ...probeFiles(
+        analysis,
+        options.probeSteps === undefined ? options : { ...options, steps: options.probeSteps },
+      ),
+    );
+  }
   const listed = [...files.map((f) => f.path), BUNDLE_FILES.readme];
   files.push({ path: BUNDLE_FILES.readme, contents: bundleReadme(analysis, listed) });
   return files;

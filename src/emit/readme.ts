@@ -3,6 +3,7 @@ import type { PlanAnalysis } from "../plan/analyze.ts";
 import { BUNDLE_FILES, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { BUNDLE_MOUNT } from "./kubeflow.ts";
 import { IMAGE_PLACEHOLDER } from "./options.ts";
+import { PROBE_FILE, PROBE_README_LINE } from "./probe.ts";
 import { commentText, planSummary } from "./scripts.ts";
 import { TARGET_VERSIONS, VERSION_CHOICES } from "./versions.ts";
 
@@ -130,6 +131,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
   out.push("## Files", "");
   for (const f of files) out.push(`- \`${f}\``);
   out.push("");
+  if (files.includes(PROBE_FILE)) out.push(PROBE_README_LINE, "");
 
   out.push("## Targeted versions", "");
   out.push(

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -167,4 +168,27 @@ describe("values that reach the bundle", () => {
       expect(existsSync(join(cwd, "b"))).toBe(false);
     },
   );
+});
+
+describe("tunefit emit --probe", () => {
+  it("adds an executable probe.py that compiles, and the README says which modes ran", () => {
+    const cwd = tempDir();
+    const { code, stdout } = cli(
+      ["emit", ...FITS_FSDP, "--out", "b", "--probe", "--probe-steps", "3", "--json"],
+      cwd,
+    );
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).files).toContain("probe.py");
+    expect(statSync(join(cwd, "b/probe.py")).mode & 0o111).not.toBe(0);
+    expect(readFileSync(join(cwd, "b/README.md"), "utf8")).toContain("its LLaMA-Factory mode has never run");
+    const py = spawnSync("python3", ["-m", "py_compile", join(cwd, "b/probe.py")], { encoding: "utf8" });
+    if (py.error === undefined) expect(py.status, py.stderr).toBe(0);
+  });
+
+  it("--probe-steps needs --probe and a whole number", () => {
+    const cwd = tempDir();
+    expect(cli(["emit", ...FITS_FSDP, "--out", "b", "--probe-steps", "3"], cwd).code).toBe(2);
+    expect(cli(["emit", ...FITS_FSDP, "--out", "b", "--probe", "--probe-steps", "0"], cwd).code).toBe(2);
+    expect(existsSync(join(cwd, "b"))).toBe(false);
+  });
 });
