@@ -505,11 +505,42 @@ function writeOneFile(path: string, text: string, force: boolean, flag: string):
   }
 }
 
+/** The hardware flags doctor and import take (a training YAML holds no hardware). */
+const HARDWARE_FLAGS = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
+const hardwareOptions = () =>
+  Object.fromEntries(HARDWARE_FLAGS.map((f) => [flagName(f).slice(2), { type: "string" as const }]));
+
+function hardwareFromFlags(values: Record<string, unknown>): Partial<PlanInput> {
+  const byField: Record<string, string | undefined> = {};
+  for (const f of HARDWARE_FLAGS) {
+    const v = values[flagName(f).slice(2)];
+    if (typeof v === "string") byField[f] = v;
+  }
+  return flagsToInput(byField);
+}
+
+/** A LLaMA-Factory setup as the tools read it: the YAML (with overrides), its DeepSpeed config, an accelerate config. */
+function readSetup(
+  yamlFile: string,
+  overrides: readonly string[],
+  values: Record<string, unknown>,
+  io: CliIo,
+) {
+  const launchDir = resolve(io.cwd, typeof values["launch-dir"] === "string" ? values["launch-dir"] : ".");
+  const yamlPath = resolve(io.cwd, yamlFile);
+  const yaml = applyOverrides(readTrainYamlFile(yamlPath, yamlFile), overrides);
+  const readIssues: Issue[] = [];
+  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues);
+  const accFile = values["accelerate-config"];
+  const accelerate =
+    typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;
+  return { launchDir, yaml, deepspeed, accelerate, readIssues };
+}
+
 function runImport(argv: readonly string[], io: CliIo): number {
-  const hardwareFlags = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
   const { values, positionals } = parse(argv, {
     ...GLOBAL_OPTIONS,
-    ...Object.fromEntries(hardwareFlags.map((f) => [flagName(f).slice(2), { type: "string" as const }])),
+    ...hardwareOptions(),
     model: { type: "string" },
     "launch-dir": { type: "string" },
     "accelerate-config": { type: "string" },
@@ -530,12 +561,7 @@ function runImport(argv: readonly string[], io: CliIo): number {
     );
   }
   rejectPositionals(extra, "import");
-  const byField: Record<string, string | undefined> = {};
-  for (const f of hardwareFlags) {
-    const v = (values as Record<string, unknown>)[flagName(f).slice(2)];
-    if (typeof v === "string") byField[f] = v;
-  }
-  const hw = flagsToInput(byField);
+  const hw = hardwareFromFlags(values);
   if (hw.gpu === undefined && (hw.gpus !== undefined || hw.nodes !== undefined)) {
     throw usageError(
       "FLAG_REQUIRED",
@@ -544,14 +570,7 @@ function runImport(argv: readonly string[], io: CliIo): number {
       "Add --gpu ID (tunefit gpus lists them).",
     );
   }
-  const launchDir = resolve(io.cwd, typeof values["launch-dir"] === "string" ? values["launch-dir"] : ".");
-  const yamlPath = resolve(io.cwd, yamlFile);
-  const yaml = readTrainYamlFile(yamlPath, yamlFile);
-  const readIssues: Issue[] = [];
-  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues);
-  const accFile = values["accelerate-config"];
-  const accelerate =
-    typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;
+  const { yaml, deepspeed, accelerate } = readSetup(yamlFile, [], values, io);
   const model = typeof values.model === "string" ? values.model : undefined;
   const result = importTrainYaml(yaml, {
     ...(hw.gpu === undefined
@@ -652,10 +671,9 @@ function runInit(argv: readonly string[], io: CliIo): number {
 }
 
 function runDoctor(argv: readonly string[], io: CliIo): number {
-  const hardwareFlags = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
   const { values, positionals } = parse(argv, {
     ...GLOBAL_OPTIONS,
-    ...Object.fromEntries(hardwareFlags.map((f) => [flagName(f).slice(2), { type: "string" as const }])),
+    ...hardwareOptions(),
     model: { type: "string" },
     "launch-dir": { type: "string" },
     "accelerate-config": { type: "string" },
@@ -677,12 +695,7 @@ function runDoctor(argv: readonly string[], io: CliIo): number {
       "Write tunefit doctor path/to/train.yaml --gpu ID --gpus N.",
     );
   }
-  const byField: Record<string, string | undefined> = {};
-  for (const f of hardwareFlags) {
-    const v = (values as Record<string, unknown>)[flagName(f).slice(2)];
-    if (typeof v === "string") byField[f] = v;
-  }
-  const hw = flagsToInput(byField);
+  const hw = hardwareFromFlags(values);
   if (hw.gpu === undefined) {
     throw usageError(
       "FLAG_REQUIRED",
@@ -708,14 +721,7 @@ function runDoctor(argv: readonly string[], io: CliIo): number {
       "Add --out DIR.",
     );
   }
-  const launchDir = resolve(io.cwd, typeof values["launch-dir"] === "string" ? values["launch-dir"] : ".");
-  const yamlPath = resolve(io.cwd, yamlFile);
-  const yaml = applyOverrides(readTrainYamlFile(yamlPath, yamlFile), overrides);
-  const readIssues: Issue[] = [];
-  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues);
-  const accFile = values["accelerate-config"];
-  const accelerate =
-    typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;
+  const { launchDir, yaml, deepspeed, accelerate, readIssues } = readSetup(yamlFile, overrides, values, io);
   const launcher: Launcher = launcherFlag ?? (accelerate !== null ? "accelerate" : "torchrun");
   const hardware = hw as Hardware;
   const model = typeof values.model === "string" ? values.model : undefined;

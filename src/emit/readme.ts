@@ -8,9 +8,10 @@ import { commentText, planSummary } from "./scripts.ts";
 import { TARGET_VERSIONS, VERSION_CHOICES } from "./versions.ts";
 
 /** Markdown text with no line breaks or table pipes from user-given values. */
-const md = (s: string) => commentText(s).replace(/\|/g, "\\|");
+export const md = (s: string) => commentText(s).replace(/\|/g, "\\|");
 
-const PARTS = [
+/** The memory breakdown's parts with the labels the READMEs use. */
+export const MEMORY_PARTS = [
   ["weights", "weights"],
   ["gradients", "gradients"],
   ["optimizer", "optimizer states"],
@@ -21,22 +22,11 @@ const PARTS = [
   ["runtime", "CUDA context, NCCL, other"],
 ] as const;
 
-/** README.md of a bundle: the plan, the memory table, how to launch, and what was assumed and not executed. */
-export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): string {
-  const { plan, memory, params, trainable } = analysis;
-  const t = memory.train;
+/** The plan as (setting, value) rows for a README table; `demoDataset` describes the demo dataset when used. */
+export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, string][] {
+  const { plan, params, trainable } = analysis;
   const world = plan.gpus * plan.nodes;
-  const out: string[] = [];
-  out.push(`# Fine-tuning bundle: ${md(planSummary(plan))}`, "");
-  out.push(
-    analysis.valid
-      ? `**Predicted to fit**: ${formatGib(t.perGpu.deviceBytes)} per GPU at the training peak (${t.phase}), of ${formatGib(t.capacityBytes)} usable on a ${md(plan.gpu.name)} (${formatGib(plan.gpu.capacityBytes)} less ${Math.round(plan.headroom * 100)} % headroom).`
-      : `**Predicted not to run** (written with --allow-unfit): ${formatGib(t.perGpu.deviceBytes)} per GPU at the training peak, of ${formatGib(t.capacityBytes)} usable. See the issues below.`,
-    "",
-  );
-  out.push("## Plan", "");
-  out.push("| setting | value |", "|---|---|");
-  const rows: [string, string][] = [
+  return [
     [
       "model",
       `${md(plan.model.id)} (${plan.model.architecture.modelType}, ${formatCount(params.total)} parameters)`,
@@ -54,14 +44,31 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
     ],
     ["gradient checkpointing", plan.gradientCheckpointing ? "on" : "off"],
     ["template", md(plan.template)],
-    ["dataset", plan.dataset === null ? "the demo set in data/ (replace it with yours)" : md(plan.dataset)],
+    ["dataset", plan.dataset === null ? demoDataset : md(plan.dataset)],
   ];
+}
+
+/** README.md of a bundle: the plan, the memory table, how to launch, and what was assumed and not executed. */
+export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): string {
+  const { plan, memory } = analysis;
+  const t = memory.train;
+  const out: string[] = [];
+  out.push(`# Fine-tuning bundle: ${md(planSummary(plan))}`, "");
+  out.push(
+    analysis.valid
+      ? `**Predicted to fit**: ${formatGib(t.perGpu.deviceBytes)} per GPU at the training peak (${t.phase}), of ${formatGib(t.capacityBytes)} usable on a ${md(plan.gpu.name)} (${formatGib(plan.gpu.capacityBytes)} less ${Math.round(plan.headroom * 100)} % headroom).`
+      : `**Predicted not to run** (written with --allow-unfit): ${formatGib(t.perGpu.deviceBytes)} per GPU at the training peak, of ${formatGib(t.capacityBytes)} usable. See the issues below.`,
+    "",
+  );
+  out.push("## Plan", "");
+  out.push("| setting | value |", "|---|---|");
+  const rows = planRows(analysis, "the demo set in data/ (replace it with yours)");
   for (const [k, v] of rows) out.push(`| ${k} | ${v} |`);
   out.push("");
 
   out.push("## Memory per GPU (predicted)", "");
   out.push("| part | GiB |", "|---|---:|");
-  for (const [key, label] of PARTS) {
+  for (const [key, label] of MEMORY_PARTS) {
     out.push(`| ${label} | ${(t.perGpu.breakdown[key] / 1024 ** 3).toFixed(2)} |`);
   }
   out.push(

@@ -1,13 +1,13 @@
 import path from "node:path";
 import Handlebars from "handlebars";
-import { formatCount } from "../_util.ts";
 import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { DATASET_DIR, modelSlug } from "../emit/common.ts";
 import { demoImageSide, solidPng } from "../emit/dataset.ts";
 import type { EmittedFile } from "../emit/files.ts";
 import { type EmitOptions, resolveEmitOptions } from "../emit/options.ts";
-import { commentText, planSummary, shellQuote } from "../emit/scripts.ts";
+import { MEMORY_PARTS, md, planRows } from "../emit/readme.ts";
+import { planSummary, shellQuote } from "../emit/scripts.ts";
 import { TunefitError, usageError } from "../errors.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
 import { inputToArgs } from "../plan/recommend.ts";
@@ -114,44 +114,8 @@ export function renderTemplate(text: string, context: object, name: string): str
   }
 }
 
-/** Markdown text with no line breaks or table pipes from user-given values. */
-const md = (s: string) => commentText(s).replace(/\|/g, "\\|");
-
-const MEMORY_PARTS = [
-  ["weights", "weights"],
-  ["gradients", "gradients"],
-  ["optimizer", "optimizer states"],
-  ["activations", "activations"],
-  ["logits", "logits (loss)"],
-  ["buffers", "buffers (communication, gathered units)"],
-  ["fragmentation", "allocator reserve (fragmentation)"],
-  ["runtime", "CUDA context, NCCL, other"],
-] as const;
-
-function planRows(analysis: PlanAnalysis): { setting: string; value: string }[] {
-  const { plan, params, trainable } = analysis;
-  const world = plan.gpus * plan.nodes;
-  const rows: [string, string][] = [
-    [
-      "model",
-      `${md(plan.model.id)} (${plan.model.architecture.modelType}, ${formatCount(params.total)} parameters)`,
-    ],
-    ["trainable parameters", formatCount(trainable.trainable)],
-    ["method", plan.method === "qlora" ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})` : plan.method],
-    ["hardware", `${plan.nodes} node(s) × ${plan.gpus}× ${md(plan.gpu.name)}`],
-    ["sharding", plan.sharding === "fsdp" ? `fsdp (FSDP1 ${plan.fsdpStrategy})` : plan.sharding],
-    ["offload", plan.offload],
-    ["precision", plan.precision],
-    ["sequence length", `${plan.seqLen}${plan.packing ? " (packed)" : ""}`],
-    [
-      "batch",
-      `${plan.microBatch} per GPU × ${plan.gradAccum} accumulation × ${world} GPUs = ${plan.microBatch * plan.gradAccum * world} samples per step`,
-    ],
-    ["gradient checkpointing", plan.gradientCheckpointing ? "on" : "off"],
-    ["template", md(plan.template)],
-    ["dataset", plan.dataset === null ? "the bundle's demo set" : md(plan.dataset)],
-  ];
-  return rows.map(([setting, value]) => ({ setting, value }));
+function planTable(analysis: PlanAnalysis): { setting: string; value: string }[] {
+  return planRows(analysis, "the bundle's demo set").map(([setting, value]) => ({ setting, value }));
 }
 
 /** An npm package name: lowercase letters, digits and `- . _`, not starting with `.` or `_`. */
@@ -285,7 +249,7 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
       capacityBytes: plan.gpu.capacityBytes,
       headroomPercent: Math.round(plan.headroom * 100),
     },
-    rows: planRows(projectAnalysis),
+    rows: planTable(projectAnalysis),
     memory: {
       phase: t.phase,
       parts: MEMORY_PARTS.map(([key, label]) => ({ key, label, bytes: t.perGpu.breakdown[key] })),

@@ -1,40 +1,9 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { run } from "../../src/cli/run.ts";
+import { describe, expect, it } from "vitest";
+import { cli, useTempDirs } from "../support/cli.ts";
 
-function cli(argv: string[], cwd: string) {
-  let stdout = "";
-  let stderr = "";
-  const code = run(argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    cwd,
-  });
-  return { code, stdout, stderr };
-}
-const dirs: string[] = [];
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), "tunefit-init-"));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = useTempDirs("tunefit-init-");
 
 const PLAN = ["--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "rtx4090"];
 

@@ -1,37 +1,14 @@
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { run } from "../../src/cli/run.ts";
 import { parseOmegaConfYaml } from "../../src/doctor/read.ts";
+import { cli as runCli, useTempDirs } from "../support/cli.ts";
+
+const tempDir = useTempDirs("tunefit-doctor-");
 
 const FIXTURES = join(import.meta.dirname, "../fixtures/doctor");
-
-function cli(argv: string[], cwd = FIXTURES) {
-  let stdout = "";
-  let stderr = "";
-  const code = run(argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    cwd,
-  });
-  return { code, stdout, stderr };
-}
-
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "tunefit-doctor-"));
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const cli = (argv: string[], cwd = FIXTURES) => runCli(argv, cwd);
 
 interface DoctorJson {
   issues: { code: string; severity: string; path: string }[];

@@ -1,27 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { flagName, PLAN_FLAGS } from "../../src/cli/flags.ts";
-import { run } from "../../src/cli/run.ts";
 import type { PlanInput } from "../../src/schema/plan.ts";
+import { cli } from "../support/cli.ts";
 
 /*
  * Every plan flag of the contract, given a bad value, stops with exit 2 and one message naming that flag's field.
  * Each flag runs with the flags that make it meaningful (its qualifier), so the error is about the value.
  */
-
-function cli(argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = run(argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    cwd: process.cwd(),
-  });
-  return { code, stdout, stderr };
-}
 
 const BASE = ["--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g"];
 /** What a flag needs beside it to mean something. */

@@ -1,39 +1,15 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import { run } from "../../src/cli/run.ts";
+import { describe, expect, it } from "vitest";
+import { cli, useTempDirs } from "../support/cli.ts";
+
+const tempDir = useTempDirs("tunefit-hostile-");
 
 /*
  * Hostile files: config.json, plan specs and training YAMLs that are broken, huge, mistyped or built to explode.
  * Each gives exit 2 with the file (and field) named, never a stack trace; nothing generated runs what it carries.
  */
-
-function cli(argv: string[], cwd: string) {
-  let stdout = "";
-  let stderr = "";
-  const code = run(argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    cwd,
-  });
-  return { code, stdout, stderr };
-}
-
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "tunefit-hostile-"));
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 
 const QWEN3 = readFileSync(join(import.meta.dirname, "../fixtures/configs/qwen3-8b/config.json"), "utf8");
 const withConfig = (cwd: string, text: string) => {
