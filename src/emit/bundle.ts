@@ -27,6 +27,10 @@ export interface EmitFilesOptions extends EmitBundleOptions {
   readonly assumptions?: Partial<MemoryAssumptions>;
 }
 
+/** The yaml-language-server modeline naming a file's JSON Schema (first line of the file). */
+const modeline = (schema: string | undefined) =>
+  schema === undefined ? [] : [`yaml-language-server: $schema=${schema.replace(/\s/g, "%20")}`];
+
 const headerFor = (plan: Plan, what: string) => [
   `${what} for ${planSummary(plan)}.`,
   `Written by tunefit. ${targetsLine()}`,
@@ -44,6 +48,7 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions 
     path: BUNDLE_FILES.trainYaml,
     contents: toYaml(trainYaml(plan, options), {
       header: [
+        ...modeline(options.schemas?.trainYaml),
         ...headerFor(plan, "LLaMA-Factory training config"),
         "Launch with ./launch.sh (see README.md).",
       ],
@@ -57,7 +62,9 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions 
   if (acc !== null) {
     files.push({
       path: BUNDLE_FILES.accelerate,
-      contents: toYaml(acc, { header: headerFor(plan, "accelerate FSDP config") }),
+      contents: toYaml(acc, {
+        header: [...modeline(options.schemas?.accelerate), ...headerFor(plan, "accelerate FSDP config")],
+      }),
     });
   }
   files.push({ path: BUNDLE_FILES.launch, contents: launchScript(plan, options), executable: true });

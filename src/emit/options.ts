@@ -33,6 +33,12 @@ export interface EmitOptions {
    * (appended in order when new), `remove` drops emitted keys. Every key must be one LLaMA-Factory accepts; the
    * bundle check says so otherwise.
    */
+  /**
+   * JSON Schemas for editors: each given path or URL is named on the first line of the YAML it describes
+   * (`# yaml-language-server: $schema=…`, read by VS Code's YAML extension). Write the files with
+   * `tunefit schema llamafactory|accelerate`.
+   */
+  readonly schemas?: { readonly trainYaml?: string; readonly accelerate?: string };
   readonly trainYaml?: {
     readonly set?: Readonly<Record<string, unknown>>;
     readonly remove?: readonly string[];

@@ -454,3 +454,21 @@ describe("the train.yaml escape hatch", () => {
     expect(checkBundle(bad, plan).map((i) => i.code)).toEqual(["TARGET_UNKNOWN_KEY"]);
   });
 });
+
+describe("JSON Schemas named for editors", () => {
+  it("train.yaml and accelerate_fsdp.yaml name their schema on the first line when asked, and still parse", () => {
+    const { plan } = resolvePlan({ model: "Qwen/Qwen3-4B", gpu: "a100-80g", gpus: 2, sharding: "fsdp" });
+    const files = emitFiles(plan, {
+      schemas: {
+        trainYaml: "./.vscode/llamafactory.schema.json",
+        accelerate: "./.vscode/accelerate.schema.json",
+      },
+    });
+    const train = textOf(file(files, "train.yaml") as EmittedFile);
+    expect(train.split("\n")[0]).toBe("# yaml-language-server: $schema=./.vscode/llamafactory.schema.json");
+    const acc = textOf(file(files, "accelerate_fsdp.yaml") as EmittedFile);
+    expect(acc.split("\n")[0]).toBe("# yaml-language-server: $schema=./.vscode/accelerate.schema.json");
+    expect(parse(train, { version: "1.1" })).toEqual(trainYaml(plan));
+    expect(textOf(emitFiles(plan)[0] as EmittedFile)).not.toContain("yaml-language-server");
+  });
+});
