@@ -168,6 +168,20 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "transformers modeling_utils (zero.Init skipped when quantized); accelerate utils/fsdp_utils.py (FSDP2 + bnb)",
   },
   {
+    code: "FP32_NOT_EXPRESSIBLE",
+    fields: ["precision"],
+    severity: "warning",
+    applies: (p) => p.precision === "fp32",
+    message: () =>
+      "LLaMA-Factory has no fp32 switch: with neither bf16 nor fp16 set it takes the compute dtype from the checkpoint (bf16 > fp16 > fp32), so a bf16 checkpoint still loads and computes in bf16; the memory shown is for fp32 weights",
+    hint: (p) =>
+      p.gpu.bf16
+        ? "Use --precision bf16 (what LLaMA-Factory will do for a bf16 checkpoint), or keep fp32 for an fp32 checkpoint."
+        : "Use --precision fp16 on this GPU, or keep fp32 for an fp32 checkpoint.",
+    source:
+      "LLaMA-Factory hparams/parser.py:640-643 and model/patcher.py:375-379 (infer the dtype when unset)",
+  },
+  {
     code: "TEMPLATE_NOT_MULTIMODAL",
     fields: ["imagesPerSample", "template"],
     severity: "error",

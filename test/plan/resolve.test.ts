@@ -140,6 +140,7 @@ describe("rules that stop a run", () => {
     ["LIGER_UNSUPPORTED_MODEL", { model: "internlm/internlm2_5-7b-chat", liger: true }],
     ["GEMMA2_ATTENTION", { model: "google/gemma-2-2b-it", attention: "sdpa" }],
     ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "fsdp2" }],
+    ["FP32_NOT_EXPRESSIBLE", { precision: "fp32" }],
   ];
   it("covers every rule of the table", () => {
     expect(cases.map(([code]) => code).sort()).toEqual(PLAN_RULES.map((r) => r.code).sort());
