@@ -70,7 +70,7 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions 
   files.push({ path: BUNDLE_FILES.launch, contents: launchScript(plan, options), executable: true });
   if (plan.nodes > 1) {
     files.push({ path: BUNDLE_FILES.slurm, contents: slurmScript(plan, options), executable: true });
-    const job = pytorchJob(plan, options);
+    const job = pytorchJob(plan, options, analysis.memory.hostRam.perNodeBytes);
     if (job !== null) {
       files.push({
         path: BUNDLE_FILES.pytorchJob,

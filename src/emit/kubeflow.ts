@@ -16,7 +16,18 @@ export const PYTORCHJOB_PORT = 23456;
 /** Where the image holds the bundle. */
 export const BUNDLE_MOUNT = "/workspace/bundle";
 
-function replica(plan: Plan, image: string, replicas: number): Record<string, unknown> {
+function replica(
+  plan: Plan,
+  image: string,
+  replicas: number,
+  hostBytes: number | undefined,
+): Record<string, unknown> {
+  // the predicted host memory per node (loading, offload) as a scheduling request; no limit, so a low estimate
+  // cannot get the pod killed
+  const resources: Record<string, unknown> = { limits: { "nvidia.com/gpu": plan.gpus } };
+  if (hostBytes !== undefined && hostBytes > 0) {
+    resources.requests = { memory: `${Math.ceil(hostBytes / 1024 ** 3)}Gi` };
+  }
   return {
     replicas,
     restartPolicy: "OnFailure",
@@ -30,7 +41,7 @@ function replica(plan: Plan, image: string, replicas: number): Record<string, un
             workingDir: BUNDLE_MOUNT,
             command: ["bash", "-c", 'NODE_RANK="${PET_NODE_RANK:-$RANK}" exec ./launch.sh'],
             ports: [{ name: "pytorchjob-port", containerPort: PYTORCHJOB_PORT }],
-            resources: { limits: { "nvidia.com/gpu": plan.gpus } },
+            resources,
             volumeMounts: [{ name: "dshm", mountPath: "/dev/shm" }],
           },
         ],
@@ -42,7 +53,12 @@ function replica(plan: Plan, image: string, replicas: number): Record<string, un
 }
 
 /** The PyTorchJob manifest of a multi-node plan, or null for one node. */
-export function pytorchJob(plan: Plan, options: EmitOptions = {}): Record<string, unknown> | null {
+export function pytorchJob(
+  plan: Plan,
+  options: EmitOptions = {},
+  /** predicted host memory per node (the memory model's hostRam), requested for each pod */
+  hostBytes?: number,
+): Record<string, unknown> | null {
   if (plan.nodes < 2) return null;
   const { image } = resolveEmitOptions(plan, options);
   const name = `tunefit-${modelSlug(plan)}`.replace(/\./g, "-").slice(0, 52).replace(/-+$/, "");
@@ -52,8 +68,8 @@ export function pytorchJob(plan: Plan, options: EmitOptions = {}): Record<string
     metadata: { name },
     spec: {
       pytorchReplicaSpecs: {
-        Master: replica(plan, image, 1),
-        Worker: replica(plan, image, plan.nodes - 1),
+        Master: replica(plan, image, 1, hostBytes),
+        Worker: replica(plan, image, plan.nodes - 1, hostBytes),
       },
     },
   };

@@ -15,7 +15,9 @@ import { pytorchJob } from "../../src/emit/kubeflow.ts";
 import { formatYamlFloat } from "../../src/emit/serialize.ts";
 import { trainYaml } from "../../src/emit/train-yaml.ts";
 import { writeFiles } from "../../src/emit/write-files.ts";
+import { analyzePlan } from "../../src/plan/analyze.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
+import type { PlanInput } from "../../src/schema/plan.ts";
 import { MATRIX } from "./matrix.ts";
 import { findPython, pythonRequired, runPython } from "./python.ts";
 
@@ -68,7 +70,11 @@ describe("bundles of the strategy matrix", () => {
       const acc = file(files, "accelerate_fsdp.yaml");
       if (acc) expect(parse(textOf(acc), { version: "1.1" })).toEqual(accelerateConfig(plan));
       const job = file(files, "pytorchjob.yaml");
-      if (job) expect(parse(textOf(job), { version: "1.1" })).toEqual(pytorchJob(plan));
+      if (job) {
+        const host = analyzePlan(MATRIX[name] as PlanInput).memory.hostRam.perNodeBytes;
+        expect(parse(textOf(job), { version: "1.1" })).toEqual(pytorchJob(plan, {}, host));
+        expect(textOf(job)).toContain(`memory: ${Math.ceil(host / 1024 ** 3)}Gi`);
+      }
     });
   }
 
