@@ -1,3 +1,4 @@
+import { deepspeedBatchIssues } from "../emit/check-bundle.ts";
 import { usesFsdp } from "../emit/common.ts";
 import { type Issue, TunefitError } from "../errors.ts";
 import { estimateLoadMemory } from "../memory/load.ts";
@@ -94,24 +95,9 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
   const ds = input.deepspeed;
   if (ds.kind !== "none") {
     issues.push(...checkDeepSpeedConfig(ds.config, ds.kind === "file" ? ds.path : `${name}:deepspeed`));
-    const micro = (input.yaml.per_device_train_batch_size as number | undefined) ?? 8;
-    const accum = (input.yaml.gradient_accumulation_steps as number | undefined) ?? 1;
-    for (const [key, want] of [
-      ["train_micro_batch_size_per_gpu", micro],
-      ["gradient_accumulation_steps", accum],
-      ["train_batch_size", micro * accum * world],
-    ] as const) {
-      const v = ds.config[key];
-      if (v !== undefined && v !== "auto" && v !== want) {
-        issues.push({
-          code: "DEEPSPEED_BATCH_MISMATCH",
-          severity: "error",
-          path: `${ds.kind === "file" ? ds.path : "deepspeed"}:${key}`,
-          message: `${key} is ${JSON.stringify(v)} but the YAML and ${world} GPUs give ${want}: transformers stops with "Please correct the following DeepSpeed config values that mismatch TrainingArguments values"`,
-          hint: `Write "auto" (transformers fills it) or ${want}.`,
-        });
-      }
-    }
+    issues.push(
+      ...deepspeedBatchIssues(ds.config, input.yaml, world, ds.kind === "file" ? ds.path : "deepspeed"),
+    );
     if (input.launcher === "torchrun" && world === 1) {
       issues.push({
         code: "DEEPSPEED_NEEDS_TORCHRUN",

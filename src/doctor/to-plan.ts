@@ -1,5 +1,5 @@
 import type { Issue } from "../errors.ts";
-import type { PlanInput } from "../schema/plan.ts";
+import { DATASET_NAMES, type PlanInput, TEMPLATE_NAME } from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
 
 /*
@@ -175,10 +175,10 @@ export function setupToPlan(
     input.freezeProjector = y.freeze_multi_modal_projector;
   if (num(y.image_max_pixels) !== undefined) input.imageMaxPixels = y.image_max_pixels;
   if (typeof y.optim === "string") input.optimizer = y.optim;
-  if (typeof y.dataset === "string" && /^[\p{L}\p{N}_.\-/:@+]+(,[\p{L}\p{N}_.\-/:@+]+)*$/u.test(y.dataset)) {
+  if (typeof y.dataset === "string" && DATASET_NAMES.test(y.dataset)) {
     input.dataset = y.dataset;
   }
-  if (typeof y.template === "string" && /^[A-Za-z0-9_.-]+$/.test(y.template)) input.template = y.template;
+  if (typeof y.template === "string" && TEMPLATE_NAME.test(y.template)) input.template = y.template;
 
   const modelled = Object.keys(y).filter((k) => (MODELLED_KEYS as readonly string[]).includes(k));
   const unmodelled = Object.keys(y).filter((k) => !(MODELLED_KEYS as readonly string[]).includes(k));

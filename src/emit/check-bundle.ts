@@ -54,6 +54,36 @@ function parsed(
 
 const num = (v: unknown): number | undefined => (typeof v === "number" ? v : undefined);
 
+/**
+ * DeepSpeed batch values transformers checks against the training arguments: explicit ones must equal the YAML's
+ * (`train_batch_size` = micro-batch × accumulation × world size), else the run stops; "auto" is filled in.
+ * Unset YAML values take transformers' defaults (8 per device, 1 accumulation step).
+ */
+export function deepspeedBatchIssues(
+  ds: Readonly<Record<string, unknown>>,
+  yaml: Readonly<Record<string, unknown>>,
+  world: number,
+  file: string,
+): Issue[] {
+  const micro = num(yaml.per_device_train_batch_size) ?? 8;
+  const accum = num(yaml.gradient_accumulation_steps) ?? 1;
+  const expected: [string, number][] = [
+    ["train_micro_batch_size_per_gpu", micro],
+    ["gradient_accumulation_steps", accum],
+    ["train_batch_size", micro * accum * world],
+  ];
+  return expected
+    .filter(([key, want]) => ds[key] !== undefined && ds[key] !== "auto" && ds[key] !== want)
+    .map(([key, want]) =>
+      issue(
+        "DEEPSPEED_BATCH_MISMATCH",
+        `${file}:${key}`,
+        `${key} is ${JSON.stringify(ds[key])}, but the YAML and ${world} GPU(s) give ${want} (train_batch_size = micro-batch × accumulation × world size): transformers stops with "Please correct the following DeepSpeed config values that mismatch TrainingArguments values"`,
+        `Write "auto" (transformers fills it) or ${want}.`,
+      ),
+    );
+}
+
 /** Every problem of a bundle for the plan it was made for; an empty list for a bundle that will start. */
 export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] {
   const issues: Issue[] = [];
@@ -116,27 +146,7 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
   }
   if (ds !== undefined) {
     issues.push(...checkDeepSpeedConfig(ds, String(dsPath)));
-    const micro = num(y.per_device_train_batch_size) ?? 8;
-    const accum = num(y.gradient_accumulation_steps) ?? 1;
-    const dsAt = (key: string) => `${dsPath}:${key}`;
-    const expect: [string, number][] = [
-      ["train_micro_batch_size_per_gpu", micro],
-      ["gradient_accumulation_steps", accum],
-      ["train_batch_size", micro * accum * world],
-    ];
-    for (const [key, want] of expect) {
-      const v = ds[key];
-      if (v !== undefined && v !== "auto" && v !== want) {
-        issues.push(
-          issue(
-            "DEEPSPEED_BATCH_MISMATCH",
-            dsAt(key),
-            `${key} is ${JSON.stringify(v)}, but train.yaml gives ${want} (train_batch_size = micro-batch × accumulation × ${world} GPUs); transformers stops on the mismatch`,
-            `Write "auto" or ${want}.`,
-          ),
-        );
-      }
-    }
+    issues.push(...deepspeedBatchIssues(ds, y, world, String(dsPath)));
     const enabled = (section: string) => (ds[section] as { enabled?: unknown } | undefined)?.enabled;
     for (const [section, flag] of [
       ["fp16", y.fp16 === true],
@@ -147,7 +157,7 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
         issues.push(
           issue(
             "DEEPSPEED_PRECISION_MISMATCH",
-            dsAt(`${section}.enabled`),
+            `${dsPath}:${section}.enabled`,
             `${section}.enabled is ${e} but train.yaml has ${section}: ${flag}; transformers stops on the mismatch`,
             'Write "auto".',
           ),

@@ -34,8 +34,11 @@ export const ModelDefinition = z.union([
 ]);
 export type ModelDefinition = z.infer<typeof ModelDefinition>;
 
+/** A chat template name: letters, digits and _ . - */
+export const TEMPLATE_NAME = /^[A-Za-z0-9_.-]+$/;
+
 /** Names LLaMA-Factory looks up in dataset_info.json (or hub ids), comma-separated: nothing a shell or YAML reads. */
-const DATASET_NAMES = /^[\p{L}\p{N}_.\-/:@+]+(,[\p{L}\p{N}_.\-/:@+]+)*$/u;
+export const DATASET_NAMES = /^[\p{L}\p{N}_.\-/:@+]+(,[\p{L}\p{N}_.\-/:@+]+)*$/u;
 
 const moduleList = z.array(z.string().regex(/^[A-Za-z_][\w.]*$/, "a module name")).min(1);
 
@@ -110,7 +113,7 @@ export const PlanInput = z.strictObject({
     .meta({ description: "dataset name(s) for the YAML, comma-separated; default the demo set" }),
   template: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+$/, "a template name of letters, digits and _ . -")
+    .regex(TEMPLATE_NAME, "a template name of letters, digits and _ . -")
     .optional()
     .meta({ description: "chat template; default the model's" }),
 });

@@ -478,3 +478,22 @@ describe("JSON Schemas named for editors", () => {
     expect(textOf(emitFiles(plan)[0] as EmittedFile)).not.toContain("yaml-language-server");
   });
 });
+
+describe("DeepSpeed batch values against the YAML", () => {
+  it("an explicit value that disagrees is the run-stopping mismatch; equal values and auto pass", () => {
+    const { plan, files } = bundle("zero3-full");
+    const withDs = (patch: Record<string, unknown>) =>
+      files.map((f) =>
+        f.path === "deepspeed.json"
+          ? { ...f, contents: JSON.stringify({ ...JSON.parse(textOf(f)), ...patch }) }
+          : f,
+      );
+    const world = plan.gpus * plan.nodes;
+    const right = plan.microBatch * plan.gradAccum * world;
+    expect(checkBundle(withDs({ train_batch_size: right }), plan)).toEqual([]);
+    const wrong = checkBundle(withDs({ train_batch_size: right + 1 }), plan);
+    expect(wrong.map((i) => [i.code, i.path])).toEqual([
+      ["DEEPSPEED_BATCH_MISMATCH", "deepspeed.json:train_batch_size"],
+    ]);
+  });
+});
