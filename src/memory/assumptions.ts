@@ -14,6 +14,14 @@ export interface MemoryAssumptions {
    */
   readonly cudaContextBytes: number;
   /**
+   * Non-PyTorch memory a training step adds to the bare context: the kernel modules it loads lazily (attention,
+   * GEMM, optimizer and loss kernels) and library handles. Measured: 1.35 GiB of device memory beyond
+   * `max_memory_reserved` after LoRA training steps of two models on one H200 (torch 2.11, CUDA 13; the same
+   * 1.35 GiB for both, docs/memory-model.md), and 1.3 GB for "the kernels alone" on a V100 before lazy loading
+   * (transformers model_memory_anatomy.md): 1.35 GiB − the 512 MiB context.
+   */
+  readonly cudaKernelBytes: number;
+  /**
    * NCCL communicator buffers per process when more than one GPU takes part ("~0.5 GB per communicator",
    * okoge-kaz memory estimator).
    */
@@ -37,13 +45,19 @@ export interface MemoryAssumptions {
   /** GPTQ 8-bit with group size 128. */
   readonly gptq8BytesPerParam: number;
   /**
-   * Logits per token, in units of the vocabulary, at the loss: HF ForCausalLMLoss keeps the bf16 logits (2 B),
-   * upcasts them (`logits.float()`, 4 B) and log_softmax saves its fp32 output (4 B) = 10 B × V; in backward the
-   * fp32 gradient (4 B) meets the saved output. Cut-CE paper: ≈ 3 fp32 copies for Gemma 2 (24 GB at 8,192 tokens,
-   * V = 256,000); torchtune chunked CE saved ≈ 2 fp32 copies.
+   * Logits per token, in units of the vocabulary, at the loss's peak. HF ForCausalLMLoss upcasts the bf16 logits
+   * (`logits.float()`) and cross_entropy's log_softmax saves its fp32 output: 2 + 4 + 4 = 10 B in forward. The
+   * peak is in backward: nll_loss's fp32 input gradient (4 B) and log_softmax's fp32 output gradient (4 B) are
+   * live beside the saved output (4 B) = 12 B, while the upcast copy is gone and the Trainer has dropped the
+   * model output (torch LogSoftmaxBackward saves its result; transformers loss_utils.py ForCausalLMLoss). One H200
+   * run of Qwen2.5-1.5B at 8,192 tokens measured 2.43 GiB more allocated than the 10 B reading: 2 B × V × tokens
+   * is 2.32 GiB (docs/memory-model.md). Cut-CE paper: ≈ 3 fp32 copies (24 GB for Gemma 2 at 8,192 tokens).
    */
   readonly logitsBytesPerVocabToken: number;
-  /** Same in fp32 training: no upcast copy (fp32 logits 4 B + saved log_softmax 4 B). */
+  /**
+   * Same in fp32 training: the fp32 logits (4 B) and the saved output (4 B) in forward; the saved output and the
+   * two gradients (12 B) in backward.
+   */
   readonly logitsBytesPerVocabTokenFp32: number;
   /**
    * Temporaries of the optimizer step, as copies of the trainable parameters in their dtype: torch's foreach
@@ -73,14 +87,15 @@ export interface MemoryAssumptions {
 /** The defaults; each field's comment says where it comes from. */
 export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   cudaContextBytes: 512 * MiB,
+  cudaKernelBytes: 870 * MiB,
   ncclBytes: 512 * MiB,
   fragmentationOfTransient: 0.2,
   nf4BytesPerParam: 4.127 / 8,
   int8BytesPerParam: 1.0,
   gptq4BytesPerParam: 0.5 + 2.5 / 128,
   gptq8BytesPerParam: 1.0 + 2.5 / 128,
-  logitsBytesPerVocabToken: 10,
-  logitsBytesPerVocabTokenFp32: 8,
+  logitsBytesPerVocabToken: 12,
+  logitsBytesPerVocabTokenFp32: 12,
   optimizerStepTempCopies: 1,
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,

@@ -408,6 +408,7 @@ export function estimateTrainMemory(
     // one NCCL communicator for the data-parallel group; hybrid sharding adds the node-local one
     runtime:
       as.cudaContextBytes +
+      as.cudaKernelBytes +
       (split.world > 1 ? as.ncclBytes * (plan.fsdpStrategy === "hybrid_shard" && plan.nodes > 1 ? 2 : 1) : 0),
   });
   const allocatedBytes =
