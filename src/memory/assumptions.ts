@@ -74,6 +74,11 @@ export interface MemoryAssumptions {
    * fuses them into 3-D parameters. LLaMA-Factory ff6d4d12ee supports both (transformers >=4.55,<=5.8).
    */
   readonly transformersExpertsAsLinear: boolean;
+  /**
+   * DeepSpeed ZeRO-3's `stage3_max_reuse_distance`, in parameters: 1e9 in LLaMA-Factory's ds_z3_config.json and
+   * in the deepspeed.json tunefit writes. Gathered parameters reused within this distance are not released.
+   */
+  readonly zero3MaxReuseDistance: number;
   /** Shard size assumed when the catalog does not know the checkpoint's shards (save_pretrained's 5 GB default). */
   readonly defaultShardBytes: number;
   /**
@@ -99,6 +104,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   optimizerStepTempCopies: 1,
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
+  zero3MaxReuseDistance: 1e9,
   defaultShardBytes: 5e9,
   accelerateFsdp2CastsFrozenToFp32: true,
 };

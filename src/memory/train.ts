@@ -256,12 +256,24 @@ export function estimateTrainMemory(
   if (split.weights > 1 || offloadParams) {
     let gathered: number;
     if (plan.sharding === "zero3") {
-      // DeepSpeed's estimator: 4 B × the largest module's parameters (its 16-bit parameters gathered and its
-      // 16-bit gradients computed); the embedding or lm_head is often the largest (stage3.py
-      // estimate_zero3_model_states_mem_needs, largest_layer_memory).
+      // DeepSpeed's estimator: 4 B × the largest module's parameters, its 16-bit parameters gathered (2 B) and its
+      // 16-bit gradients computed (2 B); the embedding or lm_head is often the largest (stage3.py
+      // estimate_zero3_model_states_mem_needs, largest_layer_memory). A frozen module has no gradient: LoRA and
+      // freeze tuning gather the 16-bit weights only, unless additional_target trains the embedding or lm_head.
       const largestLinear = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
       const largest = Math.max(largestLinear, params.embedTokens, params.lmHead);
-      gathered = 2 * largest * bytesPerWeight + 2 * largest * a;
+      const largestTrained =
+        isFull || (plan.additionalTarget ?? []).some((m) => /embed|wte|lm_head|output/.test(m));
+      // A released module's parameters are kept gathered when the trace uses them again within
+      // stage3_max_reuse_distance parameters (partitioned_param_coordinator.py __params_to_release). Around the
+      // loss the last layers' forward use and their backward use (recompute + backward with checkpointing) are
+      // that close: the last (distance − 2 × lm_head) / 3 parameters stay gathered (/ 2 without checkpointing).
+      const head = params.lmHead > 0 ? params.lmHead : params.embedTokens;
+      const retained = Math.min(
+        layerParams * t.numLayers,
+        Math.max(0, (as.zero3MaxReuseDistance - 2 * head) / (plan.gradientCheckpointing ? 3 : 2)),
+      );
+      gathered = (largest + retained) * bytesPerWeight + (largestTrained ? largest * a : 0);
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
       // root unit (embeddings, final norm, lm_head) is not resharded after forward.
