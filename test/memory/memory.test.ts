@@ -102,6 +102,20 @@ describe("mechanisms", () => {
   const m = (input: Record<string, unknown>) =>
     estimateTrainMemory(plan({ gpu: "h200", model: "Qwen/Qwen2.5-7B", ...input })).breakdown;
 
+  it("peaks at the loss's backward: 12 B × vocabulary per token, in bf16 and fp32 training alike", () => {
+    // checkpointing on: the loss outweighs one recomputed layer at 152,064 × 8,192 tokens
+    for (const precision of ["bf16", "fp32"] as const) {
+      const b = m({ method: "lora", microBatch: 4, seqLen: 2048, precision });
+      expect(b.logits).toBe(4 * 2048 * 152_064 * 12);
+    }
+  });
+
+  it("counts the bare CUDA context plus the kernels a training step loads, and NCCL with several GPUs", () => {
+    const MiB = 1024 ** 2;
+    expect(m({ method: "lora" }).runtime).toBe((512 + 870) * MiB);
+    expect(m({ method: "lora", gpus: 2 }).runtime).toBe((512 + 870 + 512) * MiB);
+  });
+
   it("upcasts trainable parameters to fp32 unless pure_bf16", () => {
     const full = m({ method: "full" });
     const pure = m({ method: "full", precision: "pure_bf16" });
@@ -297,5 +311,44 @@ describe("sharding mechanisms", () => {
     const z3 = train({ method: "lora", sharding: "zero3", gpus: 8 });
     const fsdp = train({ method: "lora", sharding: "fsdp", gpus: 8 });
     expect(z3.buffers).toBeGreaterThan(fsdp.buffers);
+  });
+
+  it("gathers ZeRO-3's largest module with its 16-bit gradient only when it is trained", () => {
+    // Qwen2.5-7B: lm_head (152,064 × 3,584) is the largest module and exceeds 5e8 parameters, so nothing is
+    // retained for reuse. weights = partition / N + gathered, so gathered = 2 × weights(16 GPUs) − weights(8).
+    const weights = (method: string, gpus: number) =>
+      estimateTrainMemory(
+        plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g", gpus, sharding: "zero3", method }),
+      ).breakdown.weights;
+    const largest = 152_064 * 3_584;
+    expect(2 * weights("full", 16) - weights("full", 8)).toBeCloseTo(4 * largest, -2);
+    expect(2 * weights("lora", 16) - weights("lora", 8)).toBeCloseTo(2 * largest, -2);
+  });
+
+  it("keeps the last layers gathered within stage3_max_reuse_distance of their backward use", () => {
+    // Llama-2-7B: lm_head 32,000 × 4,096 = 131 M parameters; (1e9 − 2 × 131 M) / 3 stay gathered with
+    // checkpointing, / 2 without, 2 B each.
+    const weights = (input: Record<string, unknown>, over = {}) =>
+      estimateTrainMemory(
+        plan({
+          model: "meta-llama/Llama-2-7b-hf",
+          gpu: "h100-80g",
+          gpus: 8,
+          sharding: "zero3",
+          method: "lora",
+          ...input,
+        }),
+        over,
+      ).breakdown.weights;
+    const head = 32_000 * 4_096;
+    for (const [ckpt, divisor] of [
+      [true, 3],
+      [false, 2],
+    ] as const) {
+      const retained =
+        weights({ gradientCheckpointing: ckpt }) -
+        weights({ gradientCheckpointing: ckpt }, { zero3MaxReuseDistance: 0 });
+      expect(retained).toBeCloseTo(((1e9 - 2 * head) / divisor) * 2, -3);
+    }
   });
 });
