@@ -157,6 +157,17 @@ function metricOf(c) {
   return "reserved"; // not stated
 }
 
+/** Rows without padding: packed, or fixed-length data, which is attended in full like packed rows. */
+function packingOf(c, notes) {
+  const kind = c.sequence_length.kind;
+  if (/(^|[^n])packed/.test(kind)) return true;
+  if (/^fixed/.test(kind)) {
+    notes.push("fixed-length rows (no padding) expressed as packing: no attention mask");
+    return true;
+  }
+  return false;
+}
+
 function bytesOf(c, notes) {
   const { value, unit } = c.measured;
   if (unit === "GiB") return value * GiB;
@@ -184,7 +195,7 @@ for (const c of cases) {
     method,
     precision: precisionOf(c),
     seqLen: c.sequence_length.value,
-    packing: /(^|[^n])packed/.test(c.sequence_length.kind),
+    packing: packingOf(c, notes),
     microBatch: c.micro_batch_size ?? 1,
     gradAccum: c.gradient_accumulation ?? 1,
     gradientCheckpointing: Boolean(c.gradient_checkpointing?.enabled),
@@ -255,7 +266,7 @@ for (const c of cases) {
     notes.push("Qwen-1's loss runs on bf16 logits (no fp32 upcast), which no flag expresses");
   if (/fsdp_qlora/.test(c.group)) {
     notes.push(
-      "fsdp_qlora's loop (transformers 4.38) keeps the fp32 logits of the output alive through backward and copies the shifted logits: ~14-16 B × vocabulary per token where LLaMA-Factory's loss needs 10",
+      "fsdp_qlora's loop (transformers 4.38) keeps the fp32 logits of the output alive through backward: 16 B × vocabulary per token at the loss's backward peak where LLaMA-Factory's needs 12",
     );
   }
 

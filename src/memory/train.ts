@@ -329,6 +329,13 @@ export function estimateTrainMemory(
   const working = 2 * ctx.rb * t.hiddenSize + 2 * a * mlpWidth;
   const maxLayer = Math.max(...perLayer);
   const sumLayers = perLayer.reduce((x, y) => x + y, 0);
+  // Padded batches under SDPA: transformers (masking_utils) builds one boolean (b, 1, s, s) mask when the batch
+  // holds padding, and torch's SDPA turns it into an additive mask in the compute dtype on every call
+  // (convert_boolean_attn_mask), which the memory-efficient kernel saves for backward. Packed rows are attended in
+  // full (LLaMA-Factory's packing, or fixed-length data): no mask. FlashAttention-2 unpads; eager attention's own
+  // s² terms are counted in the layer.
+  const maskElements = !plan.packing && !ctx.fa2 && !eager ? plan.microBatch * plan.seqLen ** 2 : 0;
+  const maskPerLayer = maskElements * a;
 
   // ---- logits
   let logitsPeak: number;
@@ -345,8 +352,8 @@ export function estimateTrainMemory(
   let activations: number;
   let logits: number;
   if (plan.gradientCheckpointing) {
-    const checkpoints = tokens * t.numLayers * ctx.rb * t.hiddenSize + vision.checkpointed;
-    const recompute = tokens * (maxLayer + working);
+    const checkpoints = tokens * t.numLayers * ctx.rb * t.hiddenSize + vision.checkpointed + maskElements;
+    const recompute = tokens * (maxLayer + working) + maskPerLayer;
     if (logitsPeak >= recompute) {
       activations = checkpoints;
       logits = logitsPeak;
@@ -355,7 +362,7 @@ export function estimateTrainMemory(
       logits = 0;
     }
   } else {
-    activations = tokens * (sumLayers + finalNorm) + vision.saved;
+    activations = tokens * (sumLayers + finalNorm) + vision.saved + maskElements + t.numLayers * maskPerLayer;
     logits = logitsPeak;
   }
 

@@ -147,10 +147,23 @@ describe("mechanisms", () => {
     );
   });
 
-  it("keeps the eager attention's s² terms, which sdpa does not", () => {
-    const eager = m({ attention: "eager", gradientCheckpointing: false, seqLen: 4096 });
-    const sdpa = m({ attention: "sdpa", gradientCheckpointing: false, seqLen: 4096 });
+  it("keeps the eager attention's s² terms, which sdpa on packed rows does not", () => {
+    const eager = m({ attention: "eager", gradientCheckpointing: false, seqLen: 4096, packing: true });
+    const sdpa = m({ attention: "sdpa", gradientCheckpointing: false, seqLen: 4096, packing: true });
     expect(eager.activations - sdpa.activations).toBeGreaterThan(28 * 28 * 4096 * 4096 * 6 * 0.99);
+  });
+
+  it("saves SDPA's additive padding mask per layer for padded batches, none for packed rows or FA2", () => {
+    const act = (input: Record<string, unknown>) =>
+      m({ attention: "sdpa", seqLen: 4096, microBatch: 2, ...input }).activations;
+    const s2 = 2 * 4096 ** 2; // micro-batch × s²
+    // the boolean mask (1 B) once, and its bf16 conversion saved by every layer (28), or by the recomputed one
+    expect(act({ gradientCheckpointing: false }) - act({ gradientCheckpointing: false, packing: true })).toBe(
+      s2 * (1 + 28 * 2),
+    );
+    // with checkpointing the bf16 copy belongs to the recomputed layer, which the loss outweighs here
+    expect(act({}) - act({ packing: true })).toBe(s2);
+    expect(act({ attention: "fa2" })).toBe(act({ attention: "fa2", packing: true }));
   });
 
   it("counts image tokens' vision work only as a transient while the tower is frozen", () => {
