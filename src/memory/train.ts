@@ -243,9 +243,14 @@ export function estimateTrainMemory(
     (plan.method === "qlora"
       ? loadedWeightBytes(plan, params, as)
       : (params.total - (isLora ? 0 : trainable.fullModules)) * a) * fsdp2Fp32;
-  // DeepSpeed keeps 16-bit model weights and puts the fp32 master copy into the optimizer state.
-  const trainableWeightBytes = deepspeed && mixed ? a : m;
-  const trainedWeights = (trainable.adapter + trainable.fullModules) * trainableWeightBytes;
+  // DeepSpeed keeps 16-bit model weights and puts the fp32 master copy into the optimizer state. PEFT's
+  // get_peft_model upcasts 16-bit adapter weights to fp32 (autocast_adapter_dtype, on in LLaMA-Factory's call),
+  // so LoRA adapters are fp32 under pure_bf16 too; DeepSpeed casts the whole module to its 16-bit dtype.
+  const fullBytes = deepspeed && mixed ? a : m;
+  const adapterBytes = deepspeed && !fp32 ? a : 4;
+  /** bytes of one copy of every trainable parameter in its dtype */
+  const trainableCopy = trainable.adapter * adapterBytes + trainable.fullModules * fullBytes;
+  const trainedWeights = trainableCopy;
   const weightsFull = frozenBase + trainedWeights;
   const offloadParams = plan.offload === "params";
   let weights = weightsFull / split.weights;
@@ -284,14 +289,16 @@ export function estimateTrainMemory(
   }
 
   // ---- gradients and optimizer
-  const gradBytes = deepspeed && mixed ? a : m;
-  let gradients = (trainable.trainable * gradBytes) / split.gradients;
+  let gradients = trainableCopy / split.gradients;
   if (offloadParams) gradients = 0;
   const masterBytes = deepspeed && mixed ? 4 : 0; // DeepSpeed's fp32 master copy of its partition
   const stateBytes =
     plan.optimizer === "adafactor"
       ? adafactorBytes(trainable, groups, plan)
-      : trainable.trainable * optimizerBytesPerParam(plan.optimizer, deepspeed ? 4 : m);
+      : deepspeed
+        ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
+        : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
+          trainable.fullModules * optimizerBytesPerParam(plan.optimizer, fullBytes);
   let optimizer = (trainable.trainable * masterBytes + stateBytes) / split.optimizer;
   if (plan.offload !== "none") optimizer = 0;
 
@@ -301,7 +308,8 @@ export function estimateTrainMemory(
     plan.method === "freeze" ? trainable.trainableLayers : isFull ? range(t.numLayers) : [],
   );
   const layerTraining = freezeSelection(plan);
-  const copyBytes = mixed ? a : m; // PEFT casts each adapted input to the adapter dtype (autocast casts it back)
+  // PEFT casts each adapted input to the adapter dtype (under autocast the matmul casts it back to 16 bits)
+  const copyBytes = mixed ? a : adapterBytes;
   // LLaMA-Factory skips Liger for some families; Gemma-2 under `auto` runs eager attention unless
   // FlashAttention-2 is possible (the conservative reading: eager where the GPU cannot run FA2).
   const liger = plan.liger && !LIGER_UNSUPPORTED.has(arch.modelType);
@@ -382,7 +390,7 @@ export function estimateTrainMemory(
       a *
       (plan.gradientCheckpointing ? t.vocabSize * t.hiddenSize : linearParams + t.vocabSize * t.hiddenSize);
   }
-  if (plan.sharding === "none" && split.world > 1) buffers += trainable.trainable * gradBytes; // DDP buckets
+  if (plan.sharding === "none" && split.world > 1) buffers += trainableCopy; // DDP buckets
   if (deepspeed) {
     // LLaMA-Factory's ds_z2 config: reduce bucket 5e8 elements (contiguous gradients); ds_z3: "auto" reduce bucket
     // hidden² and prefetch bucket 0.9 × hidden² (transformers HfTrainerDeepSpeedConfig).
@@ -390,7 +398,7 @@ export function estimateTrainMemory(
     buffers +=
       plan.sharding === "zero3"
         ? (Math.min(h2, trainable.trainable) + 0.9 * h2) * a
-        : Math.min(5e8, trainable.trainable) * gradBytes;
+        : Math.min(5e8, trainable.trainable) * a;
   }
   // The step's temporaries: torch's foreach AdamW materialises one parameter-sized tensor; DeepSpeed converts its
   // partition's 16-bit gradients to a fp32 .grad for the step (stage 1/2 per parameter group; stage 3 per
@@ -403,11 +411,11 @@ export function estimateTrainMemory(
             trainable.trainable / split.optimizer,
             plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
           ) * 4
-        : (trainable.trainable * m * as.optimizerStepTempCopies) / split.optimizer;
+        : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
   const states = weights + gradients + optimizer;
   const backward = states + activations + logits + buffers;
-  const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainable.trainable * gradBytes : 0;
+  const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainableCopy : 0;
   const step = states + stepTemp + ddpBuckets;
   const phase = step > backward ? "optimizer-step" : "backward";
   if (phase === "optimizer-step") {

@@ -124,6 +124,16 @@ describe("mechanisms", () => {
     expect(full.gradients).toBe(2 * pure.gradients);
   });
 
+  it("keeps LoRA adapters in fp32 under pure_bf16 (PEFT's autocast_adapter_dtype), additional targets in bf16", () => {
+    const lora = (precision: string, input: Record<string, unknown> = {}) =>
+      m({ method: "lora", precision, loraRank: 8, ...input });
+    expect(lora("pure_bf16").gradients).toBe(lora("bf16").gradients);
+    expect(lora("pure_bf16").optimizer).toBe(lora("bf16").optimizer);
+    const withHead = { additionalTarget: ["lm_head"] };
+    const head = 152_064 * 3_584;
+    expect(lora("bf16", withHead).gradients - lora("pure_bf16", withHead).gradients).toBe(head * 2);
+  });
+
   it("stores QLoRA's base weights in NF4 with 16-bit embeddings and lm_head", () => {
     const q = m({ method: "qlora" }).weights;
     const lora = m({ method: "lora" }).weights;
