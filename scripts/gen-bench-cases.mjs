@@ -268,6 +268,9 @@ for (const c of cases) {
     notes.push(
       "fsdp_qlora's loop (transformers 4.38) keeps the fp32 logits of the output alive through backward: 16 B × vocabulary per token at the loss's backward peak where LLaMA-Factory's needs 12",
     );
+    notes.push(
+      "the PEFT of that time (0.10) cast LoRA adapters to the base weight's bf16; PEFT ≥ 0.12 keeps them in fp32, as modelled",
+    );
   }
 
   let measuredBytes = bytesOf(c, notes);
