@@ -22,8 +22,8 @@ export interface MemoryAssumptions {
    */
   readonly cudaKernelBytes: number;
   /**
-   * NCCL communicator buffers per process when more than one GPU takes part ("~0.5 GB per communicator",
-   * okoge-kaz memory estimator).
+   * NCCL buffers of one communicator on one process ("~0.5 GB per communicator", okoge-kaz memory estimator).
+   * How many communicators a plan holds: `ncclCommunicators` in train.ts.
    */
   readonly ncclBytes: number;
   /**

@@ -432,11 +432,7 @@ export function estimateTrainMemory(
     logits,
     buffers,
     fragmentation: transient * as.fragmentationOfTransient,
-    // one NCCL communicator for the data-parallel group; hybrid sharding adds the node-local one
-    runtime:
-      as.cudaContextBytes +
-      as.cudaKernelBytes +
-      (split.world > 1 ? as.ncclBytes * (plan.fsdpStrategy === "hybrid_shard" && plan.nodes > 1 ? 2 : 1) : 0),
+    runtime: as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan),
   });
   const allocatedBytes =
     breakdown.weights +
@@ -454,6 +450,19 @@ export function estimateTrainMemory(
     phase,
     tokensPerMicroBatch: tokens,
   };
+}
+
+/**
+ * NCCL communicators each rank holds: none on one GPU; the default process group (DDP, FSDP, and the Trainer's
+ * own barriers and gathers); DeepSpeed adds a clone of the world group (deepspeed/utils/groups.py
+ * `_clone_world_group`); FSDP's hybrid sharding across nodes adds its intra-node and inter-node groups. Ring and
+ * tree buffers are per channel and peer connection, not per rank, so the count does not grow with the world size.
+ */
+export function ncclCommunicators(plan: Plan): number {
+  if (plan.gpus * plan.nodes === 1) return 0;
+  const deepspeed = plan.sharding === "zero1" || plan.sharding === "zero2" || plan.sharding === "zero3";
+  const hybrid = plan.fsdpStrategy === "hybrid_shard" && plan.nodes > 1;
+  return 1 + (deepspeed ? 1 : 0) + (hybrid ? 2 : 0);
 }
 
 /** What freeze tuning trains inside a chosen layer; every other method trains whole layers or none. */

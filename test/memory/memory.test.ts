@@ -114,6 +114,11 @@ describe("mechanisms", () => {
     const MiB = 1024 ** 2;
     expect(m({ method: "lora" }).runtime).toBe((512 + 870) * MiB);
     expect(m({ method: "lora", gpus: 2 }).runtime).toBe((512 + 870 + 512) * MiB);
+    // DeepSpeed clones the world group: a second communicator
+    expect(m({ method: "lora", gpus: 2, sharding: "zero2" }).runtime).toBe((512 + 870 + 2 * 512) * MiB);
+    // hybrid sharding across nodes adds its intra-node and inter-node groups
+    const hybrid = m({ method: "lora", gpus: 8, nodes: 2, sharding: "fsdp", fsdpStrategy: "hybrid_shard" });
+    expect(hybrid.runtime).toBe((512 + 870 + 3 * 512) * MiB);
   });
 
   it("upcasts trainable parameters to fp32 unless pure_bf16", () => {
