@@ -19,6 +19,7 @@ import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
+import { parseAssumptions } from "../memory/assumptions.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import { inputToArgs, maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
@@ -60,9 +61,12 @@ const GLOBAL_OPTIONS = {
   json: { type: "boolean" },
 } as const;
 
-function planOptions(): Record<string, { type: "string" } | { type: "boolean" }> {
-  const options: Record<string, { type: "string" } | { type: "boolean" }> = {
+type OptionSpec = { type: "string"; multiple?: boolean } | { type: "boolean" };
+
+function planOptions(): Record<string, OptionSpec> {
+  const options: Record<string, OptionSpec> = {
     spec: { type: "string" },
+    assume: { type: "string", multiple: true },
     recommend: { type: "boolean" },
     max: { type: "string" },
   };
@@ -81,6 +85,10 @@ function usage(command?: string): string {
       ["flag", "meaning"],
       ["--spec FILE", "a plan file (YAML or JSON, the builder's serialized form); flags override it"],
       ...Object.keys(PLAN_FLAGS).map((f) => [flagName(f), describe(f)]),
+      [
+        "--assume NAME=VALUE",
+        "override a memory-model assumption (repeatable): cudaContextBytes=1GiB, fragmentationOfTransient=0.3, accelerateFsdp2CastsFrozenToFp32=false, …",
+      ],
       ["--recommend", "also search the strategies and list the plans that fit, fastest first"],
       ["--max micro-batch|seq-len", "also find the largest micro-batch (or sequence length) that fits"],
       ["--json", "print the plan as JSON"],
@@ -146,6 +154,7 @@ function usage(command?: string): string {
           "llamafactory-cli (torchrun) or accelerate launch; default from the files",
         ],
         ["--fix --out DIR", "write the fixed files (YAML with every other key kept, configs, launch.sh)"],
+        ["--assume NAME=VALUE", "override a memory-model assumption, as for tunefit plan (repeatable)"],
         ["--json", "print the plan --json object with verdict, unmodelled keys and the fix"],
       ]),
       "",
@@ -246,7 +255,7 @@ function readSpec(file: string, io: CliIo): Record<string, unknown> {
 
 function parse(
   argv: readonly string[],
-  options: Record<string, { type: "string" | "boolean"; short?: string }>,
+  options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>,
 ) {
   // `--gpus -1` would read -1 as a flag; join a negative number to its flag so the value check names it
   const args: string[] = [];
@@ -300,6 +309,13 @@ function humanPlan(a: PlanAnalysis, color = false): string {
       `accumulation ${p.gradAccum} × ${p.gpus * p.nodes} GPU(s), ` +
       `${formatInt(p.microBatch * p.gradAccum * p.gpus * p.nodes * p.seqLen)} tokens per step`,
     `Template  ${p.template}`,
+    ...(Object.keys(a.assumptions).length > 0
+      ? [
+          `Assumed   ${Object.entries(a.assumptions)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(", ")} (memory model overrides, --assume)`,
+        ]
+      : []),
     "",
     table([
       ["parameters", "count", "exact"],
@@ -384,6 +400,12 @@ function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<
   return input;
 }
 
+/** The memory-model overrides of the repeatable --assume NAME=VALUE flag. */
+function assumptionsOf(values: Record<string, unknown>) {
+  const entries = values.assume;
+  return parseAssumptions(Array.isArray(entries) ? entries.filter((e) => typeof e === "string") : []);
+}
+
 function rejectPositionals(positionals: readonly string[], command: string): void {
   if (positionals.length > 0) {
     throw usageError(
@@ -421,7 +443,7 @@ function runEmit(argv: readonly string[], io: CliIo): number {
       "Add --out DIR (a new or empty folder; --force replaces a non-empty one).",
     );
   }
-  const analysis = analyzePlan(input, { cwd: io.cwd });
+  const analysis = analyzePlan(input, { cwd: io.cwd, assumptions: assumptionsOf(values) });
   const report = planReport(analysis);
   const allowUnfit = values["allow-unfit"] === true;
   if (!analysis.valid && !allowUnfit) {
@@ -637,7 +659,7 @@ function runInit(argv: readonly string[], io: CliIo): number {
   }
   rejectPositionals(extra, "init");
   const input = planInputFromFlags(values, io);
-  const analysis = analyzePlan(input, { cwd: io.cwd });
+  const analysis = analyzePlan(input, { cwd: io.cwd, assumptions: assumptionsOf(values) });
   if (!analysis.valid && values["allow-unfit"] !== true) {
     if (values.json) io.stdout(`${JSON.stringify({ files: [], plan: planReport(analysis) }, null, 2)}\n`);
     else io.stdout(humanPlan(analysis, io.color ?? false));
@@ -681,6 +703,7 @@ function runDoctor(argv: readonly string[], io: CliIo): number {
     fix: { type: "boolean" },
     out: { type: "string" },
     force: { type: "boolean" },
+    assume: { type: "string", multiple: true },
   });
   if (values.help) {
     io.stdout(usage("doctor"));
@@ -735,6 +758,7 @@ function runDoctor(argv: readonly string[], io: CliIo): number {
     ...(model === undefined ? {} : { model }),
     cwd: model === undefined ? launchDir : io.cwd,
     readIssues,
+    assumptions: assumptionsOf(values),
   });
   const json = {
     ...planReport(report.analysis),
@@ -847,7 +871,7 @@ function runPlan(argv: readonly string[], io: CliIo): number {
       "Write --max micro-batch or --max seq-len.",
     );
   }
-  const options = { cwd: io.cwd };
+  const options = { cwd: io.cwd, assumptions: assumptionsOf(values) };
   const analysis = analyzePlan(input, options);
   const report: Record<string, unknown> = planReport(analysis);
   const planInput = input as PlanInput;

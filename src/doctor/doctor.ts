@@ -1,6 +1,7 @@
 import { deepspeedBatchIssues } from "../emit/check-bundle.ts";
 import { usesFsdp } from "../emit/common.ts";
 import { type Issue, TunefitError } from "../errors.ts";
+import type { MemoryAssumptions } from "../memory/assumptions.ts";
 import { estimateLoadMemory } from "../memory/load.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
@@ -30,6 +31,8 @@ export interface DoctorInput {
   readonly cwd?: string;
   /** issues found while reading the files */
   readonly readIssues?: readonly Issue[];
+  /** overrides of the memory model's assumptions, for the verdict and every candidate fix */
+  readonly assumptions?: Partial<MemoryAssumptions>;
 }
 
 /** One edit of the setup. */
@@ -371,7 +374,10 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
 export function doctor(input: DoctorInput): DoctorReport {
   const setup = setupToPlan(input.yaml, input.deepspeed, input.accelerate, input.hardware, input.model);
   const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
-  const opts = input.cwd === undefined ? {} : { cwd: input.cwd };
+  const opts = {
+    ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
+    ...(input.assumptions === undefined ? {} : { assumptions: input.assumptions }),
+  };
   let analysis: PlanAnalysis;
   try {
     analysis = analyzePlan(setup.input, opts);

@@ -153,7 +153,14 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
 
   out.push("## What was assumed, and what was not executed", "");
   out.push(
-    "- Memory is a prediction of tunefit's model (its assumptions are named constants, overridable through the library), not a measurement.",
+    "- Memory is a prediction of tunefit's model (its assumptions are named constants, overridable through the library and `--assume`), not a measurement.",
+    ...(Object.keys(analysis.assumptions).length > 0
+      ? [
+          `- These figures use overridden assumptions: ${Object.entries(analysis.assumptions)
+            .map(([k, v]) => `\`${k}=${v}\``)
+            .join(", ")}.`,
+        ]
+      : []),
     "- Nothing in this bundle was executed when it was written: not LLaMA-Factory, DeepSpeed, accelerate, bitsandbytes, torchrun, Slurm or Kubernetes. tunefit checks each bundle statically before writing it: every key and value of train.yaml against LLaMA-Factory's accepted arguments, the DeepSpeed and accelerate files against their schemas at the targeted versions, and the cross-file rules (batch sizes, mixed precision, RAM-efficient loading). Its own tests also run `bash -n` and stubbed launches on bundles of every strategy.",
     `- Training settings the plan does not decide (learning rate, epochs, warm-up, scheduler, logging and saving) are LLaMA-Factory's example values; edit train.yaml to change them. ${VERSION_CHOICES.warmup.why}`,
   );

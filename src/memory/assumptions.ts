@@ -3,6 +3,8 @@
  * estimate function (`estimateMemory(plan, { cudaContextBytes: 800 * MiB })`) to change it.
  */
 
+import { usageError } from "../errors.ts";
+
 const MiB = 1024 ** 2;
 
 export interface MemoryAssumptions {
@@ -112,4 +114,65 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
 /** Fills a partial override with the defaults. */
 export function withDefaults(overrides: Partial<MemoryAssumptions> = {}): MemoryAssumptions {
   return { ...DEFAULT_ASSUMPTIONS, ...overrides };
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+};
+
+/**
+ * Overrides written as `NAME=VALUE` (the CLI's `--assume`): a number, with a size unit for the `…Bytes` fields
+ * (`cudaContextBytes=1GiB`), or `true`/`false` for the switches.
+ * @throws TunefitError (usage) naming the entry, for an unknown name or a value of the wrong kind
+ */
+export function parseAssumptions(entries: readonly string[], path = "--assume"): Partial<MemoryAssumptions> {
+  const names = Object.keys(DEFAULT_ASSUMPTIONS) as (keyof MemoryAssumptions)[];
+  const out: Record<string, number | boolean> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf("=");
+    const name = (eq < 0 ? entry : entry.slice(0, eq)).trim();
+    const raw = eq < 0 ? "" : entry.slice(eq + 1).trim();
+    if (!names.includes(name as keyof MemoryAssumptions)) {
+      throw usageError(
+        "ASSUMPTION_UNKNOWN",
+        path,
+        `${path} ${JSON.stringify(entry)}: no memory-model assumption is called ${JSON.stringify(name)}`,
+        `Write NAME=VALUE with one of: ${names.join(", ")}.`,
+      );
+    }
+    const fallback = DEFAULT_ASSUMPTIONS[name as keyof MemoryAssumptions];
+    if (typeof fallback === "boolean") {
+      if (!/^(true|false|on|off)$/.test(raw)) {
+        throw usageError(
+          "FLAG_VALUE_INVALID",
+          path,
+          `${path} ${JSON.stringify(entry)}: ${name} is a switch (default ${fallback})`,
+          `Write ${name}=true or ${name}=false.`,
+        );
+      }
+      out[name] = raw === "true" || raw === "on";
+      continue;
+    }
+    const bytes = name.endsWith("Bytes") || name.endsWith("BytesPerParam");
+    const m = /^(\d+(?:\.\d+)?(?:e[+-]?\d+)?)\s*([A-Za-z]*)$/.exec(raw);
+    const unit = m?.[2] ?? "";
+    const scale = unit === "" ? 1 : name.endsWith("Bytes") ? SIZE_UNITS[unit] : undefined;
+    const value = m && scale !== undefined ? Number(m[1]) * scale : Number.NaN;
+    if (!Number.isFinite(value) || value > 1e15) {
+      throw usageError(
+        "FLAG_VALUE_INVALID",
+        path,
+        `${path} ${JSON.stringify(entry)}: expected a non-negative number${bytes ? " (bytes; a unit such as MiB or GiB may follow)" : ""}`,
+        `Write e.g. ${name}=${name.endsWith("Bytes") ? "1GiB" : fallback} (default ${fallback}).`,
+      );
+    }
+    out[name] = value;
+  }
+  return out as Partial<MemoryAssumptions>;
 }

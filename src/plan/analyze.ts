@@ -18,6 +18,8 @@ export interface PlanAnalysis {
   readonly issues: readonly Issue[];
   /** false when any issue is an error: the run would stop (a rule, or memory) */
   readonly valid: boolean;
+  /** the memory-model assumptions overridden for this analysis (empty: every default) */
+  readonly assumptions: Partial<MemoryAssumptions>;
 }
 
 export interface AnalyzeOptions extends ResolveOptions {
@@ -48,6 +50,7 @@ export function analyzeResolvedPlan(
     memory,
     issues,
     valid: !issues.some((i) => i.severity === "error"),
+    assumptions,
   };
 }
 
@@ -157,6 +160,8 @@ export function planReport(analysis: PlanAnalysis) {
       dataset: plan.dataset,
     },
     issues: analysis.issues,
+    // only when some were overridden, so a default report keeps the contract's exact shape
+    ...(Object.keys(analysis.assumptions).length > 0 ? { assumptions: analysis.assumptions } : {}),
   };
 }
 export type PlanReport = ReturnType<typeof planReport>;

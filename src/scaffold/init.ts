@@ -243,7 +243,17 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
     valid: analysis.valid,
     planInput,
     emitOptions,
-    cli: { args: typeof planInput.model === "string" ? inputToArgs(planInput) : null },
+    cli: {
+      args:
+        typeof planInput.model === "string"
+          ? [
+              ...inputToArgs(planInput),
+              ...Object.entries(analysis.assumptions).flatMap(([k, v]) => ["--assume", `${k}=${v}`]),
+            ]
+          : null,
+    },
+    // memory-model overrides the project keeps (tunefit init --assume), or null
+    assumptions: Object.keys(analysis.assumptions).length > 0 ? analysis.assumptions : null,
     gpu: {
       name: md(plan.gpu.name),
       capacityBytes: plan.gpu.capacityBytes,

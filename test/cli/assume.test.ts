@@ -1,0 +1,114 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_ASSUMPTIONS, parseAssumptions } from "../../src/memory/assumptions.ts";
+import { cli, useTempDirs } from "../support/cli.ts";
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const BASE = ["--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "rtx4090"];
+const tempDir = useTempDirs("tunefit-assume-");
+
+function planJson(extra: readonly string[]) {
+  const r = cli(["plan", ...BASE, ...extra, "--json"]);
+  return { ...r, json: JSON.parse(r.stdout) };
+}
+
+describe("parseAssumptions", () => {
+  it("reads numbers, sizes with units for the …Bytes fields, and switches", () => {
+    expect(
+      parseAssumptions([
+        "cudaContextBytes=1.5GiB",
+        "cudaKernelBytes=870MiB",
+        "defaultShardBytes=5e9",
+        "fragmentationOfTransient=0.25",
+        "accelerateFsdp2CastsFrozenToFp32=off",
+        "transformersExpertsAsLinear=true",
+      ]),
+    ).toEqual({
+      cudaContextBytes: 1.5 * GiB,
+      cudaKernelBytes: 870 * MiB,
+      defaultShardBytes: 5e9,
+      fragmentationOfTransient: 0.25,
+      accelerateFsdp2CastsFrozenToFp32: false,
+      transformersExpertsAsLinear: true,
+    });
+  });
+
+  it("has every assumption documented in docs/memory-model.md's table", () => {
+    const doc = readFileSync(join("docs", "memory-model.md"), "utf8");
+    for (const name of Object.keys(DEFAULT_ASSUMPTIONS)) expect(doc, name).toContain(`| \`${name}\` `);
+  });
+
+  it("refuses unknown names and values of the wrong kind, naming the entry", () => {
+    for (const [entry, pattern] of [
+      ["cudaContext=1GiB", /no memory-model assumption is called "cudaContext"/],
+      ["cudaContextBytes", /expected a non-negative number/],
+      ["cudaContextBytes=-1", /expected a non-negative number/],
+      ["cudaContextBytes=1 parsec", /expected a non-negative number/],
+      ["fragmentationOfTransient=1GiB", /expected a non-negative number/],
+      ["accelerateFsdp2CastsFrozenToFp32=yes", /is a switch/],
+    ] as const) {
+      expect(() => parseAssumptions([entry]), entry).toThrow(pattern);
+    }
+  });
+});
+
+describe("--assume", () => {
+  it("changes the prediction and is echoed in plan --json", () => {
+    const base = planJson([]);
+    const r = planJson(["--assume", "cudaContextBytes=1GiB", "--assume", "fragmentationOfTransient=0"]);
+    expect(r.code).toBe(base.code);
+    expect(base.json.assumptions).toBeUndefined();
+    expect(r.json.assumptions).toEqual({ cudaContextBytes: GiB, fragmentationOfTransient: 0 });
+    const b = r.json.memory.train.perGpu.breakdown;
+    expect(b.runtime).toBe(GiB + DEFAULT_ASSUMPTIONS.cudaKernelBytes);
+    expect(b.fragmentation).toBe(0);
+    expect(r.json.memory.train.perGpu.allocatedBytes).toBe(base.json.memory.train.perGpu.allocatedBytes);
+  });
+
+  it("is listed in the human report", () => {
+    const r = cli(["plan", ...BASE, "--assume", "cudaContextBytes=1GiB"]);
+    expect(r.stdout).toMatch(
+      /^Assumed {3}cudaContextBytes=1073741824 \(memory model overrides, --assume\)$/m,
+    );
+  });
+
+  it("exits 2 at --assume for an unknown name, listing the names", () => {
+    const r = cli(["plan", ...BASE, "--assume", "contextBytes=1GiB"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no memory-model assumption is called "contextBytes"/);
+    expect(r.stderr).toMatch(/→ at --assume/);
+    expect(r.stderr).toMatch(/cudaContextBytes, cudaKernelBytes/);
+  });
+
+  it("can turn a fitting plan into one that does not fit (exit 3)", () => {
+    expect(cli(["plan", ...BASE]).code).toBe(0);
+    expect(cli(["plan", ...BASE, "--assume", "cudaContextBytes=20GiB"]).code).toBe(3);
+  });
+
+  it("reaches emit's README, doctor's verdict and init's plan.ts", () => {
+    const out = join(tempDir(), "bundle");
+    expect(cli(["emit", ...BASE, "--assume", "cudaContextBytes=1GiB", "--out", out]).code).toBe(0);
+    expect(readFileSync(join(out, "README.md"), "utf8")).toContain(
+      "These figures use overridden assumptions: `cudaContextBytes=1073741824`.",
+    );
+
+    const yaml = join("test", "fixtures", "doctor", "healthy-zero3", "train.yaml");
+    const args = ["doctor", yaml, "--gpu", "rtx4090", "--gpus", "4", "--json"];
+    const plain = JSON.parse(cli(args).stdout);
+    const assumed = JSON.parse(cli([...args, "--assume", "cudaContextBytes=2GiB"]).stdout);
+    expect(assumed.memory.train.perGpu.deviceBytes - plain.memory.train.perGpu.deviceBytes).toBe(
+      2 * GiB - DEFAULT_ASSUMPTIONS.cudaContextBytes,
+    );
+
+    const project = join(tempDir(), "proj");
+    expect(cli(["init", project, ...BASE, "--assume", "cudaContextBytes=1GiB"]).code).toBe(0);
+    const planTs = readFileSync(join(project, "plan.ts"), "utf8");
+    expect(planTs).toMatch(/^const assumptions = \{\n {2}"cudaContextBytes": 1073741824\n\};$/m);
+    expect(planTs).toContain("plan.analyze({ cwd: here, assumptions });");
+    expect(readFileSync(join(project, "README.md"), "utf8")).toContain(
+      "--assume cudaContextBytes=1073741824",
+    );
+  });
+});
