@@ -877,7 +877,13 @@ function runPlan(argv: readonly string[], io: CliIo): number {
   const planInput = input as PlanInput;
   let recommendations: RecommendResult | undefined;
   if (values.recommend) {
-    recommendations = recommend(planInput, options);
+    const found = recommend(planInput, options);
+    // each printed command keeps the overrides it was judged with
+    const assumeArgs = Object.entries(options.assumptions).flatMap(([k, v]) => ["--assume", `${k}=${v}`]);
+    recommendations = {
+      ...found,
+      recommendations: found.recommendations.map((x) => ({ ...x, args: [...x.args, ...assumeArgs] })),
+    };
     report.recommendations = recommendations.recommendations.map(({ input: _, ...r }) => r);
     report.recommendationSearch = { evaluated: recommendations.evaluated };
   }

@@ -74,6 +74,13 @@ describe("--assume", () => {
     );
   });
 
+  it("keeps the overrides in every recommended command", () => {
+    const r = planJson(["--recommend", "--assume", "cudaContextBytes=1GiB"]);
+    expect(r.json.recommendations.length).toBeGreaterThan(0);
+    for (const x of r.json.recommendations)
+      expect(x.args.slice(-2)).toEqual(["--assume", "cudaContextBytes=1073741824"]);
+  });
+
   it("exits 2 at --assume for an unknown name, listing the names", () => {
     const r = cli(["plan", ...BASE, "--assume", "contextBytes=1GiB"]);
     expect(r.code).toBe(2);
