@@ -121,6 +121,32 @@ for (const c of cases.filter((x) => x.scope === "single-gpu" && x.mapping.length
   console.log(`  ${c.id}: ${c.mapping.join("; ")}`);
 }
 
+// tunefit's own probe.py runs (not calibration cases): every metric, since each run measured all three.
+const probe = JSON.parse(readFileSync(resolve(root, "bench/data/probe-runs.json"), "utf8"));
+console.log(
+  "\nprobe.py runs on one H200 (own measurements, not counted above; the device figure is not independent:",
+);
+console.log("cudaKernelBytes was taken from these runs):");
+console.log("  run".padEnd(40), "allocated", "reserved ", "device   ", "(measured / predicted GiB, error)");
+for (const r of probe.runs) {
+  const { plan } = resolvePlan(r.plan, { cwd: root });
+  const m = estimateMemory(plan).train.perGpu;
+  const cell = (key, bytes) => {
+    const measured = r.measuredGiB[key];
+    const predicted = bytes / GiB;
+    const err = (predicted - measured) / measured;
+    return `${measured.toFixed(2)} / ${predicted.toFixed(2)} ${err >= 0 ? "+" : ""}${pct(err)}`;
+  };
+  console.log(
+    `  ${r.id}`.padEnd(40),
+    cell("allocated", m.allocatedBytes),
+    "|",
+    cell("reserved", m.reservedBytes),
+    "|",
+    cell("device", m.deviceBytes),
+  );
+}
+
 // Leave-one-group-out: refit the one tunable assumption (allocator fragmentation share) on the other groups,
 // then score the held-out group with it.
 const grid = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4];
