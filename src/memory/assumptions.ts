@@ -31,8 +31,10 @@ export interface MemoryAssumptions {
   /**
    * Reserved-but-unallocated memory of PyTorch's caching allocator, as a share of the memory that is allocated
    * and freed every step (activations, logits, step temporaries). Model states are allocated once and do not
-   * fragment. Published pairs: +0.1–1 % in static phases (torchtune, PEFT), +12–24 % of the total in training
-   * steps dominated by transient memory (fsdp_qlora benchmark: 10.24 vs 8.28 GiB, 10.22 vs 9.16 GiB).
+   * fragment. Measured with the default allocator: 0.22 and 0.31 of the predicted transient memory in two
+   * probe.py runs on one H200 (allocated predicted within 0.6 % there; docs/memory-model.md); +0.1–1 % of the
+   * total in static phases (torchtune, PEFT). FSDP's separate all-gather stream adds more (fsdp_qlora: 1–2 GiB),
+   * which this share does not model.
    */
   readonly fragmentationOfTransient: number;
   /**
@@ -96,7 +98,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   cudaContextBytes: 512 * MiB,
   cudaKernelBytes: 870 * MiB,
   ncclBytes: 512 * MiB,
-  fragmentationOfTransient: 0.2,
+  fragmentationOfTransient: 0.25,
   nf4BytesPerParam: 4.127 / 8,
   int8BytesPerParam: 1.0,
   gptq4BytesPerParam: 0.5 + 2.5 / 128,

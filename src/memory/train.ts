@@ -423,7 +423,8 @@ export function estimateTrainMemory(
     logits = 0;
     buffers = stepTemp + ddpBuckets;
   }
-  const transient = activations + logits + buffers;
+  // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator
+  const transient = activations + logits + buffers - ddpBuckets;
   const breakdown = roundBreakdown({
     weights,
     gradients,
