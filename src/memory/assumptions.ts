@@ -161,17 +161,17 @@ export function parseAssumptions(entries: readonly string[], path = "--assume"):
       out[name] = raw === "true" || raw === "on";
       continue;
     }
-    const bytes = name.endsWith("Bytes") || name.endsWith("BytesPerParam");
+    const sized = name.endsWith("Bytes");
     const m = /^(\d+(?:\.\d+)?(?:e[+-]?\d+)?)\s*([A-Za-z]*)$/.exec(raw);
     const unit = m?.[2] ?? "";
-    const scale = unit === "" ? 1 : name.endsWith("Bytes") ? SIZE_UNITS[unit] : undefined;
+    const scale = unit === "" ? 1 : sized ? SIZE_UNITS[unit] : undefined;
     const value = m && scale !== undefined ? Number(m[1]) * scale : Number.NaN;
     if (!Number.isFinite(value) || value > 1e15) {
       throw usageError(
         "FLAG_VALUE_INVALID",
         path,
-        `${path} ${JSON.stringify(entry)}: expected a non-negative number${bytes ? " (bytes; a unit such as MiB or GiB may follow)" : ""}`,
-        `Write e.g. ${name}=${name.endsWith("Bytes") ? "1GiB" : fallback} (default ${fallback}).`,
+        `${path} ${JSON.stringify(entry)}: expected a non-negative number${sized ? " of bytes; a unit such as MiB or GiB may follow" : ""}`,
+        `Write e.g. ${name}=${sized ? "1GiB" : fallback} (default ${fallback}).`,
       );
     }
     out[name] = value;

@@ -248,10 +248,9 @@ export function estimateTrainMemory(
   // so LoRA adapters are fp32 under pure_bf16 too; DeepSpeed casts the whole module to its 16-bit dtype.
   const fullBytes = deepspeed && mixed ? a : m;
   const adapterBytes = deepspeed && !fp32 ? a : 4;
-  /** bytes of one copy of every trainable parameter in its dtype */
+  /** bytes of one copy of every trainable parameter in its dtype (the trained weights; their gradients) */
   const trainableCopy = trainable.adapter * adapterBytes + trainable.fullModules * fullBytes;
-  const trainedWeights = trainableCopy;
-  const weightsFull = frozenBase + trainedWeights;
+  const weightsFull = frozenBase + trainableCopy;
   const offloadParams = plan.offload === "params";
   let weights = weightsFull / split.weights;
   // gathered units hold the compute dtype (FSDP mixed precision param_dtype; DeepSpeed's 16-bit copy), or the
