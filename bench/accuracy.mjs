@@ -123,10 +123,11 @@ for (const c of cases.filter((x) => x.scope === "single-gpu" && x.mapping.length
 
 // tunefit's own probe.py runs (not calibration cases): every metric, since each run measured all three.
 const probe = JSON.parse(readFileSync(resolve(root, "bench/data/probe-runs.json"), "utf8"));
+console.log("\nprobe.py runs on one H200 (own measurements, not counted above). In-sample, not a check: the");
 console.log(
-  "\nprobe.py runs on one H200 (own measurements, not counted above; the device figure is not independent:",
+  "fragmentation share and cudaKernelBytes were set from their reserved and device figures, and their",
 );
-console.log("cudaKernelBytes was taken from these runs):");
+console.log("allocated gap prompted the reading of the loss's backward peak:");
 console.log("  run".padEnd(40), "allocated", "reserved ", "device   ", "(measured / predicted GiB, error)");
 for (const r of probe.runs) {
   const { plan } = resolvePlan(r.plan, { cwd: root });

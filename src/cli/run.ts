@@ -19,10 +19,16 @@ import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
-import { parseAssumptions } from "../memory/assumptions.ts";
+import { type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
-import { inputToArgs, maxFitting, type RecommendResult, recommend } from "../plan/recommend.ts";
+import {
+  assumptionArgs,
+  inputToArgs,
+  maxFitting,
+  type RecommendResult,
+  recommend,
+} from "../plan/recommend.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
 import { PlanInput } from "../schema/plan.ts";
@@ -768,8 +774,8 @@ function runDoctor(argv: readonly string[], io: CliIo): number {
       verdict: report.verdict,
       modelledKeys: report.setup.modelled,
       unmodelledKeys: report.setup.unmodelled,
-      fix: report.fix && fixJson(report.fix),
-      alternatives: report.alternatives.map(fixJson),
+      fix: report.fix && fixJson(report.fix, report.analysis.assumptions),
+      alternatives: report.alternatives.map((f) => fixJson(f, report.analysis.assumptions)),
     },
   };
   let written: string[] = [];
@@ -796,12 +802,12 @@ function runDoctor(argv: readonly string[], io: CliIo): number {
   return report.valid ? EXIT.ok : EXIT.unfit;
 }
 
-function fixJson(f: Fix) {
+function fixJson(f: Fix, assumptions: Partial<MemoryAssumptions>) {
   return {
     changes: f.changes.map((c) => ({ kind: c.kind, target: c.target, text: c.text })),
     cost: f.cost,
     launcher: f.launcher,
-    args: inputToArgs(f.input),
+    args: [...inputToArgs(f.input), ...assumptionArgs(assumptions)],
     deviceBytes: f.deviceBytes,
     stepSeconds: f.stepSeconds,
   };
@@ -877,13 +883,7 @@ function runPlan(argv: readonly string[], io: CliIo): number {
   const planInput = input as PlanInput;
   let recommendations: RecommendResult | undefined;
   if (values.recommend) {
-    const found = recommend(planInput, options);
-    // each printed command keeps the overrides it was judged with
-    const assumeArgs = Object.entries(options.assumptions).flatMap(([k, v]) => ["--assume", `${k}=${v}`]);
-    recommendations = {
-      ...found,
-      recommendations: found.recommendations.map((x) => ({ ...x, args: [...x.args, ...assumeArgs] })),
-    };
+    recommendations = recommend(planInput, options);
     report.recommendations = recommendations.recommendations.map(({ input: _, ...r }) => r);
     report.recommendationSearch = { evaluated: recommendations.evaluated };
   }

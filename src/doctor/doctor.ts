@@ -1,7 +1,7 @@
 import { deepspeedBatchIssues } from "../emit/check-bundle.ts";
 import { usesFsdp } from "../emit/common.ts";
 import { type Issue, TunefitError } from "../errors.ts";
-import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptions.ts";
 import { estimateLoadMemory } from "../memory/load.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
@@ -312,7 +312,11 @@ function applyVariant(base: PlanInput, v: Variant): PlanInput {
 /** Issues of an FSDP setup whose accelerate config leaves RAM-efficient loading off: every rank loads a replica. */
 function replicaLoadIssue(analysis: PlanAnalysis): Issue | null {
   const plan = analysis.plan;
-  const replica = estimateLoadMemory({ ...plan, sharding: "none" }, analysis.memory.train.capacityBytes);
+  const replica = estimateLoadMemory(
+    { ...plan, sharding: "none" },
+    analysis.memory.train.capacityBytes,
+    analysis.assumptions,
+  );
   if (replica.fits) {
     return {
       code: "FSDP_LOAD_REPLICA",
@@ -374,9 +378,24 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
 export function doctor(input: DoctorInput): DoctorReport {
   const setup = setupToPlan(input.yaml, input.deepspeed, input.accelerate, input.hardware, input.model);
   const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
+  // the DeepSpeed config's own reuse distance, unless --assume gives one
+  const zero = input.deepspeed.kind === "none" ? undefined : input.deepspeed.config.zero_optimization;
+  const reuse =
+    typeof zero === "object" && zero !== null
+      ? (zero as Record<string, unknown>).stage3_max_reuse_distance
+      : undefined;
+  const assumptions = {
+    ...(typeof reuse === "number" &&
+    Number.isFinite(reuse) &&
+    reuse >= 0 &&
+    reuse !== DEFAULT_ASSUMPTIONS.zero3MaxReuseDistance
+      ? { zero3MaxReuseDistance: reuse }
+      : {}),
+    ...input.assumptions,
+  };
   const opts = {
     ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
-    ...(input.assumptions === undefined ? {} : { assumptions: input.assumptions }),
+    ...(Object.keys(assumptions).length > 0 ? { assumptions } : {}),
   };
   let analysis: PlanAnalysis;
   try {

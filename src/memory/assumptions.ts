@@ -79,8 +79,9 @@ export interface MemoryAssumptions {
    */
   readonly transformersExpertsAsLinear: boolean;
   /**
-   * DeepSpeed ZeRO-3's `stage3_max_reuse_distance`, in parameters: 1e9 in LLaMA-Factory's ds_z3_config.json and
-   * in the deepspeed.json tunefit writes. Gathered parameters reused within this distance are not released.
+   * DeepSpeed ZeRO-3's `stage3_max_reuse_distance`, in parameters: 1e9 in LLaMA-Factory's ds_z3_config.json.
+   * Gathered parameters reused within this distance are not released. The deepspeed.json tunefit writes takes
+   * this value, and doctor reads it from the config it is given.
    */
   readonly zero3MaxReuseDistance: number;
   /** Shard size assumed when the catalog does not know the checkpoint's shards (save_pretrained's 5 GB default). */
@@ -148,6 +149,14 @@ export function parseAssumptions(entries: readonly string[], path = "--assume"):
         `Write NAME=VALUE with one of: ${names.join(", ")}.`,
       );
     }
+    if (name in out) {
+      throw usageError(
+        "FLAG_VALUE_INVALID",
+        path,
+        `${path} ${JSON.stringify(entry)}: ${name} is given twice`,
+        `Give each assumption once.`,
+      );
+    }
     const fallback = DEFAULT_ASSUMPTIONS[name as keyof MemoryAssumptions];
     if (typeof fallback === "boolean") {
       if (!/^(true|false|on|off)$/.test(raw)) {
@@ -161,8 +170,9 @@ export function parseAssumptions(entries: readonly string[], path = "--assume"):
       out[name] = raw === "true" || raw === "on";
       continue;
     }
-    const sized = name.endsWith("Bytes");
-    const m = /^(\d+(?:\.\d+)?(?:e[+-]?\d+)?)\s*([A-Za-z]*)$/.exec(raw);
+    // a size in bytes (cudaContextBytes, hostBytesPerProcess), not a rate per parameter or per token
+    const sized = /Bytes(PerProcess)?$/.test(name);
+    const m = /^(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)$/.exec(raw);
     const unit = m?.[2] ?? "";
     const scale = unit === "" ? 1 : sized ? SIZE_UNITS[unit] : undefined;
     const value = m && scale !== undefined ? Number(m[1]) * scale : Number.NaN;
@@ -170,7 +180,7 @@ export function parseAssumptions(entries: readonly string[], path = "--assume"):
       throw usageError(
         "FLAG_VALUE_INVALID",
         path,
-        `${path} ${JSON.stringify(entry)}: expected a non-negative number${sized ? " of bytes; a unit such as MiB or GiB may follow" : ""}`,
+        `${path} ${JSON.stringify(entry)}: expected a number from 0 to 1e15${sized ? " of bytes; a unit such as MiB or GiB may follow" : ""}`,
         `Write e.g. ${name}=${sized ? "1GiB" : fallback} (default ${fallback}).`,
       );
     }

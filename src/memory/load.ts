@@ -43,6 +43,13 @@ function bytesPerWeight(plan: Plan): number {
   return plan.precision === "fp32" ? 4 : 2;
 }
 
+/** Bytes per parameter of a quantized linear weight for QLoRA plans; null for every other method. */
+export function quantizedBytesPerParam(plan: Plan, as: MemoryAssumptions): number | null {
+  if (plan.method !== "qlora") return null;
+  if (plan.quantMethod === "bnb") return plan.quantBits === 8 ? as.int8BytesPerParam : as.nf4BytesPerParam;
+  return plan.quantBits === 8 ? as.gptq8BytesPerParam : as.gptq4BytesPerParam;
+}
+
 /** Bytes of the weights as loaded (compute dtype, or quantized for QLoRA). */
 export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: MemoryAssumptions): number {
   const a = bytesPerWeight(plan);
@@ -53,15 +60,7 @@ export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: Memory
   const quantized = (g: (typeof groups)[number]) =>
     plan.quantMethod === "bnb" ? g.region !== "projector" : g.region === "text";
   const linear = groups.filter(quantized).reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
-  const per =
-    plan.quantMethod === "bnb"
-      ? plan.quantBits === 8
-        ? as.int8BytesPerParam
-        : as.nf4BytesPerParam
-      : plan.quantBits === 8
-        ? as.gptq8BytesPerParam
-        : as.gptq4BytesPerParam;
-  return linear * per + (params.total - linear) * a;
+  return linear * (quantizedBytesPerParam(plan, as) ?? a) + (params.total - linear) * a;
 }
 
 /** Whether each rank loads a full replica (true) or only its partition. */

@@ -6,7 +6,7 @@ import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import type { Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
-import { loadedWeightBytes } from "./load.ts";
+import { loadedWeightBytes, quantizedBytesPerParam } from "./load.ts";
 
 /*
  * Training memory of one GPU at the step's peak, in bytes. The model follows what PyTorch keeps alive:
@@ -253,12 +253,14 @@ export function estimateTrainMemory(
   const weightsFull = frozenBase + trainableCopy;
   const offloadParams = plan.offload === "params";
   let weights = weightsFull / split.weights;
-  // gathered units hold the compute dtype (FSDP mixed precision param_dtype; DeepSpeed's 16-bit copy), or the
-  // quantized storage
-  const bytesPerWeight = Math.min(weightsFull / fsdp2Fp32 / params.total, a);
+  // Gathered parameters are in the compute dtype (FSDP mixed precision's param_dtype; DeepSpeed's 16-bit copy),
+  // QLoRA's quantized linears in their storage; embeddings, lm_head and norms stay 16-bit under QLoRA too.
+  const quantized = quantizedBytesPerParam(plan, as);
+  const layerBytes = quantized ?? a;
   const layerParams = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / t.numLayers;
+  /** gathered (unsharded) parameters of the forward and backward; released before the optimizer step */
+  let gathered = 0;
   if (split.weights > 1 || offloadParams) {
-    let gathered: number;
     if (plan.sharding === "zero3") {
       // DeepSpeed's estimator: 4 B × the largest module's parameters, its 16-bit parameters gathered (2 B) and its
       // 16-bit gradients computed (2 B); the embedding or lm_head is often the largest (stage3.py
@@ -277,12 +279,13 @@ export function estimateTrainMemory(
         layerParams * t.numLayers,
         Math.max(0, (as.zero3MaxReuseDistance - 2 * head) / (plan.gradientCheckpointing ? 3 : 2)),
       );
-      gathered = (largest + retained) * bytesPerWeight + (largestTrained ? largest * a : 0);
+      const largestBytes = largest === largestLinear && quantized !== null ? quantized : a;
+      gathered = largest * largestBytes + retained * layerBytes + (largestTrained ? largest * a : 0);
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
       // root unit (embeddings, final norm, lm_head) is not resharded after forward.
-      const root = (params.embedTokens + params.lmHead + params.finalNorm) * bytesPerWeight;
-      gathered = 2 * layerParams * bytesPerWeight + root * (1 - 1 / split.weights);
+      const root = (params.embedTokens + params.lmHead + params.finalNorm) * a;
+      gathered = 2 * layerParams * layerBytes + root * (1 - 1 / split.weights);
     }
     weights = (offloadParams ? 0 : weightsFull / split.weights) + gathered;
   }
@@ -322,7 +325,10 @@ export function estimateTrainMemory(
     castCopies: isFull && mixed,
     liger,
     eager,
-    fa2: plan.attention === "fa2",
+    // the same reading: Gemma-2 under `auto` runs FlashAttention-2 where the GPU can
+    fa2:
+      plan.attention === "fa2" ||
+      (arch.modelType === "gemma2" && plan.attention === "auto" && plan.gpu.flashAttention2),
     seqLen: plan.seqLen,
     loraPerToken: isLora ? loraBytesPerToken(plan, groups, trainable.loraTargets, copyBytes, a) : 0,
   };
@@ -415,9 +421,11 @@ export function estimateTrainMemory(
   const states = weights + gradients + optimizer;
   const backward = states + activations + logits + buffers;
   const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainableCopy : 0;
-  const step = states + stepTemp + ddpBuckets;
+  // the step works on the shards: FSDP has resharded every unit and DeepSpeed released its gathered parameters
+  const step = states - gathered + stepTemp + ddpBuckets;
   const phase = step > backward ? "optimizer-step" : "backward";
   if (phase === "optimizer-step") {
+    weights -= gathered;
     activations = 0;
     logits = 0;
     buffers = stepTemp + ddpBuckets;

@@ -45,6 +45,11 @@ function flag(field: string): string {
   return `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
+/** `--assume NAME=VALUE` flags for memory-model overrides, so a printed command is judged the same way. */
+export function assumptionArgs(assumptions: Partial<MemoryAssumptions> = {}): string[] {
+  return Object.entries(assumptions).flatMap(([name, value]) => ["--assume", `${name}=${value}`]);
+}
+
 /** The CLI flags of a plan input, in a fixed order (model and hardware first). */
 export function inputToArgs(input: PlanInput): string[] {
   const order = Object.keys(input).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
@@ -165,7 +170,7 @@ export function recommend(input: PlanInput, options: RecommendOptions = {}): Rec
     if (!a.valid) continue;
     found.push({
       summary: c.changes.length > 0 ? c.changes.join(", ") : "as given",
-      args: inputToArgs(c.input),
+      args: [...inputToArgs(c.input), ...assumptionArgs(options.assumptions)],
       input: c.input,
       deviceBytes: a.memory.train.perGpu.deviceBytes,
       stepSeconds: estimateStepTime(c.plan, options.stepTime).stepSeconds,

@@ -10,7 +10,7 @@ import { MEMORY_PARTS, md, planRows } from "../emit/readme.ts";
 import { planSummary, shellQuote } from "../emit/scripts.ts";
 import { TunefitError, usageError } from "../errors.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
-import { inputToArgs } from "../plan/recommend.ts";
+import { assumptionArgs, inputToArgs } from "../plan/recommend.ts";
 import type { Plan, PlanInput } from "../schema/plan.ts";
 import { VERSION } from "../version.ts";
 import { TEMPLATES } from "./templates.gen.ts";
@@ -246,10 +246,7 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
     cli: {
       args:
         typeof planInput.model === "string"
-          ? [
-              ...inputToArgs(planInput),
-              ...Object.entries(analysis.assumptions).flatMap(([k, v]) => ["--assume", `${k}=${v}`]),
-            ]
+          ? [...inputToArgs(planInput), ...assumptionArgs(analysis.assumptions)]
           : null,
     },
     // memory-model overrides the project keeps (tunefit init --assume), or null

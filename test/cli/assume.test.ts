@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_ASSUMPTIONS, parseAssumptions } from "../../src/memory/assumptions.ts";
@@ -20,7 +20,8 @@ describe("parseAssumptions", () => {
       parseAssumptions([
         "cudaContextBytes=1.5GiB",
         "cudaKernelBytes=870MiB",
-        "defaultShardBytes=5e9",
+        "defaultShardBytes=5E9",
+        "hostBytesPerProcess=3GiB",
         "fragmentationOfTransient=0.25",
         "accelerateFsdp2CastsFrozenToFp32=off",
         "transformersExpertsAsLinear=true",
@@ -29,6 +30,7 @@ describe("parseAssumptions", () => {
       cudaContextBytes: 1.5 * GiB,
       cudaKernelBytes: 870 * MiB,
       defaultShardBytes: 5e9,
+      hostBytesPerProcess: 3 * GiB,
       fragmentationOfTransient: 0.25,
       accelerateFsdp2CastsFrozenToFp32: false,
       transformersExpertsAsLinear: true,
@@ -43,14 +45,17 @@ describe("parseAssumptions", () => {
   it("refuses unknown names and values of the wrong kind, naming the entry", () => {
     for (const [entry, pattern] of [
       ["cudaContext=1GiB", /no memory-model assumption is called "cudaContext"/],
-      ["cudaContextBytes", /expected a non-negative number/],
-      ["cudaContextBytes=-1", /expected a non-negative number/],
-      ["cudaContextBytes=1 parsec", /expected a non-negative number/],
-      ["fragmentationOfTransient=1GiB", /expected a non-negative number/],
+      ["cudaContextBytes", /expected a number from 0 to 1e15 of bytes/],
+      ["cudaContextBytes=-1", /expected a number from 0 to 1e15/],
+      ["cudaContextBytes=1 parsec", /expected a number from 0 to 1e15/],
+      ["cudaContextBytes=1e400", /expected a number from 0 to 1e15/],
+      ["fragmentationOfTransient=1GiB", /expected a number from 0 to 1e15$/],
+      ["nf4BytesPerParam=1GiB", /expected a number from 0 to 1e15$/],
       ["accelerateFsdp2CastsFrozenToFp32=yes", /is a switch/],
     ] as const) {
       expect(() => parseAssumptions([entry]), entry).toThrow(pattern);
     }
+    expect(() => parseAssumptions(["ncclBytes=1GiB", "ncclBytes=2GiB"])).toThrow(/ncclBytes is given twice/);
   });
 });
 
@@ -117,5 +122,53 @@ describe("--assume", () => {
     expect(readFileSync(join(project, "README.md"), "utf8")).toContain(
       "--assume cudaContextBytes=1073741824",
     );
+  });
+
+  it("keeps the overrides in doctor's fix commands, and in --max's search", () => {
+    const seed = join("test", "fixtures", "doctor", "seed", "train.yaml");
+    const args = ["doctor", seed, "--gpu", "rtx4090", "--gpus", "8", "--json", "--assume", "ncclBytes=1GiB"];
+    const r = JSON.parse(cli(args).stdout);
+    expect(r.doctor.fix.args.slice(-2)).toEqual(["--assume", `ncclBytes=${GiB}`]);
+    const max = (extra: readonly string[]) =>
+      planJson(["--max", "micro-batch", ...extra]).json.max.microBatch;
+    expect(max(["--assume", "cudaContextBytes=8GiB"])).toBeLessThan(max([]));
+  });
+
+  it("writes the ZeRO-3 reuse distance it assumes into deepspeed.json, and doctor reads a config's own", () => {
+    const z3 = [
+      "--model",
+      "Qwen/Qwen2.5-7B-Instruct",
+      "--gpu",
+      "a100-80g",
+      "--gpus",
+      "4",
+      "--sharding",
+      "zero3",
+    ];
+    const out = join(tempDir(), "bundle");
+    expect(cli(["emit", ...z3, "--assume", "zero3MaxReuseDistance=0", "--out", out]).code).toBe(0);
+    const ds = JSON.parse(readFileSync(join(out, "deepspeed.json"), "utf8"));
+    expect(ds.zero_optimization.stage3_max_reuse_distance).toBe(0);
+
+    const dir = tempDir();
+    const yaml = readFileSync(join("test", "fixtures", "doctor", "healthy-zero3", "train.yaml"), "utf8");
+    const config = JSON.parse(
+      readFileSync(join("test", "fixtures", "doctor", "healthy-zero3", "ds_z3_config.json"), "utf8"),
+    );
+    writeFileSync(join(dir, "train.yaml"), yaml);
+    writeFileSync(
+      join(dir, "ds_z3_config.json"),
+      JSON.stringify({
+        ...config,
+        zero_optimization: { ...config.zero_optimization, stage3_max_reuse_distance: 0 },
+      }),
+    );
+    const doctor = (d: string) =>
+      JSON.parse(
+        cli(["doctor", join(d, "train.yaml"), "--gpu", "rtx4090", "--gpus", "4", "--launch-dir", d, "--json"])
+          .stdout,
+      );
+    expect(doctor(dir).assumptions).toEqual({ zero3MaxReuseDistance: 0 });
+    expect(doctor(join("test", "fixtures", "doctor", "healthy-zero3")).assumptions).toBeUndefined();
   });
 });

@@ -315,15 +315,41 @@ describe("sharding mechanisms", () => {
       .breakdown;
 
   it("doubling the GPUs halves the sharded states under ZeRO-3 and FSDP full shard; the gathered units stay", () => {
+    // 4 × 8,192 tokens put the peak in backward, while the units are gathered
     for (const sharding of ["zero3", "fsdp"] as const) {
-      const four = train({ method: "full", sharding, gpus: 4 });
-      const eight = train({ method: "full", sharding, gpus: 8 });
+      const four = train({ method: "full", sharding, gpus: 4, microBatch: 4, seqLen: 8192 });
+      const eight = train({ method: "full", sharding, gpus: 8, microBatch: 4, seqLen: 8192 });
       expect(eight.optimizer * 2).toBeCloseTo(four.optimizer, -3);
       expect(eight.gradients * 2).toBeCloseTo(four.gradients, -3);
       const gathered = 2 * eight.weights - four.weights; // weights = shard + gathered
       expect(gathered).toBeGreaterThan(0);
       expect(Math.abs(four.weights - eight.weights - (four.weights - gathered) / 2)).toBeLessThan(4096);
     }
+  });
+
+  it("counts no gathered units when the peak is the optimizer step (every unit resharded)", () => {
+    const step = estimateTrainMemory(
+      plan({
+        model: "Qwen/Qwen2.5-32B-Instruct",
+        gpu: "h100-80g",
+        method: "full",
+        sharding: "fsdp",
+        gpus: 8,
+      }),
+    );
+    expect(step.phase).toBe("optimizer-step");
+    // only the shard of LLaMA-Factory's fp32 trainable parameters
+    expect(step.breakdown.weights).toBeCloseTo((32_763_876_352 * 4) / 8, -4);
+  });
+
+  it("gathers QLoRA's 16-bit lm_head at 2 B and its quantized linears at the NF4 size under ZeRO-3", () => {
+    const lora = (gpus: number) =>
+      estimateTrainMemory(
+        plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g", gpus, sharding: "zero3", method: "qlora" }),
+      ).breakdown.weights;
+    // gathered = 2 × weights(16) − weights(8): the lm_head (152,064 × 3,584, the largest module) in bf16; its
+    // retention window is empty (lm_head > 5e8 parameters)
+    expect(2 * lora(16) - lora(8)).toBeCloseTo(2 * 152_064 * 3_584, -2);
   });
 
   it("holds FSDP2's frozen shards in fp32 under accelerate 1.11, in bf16 when told the version is newer", () => {
