@@ -58,7 +58,10 @@ export function fixFiles(
   if (newDeepSpeed) fixed.deepspeed = BUNDLE_FILES.deepspeed;
   files.push({ path: BUNDLE_FILES.trainYaml, contents: toYaml(fixed, { header }) });
   if (newDeepSpeed) {
-    files.push({ path: BUNDLE_FILES.deepspeed, contents: toJson(deepspeedConfig(plan)) });
+    files.push({
+      path: BUNDLE_FILES.deepspeed,
+      contents: toJson(deepspeedConfig(plan, fix.analysis.assumptions)),
+    });
   }
   if (usesFsdp(plan) && changedFiles.has(BUNDLE_FILES.accelerate)) {
     const theirs = options.accelerate;

@@ -1,4 +1,4 @@
-import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
+import type { MemoryAssumptions } from "../memory/assumptions.ts";
 import { analyzeResolvedPlan, type PlanAnalysis } from "../plan/analyze.ts";
 import type { Plan } from "../schema/plan.ts";
 import { accelerateConfig } from "./accelerate.ts";
@@ -56,7 +56,7 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions 
       floatKeys: TRAIN_YAML_FLOAT_KEYS,
     }),
   });
-  const ds = deepspeedConfig(plan, withDefaults(analysis.assumptions).zero3MaxReuseDistance);
+  const ds = deepspeedConfig(plan, analysis.assumptions);
   if (ds !== null) files.push({ path: BUNDLE_FILES.deepspeed, contents: toJson(ds) });
   const acc = accelerateConfig(plan, options);
   if (acc !== null) {

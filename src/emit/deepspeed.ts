@@ -1,3 +1,4 @@
+import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
 import type { Plan } from "../schema/plan.ts";
 import { usesDeepSpeed } from "./common.ts";
 
@@ -31,16 +32,14 @@ function commonBlock(): Record<string, unknown> {
 
 const CPU_OFFLOAD = { device: "cpu", pin_memory: true } as const;
 
-/** ZeRO-3's `stage3_max_reuse_distance` in LLaMA-Factory's ds_z3 files. */
-export const ZERO3_MAX_REUSE_DISTANCE = 1000000000;
-
 /**
- * The DeepSpeed config of a ZeRO plan, or null when the plan does not use DeepSpeed. `maxReuseDistance` is the
- * memory model's `zero3MaxReuseDistance`, so an override of that assumption is what the run gets too.
+ * The DeepSpeed config of a ZeRO plan, or null when the plan does not use DeepSpeed. `stage3_max_reuse_distance`
+ * is the memory model's `zero3MaxReuseDistance` (LLaMA-Factory's 1e9 by default), so an override of that
+ * assumption is what the run gets too.
  */
 export function deepspeedConfig(
   plan: Plan,
-  maxReuseDistance: number = ZERO3_MAX_REUSE_DISTANCE,
+  assumptions: Partial<MemoryAssumptions> = {},
 ): Record<string, unknown> | null {
   if (!usesDeepSpeed(plan)) return null;
   const stage = plan.sharding === "zero1" ? 1 : plan.sharding === "zero2" ? 2 : 3;
@@ -59,7 +58,7 @@ export function deepspeedConfig(
           stage3_prefetch_bucket_size: "auto",
           stage3_param_persistence_threshold: "auto",
           stage3_max_live_parameters: 1000000000,
-          stage3_max_reuse_distance: Math.round(maxReuseDistance),
+          stage3_max_reuse_distance: Math.round(withDefaults(assumptions).zero3MaxReuseDistance),
           stage3_gather_16bit_weights_on_model_save: true,
         }
       : {

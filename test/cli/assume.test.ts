@@ -170,5 +170,13 @@ describe("--assume", () => {
       );
     expect(doctor(dir).assumptions).toEqual({ zero3MaxReuseDistance: 0 });
     expect(doctor(join("test", "fixtures", "doctor", "healthy-zero3")).assumptions).toBeUndefined();
+
+    // doctor --fix writes the same reuse distance into the deepspeed.json of its fix
+    const fixed = join(tempDir(), "fixed");
+    const seed = join("test", "fixtures", "doctor", "seed", "train.yaml");
+    const fixArgs = ["doctor", seed, "--gpu", "rtx4090", "--gpus", "8", "--fix", "--out", fixed];
+    cli([...fixArgs, "--assume", "zero3MaxReuseDistance=0"]);
+    const written = JSON.parse(readFileSync(join(fixed, "deepspeed.json"), "utf8"));
+    expect(written.zero_optimization.stage3_max_reuse_distance).toBe(0);
   });
 });
