@@ -33,8 +33,8 @@ export interface MemoryAssumptions {
    * and freed every step (activations, logits, step temporaries). Model states are allocated once and do not
    * fragment. Measured with the default allocator: 0.22 and 0.31 of the predicted transient memory in two
    * probe.py runs on one H200 (allocated predicted within 0.6 % there; docs/memory-model.md); +0.1–1 % of the
-   * total in static phases (torchtune, PEFT). FSDP's separate all-gather stream adds more (fsdp_qlora: 1–2 GiB),
-   * which this share does not model.
+   * total in static phases (torchtune, PEFT). FSDP1's all-gather stream pool and wrap transient
+   * come on top (fsdpPendingFreeUnits, fsdpInitCacheKept).
    */
   readonly fragmentationOfTransient: number;
   /**
@@ -84,6 +84,19 @@ export interface MemoryAssumptions {
    * this value, and doctor reads it from the config it is given.
    */
   readonly zero3MaxReuseDistance: number;
+  /**
+   * All-gathered FSDP1 units that are freed but still reserved when the next all-gather allocates: the unit is freed
+   * with `record_stream` on the compute stream, and `limit_all_gathers` waits only for the older of
+   * `_max_num_inflight_all_gathers = 2` queued frees (torch/distributed/fsdp/_limiter_utils.py, flat_param.py).
+   */
+  readonly fsdpPendingFreeUnits: number;
+  /**
+   * Whether the FSDP1 wrap's transient (the largest unit moved to the GPU, broadcast by sync_module_states and
+   * flattened) stays cached in the compute stream's pool through training. True for accelerate and the HF Trainer,
+   * which do not empty the cache between wrapping and the first step. fsdp_qlora's 7B QLoRA: 3.72 GiB reserved
+   * after wrapping (benchmarks_03_2024.md) for about 2.1 GiB of shards.
+   */
+  readonly fsdpInitCacheKept: boolean;
   /** Shard size assumed when the catalog does not know the checkpoint's shards (save_pretrained's 5 GB default). */
   readonly defaultShardBytes: number;
   /**
@@ -110,6 +123,8 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
   zero3MaxReuseDistance: 1e9,
+  fsdpPendingFreeUnits: 1,
+  fsdpInitCacheKept: true,
   defaultShardBytes: 5e9,
   accelerateFsdp2CastsFrozenToFp32: true,
 };

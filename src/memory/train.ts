@@ -283,9 +283,10 @@ export function estimateTrainMemory(
       gathered = largest * largestBytes + retained * layerBytes + (largestTrained ? largest * a : 0);
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
-      // root unit (embeddings, final norm, lm_head) is not resharded after forward.
+      // root unit (embeddings, final norm, lm_head) is not resharded after forward. A gathered unit is a new
+      // full-size tensor beside the rank's own shard, which stays allocated (flat_param.py `_local_shard`).
       const root = (params.embedTokens + params.lmHead + params.finalNorm) * a;
-      gathered = 2 * layerParams * layerBytes + root * (1 - 1 / split.weights);
+      gathered = 2 * layerParams * layerBytes + root;
     }
     weights = (offloadParams ? 0 : weightsFull / split.weights) + gathered;
   }
@@ -432,6 +433,22 @@ export function estimateTrainMemory(
   }
   // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator
   const transient = activations + logits + buffers - ddpBuckets;
+  let fragmentation = transient * as.fragmentationOfTransient;
+  if (plan.sharding === "fsdp") {
+    fragmentation += fsdpPoolBytes({
+      plan,
+      as,
+      allocated: weights + gradients + optimizer + activations + logits + buffers,
+      fragmentation,
+      gathered,
+      stepPhase: phase === "optimizer-step",
+      shardsBytes: offloadParams ? 0 : weightsFull / split.weights,
+      layerParams,
+      layerGatheredBytes: layerParams * layerBytes,
+      layerInitBytes: layerParams * (isFull ? fullBytes : layerBytes),
+      rootInitBytes: (params.embedTokens + params.lmHead + params.finalNorm) * (isFull ? fullBytes : a),
+    });
+  }
   const breakdown = roundBreakdown({
     weights,
     gradients,
@@ -439,7 +456,7 @@ export function estimateTrainMemory(
     activations,
     logits,
     buffers,
-    fragmentation: transient * as.fragmentationOfTransient,
+    fragmentation,
     runtime: as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan),
   });
   const allocatedBytes =
@@ -458,6 +475,53 @@ export function estimateTrainMemory(
     phase,
     tokensPerMicroBatch: tokens,
   };
+}
+
+/**
+ * sync_module_states broadcasts a unit's states in coalesced buckets of 250 MiB (torch/distributed/fsdp/_init_utils.py
+ * PARAM_BROADCAST_BUCKET_SIZE), at most two in flight (c10d comm.cpp broadcast_coalesced, max_in_flight = 2).
+ */
+const FSDP_BROADCAST_IN_FLIGHT_BYTES = 2 * 250 * 1024 ** 2;
+
+/**
+ * Memory FSDP1 keeps reserved beyond the allocator's ordinary fragmentation. The caching allocator pools blocks per
+ * stream, and FSDP1 all-gathers on its own unshard stream:
+ * - each gathered unit is freed with `record_stream` on the compute stream (flat_param.py
+ *   `_free_unsharded_flat_param`), so its block returns to the unshard stream's pool only once the compute stream has
+ *   passed the free. `limit_all_gathers` (accelerate's default) lets `_max_num_inflight_all_gathers = 2` freed units
+ *   queue and waits for the older before the next all-gather: `fsdpPendingFreeUnits` freed layers stay reserved
+ *   beside the gathered ones. From the first forward on, that pool (gathered + pending) is reserved for good.
+ * - wrapping leaves its transient in the compute stream's pool: each unit is moved to the GPU, broadcast from rank 0
+ *   (sync_module_states), flattened into a new tensor and sharded, the last unit (the root:
+ *   embeddings, final norm, lm_head) on top of every other shard. Nothing empties the cache before training
+ *   (accelerate, the HF Trainer, fsdp_qlora), so the compute stream's pool never drops below that level.
+ * Returns the bytes to add to the fragmentation term.
+ */
+function fsdpPoolBytes(o: {
+  plan: Plan;
+  as: MemoryAssumptions;
+  allocated: number;
+  fragmentation: number;
+  gathered: number;
+  stepPhase: boolean;
+  shardsBytes: number;
+  layerParams: number;
+  layerGatheredBytes: number;
+  layerInitBytes: number;
+  rootInitBytes: number;
+}): number {
+  const resharded = o.plan.fsdpStrategy === "full_shard" || o.plan.fsdpStrategy === "hybrid_shard";
+  const gatheredNow = o.stepPhase ? 0 : o.gathered;
+  // the unshard stream's pool beyond what is allocated now: the freed units not yet returned, and at the step
+  // (every unit resharded) the blocks the gathered units took
+  const pending = resharded ? o.as.fsdpPendingFreeUnits * o.layerGatheredBytes : 0;
+  const poolReservedOnly = pending + (resharded && o.stepPhase ? o.gathered : 0);
+  const unit = Math.max(o.layerInitBytes, o.rootInitBytes);
+  const afterWrap = o.as.fsdpInitCacheKept
+    ? o.shardsBytes + 2 * unit + Math.min(unit, FSDP_BROADCAST_IN_FLIGHT_BYTES)
+    : 0;
+  const computePool = o.allocated - gatheredNow + o.fragmentation;
+  return Math.max(0, afterWrap - computePool) + poolReservedOnly;
 }
 
 /**

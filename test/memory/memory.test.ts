@@ -379,6 +379,54 @@ describe("sharding mechanisms", () => {
     expect(2 * weights("lora", 16) - weights("lora", 8)).toBeCloseTo(2 * largest, -2);
   });
 
+  describe("FSDP1's allocator pools (Llama-2-7B LoRA on 2 GPUs)", () => {
+    const layerBytes = (4 * 4_096 ** 2 + 3 * 4_096 * 11_008 + 2 * 4_096) * 2; // one decoder layer in bf16
+    const rootBytes = (2 * 32_000 * 4_096 + 4_096) * 2; // embeddings, lm_head, final norm in bf16
+    const fsdp = (input: Record<string, unknown>, over = {}) =>
+      estimateTrainMemory(
+        plan({
+          model: "meta-llama/Llama-2-7b-hf",
+          gpu: "rtx3090",
+          gpus: 2,
+          sharding: "fsdp",
+          method: "lora",
+          ...input,
+        }),
+        over,
+      );
+    const long = { microBatch: 8, seqLen: 4096 };
+
+    it("gathers each unit as a full tensor beside the rank's own shard", () => {
+      // with the shards offloaded to the CPU, the GPU holds only the gathered units: two layers and the whole root
+      // (not the root less the rank's shard)
+      const offloaded = fsdp({ ...long, offload: "params" });
+      expect(offloaded.phase).toBe("backward");
+      expect(offloaded.breakdown.weights).toBeCloseTo(2 * layerBytes + rootBytes, -1);
+    });
+
+    it("keeps one freed layer reserved on the all-gather stream (record_stream, limit_all_gathers); FSDP2 does not", () => {
+      const frag = (input: Record<string, unknown>, over = {}) =>
+        fsdp({ ...long, ...input }, over).breakdown.fragmentation;
+      expect(frag({}) - frag({}, { fsdpPendingFreeUnits: 0 })).toBeCloseTo(layerBytes, -1);
+      expect(frag({ sharding: "fsdp2" })).toBe(frag({ sharding: "fsdp2" }, { fsdpPendingFreeUnits: 0 }));
+      expect(frag({ fsdpStrategy: "shard_grad_op" })).toBe(
+        frag({ fsdpStrategy: "shard_grad_op" }, { fsdpPendingFreeUnits: 0 }),
+      );
+    });
+
+    it("keeps the wrap's transient reserved until training needs more: the root moved, broadcast and flattened", () => {
+      // 512 tokens: the compute stream's own peak stays under what wrapping left cached, so reserved is the shards
+      // + the root twice + two 250 MiB broadcast buckets (capped at the root), + the all-gather stream's pool
+      const short = fsdp({ microBatch: 1, seqLen: 512 });
+      const floor = 2 * rootBytes + Math.min(rootBytes, 2 * 250 * 1024 ** 2);
+      expect(short.reservedBytes - short.breakdown.weights - layerBytes).toBeCloseTo(floor, -1);
+      const noCache = fsdp({ microBatch: 1, seqLen: 512 }, { fsdpInitCacheKept: false });
+      expect(noCache.reservedBytes).toBeLessThan(short.reservedBytes);
+      // at 8 × 4,096 tokens the activations reuse that cache: the floor changes nothing
+      expect(fsdp(long).reservedBytes).toBe(fsdp(long, { fsdpInitCacheKept: false }).reservedBytes);
+    });
+  });
+
   it("keeps the last layers gathered within stage3_max_reuse_distance of their backward use", () => {
     // Llama-2-7B: lm_head 32,000 × 4,096 = 131 M parameters; (1e9 − 2 × 131 M) / 3 stay gathered with
     // checkpointing, / 2 without, 2 B each.
