@@ -386,15 +386,17 @@ export function estimateTrainMemory(
     const largest = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
     buffers += 2 * largest * a; // dequantized weight in forward and in backward
   }
+  let autocastCache = 0;
   if (isFull && mixed && !deepspeed) {
     // autocast caches the bf16 cast of every fp32 weight used in forward until the forward ends; with
     // checkpointing the layers run without grad (no caching) and only lm_head's cast is cached.
     const linearParams = groups
       .filter((g) => g.region === "text")
       .reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
-    buffers +=
+    autocastCache =
       a *
       (plan.gradientCheckpointing ? t.vocabSize * t.hiddenSize : linearParams + t.vocabSize * t.hiddenSize);
+    buffers += autocastCache;
   }
   if (plan.sharding === "none" && split.world > 1) buffers += trainableCopy; // DDP buckets
   if (deepspeed) {
@@ -419,13 +421,42 @@ export function estimateTrainMemory(
           ) * 4
         : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
+  const fullGradients = gradients;
   const states = weights + gradients + optimizer;
-  const backward = states + activations + logits + buffers;
+  let backward = states + activations + logits + buffers;
+  // Parameter gradients are made during backward, layer by layer, as the saved activations are freed. The step
+  // sets them to None (the HF Trainer's model.zero_grad(), torch's set_to_none default), so without gradient
+  // accumulation none exists at the loss's peak, when backward begins; the other end of backward holds every
+  // gradient and the first layer's working set. Each layer adds its gradients and frees its activations, so the
+  // peak of backward is at one of the two ends. With accumulation the earlier micro-batches' gradients are there
+  // from the start. DeepSpeed keeps its own gradient buffers: counted whole.
+  if (plan.gradAccum === 1 && !deepspeed && gradients > 0) {
+    const first = perLayer[0] ?? 0;
+    const endActivations = plan.gradientCheckpointing
+      ? tokens * (ctx.rb * t.hiddenSize + maxLayer + working) +
+        vision.checkpointed +
+        maskElements +
+        maskPerLayer
+      : tokens * (first + working) + vision.saved + maskElements + maskPerLayer;
+    const endBuffers = buffers - autocastCache;
+    const start = weights + optimizer + activations + logits + buffers;
+    const end = states + endActivations + endBuffers;
+    if (end >= start) {
+      activations = endActivations;
+      logits = 0;
+      buffers = endBuffers;
+      backward = end;
+    } else {
+      gradients = 0;
+      backward = start;
+    }
+  }
   const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainableCopy : 0;
   // the step works on the shards: FSDP has resharded every unit and DeepSpeed released its gathered parameters
   const step = states - gathered + stepTemp + ddpBuckets;
   const phase = step > backward ? "optimizer-step" : "backward";
   if (phase === "optimizer-step") {
+    gradients = fullGradients;
     weights -= gathered;
     activations = 0;
     logits = 0;

@@ -200,6 +200,71 @@ describe("mechanisms", () => {
   });
 });
 
+describe("gradients during backward", () => {
+  const train = (input: Record<string, unknown>) =>
+    estimateTrainMemory(
+      plan({
+        model: "meta-llama/Llama-3.2-3B",
+        gpu: "h200",
+        method: "full",
+        precision: "pure_bf16",
+        ...input,
+      }),
+    );
+
+  it("holds no parameter gradient at the loss's peak without accumulation, every one with it", () => {
+    // 2 × 4,096 tokens without checkpointing: the start of backward (activations + logits) is the peak
+    const one = train({ microBatch: 2, seqLen: 4096, gradientCheckpointing: false, gradAccum: 1 });
+    const two = train({ microBatch: 2, seqLen: 4096, gradientCheckpointing: false, gradAccum: 2 });
+    expect(one.phase).toBe("backward");
+    expect(one.breakdown.gradients).toBe(0);
+    expect(one.breakdown.logits).toBeGreaterThan(0);
+    expect(two.breakdown.gradients).toBe(3_212_749_824 * 2);
+    expect(two.allocatedBytes - one.allocatedBytes).toBe(two.breakdown.gradients);
+  });
+
+  it("peaks at the end of backward, with every gradient and no logits, when the step is short", () => {
+    // 256 tokens: the gradients (6.4 GB) outweigh the activations and logits; without the optimizer step's
+    // temporary copy the peak is the end of backward
+    const short = estimateTrainMemory(
+      plan({
+        model: "meta-llama/Llama-3.2-3B",
+        gpu: "h200",
+        method: "full",
+        precision: "pure_bf16",
+        seqLen: 256,
+        gradAccum: 1,
+      }),
+      { optimizerStepTempCopies: 0 },
+    );
+    expect(short.phase).toBe("backward");
+    expect(short.breakdown.gradients).toBe(3_212_749_824 * 2);
+    expect(short.breakdown.logits).toBe(0);
+  });
+
+  it("never needs less memory with accumulation than without, for any catalog model and method", () => {
+    for (const model of TEXT_MODELS) {
+      for (const method of METHODS) {
+        for (const gc of [true, false]) {
+          const at = (gradAccum: number) =>
+            estimateTrainMemory(
+              plan({
+                model,
+                gpu: "h200",
+                method,
+                gradientCheckpointing: gc,
+                microBatch: 2,
+                seqLen: 2048,
+                gradAccum,
+              }),
+            ).allocatedBytes;
+          expect(at(4)).toBeGreaterThanOrEqual(at(1));
+        }
+      }
+    }
+  });
+});
+
 describe("loading and inference", () => {
   it("finds the seed's failing shard: 73.4 B bf16 params on a 24,564 MiB card, 38 shards", () => {
     const p = plan({ model: "Qwen/Qwen2-VL-72B-Instruct", gpu: "rtx4090", gpus: 8, method: "full" });
