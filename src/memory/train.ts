@@ -474,7 +474,6 @@ export function estimateTrainMemory(
       gathered,
       stepPhase: phase === "optimizer-step",
       shardsBytes: offloadParams ? 0 : weightsFull / split.weights,
-      layerParams,
       layerGatheredBytes: layerParams * layerBytes,
       layerInitBytes: layerParams * (isFull ? fullBytes : layerBytes),
       rootInitBytes: (params.embedTokens + params.lmHead + params.finalNorm) * (isFull ? fullBytes : a),
@@ -523,8 +522,8 @@ const FSDP_BROADCAST_IN_FLIGHT_BYTES = 2 * 250 * 1024 ** 2;
  *   queue and waits for the older before the next all-gather: `fsdpPendingFreeUnits` freed layers stay reserved
  *   beside the gathered ones. From the first forward on, that pool (gathered + pending) is reserved for good.
  * - wrapping leaves its transient in the compute stream's pool: each unit is moved to the GPU, broadcast from rank 0
- *   (sync_module_states), flattened into a new tensor and sharded, the last unit (the root:
- *   embeddings, final norm, lm_head) on top of every other shard. Nothing empties the cache before training
+ *   (sync_module_states) and flattened into a new tensor before it is sharded; the last unit, the root (embeddings,
+ *   final norm, lm_head), is wrapped on top of every other shard. Nothing empties the cache before training
  *   (accelerate, the HF Trainer, fsdp_qlora), so the compute stream's pool never drops below that level.
  * Returns the bytes to add to the fragmentation term.
  */
@@ -536,7 +535,6 @@ function fsdpPoolBytes(o: {
   gathered: number;
   stepPhase: boolean;
   shardsBytes: number;
-  layerParams: number;
   layerGatheredBytes: number;
   layerInitBytes: number;
   rootInitBytes: number;
