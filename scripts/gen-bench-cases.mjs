@@ -222,6 +222,14 @@ for (const c of cases) {
     plan.sharding = "fsdp";
     plan.fsdpStrategy = /no_shard|ddp/.test(strategy) ? "no_shard" : "full_shard";
   }
+  if (/qwen_v1/.test(c.group) && method === "full" && !plan.sharding) {
+    // Qwen's repository has one full-parameter script, finetune/finetune_ds.sh, which always passes
+    // --deepspeed finetune/ds_config_zero2.json, on one GPU as on several
+    plan.sharding = "zero2";
+    notes.push(
+      "Qwen's full-parameter fine-tuning runs through finetune_ds.sh: DeepSpeed ZeRO-2 on one GPU too (its ds_config_zero2.json: 2e8-element buckets, overlap_comm; tunefit's ZeRO-2 buffers follow LLaMA-Factory's 5e8)",
+    );
+  }
   if (d.offload_params) plan.offload = "params";
   else if (d.offload_optimizer) plan.offload = "optimizer";
 
