@@ -408,9 +408,11 @@ export function estimateTrainMemory(
         ? (Math.min(h2, trainable.trainable) + 0.9 * h2) * a
         : Math.min(5e8, trainable.trainable) * a;
   }
-  // The step's temporaries: torch's foreach AdamW materialises one parameter-sized tensor; DeepSpeed converts its
-  // partition's 16-bit gradients to a fp32 .grad for the step (stage 1/2 per parameter group; stage 3 per
-  // sub_group_size = 1e9 parameters) and uses its fused Adam.
+  // The step's temporaries: torch's foreach AdamW materialises one parameter-sized tensor. DeepSpeed flattens its
+  // partition's 16-bit gradients into a new tensor and converts that to the fp32 .grad of its master copy
+  // (`self.flatten(self.averaged_gradients[i]).to(fp32)`: stage_1_and_2.py step per parameter group, stage3.py
+  // _prepare_fp32_grad_for_sub_group per sub_group_size = 1e9 parameters), so both are live at once: 2 + 4 B per
+  // parameter (4 B in fp32 training, where `.to` returns the flattened tensor itself). Its fused Adam adds none.
   const stepTemp =
     plan.offload !== "none"
       ? 0
@@ -418,7 +420,7 @@ export function estimateTrainMemory(
         ? Math.min(
             trainable.trainable / split.optimizer,
             plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-          ) * 4
+          ) * (fp32 ? 4 : a + 4)
         : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
   const fullGradients = gradients;

@@ -492,6 +492,32 @@ describe("sharding mechanisms", () => {
     });
   });
 
+  it("holds DeepSpeed's flattened 16-bit gradients and their fp32 copy together at the step", () => {
+    // Qwen2.5-7B full fine-tuning on 8 GPUs: 7,615,616,512 / 8 parameters per partition (under ZeRO-3's 1e9
+    // sub-group), `self.flatten(grads).to(fp32)`: 2 + 4 B each in bf16 training, 4 B in fp32 (`.to` is a no-op)
+    const step = (sharding: string, precision: string) =>
+      estimateTrainMemory(
+        plan({
+          model: "Qwen/Qwen2.5-7B",
+          gpu: "h100-80g",
+          gpus: 8,
+          sharding,
+          method: "full",
+          seqLen: 256,
+          precision,
+        }),
+      );
+    const partition = 7_615_616_512 / 8;
+    for (const sharding of ["zero2", "zero3"]) {
+      const bf16 = step(sharding, "bf16");
+      expect(bf16.phase).toBe("optimizer-step");
+      expect(bf16.breakdown.buffers).toBeCloseTo(6 * partition, -1);
+    }
+    const fp32 = step("zero2", "fp32");
+    expect(fp32.phase).toBe("optimizer-step");
+    expect(fp32.breakdown.buffers).toBeCloseTo(4 * partition, -1);
+  });
+
   it("keeps the last layers gathered within stage3_max_reuse_distance of their backward use", () => {
     // Llama-2-7B: lm_head 32,000 × 4,096 = 131 M parameters; (1e9 − 2 × 131 M) / 3 stay gathered with
     // checkpointing, / 2 without, 2 B each.
