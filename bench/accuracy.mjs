@@ -148,6 +148,32 @@ for (const r of probe.runs) {
   );
 }
 
+// Published runs outside the calibration set that differ in one setting only: the difference between them does not
+// depend on the metric or on unknown inputs they share (here the longest batch), so it checks the mechanisms.
+const cross = JSON.parse(readFileSync(resolve(root, "bench/data/cross-checks.json"), "utf8"));
+console.log("\nCross-checks (published runs outside the calibration set; reserved peaks, GiB):");
+for (const pair of cross.pairs) {
+  const [x, y] = pair.runs;
+  const reserved = (run, seqLen) =>
+    estimateMemory(resolvePlan({ ...run.plan, seqLen }, { cwd: root }).plan).train.perGpu.reservedBytes;
+  const cap = x.plan.seqLen;
+  // the length at which each run's prediction meets its measurement (the rows' longest batch, if the model is right)
+  const meets = (run) => {
+    let len = 64;
+    while (len < cap && reserved(run, len + 1) <= run.measuredBytes) len += 1;
+    return len;
+  };
+  const measuredDiff = (y.measuredBytes - x.measuredBytes) / GiB;
+  const predictedDiff = (reserved(y, cap) - reserved(x, cap)) / GiB;
+  console.log(`  ${pair.id}: ${pair.note}`);
+  console.log(
+    `    ${y.id} − ${x.id}: measured ${measuredDiff.toFixed(2)}, predicted ${predictedDiff.toFixed(2)} at ${cap} tokens`,
+  );
+  console.log(
+    `    length at which the prediction meets the measurement: ${x.id} ${meets(x)}, ${y.id} ${meets(y)} tokens`,
+  );
+}
+
 // Leave-one-group-out: refit the one tunable assumption (allocator fragmentation share) on the other groups,
 // then score the held-out group with it.
 const grid = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4];

@@ -112,9 +112,14 @@ function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): nu
   // k and v are query-sized.
   const kvSaved = ctx.fa2 ? kd + vd : Math.max(kd, qd) + Math.max(vd, od);
   bytes += a * (qd + kvSaved + od) + 4 * t.numHeads;
-  // A trained linear saves its input; under autocast each fp32 input is cast (and saved) per linear.
+  // A trained linear saves its input; under autocast each fp32 input is cast (and saved) per linear. The norm's
+  // output (weight × normalised input) is a tensor of its own: a trained norm saves the normalised input, the
+  // linears after it save the product (LlamaRMSNorm: `self.weight * hidden_states.to(input_dtype)`).
   if (trained.attention && ctx.castCopies) bytes += qkvInputs(ctx.arch.modelType, t.mla !== null) * a * h;
-  else if (trained.attention && !trained.norms) bytes += a * h;
+  else if (trained.attention) bytes += a * h;
+  // o_proj's input: SDPA's output transposed into a contiguous copy (transformers sdpa_attention_forward); the
+  // output SDPA saves for its backward stays. FlashAttention-2's output reshapes as a view.
+  if (trained.attention && !ctx.fa2 && !ctx.eager) bytes += a * od;
   if (t.qkNorm) bytes += 4 * (qd + kd) + (trained.attention ? a * (qd + kd) : 0);
   if (t.mla) {
     const latent = t.mla.kvLoraRank + (t.mla.qLoraRank ?? 0);
@@ -127,7 +132,7 @@ function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): nu
   const inMoe = moe?.moeLayers.includes(layer) ?? false;
   const trainable = trained.mlp;
   const mlpInputCopies = (width: number) =>
-    trainable && ctx.castCopies ? width * a * h : trainable && !trained.norms ? a * h : 0;
+    trainable && ctx.castCopies ? width * a * h : trainable ? a * h : 0;
   // Gated MLP: act(gate) saves gate, the product saves act and up (Liger's SwiGLU recomputes act: 2 tensors);
   // down_proj saves its input when it is trained.
   const gated = (I: number) => (ctx.liger ? 2 : 3) * a * I + (trainable ? a * I : 0);
@@ -572,11 +577,13 @@ export function ncclCommunicators(plan: Plan): number {
 function freezeSelection(plan: Plan): LayerTraining {
   const modules = plan.freezeTrainableModules;
   if (plan.method !== "freeze" || modules === null || modules === "all") return ALL;
-  const has = (re: RegExp) => modules.some((m) => re.test(m));
+  // a norm's name can hold its neighbour's ("post_attention_layernorm"): norms are matched first
+  const norms = modules.filter((m) => /norm/.test(m));
+  const others = modules.filter((m) => !/norm/.test(m));
   return {
-    norms: has(/norm/),
-    attention: has(/attn|attention/),
-    mlp: has(/mlp|feed_forward|block_sparse_moe/),
+    norms: norms.length > 0,
+    attention: others.some((m) => /attn|attention/.test(m)),
+    mlp: others.some((m) => /mlp|feed_forward|block_sparse_moe/.test(m)),
   };
 }
 

@@ -110,6 +110,55 @@ describe("mechanisms", () => {
     }
   });
 
+  it("saves a trained linear's input apart from the norm before it, and o_proj's contiguous input under SDPA", () => {
+    // Llama-3.2-3B, no checkpointing, 2 × 4,096 packed tokens (the start of backward is the peak): activations =
+    // 28 layers × per-token bytes × 8,192.
+    // A norm's weighted output is a tensor of its own, saved by the linears after it: full fine-tuning saves it
+    // twice per layer (attention, MLP) beside each norm's normalised input, and o_proj saves SDPA's output
+    // transposed into a contiguous copy. 3 × 2 B × 3,072 per layer and token in all.
+    const acts = (attention: string) =>
+      estimateTrainMemory(
+        plan({
+          model: "meta-llama/Llama-3.2-3B",
+          gpu: "h200",
+          method: "full",
+          precision: "pure_bf16",
+          gradientCheckpointing: false,
+          gradAccum: 1,
+          microBatch: 2,
+          seqLen: 4096,
+          packing: true,
+          attention,
+        }),
+      ).breakdown.activations;
+    const norms = 2 * (4 + 2) * 3_072; // fp32 input + bf16 normalised input, twice per layer
+    const attention = 2 * (3_072 + 2 * 3_072 + 3_072) + 4 * 24; // q, repeat_kv's k and v, out; fp32 lse
+    const mlp = 4 * 2 * 8_192; // gate, act(gate), up, their product
+    const inputs = 3 * 2 * 3_072; // q/k/v's input, o_proj's input, gate/up's input
+    const perLayerToken = norms + attention + mlp + inputs;
+    // the last layer's output and the final norm (fp32 input, bf16 normalised input, weighted output) come on top
+    expect(acts("sdpa") - 28 * 8_192 * perLayerToken).toBe(8_192 * (4 + 2 + 2) * 3_072);
+    // FlashAttention-2 saves k and v ungrouped (1,024 wide) and o_proj's input is a view of its output
+    expect(acts("sdpa") - acts("fa2")).toBe(28 * 8_192 * (2 * 2 * (3_072 - 1_024) + 2 * 3_072));
+  });
+
+  it("counts LN tuning's norms as the only trained module, whatever the norm's name says", () => {
+    const acts = (modules: string[]) =>
+      estimateTrainMemory(
+        plan({
+          model: "meta-llama/Llama-3.2-3B",
+          gpu: "h200",
+          method: "freeze",
+          freezeTrainableLayers: 28,
+          freezeTrainableModules: modules,
+          gradientCheckpointing: false,
+        }),
+      ).breakdown.activations;
+    // "post_attention_layernorm" is a norm, not attention
+    expect(acts(["post_attention_layernorm"])).toBe(acts(["input_layernorm"]));
+    expect(acts(["input_layernorm", "self_attn"])).toBeGreaterThan(acts(["input_layernorm"]));
+  });
+
   it("counts the bare CUDA context plus the kernels a training step loads, and NCCL with several GPUs", () => {
     const MiB = 1024 ** 2;
     expect(m({ method: "lora" }).runtime).toBe((512 + 870) * MiB);
