@@ -148,29 +148,31 @@ for (const r of probe.runs) {
   );
 }
 
-// Published runs outside the calibration set that differ in one setting only: the difference between them does not
-// depend on the metric or on unknown inputs they share (here the longest batch), so it checks the mechanisms.
+// Published runs outside the calibration set that share everything but one setting: the differences between them do
+// not depend on the metric or on unknown inputs they share (here the longest batch), so they check the mechanisms.
 const cross = JSON.parse(readFileSync(resolve(root, "bench/data/cross-checks.json"), "utf8"));
 console.log("\nCross-checks (published runs outside the calibration set; reserved peaks, GiB):");
-for (const pair of cross.pairs) {
-  const [x, y] = pair.runs;
+for (const set of cross.sets) {
   const reserved = (run, seqLen) =>
     estimateMemory(resolvePlan({ ...run.plan, seqLen }, { cwd: root }).plan).train.perGpu.reservedBytes;
-  const cap = x.plan.seqLen;
-  // the length at which each run's prediction meets its measurement (the rows' longest batch, if the model is right)
+  const cap = set.runs[0].plan.seqLen;
+  // the length at which a run's prediction meets its measurement (the rows' longest batch, if the model is right)
   const meets = (run) => {
     let len = 64;
     while (len < cap && reserved(run, len + 1) <= run.measuredBytes) len += 1;
     return len;
   };
-  const measuredDiff = (y.measuredBytes - x.measuredBytes) / GiB;
-  const predictedDiff = (reserved(y, cap) - reserved(x, cap)) / GiB;
-  console.log(`  ${pair.id}: ${pair.note}`);
+  const [first, ...rest] = set.runs;
+  console.log(`  ${set.id}: ${set.note}`);
+  for (const run of rest) {
+    const measured = (run.measuredBytes - first.measuredBytes) / GiB;
+    const predicted = (reserved(run, cap) - reserved(first, cap)) / GiB;
+    console.log(
+      `    ${run.id} − ${first.id}: measured ${measured.toFixed(2)}, predicted ${predicted.toFixed(2)} at ${cap} tokens`,
+    );
+  }
   console.log(
-    `    ${y.id} − ${x.id}: measured ${measuredDiff.toFixed(2)}, predicted ${predictedDiff.toFixed(2)} at ${cap} tokens`,
-  );
-  console.log(
-    `    length at which the prediction meets the measurement: ${x.id} ${meets(x)}, ${y.id} ${meets(y)} tokens`,
+    `    length at which each prediction meets its measurement: ${set.runs.map((r) => `${r.id} ${meets(r)}`).join(", ")} tokens`,
   );
 }
 
