@@ -358,6 +358,14 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     `  ${memoryLegend(per.breakdown)}`,
     `  allocated ${formatGib(per.allocatedBytes)} · reserved ${formatGib(per.reservedBytes)} · ` +
       `nvidia-smi ${formatGib(per.deviceBytes)}`,
+    ...(m.train.phase === "backward" &&
+    per.breakdown.gradients === 0 &&
+    a.trainable.trainable > 0 &&
+    p.gradAccum === 1 &&
+    p.offload !== "params" &&
+    !p.sharding.startsWith("zero")
+      ? ["  no gradients at this peak: it comes as backward begins, before it makes them (grad-accum 1)"]
+      : []),
     `Loading    ${formatGib(m.load.perGpuPeakBytes)} per GPU ${load}`,
     `Inference  ${formatGib(m.inference.perGpuBytes)} on the fullest GPU (device_map="auto" over ${p.gpus})`,
     `Host RAM   ${formatGib(m.hostRam.perNodeBytes)} per node${p.hostRamBytes === null ? " (not checked: --host-ram)" : ""}`,

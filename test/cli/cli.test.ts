@@ -127,6 +127,13 @@ describe("exit codes", () => {
     expect(stdout).toMatch(/\[W+.*\]/);
   });
 
+  it("says why a full fine-tune without accumulation shows no gradients at its peak", () => {
+    const full = ["plan", "--model", "meta-llama/Llama-3.2-3B", "--gpu", "h100-80g", "--method", "full"];
+    const long = [...full, "--template", "llama3", "--micro-batch", "4", "--seq-len", "4096"];
+    expect(cli([...long, "--grad-accum", "1"]).stdout).toContain("no gradients at this peak");
+    expect(cli([...long, "--grad-accum", "2"]).stdout).not.toContain("no gradients at this peak");
+  });
+
   it("3 for the seed case: the loading OOM is reported with its shard", () => {
     const { code, stdout } = cli(SEED);
     expect(code).toBe(3);
