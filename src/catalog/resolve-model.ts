@@ -1,6 +1,7 @@
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { isUsageError, usageError } from "../errors.ts";
+import { mib, readBoundedText } from "../_read.ts";
+import { usageError } from "../errors.ts";
 import type { Architecture } from "../schema/architecture.ts";
 import { Architecture as ArchitectureSchema } from "../schema/architecture.ts";
 import type { ModelDefinition, ResolvedModel } from "../schema/plan.ts";
@@ -28,27 +29,21 @@ export const MAX_CONFIG_JSON_BYTES = 4 * 1024 * 1024;
 export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
   const file = join(dir, "config.json");
   const shown = join(shownAs, "config.json");
-  let text: string;
-  try {
-    const size = statSync(file).size;
-    if (size > MAX_CONFIG_JSON_BYTES) {
-      throw usageError(
-        "MODEL_CONFIG_TOO_LARGE",
-        shown,
-        `${shown} is ${(size / 1024 / 1024).toFixed(1)} MiB; a model's config.json is a few KiB (limit ${MAX_CONFIG_JSON_BYTES / 1024 / 1024} MiB)`,
-        "Point --model at the checkpoint folder whose config.json describes the model.",
-      );
-    }
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    if (isUsageError(e)) throw e;
-    throw usageError(
-      "MODEL_CONFIG_MISSING",
-      "model",
-      `the folder ${shownAs} has no readable config.json`,
-      "Point --model at a Hugging Face checkpoint folder (it holds config.json) or give a catalog id (tunefit models).",
-    );
-  }
+  const text = readBoundedText(file, MAX_CONFIG_JSON_BYTES, (f) =>
+    f.kind === "too-large"
+      ? usageError(
+          "MODEL_CONFIG_TOO_LARGE",
+          shown,
+          `${shown} is ${mib(f.bytes)} MiB; a model's config.json is a few KiB (limit ${MAX_CONFIG_JSON_BYTES / 1024 / 1024} MiB)`,
+          "Point --model at the checkpoint folder whose config.json describes the model.",
+        )
+      : usageError(
+          "MODEL_CONFIG_MISSING",
+          "model",
+          `the folder ${shownAs} has no readable config.json`,
+          "Point --model at a Hugging Face checkpoint folder (it holds config.json) or give a catalog id (tunefit models).",
+        ),
+  );
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
+import { readBoundedText } from "../_read.ts";
 import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
 import { listCatalogModels } from "../catalog/models.ts";
 import { importTrainYaml } from "../codegen/import.ts";
@@ -217,26 +218,21 @@ function usage(command?: string): string {
 
 function readSpec(file: string, io: CliIo): Record<string, unknown> {
   const path = resolve(io.cwd, file);
-  let text: string;
-  try {
-    if (statSync(path).size > MAX_CONFIG_BYTES) {
-      throw usageError(
-        "SPEC_TOO_LARGE",
-        "--spec",
-        `${file} is over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; a plan file is a few hundred bytes`,
-        "Check that --spec names the plan file.",
-      );
-    }
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    if (isUsageError(e)) throw e;
-    throw usageError(
-      "SPEC_UNREADABLE",
-      "--spec",
-      `cannot read the plan file ${file}`,
-      "Give an existing YAML or JSON file.",
-    );
-  }
+  const text = readBoundedText(path, MAX_CONFIG_BYTES, (f) =>
+    f.kind === "too-large"
+      ? usageError(
+          "SPEC_TOO_LARGE",
+          "--spec",
+          `${file} is over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; a plan file is a few hundred bytes`,
+          "Check that --spec names the plan file.",
+        )
+      : usageError(
+          "SPEC_UNREADABLE",
+          "--spec",
+          `cannot read the plan file ${file}`,
+          "Give an existing YAML or JSON file.",
+        ),
+  );
   let value: unknown;
   try {
     value = parseYaml(text);

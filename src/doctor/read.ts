@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { isScalar, parseDocument, visit } from "yaml";
+import { mib, readBoundedText } from "../_read.ts";
 import { type Issue, usageError } from "../errors.ts";
 
 /*
@@ -18,23 +19,16 @@ const OMEGACONF_FLOAT =
   /^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$/;
 
 function readText(path: string, shownAs: string, field: string): string {
-  let size: number;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new Error("not a file");
-    size = st.size;
-  } catch {
-    throw usageError("FILE_UNREADABLE", field, `cannot read ${shownAs}`, "Give an existing file.");
-  }
-  if (size > MAX_CONFIG_BYTES) {
-    throw usageError(
-      "FILE_TOO_LARGE",
-      field,
-      `${shownAs} is ${(size / 1024 / 1024).toFixed(1)} MiB; a config file is a few KiB (limit ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`,
-      "Check that the path names the config file.",
-    );
-  }
-  return readFileSync(path, "utf8");
+  return readBoundedText(path, MAX_CONFIG_BYTES, (f) =>
+    f.kind === "unreadable"
+      ? usageError("FILE_UNREADABLE", field, `cannot read ${shownAs}`, "Give an existing file.")
+      : usageError(
+          "FILE_TOO_LARGE",
+          field,
+          `${shownAs} is ${mib(f.bytes)} MiB; a config file is a few KiB (limit ${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`,
+          "Check that the path names the config file.",
+        ),
+  );
 }
 
 /** Parses YAML as OmegaConf does; throws a usage error naming the file, line and column. */

@@ -93,6 +93,18 @@ describe("hostile plan specs and training YAMLs", () => {
     expect(b.stderr).toContain("train.yaml is 10.0 MiB");
   });
 
+  it("a folder or a missing path where a file belongs → exit 2 naming it", () => {
+    const cwd = tempDir();
+    mkdirSync(join(cwd, "spec.yaml"));
+    const a = cli(["plan", "--spec", "spec.yaml", "--gpu", "h100-80g"], cwd);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toContain("cannot read the plan file spec.yaml");
+    const b = cli(["doctor", "missing.yaml", "--gpu", "h100-80g"], cwd);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain("missing.yaml");
+    expect(b.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it("a spec of the wrong shape or with wrong types → exit 2 naming the field", () => {
     const cwd = tempDir();
     writeFileSync(join(cwd, "a.yaml"), "- just\n- a list\n");
