@@ -359,7 +359,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     a.trainable.trainable > 0 &&
     p.gradAccum === 1 &&
     p.offload !== "params" &&
-    !p.sharding.startsWith("zero")
+    p.sharding !== "zero3"
       ? ["  no gradients at this peak: it comes as backward begins, before it makes them (grad-accum 1)"]
       : []),
     `Loading    ${formatGib(m.load.perGpuPeakBytes)} per GPU ${load}`,

@@ -404,14 +404,17 @@ export function estimateTrainMemory(
     buffers += autocastCache;
   }
   if (plan.sharding === "none" && split.world > 1) buffers += trainableCopy; // DDP buckets
+  /** ZeRO-1/2's gradient bucket: allocated by the first gradient hook of a backward, dropped at its end */
+  let zeroBucket = 0;
   if (deepspeed) {
     // LLaMA-Factory's ds_z2 config: reduce bucket 5e8 elements (contiguous gradients); ds_z3: "auto" reduce bucket
     // hidden² and prefetch bucket 0.9 × hidden² (transformers HfTrainerDeepSpeedConfig).
     const h2 = t.hiddenSize ** 2;
-    buffers +=
-      plan.sharding === "zero3"
-        ? (Math.min(h2, trainable.trainable) + 0.9 * h2) * a
-        : Math.min(5e8, trainable.trainable) * a;
+    if (plan.sharding === "zero3") buffers += (Math.min(h2, trainable.trainable) + 0.9 * h2) * a;
+    else {
+      zeroBucket = Math.min(5e8, trainable.trainable) * a;
+      buffers += zeroBucket;
+    }
   }
   // The step's temporaries: torch's foreach AdamW materialises one parameter-sized tensor. DeepSpeed flattens its
   // partition's 16-bit gradients into a new tensor and converts that to the fp32 .grad of its master copy
@@ -436,8 +439,10 @@ export function estimateTrainMemory(
   // accumulation none exists at the loss's peak, when backward begins; the other end of backward holds every
   // gradient and the first layer's working set. Each layer adds its gradients and frees its activations, so the
   // peak of backward is at one of the two ends. With accumulation the earlier micro-batches' gradients are there
-  // from the start. DeepSpeed keeps its own gradient buffers: counted whole.
-  if (plan.gradAccum === 1 && !deepspeed && gradients > 0) {
+  // from the start. ZeRO-1/2 alike: its partition of 16-bit gradients and its bucket are made by the backward's
+  // hooks and dropped by the step (stage_1_and_2.py `_release_ipg_buffers`, `averaged_gradients[i] = None`);
+  // ZeRO-3 allocates its gradient partitions once (`grad_partitions_flat_buffer`): counted whole.
+  if (plan.gradAccum === 1 && plan.sharding !== "zero3" && gradients > 0) {
     const first = perLayer[0] ?? 0;
     const endActivations = plan.gradientCheckpointing
       ? tokens * (ctx.rb * t.hiddenSize + maxLayer + working) +
@@ -446,7 +451,7 @@ export function estimateTrainMemory(
         maskPerLayer
       : tokens * (first + working) + vision.saved + maskElements + maskPerLayer;
     const endBuffers = buffers - autocastCache;
-    const start = weights + optimizer + activations + logits + buffers;
+    const start = weights + optimizer + activations + logits + buffers - zeroBucket;
     const end = states + endActivations + endBuffers;
     if (end >= start) {
       activations = endActivations;
@@ -455,6 +460,7 @@ export function estimateTrainMemory(
       backward = end;
     } else {
       gradients = 0;
+      buffers -= zeroBucket;
       backward = start;
     }
   }

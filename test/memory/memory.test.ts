@@ -273,6 +273,16 @@ describe("gradients during backward", () => {
     expect(two.allocatedBytes - one.allocatedBytes).toBe(two.breakdown.gradients);
   });
 
+  it("lets ZeRO-1/2 make their gradient partition and bucket during backward; ZeRO-3 holds its partitions", () => {
+    const long = { microBatch: 2, seqLen: 4096, gradientCheckpointing: false, gradAccum: 1, gpus: 2 };
+    const z2 = train({ ...long, sharding: "zero2" }).breakdown;
+    expect(z2.gradients).toBe(0);
+    // at the loss's peak no bucket yet; the DeepSpeed buffers left are none
+    expect(z2.buffers).toBe(0);
+    const z3 = train({ ...long, sharding: "zero3" }).breakdown;
+    expect(z3.gradients).toBe(3_212_749_824); // 2 B / 2 GPUs
+  });
+
   it("peaks at the end of backward, with every gradient and no logits, when the step is short", () => {
     // 256 tokens: the gradients (6.4 GB) outweigh the activations and logits; without the optimizer step's
     // temporary copy the peak is the end of backward
