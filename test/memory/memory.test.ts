@@ -23,6 +23,13 @@ const TEXT_MODELS = [
 ];
 const METHODS = ["full", "freeze", "lora", "qlora"] as const;
 
+/** Full fine-tuning of Llama-3.2-3B in pure bf16 on one H200 (3,212,749,824 parameters, tied embeddings). */
+const fullLlama3B = (input: Record<string, unknown>, over = {}) =>
+  estimateTrainMemory(
+    plan({ model: "meta-llama/Llama-3.2-3B", gpu: "h200", method: "full", precision: "pure_bf16", ...input }),
+    over,
+  );
+
 describe("breakdown", () => {
   it("always sums exactly to allocated, reserved and device bytes", () => {
     for (const model of listCatalogModels().map((m) => m.id)) {
@@ -117,20 +124,14 @@ describe("mechanisms", () => {
     // twice per layer (attention, MLP) beside each norm's normalised input, and o_proj saves SDPA's output
     // transposed into a contiguous copy. 3 × 2 B × 3,072 per layer and token in all.
     const acts = (attention: string) =>
-      estimateTrainMemory(
-        plan({
-          model: "meta-llama/Llama-3.2-3B",
-          gpu: "h200",
-          method: "full",
-          precision: "pure_bf16",
-          gradientCheckpointing: false,
-          gradAccum: 1,
-          microBatch: 2,
-          seqLen: 4096,
-          packing: true,
-          attention,
-        }),
-      ).breakdown.activations;
+      fullLlama3B({
+        gradientCheckpointing: false,
+        gradAccum: 1,
+        microBatch: 2,
+        seqLen: 4096,
+        packing: true,
+        attention,
+      }).breakdown.activations;
     const norms = 2 * (4 + 2) * 3_072; // fp32 input + bf16 normalised input, twice per layer
     const attention = 2 * (3_072 + 2 * 3_072 + 3_072) + 4 * 24; // q, repeat_kv's k and v, out; fp32 lse
     const mlp = 4 * 2 * 8_192; // gate, act(gate), up, their product
@@ -250,17 +251,7 @@ describe("mechanisms", () => {
 });
 
 describe("gradients during backward", () => {
-  const train = (input: Record<string, unknown>, over = {}) =>
-    estimateTrainMemory(
-      plan({
-        model: "meta-llama/Llama-3.2-3B",
-        gpu: "h200",
-        method: "full",
-        precision: "pure_bf16",
-        ...input,
-      }),
-      over,
-    );
+  const train = fullLlama3B;
 
   it("holds no parameter gradient at the loss's peak without accumulation, every one with it", () => {
     // 2 × 4,096 tokens without checkpointing: the start of backward (activations + logits) is the peak
