@@ -486,6 +486,7 @@ export function estimateTrainMemory(
       fragmentation,
       gathered,
       stepPhase: phase === "optimizer-step",
+      sharded: split.weights > 1,
       shardsBytes: offloadParams ? 0 : weightsFull / split.weights,
       layerGatheredBytes: layerParams * layerBytes,
       layerInitBytes: layerParams * (isFull ? fullBytes : layerBytes),
@@ -547,12 +548,15 @@ function fsdpPoolBytes(o: {
   fragmentation: number;
   gathered: number;
   stepPhase: boolean;
+  /** whether units are split over several ranks (FSDP runs NO_SHARD on a world of one) */
+  sharded: boolean;
   shardsBytes: number;
   layerGatheredBytes: number;
   layerInitBytes: number;
   rootInitBytes: number;
 }): number {
-  const resharded = o.plan.fsdpStrategy === "full_shard" || o.plan.fsdpStrategy === "hybrid_shard";
+  const resharded =
+    o.sharded && (o.plan.fsdpStrategy === "full_shard" || o.plan.fsdpStrategy === "hybrid_shard");
   const gatheredNow = o.stepPhase ? 0 : o.gathered;
   // the unshard stream's pool beyond what is allocated now: the freed units not yet returned, and at the step
   // (every unit resharded) the blocks the gathered units took

@@ -518,6 +518,8 @@ describe("sharding mechanisms", () => {
       expect(frag({ fsdpStrategy: "shard_grad_op" })).toBe(
         frag({ fsdpStrategy: "shard_grad_op" }, { fsdpPendingFreeUnits: 0 }),
       );
+      // one rank: FSDP runs NO_SHARD and gathers nothing
+      expect(frag({ gpus: 1 })).toBe(frag({ gpus: 1 }, { fsdpPendingFreeUnits: 0 }));
     });
 
     it("keeps the wrap's transient reserved until training needs more: the root moved, broadcast and flattened", () => {
