@@ -46,14 +46,17 @@ export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
         ? "Lower --micro-batch or --seq-len, turn on --gradient-checkpointing or --liger, or shard (--sharding zero3)."
         : plan.sharding === "none"
           ? "Shard the model states (--sharding zero3 or fsdp), use --method lora/qlora, or an 8-bit optimizer."
-          : "Use more GPUs, --offload optimizer/params, or --method qlora.";
+          : plan.method === "qlora"
+            ? "Use more GPUs (--gpus/--nodes) or --offload params."
+            : "Use more GPUs, --offload optimizer/params, or --method qlora.";
     issues.push({
       code: "TRAIN_OOM",
       severity: "error",
       path: "microBatch",
       message:
         `the training step needs ${gib(memory.train.perGpu.deviceBytes)} per GPU (weights ${gib(b.weights)}, gradients ` +
-        `${gib(b.gradients)}, optimizer ${gib(b.optimizer)}, activations ${gib(b.activations)}, logits ${gib(b.logits)}) ` +
+        `${gib(b.gradients)}, optimizer ${gib(b.optimizer)}, activations ${gib(b.activations)}, logits ${gib(b.logits)}, ` +
+        `buffers ${gib(b.buffers)}, allocator reserve ${gib(b.fragmentation)}, runtime ${gib(b.runtime)}) ` +
         `but ${gib(cap)} is usable (${gib(plan.gpu.capacityBytes)} less ${(plan.headroom * 100).toFixed(0)} % headroom)`,
       hint,
     });
