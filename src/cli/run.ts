@@ -344,8 +344,10 @@ function humanPlan(a: PlanAnalysis, color = false): string {
   const per = m.train.perGpu;
   const load = m.load.fits
     ? "✔"
-    : `✖ runs out at ${((m.load.oomAtFraction ?? 0) * 100).toFixed(0)} % of the weights` +
-      (m.load.oomAtShard ? ` (shard ${m.load.oomAtShard.index} of ${m.load.oomAtShard.of})` : "");
+    : m.load.oomWhileWrapping
+      ? "✖ runs out while FSDP wraps its last unit (embeddings, lm_head) on top of the other shards"
+      : `✖ runs out at ${((m.load.oomAtFraction ?? 0) * 100).toFixed(0)} % of the weights` +
+        (m.load.oomAtShard ? ` (shard ${m.load.oomAtShard.index} of ${m.load.oomAtShard.of})` : "");
   lines.push(
     "",
     `Per-GPU memory at the training peak (${m.train.phase}): ${formatGib(per.deviceBytes)} of ` +

@@ -349,7 +349,9 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
     );
   }
   const replica = report.issues.find((i) => i.code === "FSDP_LOAD_REPLICA" && i.severity === "error");
+  const wrap = report.issues.find((i) => i.code === "LOAD_FSDP_WRAP_OOM");
   if (replica) lines.push(`Loading: ${replica.message}.`);
+  else if (wrap) lines.push(`Loading: ${wrap.message}.`);
   else if (!memory.load.fits) {
     const l = memory.load;
     const where = l.oomAtShard ? ` (shard ${l.oomAtShard.index} of ${l.oomAtShard.of})` : "";

@@ -60,7 +60,7 @@ export function estimateMemory(
       fits: train.deviceBytes <= capacityBytes,
       phase: train.phase,
     },
-    load: estimateLoadMemory(plan, capacityBytes, as, params),
+    load: estimateLoadMemory(plan, capacityBytes, as, params, train.wrapPeakBytes),
     inference: { perGpuBytes: estimateInferenceMemory(plan, plan.gpu.capacityBytes, as, params).perGpuBytes },
     hostRam: estimateHostMemory(plan, as, params, trainable.trainable),
   };

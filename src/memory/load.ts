@@ -26,6 +26,8 @@ export interface LoadMemory {
   readonly oomAtFraction?: number;
   /** the checkpoint shard (1-based) being loaded when memory runs out, when the shard count is known */
   readonly oomAtShard?: { readonly index: number; readonly of: number };
+  /** FSDP1 runs out while it wraps its last unit (embeddings, final norm, lm_head) on top of the other shards */
+  readonly oomWhileWrapping?: true;
 }
 
 export interface InferenceMemory {
@@ -79,12 +81,15 @@ export function loadsFullReplica(plan: Plan): boolean {
 /**
  * Peak memory of one GPU while the model loads. `fits` compares with the usable capacity (after headroom);
  * where memory runs out is computed against the card itself. No collective has run yet, so NCCL holds nothing.
+ * `wrapPeakBytes` is FSDP1's wrap (train.ts): the shards plus the last unit moved, broadcast and flattened, which
+ * comes after the checkpoint is read (on the CPU with RAM-efficient loading).
  */
 export function estimateLoadMemory(
   plan: Plan,
   usableBytes: number,
   overrides: Partial<MemoryAssumptions> = {},
   params: ParamBreakdown = countParams(plan.model.architecture),
+  wrapPeakBytes = 0,
 ): LoadMemory {
   const as = withDefaults(overrides);
   const world = plan.gpus * plan.nodes;
@@ -92,9 +97,13 @@ export function estimateLoadMemory(
   const total = loadedWeightBytes(plan, params, as);
   const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
   const weightsBytes = Math.round(loadsFullReplica(plan) ? total : total / shardGroup);
-  const perGpuPeakBytes = weightsBytes + runtime;
+  const wrapping = wrapPeakBytes > weightsBytes;
+  const perGpuPeakBytes = (wrapping ? wrapPeakBytes : weightsBytes) + runtime;
   if (perGpuPeakBytes <= usableBytes) return { perGpuPeakBytes, weightsBytes, fits: true };
   const room = Math.max(0, plan.gpu.capacityBytes - runtime);
+  // the shards fit; wrapping the last unit, with every other shard in place and the whole checkpoint read, does not
+  if (wrapping && weightsBytes <= room)
+    return { perGpuPeakBytes, weightsBytes, fits: false, oomAtFraction: 1, oomWhileWrapping: true };
   const oomAtFraction = Math.min(1, Math.round((room / weightsBytes) * 1e4) / 1e4);
   const shards = plan.model.shards;
   return {

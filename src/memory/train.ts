@@ -41,6 +41,8 @@ export interface TrainMemory {
   readonly phase: "backward" | "optimizer-step";
   /** tokens per micro-batch on one GPU (micro-batch × sequence length) */
   readonly tokensPerMicroBatch: number;
+  /** FSDP1: the GPU's peak while FSDP wraps the model, before training (0 for other plans) */
+  readonly wrapPeakBytes: number;
 }
 
 const ADAMW_LIKE = 2;
@@ -478,6 +480,14 @@ export function estimateTrainMemory(
   // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator
   const transient = activations + logits + buffers - ddpBuckets;
   let fragmentation = transient * as.fragmentationOfTransient;
+  const wrapPeakBytes =
+    plan.sharding === "fsdp"
+      ? fsdpWrapPeakBytes(
+          offloadParams ? 0 : weightsFull / split.weights,
+          layerParams * (isFull ? fullBytes : layerBytes),
+          (params.embedTokens + params.lmHead + params.finalNorm) * (isFull ? fullBytes : a),
+        )
+      : 0;
   if (plan.sharding === "fsdp") {
     fragmentation += fsdpPoolBytes({
       plan,
@@ -487,10 +497,8 @@ export function estimateTrainMemory(
       gathered,
       stepPhase: phase === "optimizer-step",
       sharded: split.weights > 1,
-      shardsBytes: offloadParams ? 0 : weightsFull / split.weights,
+      afterWrap: as.fsdpInitCacheKept ? wrapPeakBytes : 0,
       layerGatheredBytes: layerParams * layerBytes,
-      layerInitBytes: layerParams * (isFull ? fullBytes : layerBytes),
-      rootInitBytes: (params.embedTokens + params.lmHead + params.finalNorm) * (isFull ? fullBytes : a),
     });
   }
   const breakdown = roundBreakdown({
@@ -518,6 +526,7 @@ export function estimateTrainMemory(
     deviceBytes: reservedBytes + breakdown.runtime,
     phase,
     tokensPerMicroBatch: tokens,
+    wrapPeakBytes: Math.round(wrapPeakBytes),
   };
 }
 
@@ -528,6 +537,16 @@ export function estimateTrainMemory(
 const FSDP_BROADCAST_IN_FLIGHT_BYTES = 2 * 250 * 1024 ** 2;
 
 /**
+ * FSDP1's wrap: each unit is moved to the GPU, broadcast from rank 0 (sync_module_states) and flattened into a new
+ * tensor before it is sharded; the last unit, the root (embeddings, final norm, lm_head), is wrapped on top of
+ * every other shard. The peak: the shards + the largest unit twice + its broadcast buckets.
+ */
+function fsdpWrapPeakBytes(shardsBytes: number, layerBytes: number, rootBytes: number): number {
+  const unit = Math.max(layerBytes, rootBytes);
+  return shardsBytes + 2 * unit + Math.min(unit, FSDP_BROADCAST_IN_FLIGHT_BYTES);
+}
+
+/**
  * Memory FSDP1 keeps reserved beyond the allocator's ordinary fragmentation. The caching allocator pools blocks per
  * stream, and FSDP1 all-gathers on its own unshard stream:
  * - each gathered unit is freed with `record_stream` on the compute stream (flat_param.py
@@ -535,10 +554,9 @@ const FSDP_BROADCAST_IN_FLIGHT_BYTES = 2 * 250 * 1024 ** 2;
  *   passed the free. `limit_all_gathers` (accelerate's default) lets `_max_num_inflight_all_gathers = 2` freed units
  *   queue and waits for the older before the next all-gather: `fsdpPendingFreeUnits` freed layers stay reserved
  *   beside the gathered ones. From the first forward on, that pool (gathered + pending) is reserved for good.
- * - wrapping leaves its transient in the compute stream's pool: each unit is moved to the GPU, broadcast from rank 0
- *   (sync_module_states) and flattened into a new tensor before it is sharded; the last unit, the root (embeddings,
- *   final norm, lm_head), is wrapped on top of every other shard. Nothing empties the cache before training
- *   (accelerate, the HF Trainer, fsdp_qlora), so the compute stream's pool never drops below that level.
+ * - wrapping leaves its transient in the compute stream's pool (fsdpWrapPeakBytes). Nothing empties the cache
+ *   before training (accelerate, the HF Trainer, fsdp_qlora), so the compute stream's pool never drops below that
+ *   level (`afterWrap`, 0 when the cache is assumed emptied).
  * Returns the bytes to add to the fragmentation term.
  */
 function fsdpPoolBytes(o: {
@@ -550,10 +568,8 @@ function fsdpPoolBytes(o: {
   stepPhase: boolean;
   /** whether units are split over several ranks (FSDP runs NO_SHARD on a world of one) */
   sharded: boolean;
-  shardsBytes: number;
+  afterWrap: number;
   layerGatheredBytes: number;
-  layerInitBytes: number;
-  rootInitBytes: number;
 }): number {
   const resharded =
     o.sharded && (o.plan.fsdpStrategy === "full_shard" || o.plan.fsdpStrategy === "hybrid_shard");
@@ -562,12 +578,8 @@ function fsdpPoolBytes(o: {
   // (every unit resharded) the blocks the gathered units took
   const pending = resharded ? o.as.fsdpPendingFreeUnits * o.layerGatheredBytes : 0;
   const poolReservedOnly = pending + (resharded && o.stepPhase ? o.gathered : 0);
-  const unit = Math.max(o.layerInitBytes, o.rootInitBytes);
-  const afterWrap = o.as.fsdpInitCacheKept
-    ? o.shardsBytes + 2 * unit + Math.min(unit, FSDP_BROADCAST_IN_FLIGHT_BYTES)
-    : 0;
   const computePool = o.allocated - gatheredNow + o.fragmentation;
-  return Math.max(0, afterWrap - computePool) + poolReservedOnly;
+  return Math.max(0, o.afterWrap - computePool) + poolReservedOnly;
 }
 
 /**

@@ -14,7 +14,18 @@ export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
     const where = load.oomAtShard
       ? ` while loading shard ${load.oomAtShard.index} of ${load.oomAtShard.of}`
       : ` after ${((load.oomAtFraction ?? 0) * 100).toFixed(0)} % of the weights`;
-    if (loadsFullReplica(plan)) {
+    if (load.oomWhileWrapping) {
+      issues.push({
+        code: "LOAD_FSDP_WRAP_OOM",
+        severity: "error",
+        path: "sharding",
+        message:
+          `FSDP wraps the model unit by unit on the GPU, and its last unit (embeddings, final norm, lm_head) is moved, ` +
+          `broadcast and flattened on top of the other shards (${gib(load.weightsBytes)}): ${gib(load.perGpuPeakBytes)} ` +
+          `at the peak, more than the ${gib(cap)} usable (${gib(plan.gpu.capacityBytes)} less ${(plan.headroom * 100).toFixed(0)} % headroom)`,
+        hint: "Use --offload params (each shard goes to the CPU once made), more GPUs, or --sharding zero3 (zero.Init partitions each module as it is built).",
+      });
+    } else if (loadsFullReplica(plan)) {
       issues.push({
         code: "LOAD_REPLICA_OOM",
         severity: "error",

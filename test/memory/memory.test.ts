@@ -522,6 +522,26 @@ describe("sharding mechanisms", () => {
       expect(frag({ gpus: 1 })).toBe(frag({ gpus: 1 }, { fsdpPendingFreeUnits: 0 }));
     });
 
+    it("shows the wrap as the loading peak, and where a big-vocabulary root does not fit beside the shards", () => {
+      const load = (input: Record<string, unknown>) =>
+        estimateMemory(plan({ gpu: "rtx4090", gpus: 2, sharding: "fsdp", method: "qlora", ...input })).load;
+      // Llama-2-7B: the shards (and the LoRA adapters' shards, 40 MB) + the root twice + the broadcast buckets, with
+      // the bare context
+      const small = load({ model: "meta-llama/Llama-2-7b-hf" });
+      expect(small.fits).toBe(true);
+      const wrap = 2 * rootBytes + Math.min(rootBytes, 500 * 1024 ** 2) + 512 * 1024 ** 2;
+      expect(small.perGpuPeakBytes - small.weightsBytes).toBeGreaterThanOrEqual(wrap);
+      expect(small.perGpuPeakBytes - small.weightsBytes).toBeLessThan(wrap + 64 * 1024 ** 2);
+      // Qwen2.5-72B's root (152,064 × 8,192 × 2 in bf16, 4.6 GiB) wrapped on top of 19 GiB of 4-bit shards
+      const big = load({ model: "Qwen/Qwen2.5-72B-Instruct" });
+      expect(big.weightsBytes).toBeLessThan(22 * 1024 ** 3);
+      expect(big).toMatchObject({ fits: false, oomWhileWrapping: true, oomAtFraction: 1 });
+      // offloaded, each shard leaves for the CPU once made
+      expect(
+        load({ model: "Qwen/Qwen2.5-72B-Instruct", offload: "params" }).oomWhileWrapping,
+      ).toBeUndefined();
+    });
+
     it("keeps the wrap's transient reserved until training needs more: the root moved, broadcast and flattened", () => {
       // 512 tokens: the compute stream's own peak stays under what wrapping left cached, so reserved is the shards
       // + the root twice + two 250 MiB broadcast buckets (capped at the root), + the all-gather stream's pool

@@ -29,3 +29,19 @@ describe("TRAIN_OOM", () => {
     expect(oom?.hint).toContain("--offload params");
   });
 });
+
+describe("LOAD_FSDP_WRAP_OOM", () => {
+  it("says that FSDP's wrap of the last unit runs out, with the numbers and the way out", () => {
+    const a = analyzePlan({
+      model: "Qwen/Qwen2.5-72B-Instruct",
+      gpu: "rtx4090",
+      gpus: 2,
+      method: "qlora",
+      sharding: "fsdp",
+    });
+    const wrap = a.issues.find((i) => i.code === "LOAD_FSDP_WRAP_OOM");
+    expect(wrap?.message).toMatch(/on top of the other shards \(\d+\.\d GiB\): \d+\.\d GiB at the peak/);
+    expect(wrap?.hint).toContain("--offload params");
+    expect(a.issues.some((i) => i.code === "LOAD_SHARD_OOM")).toBe(false);
+  });
+});
