@@ -222,6 +222,19 @@ for (const c of cases) {
     plan.sharding = "fsdp";
     plan.fsdpStrategy = /no_shard|ddp/.test(strategy) ? "no_shard" : "full_shard";
   }
+  if (
+    /qwen/i.test(c.group) &&
+    plan.precision === "bf16" &&
+    !plan.sharding &&
+    /HF Trainer/.test(c.precision?.mode ?? "")
+  ) {
+    // Qwen's finetune.py trains the model as loaded in bf16: nothing makes fp32 copies of the trainable parameters
+    // (LoRA adapters, modules_to_save), so their gradients and AdamW states are bf16 too
+    plan.precision = "pure_bf16";
+    notes.push(
+      "Qwen's finetune.py trains its bf16 model without fp32 copies (bf16 trainable weights, gradients and AdamW states; the Trainer's autocast over bf16 tensors changes nothing): pure-bf16 training, expressed as pure_bf16; its PEFT (≤ 0.6) also made the LoRA adapters bf16, where current PEFT keeps them fp32, as modelled",
+    );
+  }
   if (/qwen_v1/.test(c.group) && method === "full" && !plan.sharding) {
     // Qwen's repository has one full-parameter script, finetune/finetune_ds.sh, which always passes
     // --deepspeed finetune/ds_config_zero2.json, on one GPU as on several
@@ -241,11 +254,6 @@ for (const c of cases) {
     if (/DoRA/.test(c.finetuning.trainable_extra ?? "")) plan.useDora = true;
     if (/embedding|wte/.test(c.finetuning.trainable_extra ?? "")) {
       plan.additionalTarget = ["embed_tokens", "lm_head"];
-      if (/qwen/i.test(c.group)) {
-        notes.push(
-          "Qwen's finetune.py keeps the modules_to_save copies in bf16 with bf16 Adam states (8 B/param); LLaMA-Factory upcasts them to fp32 (16 B/param)",
-        );
-      }
     }
   }
   if (method === "qlora") {
