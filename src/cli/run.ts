@@ -21,6 +21,7 @@ import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
+import { gradientsMadeInBackward } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import {
@@ -359,9 +360,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     ...(m.train.phase === "backward" &&
     per.breakdown.gradients === 0 &&
     a.trainable.trainable > 0 &&
-    p.gradAccum === 1 &&
-    p.offload !== "params" &&
-    p.sharding !== "zero3"
+    gradientsMadeInBackward(p)
       ? ["  no gradients at this peak: it comes as backward begins, before it makes them (grad-accum 1)"]
       : []),
     `Loading    ${formatGib(m.load.perGpuPeakBytes)} per GPU ${load}`,

@@ -444,7 +444,7 @@ export function estimateTrainMemory(
   // from the start. ZeRO-1/2 alike: its partition of 16-bit gradients and its bucket are made by the backward's
   // hooks and dropped by the step (stage_1_and_2.py `_release_ipg_buffers`, `averaged_gradients[i] = None`);
   // ZeRO-3 allocates its gradient partitions once (`grad_partitions_flat_buffer`): counted whole.
-  if (plan.gradAccum === 1 && plan.sharding !== "zero3" && gradients > 0) {
+  if (gradientsMadeInBackward(plan) && gradients > 0) {
     const first = perLayer[0] ?? 0;
     const endActivations = plan.gradientCheckpointing
       ? tokens * (ctx.rb * t.hiddenSize + maxLayer + working) +
@@ -580,6 +580,14 @@ function fsdpPoolBytes(o: {
   const poolReservedOnly = pending + (resharded && o.stepPhase ? o.gathered : 0);
   const computePool = o.allocated - gatheredNow + o.fragmentation;
   return Math.max(0, o.afterWrap - computePool) + poolReservedOnly;
+}
+
+/**
+ * Whether no parameter gradient is on the GPU when backward begins: none is left from an earlier micro-batch
+ * (grad-accum 1), ZeRO-3 does not hold its gradient partitions for good, and they are not offloaded to the CPU.
+ */
+export function gradientsMadeInBackward(plan: Plan): boolean {
+  return plan.gradAccum === 1 && plan.sharding !== "zero3" && plan.offload !== "params";
 }
 
 /**
