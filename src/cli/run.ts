@@ -60,8 +60,6 @@ export interface CliIo {
 /** Exit codes of the CLI contract. */
 export const EXIT = { ok: 0, internal: 1, usage: 2, unfit: 3 } as const;
 
-const COMMANDS = ["plan", "emit", "doctor", "import", "init", "models", "gpus", "schema"] as const;
-
 const GLOBAL_OPTIONS = {
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
@@ -70,6 +68,9 @@ const GLOBAL_OPTIONS = {
 } as const;
 
 type OptionSpec = { type: "string"; multiple?: boolean } | { type: "boolean" };
+
+/** The flag values of one command line, as node:util parseArgs returns them. */
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
 function planOptions(): Record<string, OptionSpec> {
   const options: Record<string, OptionSpec> = {
@@ -192,6 +193,15 @@ function usage(command?: string): string {
       "A non-empty DIR is refused without --force. --template stays the chat template.",
       "",
       "Exit codes: 0 written, 3 does not fit or breaks a rule (nothing written without --allow-unfit), 2 bad input, 1 internal error.",
+      "",
+    ].join("\n");
+  }
+  if (command === "schema") {
+    return [
+      `Usage: tunefit schema ${JSON_SCHEMA_TARGETS.join("|")}`,
+      "",
+      "Prints a JSON Schema (draft 2020-12): of a plan file (the format --spec reads), of LLaMA-Factory's training",
+      "YAML, of a DeepSpeed config, or of an accelerate FSDP config. Editors use them to complete and check the files.",
       "",
     ].join("\n");
   }
@@ -417,33 +427,28 @@ function assumptionsOf(values: Record<string, unknown>) {
   return parseAssumptions(Array.isArray(entries) ? entries.filter((e) => typeof e === "string") : []);
 }
 
-function rejectPositionals(positionals: readonly string[], command: string): void {
-  if (positionals.length > 0) {
-    throw usageError(
-      "ARGUMENT_UNEXPECTED",
-      positionals[0] ?? "",
-      `unexpected argument "${positionals[0]}"`,
-      `Plan settings are flags (--model ID --gpu ID …); see tunefit ${command} --help.`,
-    );
-  }
+/**
+ * Refuses to write a plan that does not fit or breaks a rule, unless --allow-unfit: prints the plan (or its JSON
+ * with no files) and says nothing was written to `target`.
+ */
+function refusedUnfit(analysis: PlanAnalysis, values: Values, io: CliIo, target: string): boolean {
+  if (analysis.valid || values["allow-unfit"] === true) return false;
+  if (values.json) io.stdout(`${JSON.stringify({ files: [], plan: planReport(analysis) }, null, 2)}\n`);
+  else io.stdout(humanPlan(analysis, io.color ?? false));
+  io.stderr(
+    `Nothing written to ${target}: the plan does not fit or breaks a rule (above). Fix it, or pass --allow-unfit to write it anyway.\n`,
+  );
+  return true;
 }
 
-function runEmit(argv: readonly string[], io: CliIo): number {
-  const { recommend: _r, max: _m, ...planFlags } = planOptions();
-  const { values, positionals } = parse(argv, {
-    ...GLOBAL_OPTIONS,
-    ...planFlags,
-    out: { type: "string" },
-    force: { type: "boolean" },
-    "allow-unfit": { type: "boolean" },
-    probe: { type: "boolean" },
-    "probe-steps": { type: "string" },
-  });
-  if (values.help) {
-    io.stdout(usage("emit"));
-    return EXIT.ok;
-  }
-  rejectPositionals(positionals, "emit");
+/** A config.json model folder, named relative to the written folder (where launch.sh runs). */
+function modelPathFrom(plan: PlanAnalysis["plan"], dir: string, io: CliIo): string | undefined {
+  return plan.model.source === "config" && plan.model.dir !== null
+    ? relative(dir, resolve(io.cwd, plan.model.dir)) || "."
+    : undefined;
+}
+
+function runEmit(values: Values, _args: readonly string[], io: CliIo): number {
   const input = planInputFromFlags(values, io);
   const out = values.out;
   if (typeof out !== "string" || out === "") {
@@ -455,23 +460,10 @@ function runEmit(argv: readonly string[], io: CliIo): number {
     );
   }
   const analysis = analyzePlan(input, { cwd: io.cwd, assumptions: assumptionsOf(values) });
-  const report = planReport(analysis);
-  const allowUnfit = values["allow-unfit"] === true;
-  if (!analysis.valid && !allowUnfit) {
-    if (values.json) io.stdout(`${JSON.stringify({ files: [], plan: report }, null, 2)}\n`);
-    else io.stdout(humanPlan(analysis, io.color ?? false));
-    io.stderr(
-      `Nothing written to ${out}: the plan does not fit or breaks a rule (above). Fix it, or pass --allow-unfit to write it anyway.\n`,
-    );
-    return EXIT.unfit;
-  }
+  if (refusedUnfit(analysis, values, io, out)) return EXIT.unfit;
   const dir = resolve(io.cwd, out);
   const { plan } = analysis;
-  // a config.json folder is named relative to the bundle, where launch.sh runs
-  const modelPath =
-    plan.model.source === "config" && plan.model.dir !== null
-      ? relative(dir, resolve(io.cwd, plan.model.dir)) || "."
-      : undefined;
+  const modelPath = modelPathFrom(plan, dir, io);
   const stepsRaw = values["probe-steps"];
   const probeSteps = typeof stepsRaw === "string" ? Number(stepsRaw) : undefined;
   if (probeSteps !== undefined && (!Number.isInteger(probeSteps) || probeSteps < 1 || probeSteps > 10_000)) {
@@ -503,7 +495,7 @@ function runEmit(argv: readonly string[], io: CliIo): number {
   }
   const written = writeFiles(files, dir, { force: values.force === true });
   if (values.json) {
-    io.stdout(`${JSON.stringify({ files: written.files, plan: report }, null, 2)}\n`);
+    io.stdout(`${JSON.stringify({ files: written.files, plan: planReport(analysis) }, null, 2)}\n`);
   } else {
     io.stdout(
       `${humanPlan(analysis, io.color ?? false)}\nWrote ${written.files.length} files to ${out}:\n${written.files.map((f) => `  ${f}`).join("\n")}\n\nLaunch: ${join(out, "launch.sh")}  (README.md says how, and what was not executed)\n`,
@@ -570,30 +562,8 @@ function readSetup(
   return { launchDir, yaml, deepspeed, accelerate, readIssues };
 }
 
-function runImport(argv: readonly string[], io: CliIo): number {
-  const { values, positionals } = parse(argv, {
-    ...GLOBAL_OPTIONS,
-    ...hardwareOptions(),
-    model: { type: "string" },
-    "launch-dir": { type: "string" },
-    "accelerate-config": { type: "string" },
-    out: { type: "string" },
-    force: { type: "boolean" },
-  });
-  if (values.help) {
-    io.stdout(usage("import"));
-    return EXIT.ok;
-  }
-  const [yamlFile, ...extra] = positionals;
-  if (yamlFile === undefined) {
-    throw usageError(
-      "TRAIN_YAML_MISSING",
-      "TRAIN_YAML",
-      "tunefit import needs the training YAML",
-      "Write tunefit import path/to/train.yaml.",
-    );
-  }
-  rejectPositionals(extra, "import");
+function runImport(values: Values, [yamlFile]: readonly string[], io: CliIo): number {
+  if (yamlFile === undefined) throw new Error("import runs with its TRAIN_YAML");
   const hw = hardwareFromFlags(values);
   if (hw.gpu === undefined && (hw.gpus !== undefined || hw.nodes !== undefined)) {
     throw usageError(
@@ -646,45 +616,13 @@ function runImport(argv: readonly string[], io: CliIo): number {
   return EXIT.ok;
 }
 
-function runInit(argv: readonly string[], io: CliIo): number {
-  const { recommend: _r, max: _m, ...planFlags } = planOptions();
-  const { values, positionals } = parse(argv, {
-    ...GLOBAL_OPTIONS,
-    ...planFlags,
-    scaffold: { type: "string" },
-    force: { type: "boolean" },
-    "allow-unfit": { type: "boolean" },
-  });
-  if (values.help) {
-    io.stdout(usage("init"));
-    return EXIT.ok;
-  }
-  const [target, ...extra] = positionals;
-  if (target === undefined || target === "") {
-    throw usageError(
-      "DIR_MISSING",
-      "DIR",
-      "tunefit init needs the project folder",
-      "Write tunefit init DIR --model ID --gpu ID.",
-    );
-  }
-  rejectPositionals(extra, "init");
+function runInit(values: Values, [target]: readonly string[], io: CliIo): number {
+  if (target === undefined) throw new Error("init runs with its DIR");
   const input = planInputFromFlags(values, io);
   const analysis = analyzePlan(input, { cwd: io.cwd, assumptions: assumptionsOf(values) });
-  if (!analysis.valid && values["allow-unfit"] !== true) {
-    if (values.json) io.stdout(`${JSON.stringify({ files: [], plan: planReport(analysis) }, null, 2)}\n`);
-    else io.stdout(humanPlan(analysis, io.color ?? false));
-    io.stderr(
-      `Nothing written to ${target}: the plan does not fit or breaks a rule (above). Fix it, or pass --allow-unfit.\n`,
-    );
-    return EXIT.unfit;
-  }
+  if (refusedUnfit(analysis, values, io, target)) return EXIT.unfit;
   const dir = resolve(io.cwd, target);
-  const { plan } = analysis;
-  const modelPath =
-    plan.model.source === "config" && plan.model.dir !== null
-      ? relative(dir, resolve(io.cwd, plan.model.dir)) || "."
-      : undefined;
+  const modelPath = modelPathFrom(analysis.plan, dir, io);
   const scaffold = typeof values.scaffold === "string" ? values.scaffold : undefined;
   const files = initFiles(analysis, {
     planInput: input as PlanInput,
@@ -703,32 +641,8 @@ function runInit(argv: readonly string[], io: CliIo): number {
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
 
-function runDoctor(argv: readonly string[], io: CliIo): number {
-  const { values, positionals } = parse(argv, {
-    ...GLOBAL_OPTIONS,
-    ...hardwareOptions(),
-    model: { type: "string" },
-    "launch-dir": { type: "string" },
-    "accelerate-config": { type: "string" },
-    launcher: { type: "string" },
-    fix: { type: "boolean" },
-    out: { type: "string" },
-    force: { type: "boolean" },
-    assume: { type: "string", multiple: true },
-  });
-  if (values.help) {
-    io.stdout(usage("doctor"));
-    return EXIT.ok;
-  }
-  const [yamlFile, ...overrides] = positionals;
-  if (yamlFile === undefined) {
-    throw usageError(
-      "TRAIN_YAML_MISSING",
-      "TRAIN_YAML",
-      "tunefit doctor needs the training YAML",
-      "Write tunefit doctor path/to/train.yaml --gpu ID --gpus N.",
-    );
-  }
+function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], io: CliIo): number {
+  if (yamlFile === undefined) throw new Error("doctor runs with its TRAIN_YAML");
   const hw = hardwareFromFlags(values);
   if (hw.gpu === undefined) {
     throw usageError(
@@ -865,13 +779,7 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
   return `${out.join("\n")}\n`;
 }
 
-function runPlan(argv: readonly string[], io: CliIo): number {
-  const { values, positionals } = parse(argv, { ...GLOBAL_OPTIONS, ...planOptions() });
-  if (values.help) {
-    io.stdout(usage("plan"));
-    return EXIT.ok;
-  }
-  rejectPositionals(positionals, "plan");
+function runPlan(values: Values, _args: readonly string[], io: CliIo): number {
   const input = planInputFromFlags(values, io);
   const max = values.max;
   if (max !== undefined && max !== "micro-batch" && max !== "seq-len") {
@@ -903,12 +811,7 @@ function runPlan(argv: readonly string[], io: CliIo): number {
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
 
-function runModels(argv: readonly string[], io: CliIo): number {
-  const { values } = parse(argv, GLOBAL_OPTIONS);
-  if (values.help) {
-    io.stdout(usage("models"));
-    return EXIT.ok;
-  }
+function runModels(values: Values, _args: readonly string[], io: CliIo): number {
   const rows = listCatalogModels().map((m) => {
     const params = countParams(m.architecture);
     const main = m.ids[0];
@@ -942,12 +845,7 @@ function runModels(argv: readonly string[], io: CliIo): number {
   return EXIT.ok;
 }
 
-function runGpus(argv: readonly string[], io: CliIo): number {
-  const { values } = parse(argv, GLOBAL_OPTIONS);
-  if (values.help) {
-    io.stdout(usage("gpus"));
-    return EXIT.ok;
-  }
+function runGpus(values: Values, _args: readonly string[], io: CliIo): number {
   const gpus = listGpus();
   if (values.json) {
     io.stdout(
@@ -976,27 +874,132 @@ function runGpus(argv: readonly string[], io: CliIo): number {
   return EXIT.ok;
 }
 
-function runSchema(argv: readonly string[], io: CliIo): number {
-  const { values, positionals } = parse(argv, GLOBAL_OPTIONS);
-  if (values.help) {
-    io.stdout(
-      "Usage: tunefit schema plan|llamafactory|deepspeed|accelerate\n\nPrints a JSON Schema (draft 2020-12): of a plan file (the format --spec reads), of LLaMA-Factory's training\nYAML, of a DeepSpeed config, or of an accelerate FSDP config. Editors use them to complete and check the files.\n",
-    );
-    return EXIT.ok;
-  }
-  const target = positionals[0];
+function runSchema(_values: Values, [target]: readonly string[], io: CliIo): number {
   if (!JSON_SCHEMA_TARGETS.includes(target as JsonSchemaTarget)) {
     throw usageError(
       "SCHEMA_UNKNOWN",
       target ?? "schema",
-      target === undefined
-        ? "tunefit schema needs a target"
-        : `no JSON Schema for "${target}" in this version`,
+      `no JSON Schema for "${target}" in this version`,
       `Available: ${JSON_SCHEMA_TARGETS.join(", ")}.`,
     );
   }
   io.stdout(`${JSON.stringify(jsonSchemaOf(target as JsonSchemaTarget), null, 2)}\n`);
   return EXIT.ok;
+}
+
+/** The positional arguments of a command: one required (its name, and what is said when it is missing), and more or not. */
+interface Arguments {
+  readonly name: string;
+  readonly missingCode: string;
+  readonly missing: string;
+  readonly hint: string;
+  /** further arguments after it (doctor's key=value overrides) */
+  readonly rest?: boolean;
+}
+
+interface Command {
+  /** flags beside --help, --version, --debug and --json */
+  readonly options: Record<string, OptionSpec>;
+  /** none when the command takes no positional argument */
+  readonly args?: Arguments;
+  readonly run: (values: Values, args: readonly string[], io: CliIo) => number;
+}
+
+const WRITE_OPTIONS = { force: { type: "boolean" }, "allow-unfit": { type: "boolean" } } as const;
+const SETUP_OPTIONS = {
+  model: { type: "string" },
+  "launch-dir": { type: "string" },
+  "accelerate-config": { type: "string" },
+  out: { type: "string" },
+  force: { type: "boolean" },
+} as const;
+
+/** Plan flags without --recommend and --max, which only plan answers. */
+function writerPlanOptions(): Record<string, OptionSpec> {
+  const { recommend: _r, max: _m, ...flags } = planOptions();
+  return flags;
+}
+
+const COMMANDS = {
+  plan: { options: planOptions(), run: runPlan },
+  emit: {
+    options: {
+      ...writerPlanOptions(),
+      ...WRITE_OPTIONS,
+      out: { type: "string" },
+      probe: { type: "boolean" },
+      "probe-steps": { type: "string" },
+    },
+    run: runEmit,
+  },
+  doctor: {
+    options: {
+      ...hardwareOptions(),
+      ...SETUP_OPTIONS,
+      launcher: { type: "string" },
+      fix: { type: "boolean" },
+      assume: { type: "string", multiple: true },
+    },
+    args: {
+      name: "TRAIN_YAML",
+      missingCode: "TRAIN_YAML_MISSING",
+      missing: "tunefit doctor needs the training YAML",
+      hint: "Write tunefit doctor path/to/train.yaml --gpu ID --gpus N.",
+      rest: true,
+    },
+    run: runDoctor,
+  },
+  import: {
+    options: { ...hardwareOptions(), ...SETUP_OPTIONS },
+    args: {
+      name: "TRAIN_YAML",
+      missingCode: "TRAIN_YAML_MISSING",
+      missing: "tunefit import needs the training YAML",
+      hint: "Write tunefit import path/to/train.yaml.",
+    },
+    run: runImport,
+  },
+  init: {
+    options: { ...writerPlanOptions(), ...WRITE_OPTIONS, scaffold: { type: "string" } },
+    args: {
+      name: "DIR",
+      missingCode: "DIR_MISSING",
+      missing: "tunefit init needs the project folder",
+      hint: "Write tunefit init DIR --model ID --gpu ID.",
+    },
+    run: runInit,
+  },
+  models: { options: {}, run: runModels },
+  gpus: { options: {}, run: runGpus },
+  schema: {
+    options: {},
+    args: {
+      name: "schema",
+      missingCode: "SCHEMA_UNKNOWN",
+      missing: "tunefit schema needs a target",
+      hint: `Available: ${JSON_SCHEMA_TARGETS.join(", ")}.`,
+    },
+    run: runSchema,
+  },
+} as const satisfies Record<string, Command>;
+
+type CommandName = keyof typeof COMMANDS;
+
+/** Checks the positional arguments against what the command takes; an empty one counts as missing. */
+function checkArguments(command: CommandName, args: Arguments | undefined, positionals: readonly string[]) {
+  const [first, ...extra] = positionals;
+  if (args !== undefined && (first === undefined || first === "")) {
+    throw usageError(args.missingCode, args.name, args.missing, args.hint);
+  }
+  const unexpected = args === undefined ? first : args.rest ? undefined : extra[0];
+  if (unexpected !== undefined) {
+    throw usageError(
+      "ARGUMENT_UNEXPECTED",
+      unexpected,
+      `unexpected argument "${unexpected}"`,
+      `tunefit ${command} takes ${args === undefined ? "no arguments: its settings are flags" : `one argument, ${args.name}`}; see tunefit ${command} --help.`,
+    );
+  }
 }
 
 function dispatch(argv: readonly string[], io: CliIo): number {
@@ -1009,31 +1012,23 @@ function dispatch(argv: readonly string[], io: CliIo): number {
     io.stdout(`${VERSION}\n`);
     return EXIT.ok;
   }
-  switch (command) {
-    case "plan":
-      return runPlan(rest, io);
-    case "emit":
-      return runEmit(rest, io);
-    case "doctor":
-      return runDoctor(rest, io);
-    case "import":
-      return runImport(rest, io);
-    case "init":
-      return runInit(rest, io);
-    case "models":
-      return runModels(rest, io);
-    case "gpus":
-      return runGpus(rest, io);
-    case "schema":
-      return runSchema(rest, io);
-    default:
-      throw usageError(
-        "COMMAND_UNKNOWN",
-        command,
-        `unknown command "${command}"`,
-        `Commands: ${COMMANDS.join(", ")}. Run tunefit --help.`,
-      );
+  if (!Object.hasOwn(COMMANDS, command)) {
+    throw usageError(
+      "COMMAND_UNKNOWN",
+      command,
+      `unknown command "${command}"`,
+      `Commands: ${Object.keys(COMMANDS).join(", ")}. Run tunefit --help.`,
+    );
   }
+  const name = command as CommandName;
+  const spec: Command = COMMANDS[name];
+  const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...spec.options });
+  if (values.help) {
+    io.stdout(usage(name));
+    return EXIT.ok;
+  }
+  checkArguments(name, spec.args, positionals);
+  return spec.run(values, positionals, io);
 }
 
 /**

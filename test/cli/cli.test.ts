@@ -347,3 +347,51 @@ describe("tunefit schema", () => {
     expect(cli(["schema"]).code).toBe(2);
   });
 });
+
+describe("arguments, the same rules for every command", () => {
+  const issue = (argv: string[]) => {
+    const { code, stdout } = cli([...argv, "--json"]);
+    return { code, issue: JSON.parse(stdout).issues[0] };
+  };
+
+  it("a command that takes none refuses one, naming it", () => {
+    for (const argv of [
+      ["plan", "extra"],
+      ["models", "extra"],
+      ["gpus", "extra"],
+    ]) {
+      const { code, issue: i } = issue(argv);
+      expect(code).toBe(2);
+      expect(i).toMatchObject({ code: "ARGUMENT_UNEXPECTED", path: "extra" });
+      expect(i.hint).toContain(`tunefit ${argv[0]} --help`);
+    }
+  });
+
+  it("a missing (or empty) required argument has its command's code, before any other check", () => {
+    expect(issue(["import"]).issue).toMatchObject({ code: "TRAIN_YAML_MISSING", path: "TRAIN_YAML" });
+    expect(issue(["doctor"]).issue).toMatchObject({ code: "TRAIN_YAML_MISSING", path: "TRAIN_YAML" });
+    expect(issue(["init", ""]).issue).toMatchObject({ code: "DIR_MISSING", path: "DIR" });
+    expect(issue(["schema"]).issue).toMatchObject({ code: "SCHEMA_UNKNOWN", path: "schema" });
+  });
+
+  it("one argument more than a command takes is refused; doctor's key=value overrides are not", () => {
+    expect(issue(["schema", "plan", "deepspeed"]).issue).toMatchObject({
+      code: "ARGUMENT_UNEXPECTED",
+      path: "deepspeed",
+    });
+    expect(issue(["init", "a", "b"]).issue.path).toBe("b");
+    // doctor reads on to its file: the override is taken, and the missing file is what is reported
+    expect(issue(["doctor", "missing.yaml", "cutoff_len=1024", "--gpu", "h100-80g"]).issue).toMatchObject({
+      code: "FILE_UNREADABLE",
+      path: "TRAIN_YAML",
+    });
+  });
+
+  it("--help answers before the arguments are checked", () => {
+    for (const command of ["plan", "emit", "doctor", "import", "init", "models", "gpus", "schema"]) {
+      const { code, stdout } = cli([command, "--help"]);
+      expect(code).toBe(0);
+      expect(stdout).toMatch(new RegExp(`^Usage: tunefit ${command}`));
+    }
+  });
+});
