@@ -5,6 +5,60 @@ import type { Plan } from "../schema/plan.ts";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
+/**
+ * The ways out of a training step that does not fit, those that apply to this plan only: what is already on is not
+ * suggested, and sharding only where there are several GPUs to shard over. Activations and logits first when they
+ * are the larger part, the model states first otherwise.
+ */
+function trainOomHint(plan: Plan, b: MemoryEstimate["train"]["perGpu"]["breakdown"]): string {
+  const world = plan.gpus * plan.nodes;
+  const perToken: string[] = [
+    plan.microBatch > 1
+      ? "lower --micro-batch (raise --grad-accum to keep the global batch) or --seq-len"
+      : "lower --seq-len",
+  ];
+  if (!plan.gradientCheckpointing) perToken.push("turn on --gradient-checkpointing");
+  if (!plan.liger && b.logits > 0) perToken.push("turn on --liger (no fp32 logits)");
+  const states: string[] = [];
+  const fullySharded =
+    plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");
+  if (world > 1 && !fullySharded) states.push("shard the model states (--sharding zero3 or fsdp)");
+  if (world > 1 && fullySharded) states.push("use more GPUs (--gpus/--nodes)");
+  const offload = offloadHint(plan);
+  if (offload !== null) states.push(offload);
+  if (world === 1) states.push("use more GPUs with --sharding zero3 or fsdp");
+  if (plan.method === "full" || plan.method === "freeze")
+    states.push("train adapters (--method lora or qlora)");
+  else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
+  if (plan.method === "full" && !(plan.optimizer ?? "").includes("8bit")) {
+    states.push("use an 8-bit optimizer (--optimizer adamw_8bit)");
+  }
+  const dynamicFirst = b.activations + b.logits > (b.weights + b.gradients + b.optimizer) / 2;
+  const ways = dynamicFirst ? [...perToken, ...states] : [...states, ...perToken];
+  const text = ways.length > 1 ? `${ways.slice(0, -1).join(", ")}, or ${ways.at(-1)}` : (ways[0] ?? "");
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+}
+
+/** The next CPU offload this plan can take, with the sharding it needs (the OFFLOAD_* rules). */
+function offloadHint(plan: Plan): string | null {
+  if (plan.offload === "params") return null;
+  switch (plan.sharding) {
+    case "none":
+      return "offload to the CPU (--sharding zero3 with --offload optimizer or params)";
+    case "zero1":
+    case "zero2":
+      return plan.offload === "none"
+        ? "offload to the CPU (--offload optimizer, or --sharding zero3 --offload params)"
+        : "offload the parameters too (--sharding zero3 --offload params)";
+    case "zero3":
+      return plan.offload === "none"
+        ? "offload to the CPU (--offload optimizer or params)"
+        : "offload the parameters too (--offload params)";
+    default:
+      return "offload to the CPU (--offload params)";
+  }
+}
+
 /** What the memory estimate means for the run: the issues that would stop it, with numbers and the fix. */
 export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
   const issues: Issue[] = [];
@@ -50,16 +104,7 @@ export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
   }
   if (!memory.train.fits) {
     const b = memory.train.perGpu.breakdown;
-    const dynamic = b.activations + b.logits;
-    const states = b.weights + b.gradients + b.optimizer;
-    const hint =
-      dynamic > states / 2
-        ? "Lower --micro-batch or --seq-len, turn on --gradient-checkpointing or --liger, or shard (--sharding zero3)."
-        : plan.sharding === "none"
-          ? "Shard the model states (--sharding zero3 or fsdp), use --method lora/qlora, or an 8-bit optimizer."
-          : plan.method === "qlora"
-            ? "Use more GPUs (--gpus/--nodes) or --offload params."
-            : "Use more GPUs, --offload optimizer/params, or --method qlora.";
+    const hint = trainOomHint(plan, b);
     issues.push({
       code: "TRAIN_OOM",
       severity: "error",

@@ -40,3 +40,47 @@ describe("LOAD_FSDP_WRAP_OOM", () => {
     expect(a.issues.some((i) => i.code === "LOAD_SHARD_OOM")).toBe(false);
   });
 });
+
+describe("TRAIN_OOM's hint: only the ways out that apply to the plan", () => {
+  const hintOf = (input: Parameters<typeof analyzePlan>[0]) =>
+    analyzePlan(input).issues.find((i) => i.code === "TRAIN_OOM")?.hint ?? "";
+  // Llama-3.1-8B QLoRA on one RTX 4090 at 2 × 4096 tokens: the logits are the larger part
+  const long = {
+    model: "meta-llama/Llama-3.1-8B",
+    gpu: "rtx4090",
+    method: "qlora",
+    template: "llama3",
+    seqLen: 4096,
+    microBatch: 2,
+  } as const;
+
+  it("leaves out what is already on, and starts with the per-token parts when they dominate", () => {
+    const on = hintOf(long);
+    expect(on).toMatch(/^Lower --micro-batch/);
+    expect(on).toContain("--liger");
+    expect(on).not.toContain("--gradient-checkpointing");
+    expect(on).not.toContain("--method qlora");
+    expect(on).not.toContain("shard the model states"); // one GPU: nothing to shard over
+    expect(on).toContain("--sharding zero3 with --offload");
+    const off = hintOf({ ...long, gradientCheckpointing: false, liger: true, microBatch: 1, seqLen: 16384 });
+    expect(off).toMatch(/^Lower --seq-len, turn on --gradient-checkpointing/);
+    expect(off).not.toContain("--liger");
+  });
+
+  it("starts with the model states when they dominate, and only suggests offload the sharding allows", () => {
+    const full = { model: "Qwen/Qwen2.5-72B-Instruct", gpu: "a100-80g", gpus: 8, method: "full" } as const;
+    const ddp = hintOf(full);
+    expect(ddp).toMatch(/^Shard the model states/);
+    expect(ddp).toContain("--method lora or qlora");
+    expect(ddp).toContain("8-bit optimizer");
+    const z2 = hintOf({ ...full, sharding: "zero2" });
+    expect(z2).toContain("(--offload optimizer, or --sharding zero3 --offload params)");
+    const z3 = hintOf({ ...full, sharding: "zero3", seqLen: 512 });
+    expect(z3).toMatch(/^Use more GPUs/);
+    expect(z3).toContain("(--offload optimizer or params)");
+    expect(z3).not.toContain("shard the model states");
+    const fsdp = hintOf({ ...full, sharding: "fsdp", seqLen: 512 });
+    expect(fsdp).toContain("--offload params");
+    expect(fsdp).not.toContain("--offload optimizer");
+  });
+});
