@@ -19,7 +19,7 @@ import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 export interface LoadMemory {
   /** peak on one GPU while the weights are loaded, runtime included */
   readonly perGpuPeakBytes: number;
-  /** bytes of weights each rank loads onto its GPU */
+  /** bytes of weights each rank loads onto its GPU (with parameter offload: what passes through it at once) */
   readonly weightsBytes: number;
   readonly fits: boolean;
   /** share of the weights loaded when memory runs out (absent when it fits) */
@@ -65,6 +65,24 @@ export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: Memory
   return linear * (quantizedBytesPerParam(plan, as) ?? a) + (params.total - linear) * a;
 }
 
+/**
+ * The module with the most parameters of its own, and its bytes as loaded: the embedding, lm_head or the largest
+ * linear (quantized under QLoRA). ZeRO-3 gathers parameters module by module (transformers' ZeRO-3 loader gathers
+ * one module's own parameters at a time; DeepSpeed's estimator calls it the largest layer).
+ */
+export function largestModule(
+  plan: Plan,
+  params: ParamBreakdown,
+  as: MemoryAssumptions,
+): { readonly params: number; readonly bytes: number } {
+  const a = bytesPerWeight(plan);
+  const groups = linearModules(plan.model.architecture, { expertsAsLinear: as.transformersExpertsAsLinear });
+  const linear = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
+  const largest = Math.max(linear, params.embedTokens, params.lmHead);
+  const quantized = quantizedBytesPerParam(plan, as);
+  return { params: largest, bytes: largest * (largest === linear && quantized !== null ? quantized : a) };
+}
+
 /** Whether each rank loads a full replica (true) or only its partition. */
 export function loadsFullReplica(plan: Plan): boolean {
   if (plan.sharding === "none" || plan.sharding === "zero1" || plan.sharding === "zero2") return true;
@@ -96,7 +114,21 @@ export function estimateLoadMemory(
   const runtime = as.cudaContextBytes;
   const total = loadedWeightBytes(plan, params, as);
   const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
-  const weightsBytes = Math.round(loadsFullReplica(plan) ? total : total / shardGroup);
+  const replica = loadsFullReplica(plan);
+  // Parameter offload keeps each rank's partition in host memory from the start: zero.Init stores its partitions on
+  // offload_param's device (partition_parameters.py Init: remote_device), so the GPU holds the one module being
+  // loaded, gathered; FSDP1 moves each shard to the CPU once made (_init_utils.py `flat_param_to(cpu)`), so only
+  // the wrap's transient remains (wrapPeakBytes). FSDP2 is left at its shards: not read.
+  const offloaded = plan.offload === "params" && !replica;
+  const weightsBytes = Math.round(
+    offloaded && plan.sharding === "zero3"
+      ? largestModule(plan, params, as).bytes
+      : offloaded && plan.sharding === "fsdp"
+        ? 0
+        : replica
+          ? total
+          : total / shardGroup,
+  );
   const wrapping = wrapPeakBytes > weightsBytes;
   const perGpuPeakBytes = (wrapping ? wrapPeakBytes : weightsBytes) + runtime;
   if (perGpuPeakBytes <= usableBytes) return { perGpuPeakBytes, weightsBytes, fits: true };

@@ -6,7 +6,7 @@ import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import type { Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
-import { loadedWeightBytes, quantizedBytesPerParam } from "./load.ts";
+import { largestModule, loadedWeightBytes, quantizedBytesPerParam } from "./load.ts";
 
 /*
  * Training memory of one GPU at the step's peak, in bytes. The model follows what PyTorch keeps alive:
@@ -273,8 +273,7 @@ export function estimateTrainMemory(
       // 16-bit gradients computed (2 B); the embedding or lm_head is often the largest (stage3.py
       // estimate_zero3_model_states_mem_needs, largest_layer_memory). A frozen module has no gradient: LoRA and
       // freeze tuning gather the 16-bit weights only, unless additional_target trains the embedding or lm_head.
-      const largestLinear = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
-      const largest = Math.max(largestLinear, params.embedTokens, params.lmHead);
+      const largest = largestModule(plan, params, as);
       const largestTrained =
         isFull || (plan.additionalTarget ?? []).some((m) => /embed|wte|lm_head|output/.test(m));
       // A released module's parameters are kept gathered when the trace uses them again within
@@ -286,8 +285,7 @@ export function estimateTrainMemory(
         layerParams * t.numLayers,
         Math.max(0, (as.zero3MaxReuseDistance - 2 * head) / (plan.gradientCheckpointing ? 3 : 2)),
       );
-      const largestBytes = largest === largestLinear && quantized !== null ? quantized : a;
-      gathered = largest * largestBytes + retained * layerBytes + (largestTrained ? largest * a : 0);
+      gathered = largest.bytes + retained * layerBytes + (largestTrained ? largest.params * a : 0);
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
       // root unit (embeddings, final norm, lm_head) is not resharded after forward. A gathered unit is a new

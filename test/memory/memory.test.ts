@@ -341,6 +341,31 @@ describe("loading and inference", () => {
     ).toBeLessThanOrEqual(8);
   });
 
+  it("keeps the partitions in host memory with parameter offload: the GPU holds the module or unit in flight", () => {
+    const base = { model: "Qwen/Qwen2.5-72B-Instruct", gpu: "rtx4090", method: "lora", offload: "params" };
+    // Qwen2.5-72B: embed_tokens and lm_head are its largest modules, 152,064 × 8,192 each
+    const largest = 152_064 * 8_192 * 2;
+    for (const gpus of [1, 2, 8]) {
+      const z3 = plan({ ...base, gpus, sharding: "zero3" });
+      const load = estimateMemory(z3).load;
+      expect(load.weightsBytes).toBe(largest);
+      expect(load.perGpuPeakBytes).toBe(largest + DEFAULT_ASSUMPTIONS.cudaContextBytes);
+    }
+    // FSDP1: no shard stays on the GPU; the peak is wrapping the root unit (embeddings, norm, lm_head)
+    const fsdpPlan = plan({ ...base, gpus: 2, sharding: "fsdp" });
+    const fsdp = estimateMemory(fsdpPlan).load;
+    expect(fsdp.weightsBytes).toBe(0);
+    expect(fsdp.perGpuPeakBytes).toBe(
+      estimateTrainMemory(fsdpPlan).wrapPeakBytes + DEFAULT_ASSUMPTIONS.cudaContextBytes,
+    );
+    expect(fsdp.perGpuPeakBytes).toBeGreaterThan(2 * 2 * largest);
+    // bitsandbytes skips zero.Init: every rank still holds the whole 4-bit model, offload or not
+    const q = { ...base, gpus: 2, method: "qlora", sharding: "zero3" };
+    expect(estimateMemory(plan(q)).load.weightsBytes).toBe(
+      estimateMemory(plan({ ...q, offload: "none" })).load.weightsBytes,
+    );
+  });
+
   it("balances device_map='auto' like accelerate: the seed's cards hold about 18 GiB", () => {
     const p = plan({ model: "Qwen/Qwen2-VL-72B-Instruct", gpu: "rtx4090", gpus: 8 });
     const inf = estimateInferenceMemory(p, p.gpu.capacityBytes);
