@@ -357,7 +357,9 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
     const where = l.oomAtShard ? ` (shard ${l.oomAtShard.index} of ${l.oomAtShard.of})` : "";
     const who = report.issues.some((i) => i.code === "LOAD_REPLICA_OOM")
       ? `every rank loads a full ${gb(l.weightsBytes)} replica onto a ${gib(plan.gpu.capacityBytes)} card`
-      : `each rank's ${gb(l.weightsBytes)} of weights do not fit on a ${gib(plan.gpu.capacityBytes)} card`;
+      : plan.gpus * plan.nodes === 1
+        ? `the ${gb(l.weightsBytes)} of weights do not fit on the one ${gib(plan.gpu.capacityBytes)} card`
+        : `each rank's ${gb(l.weightsBytes)} of weights do not fit on a ${gib(plan.gpu.capacityBytes)} card`;
     lines.push(
       `Loading: ${who}: out of memory after about ${Math.round((l.oomAtFraction ?? 0) * 100)} % of the weights${where}.`,
     );

@@ -79,7 +79,7 @@ export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
           `at the peak, more than the ${gib(cap)} usable (${gib(plan.gpu.capacityBytes)} less ${(plan.headroom * 100).toFixed(0)} % headroom)`,
         hint: "Use --offload params (each shard goes to the CPU once made), more GPUs, or --sharding zero3 (zero.Init partitions each module as it is built).",
       });
-    } else if (loadsFullReplica(plan)) {
+    } else if (loadsFullReplica(plan) && plan.gpus * plan.nodes > 1) {
       issues.push({
         code: "LOAD_REPLICA_OOM",
         severity: "error",
@@ -92,13 +92,27 @@ export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
             ? "Use --sharding fsdp (RAM-efficient loading: each rank holds 1/N), or more GPUs."
             : "Use --sharding zero3 or fsdp so each rank loads 1/N of the weights, and/or --method qlora.",
       });
+    } else if (plan.gpus * plan.nodes === 1) {
+      issues.push({
+        code: "LOAD_SHARD_OOM",
+        severity: "error",
+        path: "gpus",
+        message: `the weights (${gib(load.weightsBytes)}) do not fit on the one ${gib(plan.gpu.capacityBytes)} card: loading runs out of memory${where}`,
+        hint:
+          plan.method === "qlora"
+            ? "Use more GPUs with --sharding fsdp (each holds 1/N of the 4-bit weights), or --sharding fsdp --offload params (the weights wait in host RAM)."
+            : "Use --method qlora (4-bit weights), --sharding zero3 --offload params (the weights wait in host RAM), or more GPUs with --sharding zero3 or fsdp.",
+      });
     } else {
       issues.push({
         code: "LOAD_SHARD_OOM",
         severity: "error",
         path: "gpus",
         message: `each GPU's share of the weights (${gib(load.weightsBytes)}) does not fit on ${gib(plan.gpu.capacityBytes)}${where}`,
-        hint: "Use more GPUs (--gpus/--nodes), --offload params, or --method qlora.",
+        hint:
+          plan.method === "qlora"
+            ? "Use more GPUs (--gpus/--nodes) or --offload params."
+            : "Use more GPUs (--gpus/--nodes), --offload params, or --method qlora.",
       });
     }
   }

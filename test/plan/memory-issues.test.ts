@@ -84,3 +84,26 @@ describe("TRAIN_OOM's hint: only the ways out that apply to the plan", () => {
     expect(fsdp).not.toContain("--offload optimizer");
   });
 });
+
+describe("loading on one GPU", () => {
+  const load = (input: Record<string, unknown>) =>
+    analyzePlan({ model: "Qwen/Qwen2.5-72B-Instruct", gpu: "rtx4090", ...input }).issues.find((i) =>
+      i.code.startsWith("LOAD_"),
+    );
+
+  it("says the weights do not fit on the one card, with no replica or sharding over one GPU", () => {
+    const lora = load({ method: "lora" });
+    expect(lora).toMatchObject({ code: "LOAD_SHARD_OOM", path: "gpus" });
+    expect(lora?.message).toMatch(/^the weights \(135\.4 GiB\) do not fit on the one 24\.0 GiB card/);
+    expect(lora?.hint).toContain("--sharding zero3 --offload params");
+    const qlora = load({ method: "qlora" });
+    expect(qlora?.message).not.toContain("replica");
+    expect(qlora?.hint).not.toContain("--method qlora");
+    expect(qlora?.hint).toContain("--sharding fsdp --offload params");
+  });
+
+  it("the ways out it names load: ZeRO-3 or FSDP1 with parameter offload", () => {
+    expect(load({ method: "lora", sharding: "zero3", offload: "params" })).toBeUndefined();
+    expect(load({ method: "qlora", sharding: "fsdp", offload: "params" })).toBeUndefined();
+  });
+});
