@@ -176,6 +176,17 @@ for (const set of cross.sets) {
   );
 }
 
+// Host memory printed beside two calibration cases: the per-node figure tunefit checks against --host-ram.
+console.log(`\nHost RAM per node (published beside calibration cases; GiB):`);
+for (const run of cross.hostRam.runs) {
+  const c = cases.find((x) => x.id === run.case);
+  const predicted = estimateMemory(resolvePlan(c.plan, { cwd: root }).plan).hostRam.perNodeBytes / GiB;
+  console.log(
+    `  ${run.case}`.padEnd(50),
+    `measured ${run.measuredGiB} (${run.reading}), predicted ${predicted.toFixed(1)}, ${pct((predicted - run.measuredGiB) / run.measuredGiB)}`,
+  );
+}
+
 // Leave-one-group-out: refit the one tunable assumption (allocator fragmentation share) on the other groups,
 // then score the held-out group with it.
 const grid = [0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4];

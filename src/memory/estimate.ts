@@ -62,6 +62,6 @@ export function estimateMemory(
     },
     load: estimateLoadMemory(plan, capacityBytes, as, params, train.wrapPeakBytes),
     inference: { perGpuBytes: estimateInferenceMemory(plan, plan.gpu.capacityBytes, as, params).perGpuBytes },
-    hostRam: estimateHostMemory(plan, as, params, trainable.trainable),
+    hostRam: estimateHostMemory(plan, as, params, trainable.trainable, train.fsdpUnits),
   };
 }

@@ -204,12 +204,52 @@ export function estimateInferenceMemory(
   return { perGpuBytes: Math.max(...rounded) + runtime, perGpuWeightsBytes: rounded };
 }
 
+/** Rounds a pinned host allocation as torch's CachingHostAllocator does: up to the next power of two. */
+export function pinnedBytes(bytes: number): number {
+  return bytes <= 0 ? 0 : 2 ** Math.ceil(Math.log2(bytes));
+}
+
+/** FSDP1's units as stored, unsharded (TrainMemory.fsdpUnits). */
+export interface FsdpUnits {
+  readonly layerBytes: number;
+  readonly layers: number;
+  readonly rootBytes: number;
+}
+
+/**
+ * Host memory of one rank under FSDP1 parameter offload. Each unit's shard is pinned, and beside it a pinned
+ * gradient buffer of the same size, frozen units included (flat_param.py init_flat_param_attributes: `_local_shard
+ * .pin_memory()`, `_cpu_grad = zeros_like(...).pin_memory()`). torch's CachingHostAllocator rounds each pinned
+ * allocation up to a power of two. The optimizer steps on the CPU: AdamW's two fp32 states per trainable parameter
+ * of the shard. A vision tower's blocks are units of their own.
+ */
+function fsdpOffloadRankBytes(
+  plan: Plan,
+  units: FsdpUnits,
+  params: ParamBreakdown,
+  trainableParams: number,
+  shardGroup: number,
+): number {
+  const pinnedPair = (unitBytes: number) => 2 * pinnedBytes(unitBytes / shardGroup);
+  const v = plan.model.architecture.vision;
+  const blocks = v ? (v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl" ? v.depth : v.numLayers) : 0;
+  const visionBytes = (params.visionTower + params.projector) * bytesPerWeight(plan);
+  return (
+    units.layers * pinnedPair(units.layerBytes) +
+    pinnedPair(units.rootBytes) +
+    (blocks > 0 ? blocks * pinnedPair(visionBytes / blocks) : 0) +
+    (trainableParams * 8) / shardGroup
+  );
+}
+
 /** Host memory per node: the training processes, what loading stages on the CPU, and CPU offload. */
 export function estimateHostMemory(
   plan: Plan,
   overrides: Partial<MemoryAssumptions> = {},
   params: ParamBreakdown = countParams(plan.model.architecture),
   trainableParams = 0,
+  /** FSDP1's units (TrainMemory.fsdpUnits); with parameter offload they size the pinned host copies */
+  fsdpUnits: FsdpUnits | null = null,
 ): HostMemory {
   const as = withDefaults(overrides);
   const total = loadedWeightBytes(plan, params, as);
@@ -225,8 +265,16 @@ export function estimateHostMemory(
   // ZeRO/FSDP offload: each node keeps its share of the fp32 master weights, Adam states and the fp32 gradients
   // the CPU optimizer steps on (16 B per trainable parameter; DeepSpeed's estimator multiplies its CPU figure by
   // an additional_buffer_factor of 1.5 on top), and with parameter offload also its share of the weights.
+  const processes = plan.gpus * as.hostBytesPerProcess;
+  if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
+    // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:
+    // the checkpoint on the CPU and the pinned shards peak one after the other, not together
+    const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : plan.gpus * plan.nodes;
+    const pinned = plan.gpus * fsdpOffloadRankBytes(plan, fsdpUnits, params, trainableParams, shardGroup);
+    return { perNodeBytes: Math.round(processes + Math.max(loading, pinned)) };
+  }
   let offload = 0;
   if (plan.offload !== "none") offload += (trainableParams * 16) / plan.nodes;
   if (plan.offload === "params") offload += total / plan.nodes;
-  return { perNodeBytes: Math.round(plan.gpus * as.hostBytesPerProcess + loading + offload) };
+  return { perNodeBytes: Math.round(processes + loading + offload) };
 }

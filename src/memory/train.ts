@@ -43,6 +43,15 @@ export interface TrainMemory {
   readonly tokensPerMicroBatch: number;
   /** FSDP1: the GPU's peak while FSDP wraps the model, before training (0 for other plans) */
   readonly wrapPeakBytes: number;
+  /**
+   * FSDP1: the flat parameters of its units as stored, unsharded: one decoder layer (× layers) and the root
+   * (embeddings, final norm, lm_head); null for other plans. Host memory sizes parameter offload from them.
+   */
+  readonly fsdpUnits: {
+    readonly layerBytes: number;
+    readonly layers: number;
+    readonly rootBytes: number;
+  } | null;
 }
 
 const ADAMW_LIKE = 2;
@@ -478,14 +487,21 @@ export function estimateTrainMemory(
   // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator
   const transient = activations + logits + buffers - ddpBuckets;
   let fragmentation = transient * as.fragmentationOfTransient;
-  const wrapPeakBytes =
+  const fsdpUnits =
     plan.sharding === "fsdp"
-      ? fsdpWrapPeakBytes(
-          offloadParams ? 0 : weightsFull / split.weights,
-          layerParams * (isFull ? fullBytes : layerBytes),
-          (params.embedTokens + params.lmHead + params.finalNorm) * (isFull ? fullBytes : a),
-        )
-      : 0;
+      ? {
+          layerBytes: layerParams * (isFull ? fullBytes : layerBytes),
+          layers: t.numLayers,
+          rootBytes: (params.embedTokens + params.lmHead + params.finalNorm) * (isFull ? fullBytes : a),
+        }
+      : null;
+  const wrapPeakBytes = fsdpUnits
+    ? fsdpWrapPeakBytes(
+        offloadParams ? 0 : weightsFull / split.weights,
+        fsdpUnits.layerBytes,
+        fsdpUnits.rootBytes,
+      )
+    : 0;
   if (plan.sharding === "fsdp") {
     fragmentation += fsdpPoolBytes({
       plan,
@@ -525,6 +541,7 @@ export function estimateTrainMemory(
     phase,
     tokensPerMicroBatch: tokens,
     wrapPeakBytes: Math.round(wrapPeakBytes),
+    fsdpUnits,
   };
 }
 

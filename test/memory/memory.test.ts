@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { listCatalogModels } from "../../src/catalog/models.ts";
 import { DEFAULT_ASSUMPTIONS } from "../../src/memory/assumptions.ts";
 import { estimateMemory } from "../../src/memory/estimate.ts";
-import { estimateInferenceMemory, estimateLoadMemory } from "../../src/memory/load.ts";
+import { estimateInferenceMemory, estimateLoadMemory, pinnedBytes } from "../../src/memory/load.ts";
 import { estimateTrainMemory, optimizerBytesPerParam } from "../../src/memory/train.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Plan } from "../../src/schema/plan.ts";
@@ -364,6 +364,36 @@ describe("loading and inference", () => {
     expect(estimateMemory(plan(q)).load.weightsBytes).toBe(
       estimateMemory(plan({ ...q, offload: "none" })).load.weightsBytes,
     );
+  });
+
+  it("rounds pinned host memory as torch's caching host allocator does: up to a power of two", () => {
+    expect([3, 1024 ** 2, 1024 ** 2 + 1, 0].map(pinnedBytes)).toEqual([4, 1024 ** 2, 2 * 1024 ** 2, 0]);
+  });
+
+  it("FSDP1 parameter offload pins each unit's shard and a gradient buffer beside it, frozen units too", () => {
+    // Llama-2-70B QLoRA on 2 GPUs (PEFT's FSDP+QLoRA example): 80 layer units and the root, sharded over 2 ranks
+    const input = {
+      model: "meta-llama/Llama-2-70b-hf",
+      gpu: "rtx4090",
+      gpus: 2,
+      method: "qlora",
+      sharding: "fsdp",
+      offload: "params",
+    };
+    const p = plan(input);
+    const units = estimateTrainMemory(p).fsdpUnits;
+    if (units === null) throw new Error("FSDP1 has units");
+    const pinned =
+      2 * (units.layers * 2 * pinnedBytes(units.layerBytes / 2) + 2 * pinnedBytes(units.rootBytes / 2));
+    const host = estimateMemory(p).hostRam.perNodeBytes;
+    const processes = 2 * DEFAULT_ASSUMPTIONS.hostBytesPerProcess;
+    // the LoRA adapters' CPU AdamW states (8 B per trainable parameter) are all that comes on top: the 4-bit
+    // checkpoint rank 0 stages on the CPU (about 40 % of `pinned`) is freed unit by unit as the shards are made
+    expect(host - processes - pinned).toBeGreaterThan(0);
+    expect(host - processes - pinned).toBeLessThan(0.01 * pinned);
+    // twice the 4-bit shards, and more: each pinned copy rounded up
+    const shards = 80 * units.layerBytes + units.rootBytes;
+    expect(pinned).toBeGreaterThan(2 * shards);
   });
 
   it("balances device_map='auto' like accelerate: the seed's cards hold about 18 GiB", () => {
