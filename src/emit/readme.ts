@@ -86,7 +86,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
           ? ": out of memory while FSDP wraps its last unit (embeddings, lm_head) on top of the other shards."
           : `: out of memory after ${Math.round((load.oomAtFraction ?? 0) * 100)} % of the weights${load.oomAtShard ? ` (shard ${load.oomAtShard.index} of ${load.oomAtShard.of})` : ""}.`
     }`,
-    `- Host RAM at its peak: ${formatGib(memory.hostRam.perNodeBytes)} per node (the processes, loading and CPU offload)${plan.hostRamBytes ? ` (of ${formatGib(plan.hostRamBytes)})` : ""}.`,
+    `- Host RAM at its peak: ${formatGib(memory.hostRam.perNodeBytes)} per node${plan.hostRamBytes ? ` of ${formatGib(plan.hostRamBytes)}` : ""} (the processes, loading and CPU offload).`,
     `- Inference with device_map="auto" on one node: ${formatGib(memory.inference.perGpuBytes)} on the fullest GPU.`,
     "",
   );

@@ -39,7 +39,8 @@ export interface MemoryAssumptions {
   readonly fragmentationOfTransient: number;
   /**
    * NF4 storage per quantized weight: 4 bits + double-quantized absmax constants (8/64 + 32/(64·256) bits),
-   * ≈ 4.127 bits (Dettmers et al. 2023, QLoRA §2).
+   * ≈ 4.127 bits (Dettmers et al. 2023, QLoRA §2). The constants beyond the packed 4 bits are not part of the
+   * parameter: FSDP and ZeRO-3 keep them whole on every GPU (load.ts unshardedQuantBytesPerParam).
    */
   readonly nf4BytesPerParam: number;
   /** bitsandbytes LLM.int8 weight: 1 byte + one fp32 scale per output row (≈ 4/in bytes per weight). */

@@ -52,16 +52,33 @@ export function quantizedBytesPerParam(plan: Plan, as: MemoryAssumptions): numbe
   return plan.quantBits === 8 ? as.gptq8BytesPerParam : as.gptq4BytesPerParam;
 }
 
-/** Bytes of the weights as loaded (compute dtype, or quantized for QLoRA). */
-export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: MemoryAssumptions): number {
-  const a = bytesPerWeight(plan);
-  if (plan.method !== "qlora") return params.total * a;
+/** Parameters of the quantized linears of a QLoRA plan (0 for other methods). */
+export function quantizedParams(plan: Plan, as: MemoryAssumptions): number {
+  if (plan.method !== "qlora") return 0;
   const groups = linearModules(plan.model.architecture, { expertsAsLinear: as.transformersExpertsAsLinear });
   // bitsandbytes quantizes every nn.Linear on load except lm_head (vision tower included); GPTQ/AWQ checkpoints
   // quantize the language model's blocks only (the calibration runs on them).
   const quantized = (g: (typeof groups)[number]) =>
     plan.quantMethod === "bnb" ? g.region !== "projector" : g.region === "text";
-  const linear = groups.filter(quantized).reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+  return groups.filter(quantized).reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+}
+
+/**
+ * Bytes per quantized weight that bitsandbytes keeps outside the parameter: NF4's block constants (the
+ * double-quantized absmax, `nf4BytesPerParam` less the packed 4 bits) live in a QuantState on the module, which FSDP
+ * and ZeRO-3 neither shard nor offload (bitsandbytes `fix_4bit_weight_quant_state_from_module`: "the quant state got
+ * lost when the parameter got converted. This happens for example for fsdp"). 0 for other plans.
+ */
+export function unshardedQuantBytesPerParam(plan: Plan, as: MemoryAssumptions): number {
+  if (plan.method !== "qlora" || plan.quantMethod !== "bnb" || plan.quantBits !== 4) return 0;
+  return Math.max(0, as.nf4BytesPerParam - 0.5);
+}
+
+/** Bytes of the weights as loaded (compute dtype, or quantized for QLoRA). */
+export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: MemoryAssumptions): number {
+  const a = bytesPerWeight(plan);
+  if (plan.method !== "qlora") return params.total * a;
+  const linear = quantizedParams(plan, as);
   return linear * (quantizedBytesPerParam(plan, as) ?? a) + (params.total - linear) * a;
 }
 
@@ -120,14 +137,16 @@ export function estimateLoadMemory(
   // loaded, gathered; FSDP1 moves each shard to the CPU once made (_init_utils.py `flat_param_to(cpu)`), so only
   // the wrap's transient remains (wrapPeakBytes). FSDP2 is left at its shards: not read.
   const offloaded = plan.offload === "params" && !replica;
+  // bitsandbytes' block constants are not parameters: every rank keeps them whole (unshardedQuantBytesPerParam)
+  const constants = quantizedParams(plan, as) * unshardedQuantBytesPerParam(plan, as);
   const weightsBytes = Math.round(
     offloaded && plan.sharding === "zero3"
       ? largestModule(plan, params, as).bytes
       : offloaded && plan.sharding === "fsdp"
-        ? 0
+        ? constants
         : replica
           ? total
-          : total / shardGroup,
+          : (total - constants) / shardGroup + constants,
   );
   const wrapping = wrapPeakBytes > weightsBytes;
   const perGpuPeakBytes = (wrapping ? wrapPeakBytes : weightsBytes) + runtime;

@@ -6,7 +6,13 @@ import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import type { Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
-import { largestModule, loadedWeightBytes, quantizedBytesPerParam } from "./load.ts";
+import {
+  largestModule,
+  loadedWeightBytes,
+  quantizedBytesPerParam,
+  quantizedParams,
+  unshardedQuantBytesPerParam,
+} from "./load.ts";
 
 /*
  * Training memory of one GPU at the step's peak, in bytes. The model follows what PyTorch keeps alive:
@@ -268,6 +274,10 @@ export function estimateTrainMemory(
   const trainableCopy = trainable.adapter * adapterBytes + trainable.fullModules * fullBytes;
   const weightsFull = frozenBase + trainableCopy;
   const offloadParams = plan.offload === "params";
+  // bitsandbytes' block constants stay whole on every GPU: only the packed 4-bit parameter is split or offloaded
+  const quantConstants = quantizedParams(plan, as) * unshardedQuantBytesPerParam(plan, as);
+  /** the rank's own weights: its share, with the quantization constants whole */
+  const shardsBytes = (weightsFull - quantConstants) / split.weights + quantConstants;
   let weights = weightsFull / split.weights;
   // Gathered parameters are in the compute dtype (FSDP mixed precision's param_dtype; DeepSpeed's 16-bit copy),
   // QLoRA's quantized linears in their storage; embeddings, lm_head and norms stay 16-bit under QLoRA too.
@@ -302,7 +312,7 @@ export function estimateTrainMemory(
       const root = (params.embedTokens + params.lmHead + params.finalNorm) * a;
       gathered = 2 * layerParams * layerBytes + root;
     }
-    weights = (offloadParams ? 0 : weightsFull / split.weights) + gathered;
+    weights = (offloadParams ? quantConstants : shardsBytes) + gathered;
   }
 
   // ---- gradients and optimizer
@@ -497,7 +507,7 @@ export function estimateTrainMemory(
       : null;
   const wrapPeakBytes = fsdpUnits
     ? fsdpWrapPeakBytes(
-        offloadParams ? 0 : weightsFull / split.weights,
+        offloadParams ? quantConstants : shardsBytes,
         fsdpUnits.layerBytes,
         fsdpUnits.rootBytes,
       )

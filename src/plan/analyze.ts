@@ -40,7 +40,7 @@ export function analyzeResolvedPlan(
     expertsAsLinear: withDefaults(assumptions).transformersExpertsAsLinear,
   });
   const memory = estimateMemory(plan, assumptions, trainable);
-  const issues = [...checkRules(plan), ...memoryIssues(plan, memory), ...notes].sort(
+  const issues = [...checkRules(plan), ...memoryIssues(plan, memory, assumptions), ...notes].sort(
     (a, b) => ORDER[a.severity] - ORDER[b.severity],
   );
   return {

@@ -1,24 +1,38 @@
 import type { Issue } from "../errors.ts";
-import type { MemoryEstimate } from "../memory/estimate.ts";
+import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import { estimateMemory, type MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
+import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import type { Plan } from "../schema/plan.ts";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
 /**
  * The ways out of a training step that does not fit, those that apply to this plan only: what is already on is not
- * suggested, and sharding only where there are several GPUs to shard over. Activations and logits first when they
- * are the larger part, the model states first otherwise.
+ * suggested, sharding only where there are several GPUs to shard over, and a per-token remedy (shorter sequences,
+ * a smaller micro-batch, checkpointing, Liger) only where the model says it saves at least 2 % (under FSDP1 the
+ * wrap's cached transient can set the peak whatever the step does). The per-token ways come first when they save
+ * more than a quarter of the total.
  */
-function trainOomHint(plan: Plan, b: MemoryEstimate["train"]["perGpu"]["breakdown"]): string {
+function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<MemoryAssumptions>): string {
   const world = plan.gpus * plan.nodes;
-  const perToken: string[] = [
-    plan.microBatch > 1
-      ? "lower --micro-batch (raise --grad-accum to keep the global batch) or --seq-len"
-      : "lower --seq-len",
-  ];
-  if (!plan.gradientCheckpointing) perToken.push("turn on --gradient-checkpointing");
-  if (!plan.liger && b.logits > 0) perToken.push("turn on --liger (no fp32 logits)");
+  const now = memory.train.perGpu.deviceBytes;
+  const saving = (changed: Partial<Plan>) =>
+    now - estimateMemory({ ...plan, ...changed }, assumptions).train.perGpu.deviceBytes;
+  const perToken: { text: string; saves: number }[] = [];
+  const add = (text: string, saves: number) => {
+    if (saves >= 0.02 * now) perToken.push({ text, saves });
+  };
+  if (plan.microBatch > 1)
+    add(
+      "lower --micro-batch (raise --grad-accum to keep the global batch)",
+      saving({ microBatch: Math.floor(plan.microBatch / 2) }),
+    );
+  add("lower --seq-len", saving({ seqLen: Math.max(1, Math.floor(plan.seqLen / 2)) }));
+  if (!plan.gradientCheckpointing)
+    add("turn on --gradient-checkpointing", saving({ gradientCheckpointing: true }));
+  if (!plan.liger && !LIGER_UNSUPPORTED.has(plan.model.architecture.modelType))
+    add("turn on --liger (no fp32 logits)", saving({ liger: true }));
   const states: string[] = [];
   const fullySharded =
     plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");
@@ -33,8 +47,9 @@ function trainOomHint(plan: Plan, b: MemoryEstimate["train"]["perGpu"]["breakdow
   if (plan.method === "full" && !(plan.optimizer ?? "").includes("8bit")) {
     states.push("use an 8-bit optimizer (--optimizer adamw_8bit)");
   }
-  const dynamicFirst = b.activations + b.logits > (b.weights + b.gradients + b.optimizer) / 2;
-  const ways = dynamicFirst ? [...perToken, ...states] : [...states, ...perToken];
+  const tokenWays = perToken.sort((x, y) => y.saves - x.saves).map((w) => w.text);
+  const dynamicFirst = (perToken[0]?.saves ?? 0) > 0.25 * now;
+  const ways = dynamicFirst ? [...tokenWays, ...states] : [...states, ...tokenWays];
   const text = ways.length > 1 ? `${ways.slice(0, -1).join(", ")}, or ${ways.at(-1)}` : (ways[0] ?? "");
   return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
@@ -60,7 +75,11 @@ function offloadHint(plan: Plan): string | null {
 }
 
 /** What the memory estimate means for the run: the issues that would stop it, with numbers and the fix. */
-export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
+export function memoryIssues(
+  plan: Plan,
+  memory: MemoryEstimate,
+  assumptions: Partial<MemoryAssumptions> = {},
+): Issue[] {
   const issues: Issue[] = [];
   const cap = memory.train.capacityBytes;
   const load = memory.load;
@@ -118,7 +137,7 @@ export function memoryIssues(plan: Plan, memory: MemoryEstimate): Issue[] {
   }
   if (!memory.train.fits) {
     const b = memory.train.perGpu.breakdown;
-    const hint = trainOomHint(plan, b);
+    const hint = trainOomHint(plan, memory, assumptions);
     issues.push({
       code: "TRAIN_OOM",
       severity: "error",

@@ -16,7 +16,8 @@ const FITS = [
   "--method",
   "qlora",
 ];
-const FITS_FSDP = [...FITS, "--sharding", "fsdp"];
+// the seed's fix: QLoRA with FSDP1 and parameter offload (without offload the wrap's cached transient does not fit)
+const FITS_FSDP = [...FITS, "--sharding", "fsdp", "--offload", "params", "--host-ram", "256"];
 const SEED_FULL = [
   "--model",
   "Qwen/Qwen2-VL-72B-Instruct",

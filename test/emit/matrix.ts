@@ -39,6 +39,8 @@ export const MATRIX: Readonly<Record<string, PlanInput>> = {
     gpus: 8,
     method: "qlora",
     sharding: "fsdp",
+    offload: "params",
+    hostRam: 256,
     imagesPerSample: 1,
     imageMaxPixels: 262144,
   },

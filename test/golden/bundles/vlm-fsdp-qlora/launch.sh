@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Launches the training of this bundle: Qwen/Qwen2-VL-72B-Instruct, qlora 4-bit bnb, FSDP1 full_shard, on 8× NVIDIA GeForce RTX 4090.
+# Launches the training of this bundle: Qwen/Qwen2-VL-72B-Instruct, qlora 4-bit bnb, FSDP1 full_shard, offload params, on 8× NVIDIA GeForce RTX 4090.
 # Written by tunefit. Targets LLaMA-Factory 0.9.x (hiyouga/LlamaFactory@ff6d4d12ee), transformers >=4.55.0,<=5.8.0, not 4.57.0 or 5.6.0, DeepSpeed <=0.18.4, accelerate <=1.11.0.
 # Run: ./launch.sh
 set -euo pipefail
