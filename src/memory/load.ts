@@ -45,6 +45,17 @@ function bytesPerWeight(plan: Plan): number {
   return plan.precision === "fp32" ? 4 : 2;
 }
 
+/** The ranks a sharded unit is split over: the node's GPUs under hybrid sharding, else every GPU. */
+export function shardGroupOf(plan: Plan): number {
+  return plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : plan.gpus * plan.nodes;
+}
+
+/** The vision tower's blocks (Qwen2-VL's `depth`, the others' layers); 0 without a vision tower. */
+function visionBlocks(plan: Plan): number {
+  const v = plan.model.architecture.vision;
+  return v ? (v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl" ? v.depth : v.numLayers) : 0;
+}
+
 /** Bytes per parameter of a quantized linear weight for QLoRA plans; null for every other method. */
 export function quantizedBytesPerParam(plan: Plan, as: MemoryAssumptions): number | null {
   if (plan.method !== "qlora") return null;
@@ -127,10 +138,9 @@ export function estimateLoadMemory(
   wrapPeakBytes = 0,
 ): LoadMemory {
   const as = withDefaults(overrides);
-  const world = plan.gpus * plan.nodes;
   const runtime = as.cudaContextBytes;
   const total = loadedWeightBytes(plan, params, as);
-  const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
+  const shardGroup = shardGroupOf(plan);
   const replica = loadsFullReplica(plan);
   // Parameter offload keeps each rank's partition in host memory from the start: zero.Init stores its partitions on
   // offload_param's device (partition_parameters.py Init: remote_device), so the GPU holds the one module being
@@ -182,8 +192,7 @@ function blocks(plan: Plan, params: ParamBreakdown): Block[] {
   const out: Block[] = [];
   if (params.visionTower + params.projector > 0) {
     // the vision tower splits into its blocks; approximate them as equal no-split units
-    const v = plan.model.architecture.vision;
-    const depth = v ? (v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl" ? v.depth : v.numLayers) : 1;
+    const depth = Math.max(1, visionBlocks(plan));
     for (let i = 0; i < depth; i++)
       out.push({ bytes: ((params.visionTower + params.projector) * a) / depth, noSplit: true });
   }
@@ -250,8 +259,7 @@ function fsdpOffloadRankBytes(
   shardGroup: number,
 ): number {
   const pinnedPair = (unitBytes: number) => 2 * pinnedBytes(unitBytes / shardGroup);
-  const v = plan.model.architecture.vision;
-  const blocks = v ? (v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl" ? v.depth : v.numLayers) : 0;
+  const blocks = visionBlocks(plan);
   const visionBytes = (params.visionTower + params.projector) * bytesPerWeight(plan);
   return (
     units.layers * pinnedPair(units.layerBytes) +
@@ -288,7 +296,7 @@ export function estimateHostMemory(
   if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
     // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:
     // the checkpoint on the CPU and the pinned shards peak one after the other, not together
-    const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : plan.gpus * plan.nodes;
+    const shardGroup = shardGroupOf(plan);
     const pinned = plan.gpus * fsdpOffloadRankBytes(plan, fsdpUnits, params, trainableParams, shardGroup);
     return { perNodeBytes: Math.round(processes + Math.max(loading, pinned)) };
   }

@@ -7,10 +7,12 @@ import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import type { Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 import {
+  type FsdpUnits,
   largestModule,
   loadedWeightBytes,
   quantizedBytesPerParam,
   quantizedParams,
+  shardGroupOf,
   unshardedQuantBytesPerParam,
 } from "./load.ts";
 
@@ -53,11 +55,7 @@ export interface TrainMemory {
    * FSDP1: the flat parameters of its units as stored, unsharded: one decoder layer (× layers) and the root
    * (embeddings, final norm, lm_head); null for other plans. Host memory sizes parameter offload from them.
    */
-  readonly fsdpUnits: {
-    readonly layerBytes: number;
-    readonly layers: number;
-    readonly rootBytes: number;
-  } | null;
+  readonly fsdpUnits: FsdpUnits | null;
 }
 
 const ADAMW_LIKE = 2;
@@ -213,7 +211,7 @@ export interface TrainInputs {
 /** Ways the model states are split across the data-parallel group. */
 function partition(plan: Plan): { weights: number; gradients: number; optimizer: number; world: number } {
   const world = plan.gpus * plan.nodes;
-  const shardGroup = plan.fsdpStrategy === "hybrid_shard" ? plan.gpus : world;
+  const shardGroup = shardGroupOf(plan);
   switch (plan.sharding) {
     case "zero1":
       return { weights: 1, gradients: 1, optimizer: world, world };
