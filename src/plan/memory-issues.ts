@@ -1,7 +1,8 @@
 import type { Issue } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
-import { estimateMemory, type MemoryEstimate } from "../memory/estimate.ts";
+import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
+import { estimateTrainMemory } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import type { Plan } from "../schema/plan.ts";
 
@@ -18,7 +19,7 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
   const world = plan.gpus * plan.nodes;
   const now = memory.train.perGpu.deviceBytes;
   const saving = (changed: Partial<Plan>) =>
-    now - estimateMemory({ ...plan, ...changed }, assumptions).train.perGpu.deviceBytes;
+    now - estimateTrainMemory({ ...plan, ...changed }, assumptions).deviceBytes;
   const perToken: { text: string; saves: number }[] = [];
   const add = (text: string, saves: number) => {
     if (saves >= 0.02 * now) perToken.push({ text, saves });
