@@ -232,7 +232,7 @@ for (const c of cases) {
     // (LoRA adapters, modules_to_save), so their gradients and AdamW states are bf16 too
     plan.precision = "pure_bf16";
     notes.push(
-      "Qwen's finetune.py trains its bf16 model without fp32 copies (bf16 trainable weights, gradients and AdamW states; the Trainer's autocast over bf16 tensors changes nothing): pure-bf16 training, expressed as pure_bf16; its PEFT (≤ 0.6) also made the LoRA adapters bf16, where current PEFT keeps them fp32, as modelled",
+      "Qwen's finetune.py trains its bf16 model without fp32 copies (bf16 trainable weights, gradients and AdamW states; the Trainer's bf16 autocast leaves bf16 matmuls as they are): pure-bf16 training, expressed as pure_bf16; its PEFT (≤ 0.6) also made the LoRA adapters bf16, where current PEFT keeps them fp32, as modelled",
     );
   }
   if (/qwen_v1/.test(c.group) && method === "full" && !plan.sharding) {
@@ -278,8 +278,17 @@ for (const c of cases) {
     }
   }
   if (/qwen/i.test(c.group) && method === "qlora") notes.push("Qwen's Q-LoRA loads a GPTQ Int4 checkpoint");
-  if (/qwen/i.test(c.group))
-    notes.push("Qwen-1's loss runs on bf16 logits (no fp32 upcast), which no flag expresses");
+  // Qwen-1's remote code computes CrossEntropyLoss on the bf16 logits. Without DeepSpeed the Trainer runs the
+  // forward under bf16 autocast, whose fp32 list holds log_softmax and nll_loss: the loss is fp32, as modelled.
+  // Under DeepSpeed neither the Trainer nor accelerate autocasts (DeepSpeed keeps its own bf16 model).
+  if (/qwen/i.test(c.group) && plan.sharding)
+    notes.push(
+      "Qwen-1's loss runs on bf16 logits under DeepSpeed (no autocast, no fp32 upcast in its remote code), which no flag expresses",
+    );
+  else if (/qwen/i.test(c.group))
+    notes.push(
+      "Qwen-1's remote code takes the loss of bf16 logits, but the Trainer's bf16 autocast runs log_softmax and nll_loss in fp32: the fp32 logits are modelled",
+    );
   if (/fsdp_qlora/.test(c.group)) {
     notes.push(
       "fsdp_qlora's loop (transformers 4.38) keeps the fp32 logits of the output alive through backward: 16 B × vocabulary per token at the loss's backward peak where LLaMA-Factory's needs 12",
