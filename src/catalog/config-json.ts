@@ -25,7 +25,7 @@ type Json = Record<string, unknown>;
 /** Model types read as another one with the same modules. */
 const MODEL_TYPE_ALIASES: Readonly<Record<string, ModelType>> = {
   yi: "llama",
-  qwen: "qwen2",
+  qwen: "qwen2", // Qwen-1 remote code, translated by qwen1AsQwen2
   mllama_text_model: "llama",
 };
 
@@ -564,6 +564,28 @@ export function supportedModelTypes(): string[] {
 }
 
 /**
+ * Qwen-1's remote code (model_type "qwen") in Qwen2's field names. Its layers have Qwen2's shapes: c_attn is q, k
+ * and v in one linear with a bias, c_proj has none, and the MLP's w1/w2 are `intermediate_size // 2` wide
+ * (modeling_qwen.py QWenMLP); the heads are `kv_channels` wide and every head has its own k and v. Qwen-VL's
+ * config is also model_type "qwen": its vision tower (the `visual` block) is remote code tunefit does not read.
+ */
+function qwen1AsQwen2(config: Json, source: string): Json {
+  if (isObject(config.visual)) {
+    throw usageError(
+      "MODEL_TYPE_UNSUPPORTED",
+      `${source}: visual`,
+      `${source} is Qwen-VL's remote code (model_type "qwen" with a "visual" tower): tunefit cannot count its vision tower`,
+      "Use a Qwen2-VL or Qwen2.5-VL checkpoint, or write a config.json with model_type qwen2_vl and the same dimensions.",
+    );
+  }
+  const out: Json = { ...config, num_key_value_heads: config.num_attention_heads };
+  if (typeof config.intermediate_size === "number")
+    out.intermediate_size = Math.floor(config.intermediate_size / 2);
+  if (config.kv_channels !== undefined) out.head_dim = config.kv_channels;
+  return out;
+}
+
+/**
  * Reads a Hugging Face `config.json` object into an Architecture.
  * @param source how to name the file in errors (e.g. `models/foo/config.json`)
  * @throws TunefitError (usage) naming the field and what to write
@@ -611,6 +633,7 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
     // Newer transformers also write a text_config; its values win over the flat copies.
     textCfg = { ...config, ...config.text_config };
   }
+  if (declared === "qwen") textCfg = qwen1AsQwen2(config, source);
   const f = new Fields(textCfg, textDefaults, prefix, source, declared);
   const text = textFor(modelType, f);
   if (modelType === "gemma3" && textCfg.tie_word_embeddings === undefined) {

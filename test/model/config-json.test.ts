@@ -203,6 +203,25 @@ describe("config.json errors name the field and what to write", () => {
     expect(issueOf([1, 2])?.code).toBe("CONFIG_NOT_OBJECT");
   });
 
+  it("reads Qwen-1's remote-code config as Qwen2 shapes and refuses Qwen-VL's", () => {
+    const qwen1 = architectureFromConfig(fixture("qwen-7b"));
+    expect(qwen1.modelType).toBe("qwen2");
+    expect(qwen1.text).toMatchObject({
+      intermediateSize: 11008,
+      numKvHeads: 32,
+      headDim: 128,
+      qkvBias: true,
+    });
+    // Qwen-7B and Qwen1.5-7B share every shape: the same 7.72 B
+    expect(countParams(qwen1).total).toBe(
+      countParams(architectureFromConfig(fixture("qwen1.5-7b-chat"))).total,
+    );
+    expect(countParams(qwen1).total).toBe(7_721_324_544);
+    const vl = issueOf({ ...fixture("qwen-7b"), visual: { layers: 48, width: 1664 } });
+    expect(vl?.code).toBe("MODEL_TYPE_UNSUPPORTED");
+    expect(vl?.path).toBe("my-model/config.json: visual");
+  });
+
   it("reads aliases of a family (yi is llama)", () => {
     expect(architectureFromConfig({ ...fixture("llama-3.1-8b-instruct"), model_type: "yi" }).modelType).toBe(
       "llama",
