@@ -110,6 +110,32 @@ for (const g of [...new Set(sharded.map((r) => r.c.group))])
     sharded.filter((r) => r.c.group === g),
   );
 
+// The rule reads an unstated metric as max_memory_reserved. What the same rows give read as nvidia-smi (the
+// prediction's deviceBytes: reserved + CUDA context, kernels and NCCL) shows how much rests on that reading.
+const unstated = rows.filter((r) => r.c.scope !== "excluded" && r.c.measured.metricStated === false);
+if (unstated.length > 0) {
+  console.log(
+    "\nSources that do not state their metric (read as reserved above): the same rows read as nvidia-smi",
+  );
+  for (const g of [...new Set(unstated.map((r) => r.c.group))]) {
+    for (const scope of ["single-gpu", "sharded"]) {
+      const list = unstated.filter((r) => r.c.group === g && r.c.scope === scope);
+      if (list.length === 0) continue;
+      const asDevice = list.map((r) => {
+        const { plan } = resolvePlan(r.c.plan, { cwd: root });
+        const device = estimateMemory(plan).train.perGpu.deviceBytes;
+        return Math.abs((device - r.c.measured.bytes) / r.c.measured.bytes);
+      });
+      const asRule = list.map((r) => Math.abs(r.error));
+      console.log(
+        `  ${`${g} (${scope})`.padEnd(48)} n=${String(list.length).padStart(2)}  median |err| as reserved ` +
+          `${pct(median(asRule)).padStart(6)}, as nvidia-smi ${pct(median(asDevice)).padStart(6)} ` +
+          `(max ${pct(Math.max(...asDevice))})`,
+      );
+    }
+  }
+}
+
 const overridden = cases.filter((c) => c.overrides.length > 0);
 console.log(
   `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((c) => c.tier === "A").length}); ` +

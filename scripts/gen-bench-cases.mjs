@@ -157,6 +157,10 @@ function metricOf(c) {
   return "reserved"; // not stated
 }
 
+function metricStated(c) {
+  return /memory_reserved|allocated|active|nvml|nvidia-smi/i.test(c.measured.metric ?? "");
+}
+
 /** Rows without padding: packed, or fixed-length data, which is attended in full like packed rows. */
 function packingOf(c, notes) {
   const kind = c.sequence_length.kind;
@@ -316,6 +320,8 @@ for (const c of cases) {
     measured: {
       bytes: Math.round(measuredBytes),
       metric: metricOf(c),
+      // false where the source does not say what it read (the rule then compares with reservedBytes)
+      metricStated: metricStated(c),
       value: c.measured.value,
       unit: c.measured.unit,
     },
