@@ -291,7 +291,9 @@ export function estimateHostMemory(
   }
   // ZeRO/FSDP offload: each node keeps its share of the fp32 master weights, Adam states and the fp32 gradients
   // the CPU optimizer steps on (16 B per trainable parameter; DeepSpeed's estimator multiplies its CPU figure by
-  // an additional_buffer_factor of 1.5 on top), and with parameter offload also its share of the weights.
+  // an additional_buffer_factor of 1.5 on top), and with parameter offload also its share of the weights. Under
+  // DeepSpeed that optimizer is always Adam: accelerate swaps any other for DeepSpeedCPUAdam
+  // (OFFLOAD_REPLACES_OPTIMIZER warns).
   const processes = plan.gpus * as.hostBytesPerProcess;
   if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
     // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:

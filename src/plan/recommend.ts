@@ -106,6 +106,8 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
     for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
       for (const offload of ["none", "optimizer", "params"] as Offload[]) {
         for (const eightBit of [false, true]) {
+          // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
+          if (eightBit && offload !== "none" && sharding !== "none" && sharding !== "fsdp") continue;
           for (const liger of [false, true]) {
             for (const micro of MICRO_BATCHES) {
               if (global % micro !== 0) continue;

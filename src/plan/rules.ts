@@ -20,6 +20,18 @@ export interface PlanRule {
 }
 
 const SHARDED_LOADING = new Set(["zero3", "fsdp", "fsdp2"]);
+const DEEPSPEED = new Set(["zero1", "zero2", "zero3"]);
+/** HF `optim` names that are 32-bit AdamW: what DeepSpeed's CPU Adam computes anyway. */
+const ADAMW_32BIT = new Set([
+  "adamw_torch",
+  "adamw_torch_fused",
+  "adamw_hf",
+  "adamw_apex_fused",
+  "adamw_anyprecision",
+  "adamw_torch_xla",
+  "adamw_torch_npu_fused",
+  "paged_adamw_32bit",
+]);
 
 /** Every rule tunefit checks, in report order. */
 export const PLAN_RULES: readonly PlanRule[] = [
@@ -166,6 +178,22 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "The loading figure shows it; --sharding fsdp (FSDP1 with RAM-efficient loading) loads 1/N per rank.",
     source:
       "transformers modeling_utils (zero.Init skipped when quantized); accelerate utils/fsdp_utils.py (FSDP2 + bnb)",
+  },
+  {
+    code: "OFFLOAD_REPLACES_OPTIMIZER",
+    fields: ["optimizer", "offload"],
+    severity: "warning",
+    applies: (p) =>
+      p.offload !== "none" &&
+      DEEPSPEED.has(p.sharding) &&
+      p.optimizer !== null &&
+      !ADAMW_32BIT.has(p.optimizer),
+    message: (p) =>
+      `with the optimizer offloaded to the CPU, accelerate replaces ${p.optimizer} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
+    hint: (p) =>
+      `Leave --optimizer out (AdamW is what runs), or keep ${p.optimizer} on the GPU with --offload none.`,
+    source:
+      "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)",
   },
   {
     code: "FP32_NOT_EXPRESSIBLE",

@@ -141,6 +141,10 @@ describe("rules that stop a run", () => {
     ["GEMMA2_ATTENTION", { model: "google/gemma-2-2b-it", attention: "sdpa" }],
     ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "fsdp2" }],
     ["FP32_NOT_EXPRESSIBLE", { precision: "fp32" }],
+    [
+      "OFFLOAD_REPLACES_OPTIMIZER",
+      { optimizer: "adamw_8bit", sharding: "zero2", offload: "optimizer", hostRam: 512 },
+    ],
   ];
   it("covers every rule of the table", () => {
     expect(cases.map(([code]) => code).sort()).toEqual(PLAN_RULES.map((r) => r.code).sort());
@@ -161,5 +165,20 @@ describe("rules that stop a run", () => {
   });
   it("a plain plan breaks no rule", () => {
     expect(analyzePlan(base).valid).toBe(true);
+  });
+  it("OFFLOAD_REPLACES_OPTIMIZER stays quiet where AdamW runs anyway or nothing is swapped", () => {
+    const codes = (extra: Record<string, unknown>) =>
+      analyzePlan({ ...base, sharding: "zero3", offload: "optimizer", hostRam: 512, ...extra }).issues.map(
+        (i) => i.code,
+      );
+    expect(codes({})).not.toContain("OFFLOAD_REPLACES_OPTIMIZER");
+    expect(codes({ optimizer: "adamw_torch_fused" })).not.toContain("OFFLOAD_REPLACES_OPTIMIZER");
+    expect(codes({ optimizer: "paged_adamw_32bit" })).not.toContain("OFFLOAD_REPLACES_OPTIMIZER");
+    expect(codes({ optimizer: "sgd", offload: "none" })).not.toContain("OFFLOAD_REPLACES_OPTIMIZER");
+    expect(codes({ optimizer: "adafactor", offload: "params" })).toContain("OFFLOAD_REPLACES_OPTIMIZER");
+    // FSDP's CPU offload steps the optimizer it was given
+    expect(codes({ optimizer: "sgd", sharding: "fsdp", offload: "params" })).not.toContain(
+      "OFFLOAD_REPLACES_OPTIMIZER",
+    );
   });
 });
