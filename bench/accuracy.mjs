@@ -110,6 +110,23 @@ for (const g of [...new Set(sharded.map((r) => r.c.group))])
     sharded.filter((r) => r.c.group === g),
   );
 
+// A reading above the card's own capacity cannot be what the unit rule makes of it.
+const overCapacity = rows.filter((r) => {
+  const { plan } = resolvePlan(r.c.plan, { cwd: root });
+  return r.c.measured.bytes > plan.gpu.capacityBytes;
+});
+if (overCapacity.length > 0) {
+  console.log("\nReadings above the card's capacity as the unit rule reads them (kept as read):");
+  for (const r of overCapacity) {
+    const { plan } = resolvePlan(r.c.plan, { cwd: root });
+    console.log(
+      `  ${r.c.id}: ${r.c.measured.value} ${r.c.measured.unit} → ${(r.c.measured.bytes / GiB).toFixed(2)} GiB per GPU, ` +
+        `over ${plan.gpu.id}'s ${(plan.gpu.capacityBytes / GiB).toFixed(2)} GiB; read as GB it is ` +
+        `${((r.c.measured.bytes / GiB) * (1e9 / GiB)).toFixed(2)} GiB`,
+    );
+  }
+}
+
 // The rule reads an unstated metric as max_memory_reserved. What the same rows give read as nvidia-smi (the
 // prediction's deviceBytes: reserved + CUDA context, kernels and NCCL) shows how much rests on that reading.
 const unstated = rows.filter((r) => r.c.scope !== "excluded" && r.c.measured.metricStated === false);
