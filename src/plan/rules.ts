@@ -191,7 +191,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     message: (p) =>
       `with the optimizer offloaded to the CPU, accelerate replaces ${p.optimizer} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
     hint: (p) =>
-      `Leave --optimizer out (AdamW is what runs), or keep ${p.optimizer} on the GPU with --offload none.`,
+      `Leave --optimizer out (AdamW is what runs), or keep ${p.optimizer} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${p.optimizer} the CPU partitions instead, which it must support).`,
     source:
       "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)",
   },
