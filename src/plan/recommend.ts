@@ -107,7 +107,7 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
       for (const offload of ["none", "optimizer", "params"] as Offload[]) {
         for (const eightBit of [false, true]) {
           // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
-          if (eightBit && offload !== "none" && sharding !== "none" && sharding !== "fsdp") continue;
+          if (eightBit && offload !== "none" && sharding.startsWith("zero")) continue;
           for (const liger of [false, true]) {
             for (const micro of MICRO_BATCHES) {
               if (global % micro !== 0) continue;
