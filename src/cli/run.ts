@@ -374,7 +374,10 @@ function humanPlan(a: PlanAnalysis, color = false): string {
       ? ["  no gradients at this peak: it comes as backward begins, before it makes them (grad-accum 1)"]
       : []),
     `Loading    ${formatGib(m.load.perGpuPeakBytes)} per GPU ${load}`,
-    `Inference  ${formatGib(m.inference.perGpuBytes)} on the fullest GPU (device_map="auto" over ${p.gpus})`,
+    `Inference  ${formatGib(m.inference.perGpuBytes)} on the fullest GPU (device_map="auto" over ${p.gpus})` +
+      (m.inference.cpuBytes > 0
+        ? `; ${formatGib(m.inference.cpuBytes)} of weights fit on no GPU and run from the CPU (slow)`
+        : ""),
     `Host RAM   ${formatGib(m.hostRam.perNodeBytes)} per node${p.hostRamBytes === null ? " (not checked: --host-ram)" : ""}`,
     "",
   );

@@ -22,7 +22,7 @@ export interface MemoryEstimate {
     readonly phase: TrainMemory["phase"];
   };
   readonly load: LoadMemory;
-  readonly inference: Pick<InferenceMemory, "perGpuBytes">;
+  readonly inference: Pick<InferenceMemory, "perGpuBytes" | "cpuBytes">;
   readonly hostRam: HostMemory;
 }
 
@@ -48,6 +48,7 @@ export function estimateMemory(
     countTrainable(plan.model.architecture, { ...plan, expertsAsLinear: as.transformersExpertsAsLinear });
   const train = estimateTrainMemory(plan, as, { params, trainable });
   const capacityBytes = usableCapacityBytes(plan);
+  const inference = estimateInferenceMemory(plan, plan.gpu.capacityBytes, as, params);
   return {
     train: {
       perGpu: {
@@ -61,7 +62,7 @@ export function estimateMemory(
       phase: train.phase,
     },
     load: estimateLoadMemory(plan, capacityBytes, as, params, train.wrapPeakBytes),
-    inference: { perGpuBytes: estimateInferenceMemory(plan, plan.gpu.capacityBytes, as, params).perGpuBytes },
+    inference: { perGpuBytes: inference.perGpuBytes, cpuBytes: inference.cpuBytes },
     hostRam: estimateHostMemory(plan, as, params, trainable.trainable, train.fsdpUnits),
   };
 }

@@ -13,7 +13,8 @@ import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
  *
  * Inference: LLaMA-Factory's chat uses device_map="auto" (hparams/parser.py get_infer_args): accelerate's
  * get_balanced_memory gives each GPU but the last model/n + 1.25 × the largest no-split block, the first GPU
- * keeps room for the largest layer, and infer_auto_device_map fills the GPUs in module order.
+ * keeps room for the largest layer, and infer_auto_device_map fills the GPUs in module order; what fits on no GPU
+ * goes to the CPU (get_max_memory lists the host's memory after the GPUs).
  */
 
 export interface LoadMemory {
@@ -35,6 +36,8 @@ export interface InferenceMemory {
   readonly perGpuBytes: number;
   /** weights placed on each GPU, in order */
   readonly perGpuWeightsBytes: readonly number[];
+  /** weights that fit on no GPU: accelerate places them on the CPU (0 when the GPUs hold the model) */
+  readonly cpuBytes: number;
 }
 
 export interface HostMemory {
@@ -221,15 +224,23 @@ export function estimateInferenceMemory(
   const free = capacityBytes - runtime; // get_max_memory: what mem_get_info reports free
   const perGpu = n === 1 ? free : total / n + 1.25 * largestNoSplit;
   const budgets = Array.from({ length: n }, (_, i) => (i === n - 1 ? free : Math.min(perGpu, free)));
-  if (budgets.length > 0) budgets[0] = (budgets[0] ?? 0) - (n > 1 ? largestNoSplit : 0); // main device keeps room
+  // the main device keeps room for the largest layer, one GPU or several (infer_auto_device_map main_devices)
+  if (budgets.length > 0) budgets[0] = (budgets[0] ?? 0) - largestNoSplit;
+  // infer_auto_device_map walks the devices in order, GPUs then "cpu": a block that does not fit moves on for good
   const placed = Array.from({ length: n }, () => 0);
+  let cpu = 0;
   let device = 0;
   for (const b of list) {
-    while (device < n - 1 && (placed[device] ?? 0) + b.bytes > (budgets[device] ?? 0)) device++;
-    placed[device] = (placed[device] ?? 0) + b.bytes;
+    while (device < n && (placed[device] ?? 0) + b.bytes > (budgets[device] ?? 0)) device++;
+    if (device < n) placed[device] = (placed[device] ?? 0) + b.bytes;
+    else cpu += b.bytes;
   }
   const rounded = placed.map((x) => Math.round(x));
-  return { perGpuBytes: Math.max(...rounded) + runtime, perGpuWeightsBytes: rounded };
+  return {
+    perGpuBytes: Math.max(...rounded) + runtime,
+    perGpuWeightsBytes: rounded,
+    cpuBytes: Math.round(cpu),
+  };
 }
 
 /** Rounds a pinned host allocation as torch's CachingHostAllocator does: up to the next power of two. */

@@ -269,6 +269,7 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
       loadFits: memory.load.fits,
       hostRamPerNodeBytes: memory.hostRam.perNodeBytes,
       inferencePerGpuBytes: memory.inference.perGpuBytes,
+      inferenceCpuBytes: memory.inference.cpuBytes,
     },
     issues: analysis.issues.map((i) => ({
       severity: i.severity,

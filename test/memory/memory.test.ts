@@ -10,6 +10,7 @@ import {
   quantizedParams,
 } from "../../src/memory/load.ts";
 import { estimateTrainMemory, optimizerBytesPerParam } from "../../src/memory/train.ts";
+import { countParams } from "../../src/model/params.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Plan } from "../../src/schema/plan.ts";
 
@@ -408,6 +409,22 @@ describe("loading and inference", () => {
     expect(inf.perGpuWeightsBytes.reduce((a, b) => a + b, 0)).toBeCloseTo(73_405_560_320 * 2, -3);
     expect(inf.perGpuBytes / GiB).toBeGreaterThan(17);
     expect(inf.perGpuBytes / GiB).toBeLessThan(19.5);
+    expect(inf.cpuBytes).toBe(0);
+  });
+
+  it("puts what fits on no GPU on the CPU, as infer_auto_device_map does, and no GPU beyond its memory", () => {
+    for (const [model, gpu, gpus] of [
+      ["Qwen/Qwen2.5-14B-Instruct", "rtx4090", 1],
+      ["meta-llama/Meta-Llama-3-70B-Instruct", "rtx4090", 2],
+      ["Qwen/Qwen2.5-72B-Instruct", "a100-80g", 1],
+    ] as const) {
+      const p = plan({ model, gpu, gpus });
+      const inf = estimateInferenceMemory(p, p.gpu.capacityBytes);
+      const weights = countParams(p.model.architecture).total * 2;
+      expect(inf.cpuBytes).toBeGreaterThan(0);
+      expect(inf.perGpuWeightsBytes.reduce((a, b) => a + b, 0) + inf.cpuBytes).toBeCloseTo(weights, -3);
+      expect(inf.perGpuBytes).toBeLessThanOrEqual(p.gpu.capacityBytes);
+    }
   });
 });
 
