@@ -37,7 +37,7 @@ const out = [
   `Parameters  ${int(params.total)} (language model ${int(params.text)}, vision ${int(params.visionTower + params.projector)})`,
   `Weights     ${(bf16 / 1e9).toFixed(1)} GB in bf16 = ${gib(bf16)}, ${plan.model.shards} shards of ~${(bf16 / (plan.model.shards ?? 1) / 1e9).toFixed(2)} GB`,
   `Each card   ${gib(plan.gpu.capacityBytes)} as nvidia-smi reports it`,
-  `Inference   ${gib(plain.memory.inference.perGpuBytes)} on the fullest card with device_map="auto": it works`,
+  `Inference   ${gib(plain.memory.inference.perGpuBytes)} on the fullest card with device_map="auto": ${plain.memory.inference.cpuBytes === 0 ? "it works" : `${gib(plain.memory.inference.cpuBytes)} of weights run from the CPU`}`,
   "",
   "1. Plain multi-GPU full fine-tuning (DDP): every rank loads its own full replica.",
   ...memoryLines(plain),
