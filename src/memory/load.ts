@@ -208,6 +208,9 @@ function blocks(plan: Plan, params: ParamBreakdown): Block[] {
   return out;
 }
 
+/** accelerate's get_balanced_memory on one GPU without max_memory: 90 % of the free memory holds weights. */
+const ONE_GPU_SHARE = 0.9;
+
 /** The model served with device_map="auto" across the GPUs of one node (batch 1, short prompt). */
 export function estimateInferenceMemory(
   plan: Plan,
@@ -222,8 +225,12 @@ export function estimateInferenceMemory(
   const total = list.reduce((s, b) => s + b.bytes, 0);
   const largestNoSplit = Math.max(...list.filter((b) => b.noSplit).map((b) => b.bytes));
   const free = capacityBytes - runtime; // get_max_memory: what mem_get_info reports free
-  const perGpu = n === 1 ? free : total / n + 1.25 * largestNoSplit;
-  const budgets = Array.from({ length: n }, (_, i) => (i === n - 1 ? free : Math.min(perGpu, free)));
+  const perGpu = total / n + 1.25 * largestNoSplit;
+  // one GPU: get_balanced_memory keeps 10 % back when no max_memory is given ("90% is a good compromise");
+  // several: every GPU but the last is capped at perGpu
+  const budgets = Array.from({ length: n }, (_, i) =>
+    n === 1 ? ONE_GPU_SHARE * free : i === n - 1 ? free : Math.min(perGpu, free),
+  );
   // the main device keeps room for the largest layer, one GPU or several (infer_auto_device_map main_devices)
   if (budgets.length > 0) budgets[0] = (budgets[0] ?? 0) - largestNoSplit;
   // infer_auto_device_map walks the devices in order, GPUs then "cpu": a block that does not fit moves on for good
