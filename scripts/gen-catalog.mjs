@@ -189,11 +189,14 @@ const renames = [
   [/^meta-llama\/llama-3\.1-/, "meta-llama/meta-llama-3.1-"],
 ];
 // Variants that share the architecture (instruct/chat/base of the same size).
-const EXCLUDED_VARIANT = /(gptq|awq|int4|int8|-1m|-2507|-0324|distill|-128k|thinking-|-fp8)/;
+// Qwen3's 2507 updates (Instruct-2507, Thinking-2507) keep their base model's shapes; only the context length and
+// rope_theta change (Qwen3-4B: 40,960 → 262,144 positions), which the parameter count does not see.
+const EXCLUDED_VARIANT = /(gptq|awq|int4|int8|-1m|-0324|distill|-128k|-fp8)/;
 function familyKey(hubId) {
   let id = hubId.toLowerCase();
   for (const [re, to] of renames) id = id.replace(re, to);
   return id
+    .replace(/^(qwen\/qwen3-.*)-(instruct|thinking)-2507$/, "$1")
     .replace(/-instruct/g, "")
     .replace(/-chat-hf$/, "-hf")
     .replace(/-(chat|it|pt|base)$/, "");

@@ -64,8 +64,7 @@ const CASES: readonly Case[] = [
     file: "llamafactory-examples/qwen3_lora_sft.yaml",
     options: () => ({ hardware: { gpu: "a100-80g" } }),
     calls: ["model", "hardware", "lora", "training", "data"],
-    // the model is not in the catalog: its id is pinned, since the script builds with a folder
-    escapedModelled: ["model_name_or_path"],
+    escapedModelled: [],
     snippets: [
       ".lora({ rank: 8 })",
       '.data({ dataset: "identity,alpaca_en_demo", template: "qwen3_nothink" })',
@@ -77,7 +76,7 @@ const CASES: readonly Case[] = [
     options: (y) => ({ hardware: { gpu: "a100-80g", gpus: 2 }, deepspeed: dsFile(y, "ds_z3_config.json") }),
     calls: ["model", "hardware", "lora", "zero", "training", "data"],
     // deepspeed: names the user's file, tunefit's plan its own deepspeed.json
-    escapedModelled: ["model_name_or_path", "deepspeed"],
+    escapedModelled: ["deepspeed"],
     snippets: [".zero(3)", "gradAccum: 2"],
   },
   {
@@ -85,7 +84,7 @@ const CASES: readonly Case[] = [
     file: "llamafactory-examples/qwen3_full_sft.yaml",
     options: (y) => ({ hardware: { gpu: "a100-80g", gpus: 2 }, deepspeed: dsFile(y, "ds_z3_config.json") }),
     calls: ["model", "hardware", "full", "zero", "training", "data"],
-    escapedModelled: ["model_name_or_path", "deepspeed"],
+    escapedModelled: ["deepspeed"],
     snippets: [".full()", ".zero(3)"],
   },
   {
@@ -93,7 +92,7 @@ const CASES: readonly Case[] = [
     file: "llamafactory-examples/qwen3_lora_sft_otfq.yaml",
     options: () => ({ hardware: { gpu: "rtx4090" } }),
     calls: ["model", "hardware", "qlora", "training", "data"],
-    escapedModelled: ["model_name_or_path"],
+    escapedModelled: [],
     snippets: ['.qlora({ bits: 4, quantMethod: "bnb", rank: 8 })'],
   },
   {
@@ -244,13 +243,14 @@ describe("the model", () => {
   const yaml = () => yamlOf("llamafactory-examples/qwen3_lora_sft.yaml");
 
   it("not in the catalog: the script takes its config.json folder as the second argument, memory unknown", () => {
-    const r = importTrainYaml(yaml(), { hardware: { gpu: "a100-80g" } });
+    const unknown = { ...yaml(), model_name_or_path: "acme/Unknown-4B-Instruct" };
+    const r = importTrainYaml(unknown, { hardware: { gpu: "a100-80g" } });
     expect(r.memoryKnown).toBe(false);
-    expect(r.source).toContain('const model = process.argv[3] ?? "Qwen/Qwen3-4B-Instruct-2507";');
+    expect(r.source).toContain('const model = process.argv[3] ?? "acme/Unknown-4B-Instruct";');
     expect(r.source).toContain(".model(model)");
-    expect(r.source).toMatch(/Memory unknown: tunefit's catalog lacks Qwen\/Qwen3-4B-Instruct-2507/);
+    expect(r.source).toMatch(/Memory unknown: tunefit's catalog lacks acme\/Unknown-4B-Instruct/);
     // the id, the vision keys and nothing else of the model's are pinned
-    expect(r.escapeHatch.set.model_name_or_path).toBe("Qwen/Qwen3-4B-Instruct-2507");
+    expect(r.escapeHatch.set.model_name_or_path).toBe("acme/Unknown-4B-Instruct");
     expect(r.escapeHatch.remove).toEqual(
       expect.arrayContaining(["image_max_pixels", "freeze_vision_tower", "freeze_multi_modal_projector"]),
     );
@@ -264,8 +264,16 @@ describe("the model", () => {
     expect(error).toBeInstanceOf(TunefitError);
     expect((error as TunefitError).issues[0]?.code).toBe("MODEL_UNKNOWN");
     // with a text or a vision-language model's folder, the train.yaml is the original either way
-    expect(bundleTrainYaml(r, QWEN3_DIR)).toEqual(yaml());
-    expect(bundleTrainYaml(r, QWEN2_VL_DIR)).toEqual(yaml());
+    expect(bundleTrainYaml(r, QWEN3_DIR)).toEqual(unknown);
+    expect(bundleTrainYaml(r, QWEN2_VL_DIR)).toEqual(unknown);
+  });
+
+  it("in the catalog under LLaMA-Factory's name (a Qwen3 2507 update of Qwen3-4B): named as written", () => {
+    const r = importTrainYaml(yaml(), { hardware: { gpu: "a100-80g" } });
+    expect(r.memoryKnown).toBe(true);
+    expect(r.source).toContain('.model("Qwen/Qwen3-4B-Instruct-2507")');
+    expect(r.escapedKeys).not.toContain("model_name_or_path");
+    expect(bundleTrainYaml(r)).toEqual(yaml());
   });
 
   it("given as a config.json folder: its dimensions are written inline under the YAML's id", () => {
@@ -355,7 +363,8 @@ describe("values tunefit cannot take go through the escape hatch, and the plan u
   });
 
   it("no template for a model tunefit knows none for: LLaMA-Factory's `empty`, removed from the YAML", () => {
-    const { template: _, ...yaml } = yamlOf("llamafactory-examples/qwen3_lora_sft.yaml");
+    const { template: _, ...rest } = yamlOf("llamafactory-examples/qwen3_lora_sft.yaml");
+    const yaml = { ...rest, model_name_or_path: "acme/Unknown-4B-Instruct" };
     const r = importTrainYaml(yaml, { hardware: { gpu: "a100-80g" } });
     expect(r.source).toContain('template: "empty"');
     expect(r.escapeHatch.remove).toContain("template");

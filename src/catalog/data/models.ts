@@ -1446,6 +1446,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen3",
         "llamafactoryName": "Qwen3-4B-Base",
         "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-4B-Instruct-2507",
+        "defaultTemplate": "qwen3_nothink",
+        "groupTemplate": "qwen3_nothink",
+        "llamafactoryName": "Qwen3-4B-Instruct-2507",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-4B-Thinking-2507",
+        "defaultTemplate": "qwen3",
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-4B-Thinking-2507",
+        "shards": null
       }
     ],
     "architecture": {
@@ -1633,6 +1647,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "qwen3",
         "groupTemplate": "qwen3",
         "llamafactoryName": "Qwen3-235B-A22B-Thinking",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-235B-A22B-Instruct-2507",
+        "defaultTemplate": "qwen3_nothink",
+        "groupTemplate": "qwen3_nothink",
+        "llamafactoryName": "Qwen3-235B-A22B-Instruct-2507",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-235B-A22B-Thinking-2507",
+        "defaultTemplate": "qwen3",
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-235B-A22B-Thinking-2507",
         "shards": null
       }
     ],
