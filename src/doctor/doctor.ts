@@ -5,7 +5,15 @@ import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptio
 import { estimateLoadMemory } from "../memory/load.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
-import type { Method, Offload, PlanInput, Precision, Sharding } from "../schema/plan.ts";
+import {
+  isDeepSpeed,
+  isFsdp,
+  type Method,
+  type Offload,
+  type PlanInput,
+  type Precision,
+  type Sharding,
+} from "../schema/plan.ts";
 import { checkAccelerateFsdpConfig, checkDeepSpeedConfig, checkTrainYaml } from "../schema/targets/index.ts";
 import type { DeepSpeedSource } from "./read.ts";
 import { type Hardware, type Launcher, type SetupPlan, setupToPlan } from "./to-plan.ts";
@@ -140,8 +148,7 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
 }
 
 /** The launcher a plan needs: accelerate for FSDP, llamafactory-cli otherwise. */
-const launcherOf = (sharding: Sharding): Launcher =>
-  sharding === "fsdp" || sharding === "fsdp2" ? "accelerate" : "torchrun";
+const launcherOf = (sharding: Sharding): Launcher => (isFsdp(sharding) ? "accelerate" : "torchrun");
 
 interface Variant {
   method: Method;
@@ -191,8 +198,6 @@ function changesFor(
     }
   }
   const baseSharding = base.sharding ?? "none";
-  const isDs = (s: Sharding) => s === "zero1" || s === "zero2" || s === "zero3";
-  const isFsdp = (s: Sharding) => s === "fsdp" || s === "fsdp2";
   const launcher = launcherOf(v.sharding);
   if (launcher !== baseLauncher) {
     ch.push({
@@ -209,8 +214,8 @@ function changesFor(
     v.sharding !== baseSharding ||
     v.offload !== (base.offload ?? "none") ||
     (isFsdp(v.sharding) && !ramEfficient);
-  if (isDs(v.sharding)) {
-    if (!isDs(baseSharding)) {
+  if (isDeepSpeed(v.sharding)) {
+    if (!isDeepSpeed(baseSharding)) {
       ch.push({ kind: "yaml", target: "deepspeed", to: "deepspeed.json", text: "deepspeed: deepspeed.json" });
       ch.push({
         kind: "file",
@@ -224,7 +229,7 @@ function changesFor(
         text: `replace the DeepSpeed config (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
       });
     }
-  } else if (isDs(baseSharding)) {
+  } else if (isDeepSpeed(baseSharding)) {
     ch.push({ kind: "yaml", target: "deepspeed", text: "remove deepspeed" });
   }
   if (isFsdp(v.sharding)) {

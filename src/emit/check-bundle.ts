@@ -1,7 +1,7 @@
 import { parse as parseYaml } from "yaml";
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
-import type { Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
 import { checkAccelerateFsdpConfig, checkDeepSpeedConfig, checkTrainYaml } from "../schema/targets/index.ts";
 import { BUNDLE_FILES } from "./common.ts";
 import type { EmittedFile } from "./files.ts";
@@ -174,7 +174,7 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
         ),
       );
     }
-  } else if (plan.sharding.startsWith("zero")) {
+  } else if (isDeepSpeed(plan.sharding)) {
     issues.push(
       issue(
         "DEEPSPEED_MISSING",
@@ -234,7 +234,7 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
         hint: "Write fsdp_cpu_ram_efficient_loading: true (with fsdp_sync_module_states: true on FSDP1).",
       });
     }
-  } else if (plan.sharding === "fsdp" || plan.sharding === "fsdp2") {
+  } else if (isFsdp(plan.sharding)) {
     issues.push(
       issue(
         "ACCELERATE_MISSING",

@@ -1,4 +1,4 @@
-import type { Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
 
 /** The name of the demo dataset shipped in a bundle when the plan names no dataset. */
 export const DEMO_DATASET = "tunefit_demo";
@@ -17,12 +17,12 @@ export const BUNDLE_FILES = {
 
 /** True when the plan runs through DeepSpeed (a `deepspeed:` key and deepspeed.json). */
 export function usesDeepSpeed(plan: Plan): boolean {
-  return plan.sharding === "zero1" || plan.sharding === "zero2" || plan.sharding === "zero3";
+  return isDeepSpeed(plan.sharding);
 }
 
 /** True when the plan runs through accelerate's FSDP (accelerate_fsdp.yaml and `accelerate launch`). */
 export function usesFsdp(plan: Plan): boolean {
-  return plan.sharding === "fsdp" || plan.sharding === "fsdp2";
+  return isFsdp(plan.sharding);
 }
 
 /** LLaMA-Factory's `finetuning_type` for a method (QLoRA is LoRA on a quantized model). */

@@ -1,6 +1,6 @@
 import { linearModules } from "../model/modules.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
-import type { Plan } from "../schema/plan.ts";
+import { isFsdp, type Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 
 /*
@@ -88,6 +88,11 @@ export function unshardedQuantBytesPerParam(plan: Plan, as: MemoryAssumptions): 
   return Math.max(0, as.nf4BytesPerParam - 0.5);
 }
 
+/** Bytes of those block constants over the whole model: what every rank keeps whole (0 for other plans). */
+export function quantConstantBytes(plan: Plan, as: MemoryAssumptions): number {
+  return quantizedParams(plan, as) * unshardedQuantBytesPerParam(plan, as);
+}
+
 /** Bytes of the weights as loaded (compute dtype, or quantized for QLoRA). */
 export function loadedWeightBytes(plan: Plan, params: ParamBreakdown, as: MemoryAssumptions): number {
   const a = bytesPerWeight(plan);
@@ -150,8 +155,8 @@ export function estimateLoadMemory(
   // loaded, gathered; FSDP1 moves each shard to the CPU once made (_init_utils.py `flat_param_to(cpu)`), so only
   // the wrap's transient remains (wrapPeakBytes). FSDP2 is left at its shards: not read.
   const offloaded = plan.offload === "params" && !replica;
-  // bitsandbytes' block constants are not parameters: every rank keeps them whole (unshardedQuantBytesPerParam)
-  const constants = quantizedParams(plan, as) * unshardedQuantBytesPerParam(plan, as);
+  // bitsandbytes' block constants are not parameters: every rank keeps them whole
+  const constants = quantConstantBytes(plan, as);
   const weightsBytes = Math.round(
     offloaded && plan.sharding === "zero3"
       ? largestModule(plan, params, as).bytes
@@ -302,7 +307,7 @@ export function estimateHostMemory(
   let loading: number;
   if (plan.sharding === "zero3" && !loadsFullReplica(plan)) {
     loading = plan.gpus * shardBytes; // zero.Init: each rank reads the checkpoint shard by shard
-  } else if (plan.sharding === "fsdp" || plan.sharding === "fsdp2") {
+  } else if (isFsdp(plan.sharding)) {
     loading = total; // cpu_ram_efficient_loading: rank 0 holds the full state dict, the others meta tensors
   } else {
     loading = plan.gpus * shardBytes; // each rank maps one safetensors shard at a time

@@ -4,16 +4,15 @@ import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
-import type { Plan } from "../schema/plan.ts";
+import { isDeepSpeed, type Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 import {
   type FsdpUnits,
   largestModule,
   loadedWeightBytes,
+  quantConstantBytes,
   quantizedBytesPerParam,
-  quantizedParams,
   shardGroupOf,
-  unshardedQuantBytesPerParam,
 } from "./load.ts";
 
 /*
@@ -248,7 +247,7 @@ export function estimateTrainMemory(
   const pure = plan.precision === "pure_bf16";
   const mixed = !fp32 && !pure;
   const a = fp32 ? 4 : 2; // compute dtype
-  const deepspeed = plan.sharding === "zero1" || plan.sharding === "zero2" || plan.sharding === "zero3";
+  const deepspeed = isDeepSpeed(plan.sharding);
   // LLaMA-Factory upcasts trainable parameters to fp32 unless pure_bf16 (model/adapter.py:337-349).
   const m = pure ? 2 : 4;
   const isLora = plan.method === "lora" || plan.method === "qlora";
@@ -273,7 +272,7 @@ export function estimateTrainMemory(
   const weightsFull = frozenBase + trainableCopy;
   const offloadParams = plan.offload === "params";
   // bitsandbytes' block constants stay whole on every GPU: only the packed 4-bit parameter is split or offloaded
-  const quantConstants = quantizedParams(plan, as) * unshardedQuantBytesPerParam(plan, as);
+  const quantConstants = quantConstantBytes(plan, as);
   /** the rank's own weights: its share, with the quantization constants whole */
   const shardsBytes = (weightsFull - quantConstants) / split.weights + quantConstants;
   let weights = weightsFull / split.weights;
@@ -621,7 +620,7 @@ export function gradientsMadeInBackward(plan: Plan): boolean {
  */
 export function ncclCommunicators(plan: Plan): number {
   if (plan.gpus * plan.nodes === 1) return 0;
-  const deepspeed = plan.sharding === "zero1" || plan.sharding === "zero2" || plan.sharding === "zero3";
+  const deepspeed = isDeepSpeed(plan.sharding);
   const hybrid = plan.fsdpStrategy === "hybrid_shard" && plan.nodes > 1;
   return 1 + (deepspeed ? 1 : 0) + (hybrid ? 2 : 0);
 }

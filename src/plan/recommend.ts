@@ -2,6 +2,7 @@ import { TunefitError } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
 import {
   ALL_METHOD_FIELDS,
+  isDeepSpeed,
   type Method,
   type Offload,
   type Plan,
@@ -107,7 +108,7 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
       for (const offload of ["none", "optimizer", "params"] as Offload[]) {
         for (const eightBit of [false, true]) {
           // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
-          if (eightBit && offload !== "none" && sharding.startsWith("zero")) continue;
+          if (eightBit && offload !== "none" && isDeepSpeed(sharding)) continue;
           for (const liger of [false, true]) {
             for (const micro of MICRO_BATCHES) {
               if (global % micro !== 0) continue;

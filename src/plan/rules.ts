@@ -1,7 +1,7 @@
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
-import type { Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
 
 /**
  * A combination LLaMA-Factory, DeepSpeed, accelerate or the GPU stops the run for (severity error) or that
@@ -20,7 +20,6 @@ export interface PlanRule {
 }
 
 const SHARDED_LOADING = new Set(["zero3", "fsdp", "fsdp2"]);
-const DEEPSPEED = new Set(["zero1", "zero2", "zero3"]);
 /** HF `optim` names that are 32-bit AdamW: what DeepSpeed's CPU Adam computes anyway. */
 const ADAMW_32BIT = new Set([
   "adamw_torch",
@@ -90,7 +89,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "FSDP_OFFLOAD_ALL_OR_NOTHING",
     fields: ["offload", "sharding"],
     severity: "error",
-    applies: (p) => p.offload === "optimizer" && (p.sharding === "fsdp" || p.sharding === "fsdp2"),
+    applies: (p) => p.offload === "optimizer" && isFsdp(p.sharding),
     message: () =>
       "FSDP cannot offload the optimizer alone: its CPU offload moves parameters, gradients and optimizer",
     hint: () =>
@@ -185,7 +184,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     severity: "warning",
     applies: (p) =>
       p.offload !== "none" &&
-      DEEPSPEED.has(p.sharding) &&
+      isDeepSpeed(p.sharding) &&
       p.optimizer !== null &&
       !ADAMW_32BIT.has(p.optimizer),
     message: (p) =>

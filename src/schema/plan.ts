@@ -14,6 +14,14 @@ export const Method = z.enum(["full", "freeze", "lora", "qlora"]);
 export type Method = z.infer<typeof Method>;
 export const Sharding = z.enum(["none", "zero1", "zero2", "zero3", "fsdp", "fsdp2"]);
 export type Sharding = z.infer<typeof Sharding>;
+/** The DeepSpeed ZeRO stages (a deepspeed.json, launched by torchrun). */
+export function isDeepSpeed(sharding: Sharding): sharding is "zero1" | "zero2" | "zero3" {
+  return sharding === "zero1" || sharding === "zero2" || sharding === "zero3";
+}
+/** accelerate's FSDP, version 1 or 2 (an accelerate config, launched by `accelerate launch`). */
+export function isFsdp(sharding: Sharding): sharding is "fsdp" | "fsdp2" {
+  return sharding === "fsdp" || sharding === "fsdp2";
+}
 export const FsdpStrategy = z.enum(["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"]);
 export type FsdpStrategy = z.infer<typeof FsdpStrategy>;
 export const Offload = z.enum(["none", "optimizer", "params"]);
