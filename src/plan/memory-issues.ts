@@ -4,7 +4,7 @@ import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
 import { estimateTrainMemory } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
-import type { Plan } from "../schema/plan.ts";
+import { isDeepSpeed, type Plan } from "../schema/plan.ts";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
@@ -45,7 +45,9 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
   if (plan.method === "full" || plan.method === "freeze")
     states.push("train adapters (--method lora or qlora)");
   else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
-  if (plan.method === "full" && !(plan.optimizer ?? "").includes("8bit")) {
+  // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
+  const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
+  if (plan.method === "full" && !cpuAdam && !(plan.optimizer ?? "").includes("8bit")) {
     states.push("use an 8-bit optimizer (--optimizer adamw_8bit)");
   }
   const tokenWays = perToken.sort((x, y) => y.saves - x.saves).map((w) => w.text);

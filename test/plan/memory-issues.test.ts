@@ -92,6 +92,10 @@ describe("TRAIN_OOM's hint: only the ways out that apply to the plan", () => {
     expect(z3).toMatch(/^Use more GPUs/);
     expect(z3).toContain("(--offload optimizer or params)");
     expect(z3).not.toContain("shard the model states");
+    // the offloaded optimizer is DeepSpeed's CPU Adam whatever --optimizer says: no 8-bit suggestion
+    const z3off = hintOf({ ...full, gpus: 2, sharding: "zero3", offload: "optimizer", hostRam: 4096 });
+    expect(z3).toContain("8-bit optimizer");
+    expect(z3off).not.toContain("8-bit optimizer");
     const fsdp = hintOf({ ...full, sharding: "fsdp", seqLen: 512 });
     expect(fsdp).toContain("--offload params");
     expect(fsdp).not.toContain("--offload optimizer");
