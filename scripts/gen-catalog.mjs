@@ -206,6 +206,18 @@ function renamed(hubId) {
   for (const [re, to] of renames) id = id.replace(re, to);
   return id;
 }
+// Both names of a renamed repository are accepted: the hub redirects the old one, and users write either (Meta's
+// `meta-llama/Llama-3.1-8B-Instruct` is LLaMA-Factory's `meta-llama/Meta-Llama-3.1-8B-Instruct`; GLM-4 moved from
+// THUDM to zai-org).
+const spellings = [
+  [/^meta-llama\/Meta-Llama-3\.1-/i, "meta-llama/Llama-3.1-"],
+  [/^meta-llama\/Llama-3\.1-/i, "meta-llama/Meta-Llama-3.1-"],
+  [/^THUDM\//i, "zai-org/"],
+  [/^zai-org\//i, "THUDM/"],
+];
+function otherSpellings(hubId) {
+  return spellings.filter(([re]) => re.test(hubId)).map(([re, to]) => hubId.replace(re, to));
+}
 
 // Checkpoint shard counts (model-0000k-of-0000N.safetensors) where a source states them.
 const SHARDS = {
@@ -234,6 +246,8 @@ function templateRecord(id) {
     : null;
 }
 
+/** the other spelling → the id it was derived from (whose LLaMA-Factory template it takes) */
+const spelledAs = new Map();
 const catalog = modelsRef.models.map((m) => {
   const key = familyKey(m.hub_id);
   const aliases = [];
@@ -241,9 +255,18 @@ const catalog = modelsRef.models.map((m) => {
     if (hub === m.hub_id.toLowerCase() || EXCLUDED_VARIANT.test(hub)) continue;
     if (familyKey(hub) === key) aliases.push(entry.hub_id);
   }
+  const known = new Set([m.hub_id, ...aliases].map((id) => id.toLowerCase()));
+  for (const id of [m.hub_id, ...aliases]) {
+    for (const other of otherSpellings(id)) {
+      if (known.has(other.toLowerCase())) continue;
+      known.add(other.toLowerCase());
+      aliases.push(other);
+      spelledAs.set(other.toLowerCase(), id);
+    }
+  }
   aliases.sort();
   const ids = [m.hub_id, ...aliases].map((id) => {
-    const t = templateRecord(id);
+    const t = templateRecord(id) ?? templateRecord(spelledAs.get(id.toLowerCase()) ?? id);
     const shard = SHARDS[id.toLowerCase()];
     return {
       id,

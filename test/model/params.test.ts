@@ -34,4 +34,15 @@ describe("catalog parameter accounting", () => {
     expect(findCatalogModel("Qwen/Qwen2.5-7B-Instruct")?.record.key).toBe("Qwen2.5-7B");
     expect(findCatalogModel("zai-org/glm-4-9b-chat")?.record.key).toBe("GLM-4-9B");
   });
+
+  it("accepts both names of a renamed repository, with LLaMA-Factory's template", () => {
+    // the hub's current name and LLaMA-Factory's older one of the same checkpoint
+    for (const id of ["meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B-Instruct"]) {
+      const match = findCatalogModel(id);
+      expect(match?.record.key).toBe("Llama-3.1-8B");
+      expect(match?.defaultTemplate).toBe("llama3");
+    }
+    expect(findCatalogModel("meta-llama/Llama-3.1-70B-Instruct")?.record.key).toBe("Llama-3.1-70B");
+    expect(findCatalogModel("THUDM/glm-4-9b-chat")?.groupTemplate).toBe("glm4");
+  });
 });

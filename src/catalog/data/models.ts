@@ -266,6 +266,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "meta-llama/Llama-3.1-8B-Instruct",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3.1-8B-Instruct",
+        "shards": null
+      },
+      {
         "id": "meta-llama/Meta-Llama-3.1-8B",
         "defaultTemplate": null,
         "groupTemplate": "llama3",
@@ -320,6 +327,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": null,
         "groupTemplate": "llama3",
         "llamafactoryName": "Llama-3.1-70B",
+        "shards": null
+      },
+      {
+        "id": "meta-llama/Llama-3.1-70B-Instruct",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3.1-70B-Instruct",
         "shards": null
       },
       {
@@ -2647,6 +2661,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": null,
         "groupTemplate": "glm4",
         "llamafactoryName": "GLM-4-9B",
+        "shards": null
+      },
+      {
+        "id": "THUDM/glm-4-9b-chat",
+        "defaultTemplate": "glm4",
+        "groupTemplate": "glm4",
+        "llamafactoryName": "GLM-4-9B-Chat",
         "shards": null
       },
       {
