@@ -381,27 +381,38 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
 }
 
 /**
+ * The memory-model assumptions a DeepSpeed config sets for itself (where it differs from LLaMA-Factory's own):
+ * `stage3_max_reuse_distance`, ZeRO-1/2's `reduce_bucket_size` ("auto" is hidden²) and `overlap_comm` (DeepSpeed's
+ * default when absent: true for stage 3, false otherwise). `--assume` overrides them.
+ */
+function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<MemoryAssumptions> {
+  if (deepspeed.kind === "none") return {};
+  const zero = deepspeed.config.zero_optimization;
+  if (typeof zero !== "object" || zero === null) return {};
+  const z = zero as Record<string, unknown>;
+  const out: { -readonly [K in keyof MemoryAssumptions]?: MemoryAssumptions[K] } = {};
+  const count = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : undefined);
+  const reuse = count(z.stage3_max_reuse_distance);
+  if (reuse !== undefined && reuse !== DEFAULT_ASSUMPTIONS.zero3MaxReuseDistance)
+    out.zero3MaxReuseDistance = reuse;
+  const stage = count(z.stage) ?? 0;
+  if (stage === 1 || stage === 2) {
+    const bucket = z.reduce_bucket_size === "auto" ? 0 : (count(z.reduce_bucket_size) ?? 5e8);
+    if (bucket !== DEFAULT_ASSUMPTIONS.zero12ReduceBucketElements) out.zero12ReduceBucketElements = bucket;
+  }
+  const overlap = typeof z.overlap_comm === "boolean" ? z.overlap_comm : stage === 3;
+  if (overlap !== DEFAULT_ASSUMPTIONS.zeroOverlapComm) out.zeroOverlapComm = overlap;
+  return out;
+}
+
+/**
  * Predicts what an existing setup does and finds the smallest fix.
  * @throws TunefitError (usage) when the setup does not form a plan (e.g. a model neither the catalog nor --model knows)
  */
 export function doctor(input: DoctorInput): DoctorReport {
   const setup = setupToPlan(input.yaml, input.deepspeed, input.accelerate, input.hardware, input.model);
   const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
-  // the DeepSpeed config's own reuse distance, unless --assume gives one
-  const zero = input.deepspeed.kind === "none" ? undefined : input.deepspeed.config.zero_optimization;
-  const reuse =
-    typeof zero === "object" && zero !== null
-      ? (zero as Record<string, unknown>).stage3_max_reuse_distance
-      : undefined;
-  const assumptions = {
-    ...(typeof reuse === "number" &&
-    Number.isFinite(reuse) &&
-    reuse >= 0 &&
-    reuse !== DEFAULT_ASSUMPTIONS.zero3MaxReuseDistance
-      ? { zero3MaxReuseDistance: reuse }
-      : {}),
-    ...input.assumptions,
-  };
+  const assumptions = { ...deepspeedAssumptions(input.deepspeed), ...input.assumptions };
   const opts = {
     ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
     ...(Object.keys(assumptions).length > 0 ? { assumptions } : {}),

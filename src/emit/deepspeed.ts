@@ -33,9 +33,10 @@ function commonBlock(): Record<string, unknown> {
 const CPU_OFFLOAD = { device: "cpu", pin_memory: true } as const;
 
 /**
- * The DeepSpeed config of a ZeRO plan, or null when the plan does not use DeepSpeed. `stage3_max_reuse_distance`
- * is the memory model's `zero3MaxReuseDistance` (LLaMA-Factory's 1e9 by default), so an override of that
- * assumption is what the run gets too.
+ * The DeepSpeed config of a ZeRO plan, or null when the plan does not use DeepSpeed. The values the memory model
+ * depends on come from its assumptions (LLaMA-Factory's own by default): `stage3_max_reuse_distance`
+ * (`zero3MaxReuseDistance`), ZeRO-1/2's `reduce_bucket_size` (`zero12ReduceBucketElements`, 0 for "auto") and
+ * `overlap_comm` (`zeroOverlapComm`), so an override of an assumption is what the run gets too.
  */
 export function deepspeedConfig(
   plan: Plan,
@@ -43,6 +44,7 @@ export function deepspeedConfig(
 ): Record<string, unknown> | null {
   if (!usesDeepSpeed(plan)) return null;
   const stage = plan.sharding === "zero1" ? 1 : plan.sharding === "zero2" ? 2 : 3;
+  const as = withDefaults(assumptions);
   const offload: Record<string, unknown> = {};
   if (plan.offload !== "none") offload.offload_optimizer = { ...CPU_OFFLOAD };
   if (plan.offload === "params") offload.offload_param = { ...CPU_OFFLOAD };
@@ -51,14 +53,14 @@ export function deepspeedConfig(
       ? {
           stage,
           ...offload,
-          overlap_comm: false,
+          overlap_comm: as.zeroOverlapComm,
           contiguous_gradients: true,
           sub_group_size: 1000000000,
           reduce_bucket_size: "auto",
           stage3_prefetch_bucket_size: "auto",
           stage3_param_persistence_threshold: "auto",
           stage3_max_live_parameters: 1000000000,
-          stage3_max_reuse_distance: Math.round(withDefaults(assumptions).zero3MaxReuseDistance),
+          stage3_max_reuse_distance: Math.round(as.zero3MaxReuseDistance),
           stage3_gather_16bit_weights_on_model_save: true,
         }
       : {
@@ -66,9 +68,10 @@ export function deepspeedConfig(
           ...offload,
           allgather_partitions: true,
           allgather_bucket_size: 500000000,
-          overlap_comm: false,
+          overlap_comm: as.zeroOverlapComm,
           reduce_scatter: true,
-          reduce_bucket_size: 500000000,
+          reduce_bucket_size:
+            as.zero12ReduceBucketElements > 0 ? Math.round(as.zero12ReduceBucketElements) : "auto",
           contiguous_gradients: true,
           round_robin_gradients: true,
         };

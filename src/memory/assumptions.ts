@@ -86,6 +86,20 @@ export interface MemoryAssumptions {
    */
   readonly zero3MaxReuseDistance: number;
   /**
+   * DeepSpeed ZeRO-1/2's `reduce_bucket_size`, in elements: 5e8 in LLaMA-Factory's ds_z2_config.json. With
+   * contiguous_gradients the bucket is allocated at this size in the 16-bit dtype (1 GB at 5e8) however few
+   * parameters train (stage_1_and_2.py setup_buckets). 0 stands for "auto": hidden² (transformers'
+   * HfTrainerDeepSpeedConfig). The deepspeed.json tunefit writes takes this value; doctor reads the config's own.
+   */
+  readonly zero12ReduceBucketElements: number;
+  /**
+   * DeepSpeed's `overlap_comm`: false in LLaMA-Factory's ds_z2 and ds_z3 configs. True doubles ZeRO-1/2's reduce
+   * bucket (a second buffer so reduction overlaps backward). Under ZeRO-3 it moves the all-gathers to a side
+   * stream, whose own allocator pool is not modelled. The deepspeed.json tunefit writes takes this value; doctor
+   * reads the config's own (DeepSpeed's default when absent: true for stage 3, false otherwise).
+   */
+  readonly zeroOverlapComm: boolean;
+  /**
    * All-gathered FSDP1 units that are freed but still reserved when the next all-gather allocates: the unit is freed
    * with `record_stream` on the compute stream, and `limit_all_gathers` waits only for the older of
    * `_max_num_inflight_all_gathers = 2` queued frees (torch/distributed/fsdp/_limiter_utils.py, flat_param.py).
@@ -124,6 +138,8 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
   zero3MaxReuseDistance: 1e9,
+  zero12ReduceBucketElements: 5e8,
+  zeroOverlapComm: false,
   fsdpPendingFreeUnits: 1,
   fsdpInitCacheKept: true,
   defaultShardBytes: 5e9,

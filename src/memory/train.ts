@@ -423,12 +423,16 @@ export function estimateTrainMemory(
   /** ZeRO-1/2's gradient bucket: allocated by the first gradient hook of a backward, dropped at its end */
   let zeroBucket = 0;
   if (deepspeed) {
-    // LLaMA-Factory's ds_z2 config: reduce bucket 5e8 elements (contiguous gradients); ds_z3: "auto" reduce bucket
-    // hidden² and prefetch bucket 0.9 × hidden² (transformers HfTrainerDeepSpeedConfig).
+    // With contiguous_gradients DeepSpeed allocates its reduce bucket at the configured size, however few parameters
+    // train: ZeRO-1/2 `setup_buckets` makes one buffer of reduce_bucket_size elements in the model's 16-bit dtype at
+    // the first backward hook (two with overlap_comm) and releases it at the step (stage_1_and_2.py); ZeRO-3 makes its
+    // `__ipg_bucket_flat_buffer` once at init (stage3.py). LLaMA-Factory's ds_z2: 5e8 elements; ds_z3: "auto",
+    // hidden² (transformers HfTrainerDeepSpeedConfig), beside the prefetch bucket 0.9 × hidden².
     const h2 = t.hiddenSize ** 2;
-    if (plan.sharding === "zero3") buffers += (Math.min(h2, trainable.trainable) + 0.9 * h2) * a;
+    if (plan.sharding === "zero3") buffers += 1.9 * h2 * a;
     else {
-      zeroBucket = Math.min(5e8, trainable.trainable) * a;
+      const elements = as.zero12ReduceBucketElements > 0 ? as.zero12ReduceBucketElements : h2;
+      zeroBucket = elements * a * (as.zeroOverlapComm ? 2 : 1);
       buffers += zeroBucket;
     }
   }
