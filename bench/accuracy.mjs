@@ -12,6 +12,8 @@ import { estimateMemory, resolvePlan } from "../dist/index.js";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const cases = JSON.parse(readFileSync(resolve(root, "bench/data/calibration-cases.json"), "utf8"));
 const GiB = 1024 ** 3;
+/** share of what the card leaves PyTorch from which a reserved reading counts as capped by the card */
+const AT_LIMIT_SHARE = 0.94;
 
 function predict(c, overrides = {}) {
   const { plan } = resolvePlan(c.plan, { cwd: root });
@@ -123,6 +125,32 @@ if (overCapacity.length > 0) {
       `  ${r.c.id}: ${r.c.measured.value} ${r.c.measured.unit} → ${(r.c.measured.bytes / GiB).toFixed(2)} GiB per GPU, ` +
         `over ${plan.gpu.id}'s ${(plan.gpu.capacityBytes / GiB).toFixed(2)} GiB; read as GB it is ` +
         `${((r.c.measured.bytes / GiB) * (1e9 / GiB)).toFixed(2)} GiB`,
+    );
+  }
+}
+
+// A reserved peak at what the card leaves PyTorch (its capacity less the predicted CUDA context, kernels and NCCL):
+// the caching allocator frees its cached blocks and retries before it reports out of memory, so such a run's
+// reserved memory is capped by the card. The reading is then a floor on what the run would reserve on a larger
+// card, and a prediction below it is low by at least the difference.
+const atLimit = rows.filter((r) => {
+  if (r.c.measured.metric !== "reserved" || r.c.scope === "excluded") return false;
+  const { plan } = resolvePlan(r.c.plan, { cwd: root });
+  const limit = plan.gpu.capacityBytes - r.breakdown.runtime;
+  return r.c.measured.bytes >= AT_LIMIT_SHARE * limit;
+});
+if (atLimit.length > 0) {
+  console.log(
+    `\nReserved readings at the card's limit (≥ ${AT_LIMIT_SHARE * 100} % of capacity less the predicted runtime): the ` +
+      "allocator frees its cache and retries before failing, so a run that reaches the limit reads the limit: these " +
+      "readings are floors of what the runs would reserve on a larger card",
+  );
+  for (const r of atLimit) {
+    const { plan } = resolvePlan(r.c.plan, { cwd: root });
+    const limit = plan.gpu.capacityBytes - r.breakdown.runtime;
+    console.log(
+      `  ${r.c.id.padEnd(56)} measured ${(r.c.measured.bytes / GiB).toFixed(2)} of ${(limit / GiB).toFixed(2)} GiB ` +
+        `on ${plan.gpu.id}; predicted ${(r.predicted / GiB).toFixed(2)} (${r.error >= 0 ? "+" : ""}${pct(r.error)})`,
     );
   }
 }

@@ -301,6 +301,22 @@ for (const c of cases) {
       "the PEFT of that time (0.10) cast LoRA adapters to the base weight's bf16; PEFT ≥ 0.12 keeps them in fp32, as modelled",
     );
   }
+  // bitsandbytes 0.43.0–0.43.1 (the FSDP-QLoRA releases of spring 2024) saved every 4-bit linear's input in
+  // MatMul4Bit.forward (`ctx.tensors = (A, B)`) for a weight gradient it never computes; 0.43.2 (PR #1270) stopped.
+  if (method === "qlora" && /fsdp_qlora|peft_docs/.test(c.group)) {
+    notes.push(
+      "the bitsandbytes of that time (0.43.0–0.43.1) kept each 4-bit linear's input for backward (removed in 0.43.2, bitsandbytes #1270): the recomputed layer held its two norm outputs and down_proj's input once more, which current bitsandbytes, as modelled, does not",
+    );
+  }
+  if (
+    /peft_docs/.test(c.group) &&
+    plan.sharding === "fsdp" &&
+    /use_reentrant=True/.test(c.gradient_checkpointing?.kind ?? "")
+  ) {
+    notes.push(
+      "reentrant checkpointing around FSDP1 units runs the recomputed forward with the unit resharded, so torch's _pre_forward unshards it once for the recompute and the pre-backward hook again (one more layer in the all-gather stream's pool, not modelled: unverified)",
+    );
+  }
 
   let measuredBytes = bytesOf(c, notes);
   if (/^aggregate/.test(c.measured.scope ?? "")) {
