@@ -73,6 +73,9 @@ function bad(field: string, raw: string, want: string): Issue {
   };
 }
 
+const ON_WORDS = ["on", "true", "yes", "1"];
+const OFF_WORDS = ["off", "false", "no", "0"];
+
 /** Reads one flag's text into the value PlanInput takes (ranges are checked by the schema). */
 export function parseFlagValue(field: keyof PlanInput, raw: string): unknown | Issue {
   const kind = PLAN_FLAGS[field];
@@ -85,10 +88,13 @@ export function parseFlagValue(field: keyof PlanInput, raw: string): unknown | I
       const n = Number(raw);
       return raw.trim() !== "" && Number.isFinite(n) ? n : bad(field, raw, "a number");
     }
-    case "onoff":
-      if (raw === "on") return true;
-      if (raw === "off") return false;
+    case "onoff": {
+      // on|off as the contract writes them; true/false, yes/no and 1/0 as scripts tend to
+      const word = raw.trim().toLowerCase();
+      if (ON_WORDS.includes(word)) return true;
+      if (OFF_WORDS.includes(word)) return false;
       return bad(field, raw, "on|off");
+    }
     case "list": {
       if (kind.allowAll && raw.trim() === "all") return "all";
       const items = raw.split(",").map((s) => s.trim());

@@ -3,6 +3,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseFlagValue } from "../../src/cli/flags.ts";
 import { type CliIo, run } from "../../src/cli/run.ts";
 import { VERSION } from "../../src/version.ts";
 
@@ -167,6 +168,28 @@ describe("exit codes", () => {
     const unknown = cli(["plan", "--model", "llama-3-8b-instruct", "--gpu", "h100-80g"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("Meta-Llama-3-8B-Instruct");
+  });
+
+  it("reads a switch as on|off, or as true/false, yes/no, 1/0; anything else is exit 2", () => {
+    for (const [raw, want] of [
+      ["on", true],
+      ["TRUE", true],
+      ["yes", true],
+      ["1", true],
+      ["off", false],
+      ["false", false],
+      ["No", false],
+      ["0", false],
+    ] as const) {
+      expect(parseFlagValue("packing", raw)).toBe(want);
+    }
+    const bad = cli(["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "h100-80g", "--packing", "maybe"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--packing "maybe": expected on|off');
+    const packed = JSON.parse(
+      cli(["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "h100-80g", "--packing", "true", "--json"]).stdout,
+    );
+    expect(packed.plan.packing).toBe(true);
   });
 
   it("2 for a qualifier without its flag, naming the flag", () => {
