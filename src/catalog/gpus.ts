@@ -10,10 +10,52 @@ export function listGpus(): readonly GpuRecord[] {
   return GPU_RECORDS;
 }
 
-/** Looks a GPU up by catalog id, case-insensitively. */
+/**
+ * The spelling-free key of a GPU name: vendor and product-line words, the SXM form factor and the memory type
+ * dropped, a trailing memory size kept as its number ("A100-SXM4-80GB", "a100-80g" → "a10080"; "GeForce RTX 4090",
+ * "4090" → "4090"; "H100 80GB HBM3" → "h10080").
+ */
+function gpuKey(name: string): string {
+  return name
+    .toLowerCase()
+    .replace(/\b(nvidia|geforce|tesla|amd|instinct|huawei|rtx)\b/g, " ")
+    .replace(/\b(sxm\d*|hbm\d*e?)\b/g, " ")
+    .replace(/^rtx/, "")
+    .replace(/[^a-z0-9]/g, "")
+    .replace(/(\d)gb?$/, "$1");
+}
+
+/** Names that mean one card although they do not spell its id: the H100 is the SXM5 80 GB part unless "PCIe" says so. */
+const GPU_ALIASES: Readonly<Record<string, string>> = { h100: "h100-80g" };
+
+const byKey = new Map<string, GpuRecord | null>();
+for (const g of GPU_RECORDS) {
+  const key = gpuKey(g.id);
+  byKey.set(key, byKey.has(key) ? null : g);
+}
+
+/**
+ * Looks a GPU up by catalog id, case-insensitively, or by a common spelling of its name ("A100-SXM4-80GB",
+ * "RTX 4090", "4090", "H100"). A name that fits several cards ("A100": 40 or 80 GB) finds none.
+ */
 export function findGpu(id: string): GpuRecord | undefined {
-  const key = id.trim().toLowerCase();
-  return GPU_RECORDS.find((g) => g.id === key);
+  const exact = id.trim().toLowerCase();
+  const found = GPU_RECORDS.find((g) => g.id === exact);
+  if (found) return found;
+  const key = gpuKey(id);
+  const alias = GPU_ALIASES[key];
+  if (alias) return GPU_RECORDS.find((g) => g.id === alias);
+  return byKey.get(key) ?? undefined;
+}
+
+/** The cards a name fits when it fits more than one ("A100" → a100-40g, a100-80g); empty otherwise. */
+export function gpusNamed(id: string): readonly GpuRecord[] {
+  const key = gpuKey(id);
+  if (key === "") return [];
+  const hits = GPU_RECORDS.filter(
+    (g) => gpuKey(g.id).startsWith(key) && /^\d*$/.test(gpuKey(g.id).slice(key.length)),
+  );
+  return hits.length > 1 ? hits : [];
 }
 
 /** The catalog GPU ids closest to an unknown one. */

@@ -1,7 +1,7 @@
 import type { z } from "zod";
 import { closest } from "../_util.ts";
 import { OPTIMIZER_NAMES, TEMPLATES } from "../catalog/data/llamafactory.ts";
-import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, suggestGpuIds } from "../catalog/gpus.ts";
+import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, gpusNamed, suggestGpuIds } from "../catalog/gpus.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { countTrainable } from "../model/trainable.ts";
@@ -153,6 +153,17 @@ function resolveGpu(input: PlanInput): ResolvedGpu {
     };
   }
   const gpu = findGpu(input.gpu);
+  const several = gpu ? [] : gpusNamed(input.gpu);
+  if (several.length > 0) {
+    throw usageError(
+      "GPU_UNKNOWN",
+      "gpu",
+      `GPU "${input.gpu}" names ${several.length} cards: ${several
+        .map((g) => `${g.id} (${(gpuCapacityBytes(g) / BYTES_PER_GIB).toFixed(0)} GiB)`)
+        .join(", ")}`,
+      `Pick one: ${several.map((g) => `--gpu ${g.id}`).join(" or ")}.`,
+    );
+  }
   if (!gpu) {
     throw usageError(
       "GPU_UNKNOWN",

@@ -59,6 +59,23 @@ describe("resolvePlan defaults", () => {
     ).toBe("default");
   });
 
+  it("finds a GPU by the usual spellings of its name", () => {
+    const gpuOf = (gpu: string) => resolvePlan({ model: "Qwen/Qwen2.5-7B", gpu }).plan.gpu.id;
+    for (const [name, id] of [
+      ["A100-SXM4-80GB", "a100-80g"],
+      ["a100-40gb", "a100-40g"],
+      ["NVIDIA GeForce RTX 4090", "rtx4090"],
+      ["4090", "rtx4090"],
+      ["RTX A6000", "a6000"],
+      ["H100", "h100-80g"],
+      ["H100 80GB HBM3", "h100-80g"],
+      ["H100-PCIe", "h100-pcie"],
+      ["V100-32GB", "v100-32g"],
+    ] as const) {
+      expect(gpuOf(name), name).toBe(id);
+    }
+  });
+
   it("takes --gpu custom with --gpu-memory, and --gpu-memory as an override", () => {
     expect(resolvePlan({ model: "Qwen/Qwen3-8B", gpu: "custom", gpuMemory: 48 }).plan.gpu.capacityBytes).toBe(
       48 * 1024 ** 3,
@@ -85,7 +102,14 @@ describe("input that does not form a plan", () => {
     expect(usageIssues({ model: "Qwen/Qwen2.5-7B-Instrct", gpu: "h100-80g" })[0]?.hint).toContain(
       "Qwen/Qwen2.5-7B-Instruct",
     );
-    expect(usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "h100" })[0]?.hint).toContain("h100-80g");
+    expect(usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "h10" })[0]?.hint).toContain("h100-80g");
+  });
+
+  it("asks which card a name means when it fits several (A100: 40 or 80 GB)", () => {
+    const [issue] = usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "A100" });
+    expect(issue?.code).toBe("GPU_UNKNOWN");
+    expect(issue?.message).toContain("a100-40g (40 GiB), a100-80g (80 GiB)");
+    expect(issue?.hint).toBe("Pick one: --gpu a100-40g or --gpu a100-80g.");
   });
 
   it("rejects qualifier flags without the flag they qualify", () => {
