@@ -74,6 +74,8 @@ export interface TrainingOptions {
   readonly seqLen?: number;
   readonly microBatch?: number;
   readonly gradAccum?: number;
+  /** reduce gradients after every micro-batch instead of once per step (FSDP1 then keeps them sharded) @default false */
+  readonly syncEachBatch?: boolean;
   readonly packing?: boolean;
   readonly gradientCheckpointing?: boolean;
   readonly attention?: Attention;

@@ -33,6 +33,7 @@ export const PLAN_FLAGS: Readonly<Record<keyof PlanInput, Kind>> = {
   packing: { type: "onoff" },
   microBatch: { type: "int" },
   gradAccum: { type: "int" },
+  syncEachBatch: { type: "onoff" },
   gradientCheckpointing: { type: "onoff" },
   attention: { type: "string" },
   liger: { type: "onoff" },

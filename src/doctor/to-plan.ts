@@ -28,6 +28,28 @@ export interface SetupPlan {
   readonly ramEfficientLoading: boolean;
 }
 
+/**
+ * Whether transformers' `accelerator_config` (a mapping, or a JSON string starting with `{`) asks the Trainer to
+ * reduce gradients after every micro-batch (`gradient_accumulation_kwargs.sync_each_batch`).
+ */
+function syncEachBatchOf(value: unknown): boolean {
+  let config = value;
+  if (typeof value === "string" && value.trim().startsWith("{")) {
+    try {
+      config = JSON.parse(value);
+    } catch {
+      return false;
+    }
+  }
+  if (typeof config !== "object" || config === null) return false;
+  const kwargs = (config as Record<string, unknown>).gradient_accumulation_kwargs;
+  return (
+    typeof kwargs === "object" &&
+    kwargs !== null &&
+    (kwargs as Record<string, unknown>).sync_each_batch === true
+  );
+}
+
 /** YAML keys that map onto plan fields (or are decided by them). */
 export const MODELLED_KEYS = [
   "model_name_or_path",
@@ -154,6 +176,8 @@ export function setupToPlan(
   input.microBatch = num(y.per_device_train_batch_size) ?? 8;
   input.gradAccum = num(y.gradient_accumulation_steps) ?? 1;
   if (y.disable_gradient_checkpointing === true) input.gradientCheckpointing = false;
+  // read, not modelled: the rest of accelerator_config is kept as written
+  if (syncEachBatchOf(y.accelerator_config)) input.syncEachBatch = true;
   if (typeof y.flash_attn === "string" && ATTENTION[y.flash_attn]) input.attention = ATTENTION[y.flash_attn];
   if (y.enable_liger_kernel === true) input.liger = true;
   if (input.method === "lora" || input.method === "qlora") {

@@ -40,7 +40,7 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
     ["sequence length", `${plan.seqLen}${plan.packing ? " (packed)" : ""}`],
     [
       "batch",
-      `${plan.microBatch} per GPU × ${plan.gradAccum} accumulation × ${world} GPUs = ${plan.microBatch * plan.gradAccum * world} samples per step`,
+      `${plan.microBatch} per GPU × ${plan.gradAccum} accumulation × ${world} GPUs = ${plan.microBatch * plan.gradAccum * world} samples per step${plan.syncEachBatch ? "; gradients reduced after every micro-batch (`accelerator_config` sync_each_batch)" : ""}`,
     ],
     ["gradient checkpointing", plan.gradientCheckpointing ? "on" : "off"],
     ["template", md(plan.template)],

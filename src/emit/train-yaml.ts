@@ -91,6 +91,9 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   // ### train
   y.per_device_train_batch_size = plan.microBatch;
   y.gradient_accumulation_steps = plan.gradAccum;
+  // transformers' AcceleratorConfig → accelerate's GradientAccumulationPlugin: the Trainer then reduces the
+  // gradients after every micro-batch instead of entering no_sync (FSDP1 keeps them sharded)
+  if (plan.syncEachBatch) y.accelerator_config = { gradient_accumulation_kwargs: { sync_each_batch: true } };
   y.learning_rate = o.training.learningRate;
   y.num_train_epochs = o.training.epochs;
   y.lr_scheduler_type = "cosine";

@@ -315,6 +315,16 @@ export function estimateTrainMemory(
   // ---- gradients and optimizer
   let gradients = trainableCopy / split.gradients;
   if (offloadParams) gradients = 0;
+  /** what the optimizer step sees: the shards of the reduced gradients */
+  const stepGradients = gradients;
+  // FSDP1 under the HF Trainer accumulates unsharded gradients. Every micro-batch of an accumulation but the last
+  // runs inside accelerate's no_sync, which is FSDP1's no_sync (the Trainer's `sync_context`, unless
+  // accelerator_config's gradient_accumulation_kwargs sets sync_each_batch). FSDP1's post-backward hook then
+  // returns before the reduce-scatter, and `.grad` stays the unsharded gradient in the compute dtype (torch
+  // _runtime_utils.py _post_backward_hook; its docs: "FSDP will accumulate the full model gradients (instead of
+  // gradient shards) until the eventual sync"), on the GPU even with CPU offload. The last micro-batch starts
+  // with them, so the backward peak holds the whole model's trainable gradients in 16 bits.
+  if (fsdpAccumulatesUnsharded(plan) && split.gradients > 1) gradients = trainable.trainable * a;
   const masterBytes = deepspeed && mixed ? 4 : 0; // DeepSpeed's fp32 master copy of its partition
   const stateBytes =
     plan.optimizer === "adafactor"
@@ -451,7 +461,7 @@ export function estimateTrainMemory(
           ) * (fp32 ? 4 : a + 4)
         : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
-  const fullGradients = gradients;
+  const fullGradients = stepGradients;
   const states = weights + gradients + optimizer;
   let backward = states + activations + logits + buffers;
   // Parameter gradients are made during backward, layer by layer, as the saved activations are freed. The step
@@ -606,6 +616,16 @@ function fsdpPoolBytes(o: {
   const poolReservedOnly = pending + (resharded && o.stepPhase ? o.gathered : 0);
   const computePool = o.allocated - gatheredNow + o.fragmentation;
   return Math.max(0, o.afterWrap - computePool) + poolReservedOnly;
+}
+
+/**
+ * Whether an FSDP1 plan accumulates unsharded gradients between reductions: gradient accumulation under the HF
+ * Trainer without sync_each_batch (FSDP2 has no `no_sync` for accelerate to enter).
+ */
+export function fsdpAccumulatesUnsharded(plan: Plan): boolean {
+  return (
+    plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard" && plan.gradAccum > 1 && !plan.syncEachBatch
+  );
 }
 
 /**

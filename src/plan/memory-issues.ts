@@ -2,7 +2,7 @@ import type { Issue } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
 import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
-import { estimateTrainMemory } from "../memory/train.ts";
+import { estimateTrainMemory, fsdpAccumulatesUnsharded } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { isDeepSpeed, type Plan } from "../schema/plan.ts";
 
@@ -39,6 +39,13 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");
   if (world > 1 && !fullySharded) states.push("shard the model states (--sharding zero3 or fsdp)");
   if (world > 1 && fullySharded) states.push("use more GPUs (--gpus/--nodes)");
+  if (fsdpAccumulatesUnsharded(plan)) {
+    const saves = saving({ syncEachBatch: true });
+    if (saves >= 0.02 * now)
+      states.push(
+        `reduce the gradients after every micro-batch (--sync-each-batch on: FSDP1 keeps them sharded, ${gib(saves)} less)`,
+      );
+  }
   const offload = offloadHint(plan);
   if (offload !== null) states.push(offload);
   if (world === 1) states.push("use more GPUs with --sharding zero3 or fsdp");

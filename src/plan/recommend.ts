@@ -114,6 +114,11 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
               if (global % micro !== 0) continue;
               const gradAccum = global / micro;
               const optimizer = eightBit ? EIGHT_BIT : resolved.optimizer;
+              // FSDP1 would hold the whole model's gradients unsharded between reductions
+              // (FSDP_UNSHARDED_ACCUMULATION): full and freeze tuning reduce after every micro-batch instead
+              const syncEachBatch =
+                resolved.syncEachBatch ||
+                (sharding === "fsdp" && gradAccum > 1 && (method === "full" || method === "freeze"));
               const plan: Plan = {
                 ...resolved,
                 sharding,
@@ -123,6 +128,7 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
                 liger,
                 microBatch: micro,
                 gradAccum,
+                syncEachBatch,
               };
               const input: Record<string, unknown> = {
                 ...methodInput,
@@ -132,6 +138,8 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
                 microBatch: micro,
                 gradAccum,
               };
+              if (syncEachBatch) input.syncEachBatch = true;
+              else delete input.syncEachBatch;
               if (optimizer === null) delete input.optimizer;
               else input.optimizer = optimizer;
               const changes: string[] = [];
@@ -148,6 +156,7 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
               if (offload !== (base.offload ?? "none")) changes.push(`offload ${offload}`);
               if (eightBit && base.optimizer !== EIGHT_BIT) changes.push("8-bit AdamW");
               if (liger && !base.liger) changes.push("Liger kernels");
+              if (syncEachBatch && !base.syncEachBatch) changes.push("gradients reduced every micro-batch");
               if (micro !== micro0) changes.push(`micro-batch ${micro} × accumulation ${gradAccum}`);
               yield { input: input as PlanInput, plan, changes };
             }

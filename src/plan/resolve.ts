@@ -22,6 +22,7 @@ export const PLAN_DEFAULTS = {
   packing: false,
   microBatch: 1, // tunefit's default; LLaMA-Factory's per_device_train_batch_size is 8
   gradAccum: 8,
+  syncEachBatch: false, // the Trainer's GradientAccumulationPlugin default
   gradientCheckpointing: true, // disable_gradient_checkpointing: false
   attention: "auto", // flash_attn: auto
   liger: false,
@@ -281,6 +282,7 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     packing: input.packing ?? PLAN_DEFAULTS.packing,
     microBatch: input.microBatch ?? PLAN_DEFAULTS.microBatch,
     gradAccum: input.gradAccum ?? PLAN_DEFAULTS.gradAccum,
+    syncEachBatch: input.syncEachBatch ?? PLAN_DEFAULTS.syncEachBatch,
     gradientCheckpointing: input.gradientCheckpointing ?? PLAN_DEFAULTS.gradientCheckpointing,
     attention: input.attention ?? PLAN_DEFAULTS.attention,
     liger: input.liger ?? PLAN_DEFAULTS.liger,

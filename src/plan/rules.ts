@@ -1,6 +1,8 @@
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
+import { fsdpAccumulatesUnsharded } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
+import { countTrainable } from "../model/trainable.ts";
 import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
 
 /**
@@ -20,6 +22,13 @@ export interface PlanRule {
 }
 
 const SHARDED_LOADING = new Set(["zero3", "fsdp", "fsdp2"]);
+/** FSDP_UNSHARDED_ACCUMULATION speaks from 1 GiB of unsharded gradients on (LoRA's adapters stay well below). */
+const UNSHARDED_WARN_BYTES = 1024 ** 3;
+
+/** The gradients FSDP1 holds unsharded between reductions: every trainable parameter in the compute dtype. */
+function unshardedGradientBytes(p: Plan): number {
+  return countTrainable(p.model.architecture, p).trainable * (p.precision === "fp32" ? 4 : 2);
+}
 /** HF `optim` names that are 32-bit AdamW: what DeepSpeed's CPU Adam computes anyway. */
 const ADAMW_32BIT = new Set([
   "adamw_torch",
@@ -193,6 +202,18 @@ export const PLAN_RULES: readonly PlanRule[] = [
       `Leave --optimizer out (AdamW is what runs), or keep ${p.optimizer} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${p.optimizer} the CPU partitions instead, which it must support).`,
     source:
       "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)",
+  },
+  {
+    code: "FSDP_UNSHARDED_ACCUMULATION",
+    fields: ["syncEachBatch", "gradAccum"],
+    severity: "warning",
+    applies: (p) => fsdpAccumulatesUnsharded(p) && unshardedGradientBytes(p) >= UNSHARDED_WARN_BYTES,
+    message: (p) =>
+      `with --grad-accum ${p.gradAccum} the Trainer runs every micro-batch but the last in no_sync, where FSDP1 keeps unsharded gradients: each GPU holds all ${(countTrainable(p.model.architecture, p).trainable / 1e9).toFixed(2)} B trainable parameters' gradients in 16 bits (${(unshardedGradientBytes(p) / 1024 ** 3).toFixed(1)} GiB), not its 1/${p.gpus * p.nodes} shard`,
+    hint: () =>
+      "--sync-each-batch on (accelerator_config gradient_accumulation_kwargs.sync_each_batch) keeps them sharded at one reduce-scatter per micro-batch; or raise --micro-batch and lower --grad-accum. The memory shown counts them.",
+    source:
+      "transformers Trainer training loop (sync_context = accelerator.no_sync unless sync_each_batch); torch FSDP1 _post_backward_hook (returns before the reduce-scatter without _sync_gradients)",
   },
   {
     code: "FP32_NOT_EXPRESSIBLE",

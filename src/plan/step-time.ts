@@ -2,7 +2,7 @@ import { DEFAULT_ASSUMPTIONS } from "../memory/assumptions.ts";
 import { loadedWeightBytes } from "../memory/load.ts";
 import { countParams } from "../model/params.ts";
 import { countTrainable } from "../model/trainable.ts";
-import type { Plan } from "../schema/plan.ts";
+import { isDeepSpeed, type Plan } from "../schema/plan.ts";
 
 /*
  * A first-order step-time model: compute at a stated utilisation of the GPU's dense throughput, plus the
@@ -88,7 +88,12 @@ export function estimateStepTime(plan: Plan, overrides: Partial<StepTimeAssumpti
   const worldBw = plan.nodes > 1 ? Math.min(intraBw, as.interNodeBytesPerSecond) : intraBw;
   const ring = (n: number) => (n > 1 ? (n - 1) / n : 0);
   const a = plan.precision === "fp32" ? 4 : 2;
-  const gradBytes = trainable.trainable * a;
+  // DDP and FSDP reduce gradients once per step, unless each micro-batch reduces its own: with sync_each_batch (the
+  // Trainer then skips accelerate's no_sync), and always under FSDP2 (accelerate finds no `no_sync` on it).
+  // DeepSpeed is left as it was: the Trainer never enters no_sync for it, and its engine keeps its own boundary.
+  const reductions =
+    (plan.syncEachBatch && !isDeepSpeed(plan.sharding)) || plan.sharding === "fsdp2" ? plan.gradAccum : 1;
+  const gradBytes = trainable.trainable * a * reductions;
   const weightBytes = loadedWeightBytes(plan, params, DEFAULT_ASSUMPTIONS); // as stored (quantized for QLoRA)
   const fullShard =
     plan.sharding === "zero3" ||

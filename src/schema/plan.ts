@@ -85,6 +85,10 @@ export const PlanInput = z.strictObject({
   packing: z.boolean().optional().meta({ description: "pack samples to seqLen; default false" }),
   microBatch: int(1).optional().meta({ description: "per_device_train_batch_size; default 1" }),
   gradAccum: int(1).optional().meta({ description: "gradient_accumulation_steps; default 8" }),
+  syncEachBatch: z.boolean().optional().meta({
+    description:
+      "reduce gradients after every micro-batch (accelerator_config gradient_accumulation_kwargs.sync_each_batch); default false",
+  }),
   gradientCheckpointing: z.boolean().optional().meta({ description: "default true" }),
   attention: Attention.optional().meta({ description: "attention implementation; default auto" }),
   liger: z.boolean().optional().meta({ description: "Liger kernels; default false" }),
@@ -176,6 +180,7 @@ export const Plan = z.strictObject({
   packing: z.boolean(),
   microBatch: int(1),
   gradAccum: int(1),
+  syncEachBatch: z.boolean(),
   gradientCheckpointing: z.boolean(),
   attention: Attention,
   liger: z.boolean(),

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { parseOmegaConfYaml } from "../../src/doctor/read.ts";
+import { setupToPlan } from "../../src/doctor/to-plan.ts";
 import { cli as runCli, useTempDirs } from "../support/cli.ts";
 
 const tempDir = useTempDirs("tunefit-doctor-");
@@ -231,6 +232,35 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     );
     const r = cli(["doctor", "t.yaml", "--gpu", "h100-80g", "--model", "m"], cwd);
     expect(r.code).toBe(0);
+  });
+});
+
+describe("accelerator_config", () => {
+  const fsdp = { distributed_type: "FSDP", fsdp_config: { fsdp_sharding_strategy: "FULL_SHARD" } };
+  const setup = (accelerator_config: unknown) =>
+    setupToPlan(
+      {
+        model_name_or_path: "Qwen/Qwen2.5-7B-Instruct",
+        finetuning_type: "full",
+        gradient_accumulation_steps: 8,
+        ...(accelerator_config === undefined ? {} : { accelerator_config }),
+      },
+      { kind: "none" },
+      fsdp,
+      { gpu: "a100-80g", gpus: 8 },
+      undefined,
+    );
+
+  it("reads sync_each_batch from a mapping or a JSON string, and keeps the key as written", () => {
+    const kwargs = { gradient_accumulation_kwargs: { sync_each_batch: true } };
+    for (const value of [kwargs, JSON.stringify(kwargs)]) {
+      const s = setup(value);
+      expect(s.input.syncEachBatch).toBe(true);
+      expect(s.unmodelled).toContain("accelerator_config");
+    }
+    expect(setup(undefined).input.syncEachBatch).toBeUndefined();
+    expect(setup({ split_batches: true }).input.syncEachBatch).toBeUndefined();
+    expect(setup("{not json").input.syncEachBatch).toBeUndefined();
   });
 });
 

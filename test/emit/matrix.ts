@@ -23,6 +23,14 @@ export const MATRIX: Readonly<Record<string, PlanInput>> = {
     hostRam: 1024,
   },
   "fsdp-lora": { model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "l40s", gpus: 4, sharding: "fsdp" },
+  "fsdp-full-sync": {
+    model: "Qwen/Qwen2.5-7B-Instruct",
+    gpu: "a100-80g",
+    gpus: 8,
+    method: "full",
+    sharding: "fsdp",
+    syncEachBatch: true,
+  },
   "fsdp2-full": { model: "Qwen/Qwen3-4B", gpu: "h100-80g", gpus: 8, method: "full", sharding: "fsdp2" },
   "fsdp-qlora": {
     model: "meta-llama/Meta-Llama-3-70B-Instruct",

@@ -413,6 +413,7 @@ describe("probe.py as text", () => {
       "zero3-full": "torchrun",
       "zero3-offload": "torchrun",
       "fsdp-lora": "accelerate",
+      "fsdp-full-sync": "accelerate",
       "fsdp2-full": "accelerate",
       "fsdp-qlora": "accelerate",
       "vlm-fsdp-qlora": "accelerate",

@@ -40,6 +40,7 @@ const BAD: Record<keyof PlanInput, readonly string[]> = {
   packing: ["maybe", "2"],
   microBatch: ["0", "1.5", "-1"],
   gradAccum: ["0", "0.5"],
+  syncEachBatch: ["often"],
   gradientCheckpointing: ["sometimes"],
   attention: ["flash", "fa3x"],
   liger: ["yes please"],

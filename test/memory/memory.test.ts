@@ -499,16 +499,40 @@ describe("sharding mechanisms", () => {
       .breakdown;
 
   it("doubling the GPUs halves the sharded states under ZeRO-3 and FSDP full shard; the gathered units stay", () => {
-    // 4 × 8,192 tokens put the peak in backward, while the units are gathered
+    // 4 × 8,192 tokens put the peak in backward, while the units are gathered; each micro-batch reduces its
+    // gradients (FSDP1 otherwise accumulates them unsharded, next test)
     for (const sharding of ["zero3", "fsdp"] as const) {
-      const four = train({ method: "full", sharding, gpus: 4, microBatch: 4, seqLen: 8192 });
-      const eight = train({ method: "full", sharding, gpus: 8, microBatch: 4, seqLen: 8192 });
+      const common = { method: "full", sharding, microBatch: 4, seqLen: 8192, syncEachBatch: true };
+      const four = train({ ...common, gpus: 4 });
+      const eight = train({ ...common, gpus: 8 });
       expect(eight.optimizer * 2).toBeCloseTo(four.optimizer, -3);
       expect(eight.gradients * 2).toBeCloseTo(four.gradients, -3);
       const gathered = 2 * eight.weights - four.weights; // weights = shard + gathered
       expect(gathered).toBeGreaterThan(0);
       expect(Math.abs(four.weights - eight.weights - (four.weights - gathered) / 2)).toBeLessThan(4096);
     }
+  });
+
+  it("FSDP1 accumulates unsharded 16-bit gradients between reductions unless each micro-batch reduces", () => {
+    const T = 32_763_876_352; // Qwen2.5-32B's trainable parameters in full fine-tuning
+    const base = { method: "full", gpus: 8, microBatch: 4, seqLen: 8192 };
+    // gradient accumulation under the Trainer: FSDP1's no_sync keeps `.grad` unsharded, in bf16, on every rank
+    const noSync = train({ ...base, sharding: "fsdp", gradAccum: 8 });
+    expect(noSync.gradients).toBeCloseTo(T * 2, -4);
+    // the CPU offload of FSDP1 does not take them either ("gradients will not be offloaded ... inside no_sync")
+    expect(train({ ...base, sharding: "fsdp", gradAccum: 8, offload: "params" }).gradients).toBeCloseTo(
+      T * 2,
+      -4,
+    );
+    // sync_each_batch: the shard of LLaMA-Factory's fp32 gradients, as without accumulation
+    const synced = train({ ...base, sharding: "fsdp", gradAccum: 8, syncEachBatch: true });
+    expect(synced.gradients).toBeCloseTo((T * 4) / 8, -4);
+    expect(noSync.gradients - synced.gradients).toBeGreaterThan(40 * 1024 ** 3);
+    // FSDP2 has no no_sync for accelerate to enter; NO_SHARD holds whole gradients anyway
+    expect(train({ ...base, sharding: "fsdp2", gradAccum: 8 }).gradients).toBeLessThan(T);
+    expect(
+      train({ ...base, sharding: "fsdp", fsdpStrategy: "no_shard", gpus: 2, gradAccum: 8 }).gradients,
+    ).toBeCloseTo(T * 4, -4);
   });
 
   it("counts no gathered units when the peak is the optimizer step (every unit resharded)", () => {

@@ -166,6 +166,10 @@ describe("rules that stop a run", () => {
     ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "fsdp2" }],
     ["FP32_NOT_EXPRESSIBLE", { precision: "fp32" }],
     [
+      "FSDP_UNSHARDED_ACCUMULATION",
+      { model: "Qwen/Qwen2.5-1.5B-Instruct", method: "full", sharding: "fsdp" },
+    ],
+    [
       "OFFLOAD_REPLACES_OPTIMIZER",
       { optimizer: "adamw_8bit", sharding: "zero2", offload: "optimizer", hostRam: 512 },
     ],
@@ -190,6 +194,26 @@ describe("rules that stop a run", () => {
   it("a plain plan breaks no rule", () => {
     expect(analyzePlan(base).valid).toBe(true);
   });
+  it("FSDP_UNSHARDED_ACCUMULATION stays quiet with sync_each_batch, one micro-batch per step, FSDP2 or adapters", () => {
+    const codes = (extra: Record<string, unknown>) =>
+      analyzePlan({
+        ...base,
+        model: "Qwen/Qwen2.5-1.5B-Instruct",
+        method: "full",
+        sharding: "fsdp",
+        ...extra,
+      }).issues.map((i) => i.code);
+    expect(codes({})).toContain("FSDP_UNSHARDED_ACCUMULATION");
+    for (const extra of [
+      { syncEachBatch: true },
+      { gradAccum: 1 },
+      { sharding: "fsdp2" },
+      { method: "lora" },
+    ]) {
+      expect(codes(extra), JSON.stringify(extra)).not.toContain("FSDP_UNSHARDED_ACCUMULATION");
+    }
+  });
+
   it("OFFLOAD_REPLACES_OPTIMIZER stays quiet where AdamW runs anyway or nothing is swapped", () => {
     const codes = (extra: Record<string, unknown>) =>
       analyzePlan({ ...base, sharding: "zero3", offload: "optimizer", hostRam: 512, ...extra }).issues.map(

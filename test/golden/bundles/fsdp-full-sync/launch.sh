@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Launches the training of this bundle: Qwen/Qwen2.5-7B-Instruct, full, FSDP1 full_shard, on 8× NVIDIA A100 80GB (SXM4; PCIe variant noted).
+# Written by tunefit. Targets LLaMA-Factory 0.9.x (hiyouga/LlamaFactory@ff6d4d12ee), transformers >=4.55.0,<=5.8.0, not 4.57.0 or 5.6.0, DeepSpeed <=0.18.4, accelerate <=1.11.0.
+# Run: ./launch.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+NNODES=1
+NPROC_PER_NODE=8
+
+# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3,4,5,6,7}"
+export CUDA_VISIBLE_DEVICES
+
+# Fail early when this node sees fewer GPUs than the plan was made for.
+if command -v nvidia-smi >/dev/null 2>&1; then
+  visible="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"
+  if (( visible < NPROC_PER_NODE )); then
+    echo "launch.sh: this plan needs $NPROC_PER_NODE GPUs per node; nvidia-smi lists $visible" >&2; exit 1
+  fi
+fi
+
+# FSDP goes through accelerate with LLaMA-Factory's training entry point (llamafactory.launcher runs run_exp).
+# llamafactory-cli sets these for its torchrun path (OPTIM_TORCH); keep the same behaviour here.
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+export TORCH_NCCL_AVOID_RECORD_STREAMS="${TORCH_NCCL_AVOID_RECORD_STREAMS:-1}"
+args=(--config_file accelerate_fsdp.yaml)
+exec accelerate launch "${args[@]}" -m llamafactory.launcher train.yaml
