@@ -57,7 +57,10 @@ export interface Fix {
   readonly input: PlanInput;
   readonly launcher: Launcher;
   readonly changes: readonly Change[];
-  /** edits (changed YAML keys, launcher, added or changed files), plus STRATEGY_CHANGE_COST when the sharding or launcher changes */
+  /**
+   * edits (changed YAML keys, launcher, added or changed files), plus STRATEGY_CHANGE_COST when the sharding or
+   * launcher changes and METHOD_CHANGE_COST when the method does
+   */
   readonly cost: number;
   readonly deviceBytes: number;
   readonly stepSeconds: number;
@@ -93,6 +96,12 @@ export const ASSUMED_HOST_RAM_GIB = 512;
  * whole run executes, more than any one key, so a fix that keeps the user's strategy wins a tie of edits.
  */
 export const STRATEGY_CHANGE_COST = 1;
+
+/**
+ * What changing the method (full → LoRA, LoRA → QLoRA, …) adds to a fix's count of edits: it changes what the run
+ * trains and so its result, not only how it executes, so a fix that keeps the user's method wins a tie of edits.
+ */
+export const METHOD_CHANGE_COST = 1;
 
 const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
@@ -159,6 +168,7 @@ interface Variant {
   liger: boolean;
   microBatch: number;
   gradAccum: number;
+  syncEachBatch: boolean;
 }
 
 /** The edits that turn the setup into a variant, and their count. */
@@ -252,6 +262,14 @@ function changesFor(
       text: `enable_liger_kernel: ${v.liger}`,
     });
   }
+  if (v.syncEachBatch && !(base.syncEachBatch ?? false)) {
+    ch.push({
+      kind: "yaml",
+      target: "accelerator_config",
+      to: withSyncEachBatch(yaml.accelerator_config),
+      text: "accelerator_config: {gradient_accumulation_kwargs: {sync_each_batch: true}} (reduce the gradients after every micro-batch)",
+    });
+  }
   if (v.microBatch !== base.microBatch) {
     ch.push({
       kind: "yaml",
@@ -267,6 +285,27 @@ function changesFor(
     });
   }
   return ch;
+}
+
+/** The YAML's accelerator_config (a mapping or a JSON string) with gradient_accumulation_kwargs.sync_each_batch set. */
+function withSyncEachBatch(value: unknown): Record<string, unknown> {
+  let config: unknown = value;
+  if (typeof value === "string") {
+    try {
+      config = JSON.parse(value);
+    } catch {
+      config = {};
+    }
+  }
+  const theirs = typeof config === "object" && config !== null ? (config as Record<string, unknown>) : {};
+  const kwargs = theirs.gradient_accumulation_kwargs;
+  return {
+    ...theirs,
+    gradient_accumulation_kwargs: {
+      ...(typeof kwargs === "object" && kwargs !== null ? kwargs : {}),
+      sync_each_batch: true,
+    },
+  };
 }
 
 function* variants(base: PlanInput): Generator<Variant> {
@@ -291,7 +330,30 @@ function* variants(base: PlanInput): Generator<Variant> {
         for (const offload of ["none", "optimizer", "params"] as Offload[])
           for (const liger of [...new Set([base.liger ?? false, true])])
             for (const microBatch of micros) {
-              yield { ...m, precision, sharding, offload, liger, microBatch, gradAccum: global / microBatch };
+              const gradAccum = global / microBatch;
+              const baseSync = base.syncEachBatch ?? false;
+              yield {
+                ...m,
+                precision,
+                sharding,
+                offload,
+                liger,
+                microBatch,
+                gradAccum,
+                syncEachBatch: baseSync,
+              };
+              // FSDP1 otherwise holds unsharded gradients between reductions (FSDP_UNSHARDED_ACCUMULATION)
+              if (!baseSync && sharding === "fsdp" && gradAccum > 1)
+                yield {
+                  ...m,
+                  precision,
+                  sharding,
+                  offload,
+                  liger,
+                  microBatch,
+                  gradAccum,
+                  syncEachBatch: true,
+                };
             }
 }
 
@@ -482,11 +544,15 @@ export function doctor(input: DoctorInput): DoctorReport {
       seen.add(key);
       const strategyChanged =
         v.sharding !== (setup.input.sharding ?? "none") || launcherOf(v.sharding) !== input.launcher;
+      const methodChanged = v.method !== (setup.input.method ?? "lora");
       found.push({
         input: candidate,
         launcher: launcherOf(v.sharding),
         changes,
-        cost: changes.length + (strategyChanged ? STRATEGY_CHANGE_COST : 0),
+        cost:
+          changes.length +
+          (strategyChanged ? STRATEGY_CHANGE_COST : 0) +
+          (methodChanged ? METHOD_CHANGE_COST : 0),
         deviceBytes: a.memory.train.perGpu.deviceBytes,
         stepSeconds: estimateStepTime(a.plan).stepSeconds,
         analysis: a,

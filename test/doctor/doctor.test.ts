@@ -17,7 +17,11 @@ interface DoctorJson {
   doctor: {
     verdict: string[];
     unmodelledKeys: string[];
-    fix: { changes: { kind: string; target: string; text: string }[]; launcher: string } | null;
+    fix: {
+      changes: { kind: string; target: string; text: string }[];
+      launcher: string;
+      args: string[];
+    } | null;
     alternatives: { changes: { text: string }[] }[];
   };
 }
@@ -71,6 +75,34 @@ describe("tunefit doctor: verdicts and fixes", () => {
       expect.objectContaining({ kind: "file", target: "accelerate_fsdp.yaml" }),
     ]);
     expect(json.doctor.fix?.launcher).toBe("accelerate");
+  });
+
+  it("FSDP1 with gradient accumulation: the fix reduces after every micro-batch and keeps full fine-tuning", () => {
+    const { code, json } = doctorJson([
+      "doctor",
+      "fsdp-accumulation/train.yaml",
+      "--gpu",
+      "rtx5090",
+      "--gpus",
+      "8",
+      "--accelerate-config",
+      "fsdp-accumulation/accelerate.yaml",
+    ]);
+    expect(code).toBe(3);
+    expect(json.issues.map((i: { code: string }) => i.code)).toEqual(
+      expect.arrayContaining(["TRAIN_OOM", "FSDP_UNSHARDED_ACCUMULATION"]),
+    );
+    // a switch that keeps the method beats LoRA, which is as few edits but trains something else
+    expect(json.doctor.fix?.changes).toEqual([
+      {
+        kind: "yaml",
+        target: "accelerator_config",
+        text: expect.stringContaining("sync_each_batch: true"),
+      },
+    ]);
+    expect(json.doctor.fix?.args).toEqual(
+      expect.arrayContaining(["--method", "full", "--sync-each-batch", "on"]),
+    );
   });
 
   it("8-bit QLoRA under ZeRO-3: the fix is 4-bit", () => {
