@@ -209,7 +209,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     severity: "warning",
     applies: (p) => fsdpAccumulatesUnsharded(p) && unshardedGradientBytes(p) >= UNSHARDED_WARN_BYTES,
     message: (p) =>
-      `with --grad-accum ${p.gradAccum} the Trainer runs every micro-batch but the last in no_sync, where FSDP1 keeps unsharded gradients: each GPU holds all ${(countTrainable(p.model.architecture, p).trainable / 1e9).toFixed(2)} B trainable parameters' gradients in 16 bits (${(unshardedGradientBytes(p) / 1024 ** 3).toFixed(1)} GiB), not its 1/${p.gpus * p.nodes} shard`,
+      `with --grad-accum ${p.gradAccum} the Trainer runs every micro-batch but the last in no_sync, where FSDP1 keeps unsharded gradients: each GPU holds all ${(countTrainable(p.model.architecture, p).trainable / 1e9).toFixed(2)} B trainable parameters' gradients in ${p.precision === "fp32" ? "fp32" : "16 bits"} (${(unshardedGradientBytes(p) / 1024 ** 3).toFixed(1)} GiB), not its 1/${p.fsdpStrategy === "hybrid_shard" ? p.gpus : p.gpus * p.nodes} shard`,
     hint: () =>
       "--sync-each-batch on (accelerator_config gradient_accumulation_kwargs.sync_each_batch) keeps them sharded at one reduce-scatter per micro-batch; or raise --micro-batch and lower --grad-accum. The memory shown counts them.",
     source:
