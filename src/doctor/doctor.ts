@@ -178,6 +178,7 @@ function changesFor(
   baseLauncher: Launcher,
   ramEfficient: boolean,
   v: Variant,
+  deepspeedMissing = false,
 ): Change[] {
   const ch: Change[] = [];
   const type = (m: Method) => (m === "qlora" ? "lora" : m);
@@ -225,7 +226,14 @@ function changesFor(
     v.offload !== (base.offload ?? "none") ||
     (isFsdp(v.sharding) && !ramEfficient);
   if (isDeepSpeed(v.sharding)) {
-    if (!isDeepSpeed(baseSharding)) {
+    if (deepspeedMissing) {
+      // one edit: the bundle's deepspeed.json, which the fixed YAML then names
+      ch.push({
+        kind: "file",
+        target: "deepspeed.json",
+        text: `write deepspeed.json (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""}) and name it in deepspeed: (the file the YAML names is not there)`,
+      });
+    } else if (!isDeepSpeed(baseSharding)) {
       ch.push({ kind: "yaml", target: "deepspeed", to: "deepspeed.json", text: "deepspeed: deepspeed.json" });
       ch.push({
         kind: "file",
@@ -239,7 +247,7 @@ function changesFor(
         text: `replace the DeepSpeed config (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
       });
     }
-  } else if (isDeepSpeed(baseSharding)) {
+  } else if (isDeepSpeed(baseSharding) || deepspeedMissing) {
     ch.push({ kind: "yaml", target: "deepspeed", text: "remove deepspeed" });
   }
   if (isFsdp(v.sharding)) {
@@ -285,6 +293,29 @@ function changesFor(
     });
   }
   return ch;
+}
+
+/**
+ * The DeepSpeed file the YAML names but that is not there (DEEPSPEED_FILE_NOT_FOUND, not even beside the YAML), with
+ * the config its name stands for: LLaMA-Factory's examples/deepspeed names the stage and the offload
+ * (ds_z3_config.json, ds_z2_offload_config.json), as do most others (ds_config_zero3.json, zero_stage2.json). The
+ * config is undefined when the name says nothing; every fix then writes deepspeed.json or removes the key.
+ */
+function missingDeepSpeed(input: DoctorInput): { config?: Record<string, unknown> } | null {
+  const value = input.yaml.deepspeed;
+  if (input.deepspeed.kind !== "none" || typeof value !== "string") return null;
+  if (!(input.readIssues ?? []).some((i) => i.code === "DEEPSPEED_FILE_NOT_FOUND")) return null;
+  const name = value.split(/[\\/]/).pop()?.toLowerCase() ?? "";
+  const m = /z(?:ero)?[_-]?(?:stage)?[_-]?([0-3])(?![0-9])/.exec(name);
+  if (!m) return {};
+  const stage = Number(m[1]);
+  const cpu = { device: "cpu" };
+  const offload = /offload/.test(name)
+    ? stage === 3
+      ? { offload_optimizer: cpu, offload_param: cpu }
+      : { offload_optimizer: cpu }
+    : {};
+  return { config: { zero_optimization: { stage, ...offload } } };
 }
 
 /** The YAML's accelerator_config (a mapping or a JSON string) with gradient_accumulation_kwargs.sync_each_batch set. */
@@ -472,7 +503,11 @@ function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<Memo
  * @throws TunefitError (usage) when the setup does not form a plan (e.g. a model neither the catalog nor --model knows)
  */
 export function doctor(input: DoctorInput): DoctorReport {
-  const setup = setupToPlan(input.yaml, input.deepspeed, input.accelerate, input.hardware, input.model);
+  // a DeepSpeed file that is not there: the run stops, but what it meant to run is in its name
+  const missing = missingDeepSpeed(input);
+  const deepspeed: DeepSpeedSource =
+    missing?.config === undefined ? input.deepspeed : { kind: "inline", config: missing.config };
+  const setup = setupToPlan(input.yaml, deepspeed, input.accelerate, input.hardware, input.model);
   const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
   const assumptions = { ...deepspeedAssumptions(input.deepspeed), ...input.assumptions };
   const opts = {
@@ -536,7 +571,14 @@ export function doctor(input: DoctorInput): DoctorReport {
       if (!a.valid) continue;
       const changes = [
         ...keyFixes,
-        ...changesFor(input.yaml, setup.input, input.launcher, setup.ramEfficientLoading, v),
+        ...changesFor(
+          input.yaml,
+          setup.input,
+          input.launcher,
+          setup.ramEfficientLoading,
+          v,
+          missing !== null,
+        ),
       ];
       if (changes.length === 0 && keyFixes.length === 0) continue;
       const key = changes.map((c) => c.text).join("|");

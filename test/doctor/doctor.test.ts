@@ -105,6 +105,28 @@ describe("tunefit doctor: verdicts and fixes", () => {
     );
   });
 
+  it("a DeepSpeed file that is not there: the run it names (ZeRO-3) is judged, and the fix writes that config", () => {
+    // LLaMA-Factory's own example, launched from a folder without its examples/deepspeed
+    const { code, json } = doctorJson([
+      "doctor",
+      "../llamafactory-examples/qwen3_lora_sft_ds3.yaml",
+      "--gpu",
+      "rtx4090",
+      "--gpus",
+      "2",
+    ]);
+    expect(code).toBe(3);
+    expect(json.issues[0]).toMatchObject({ code: "DEEPSPEED_FILE_NOT_FOUND", severity: "error" });
+    expect(json.doctor.fix?.changes).toEqual([
+      expect.objectContaining({
+        kind: "file",
+        target: "deepspeed.json",
+        text: expect.stringContaining("ZeRO-3"),
+      }),
+    ]);
+    expect(json.doctor.fix?.args).toEqual(expect.arrayContaining(["--sharding", "zero3"]));
+  });
+
   it("8-bit QLoRA under ZeRO-3: the fix is 4-bit", () => {
     const { code, json } = doctorJson(
       ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4"],
