@@ -1,3 +1,4 @@
+import { findGpu } from "../catalog/gpus.ts";
 import { deepspeedBatchIssues } from "../emit/check-bundle.ts";
 import { usesFsdp } from "../emit/common.ts";
 import { type Issue, TunefitError } from "../errors.ts";
@@ -6,6 +7,7 @@ import { estimateLoadMemory } from "../memory/load.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
 import {
+  type Attention,
   isDeepSpeed,
   isFsdp,
   type Method,
@@ -166,6 +168,7 @@ interface Variant {
   offload: Offload;
   precision: Precision;
   liger: boolean;
+  attention?: Attention;
   microBatch: number;
   gradAccum: number;
   syncEachBatch: boolean;
@@ -207,6 +210,18 @@ function changesFor(
     if (v.precision === "bf16" && yaml.bf16 !== true) {
       ch.push({ kind: "yaml", target: "bf16", to: true, text: "bf16: true" });
     }
+    if (v.precision === "fp16") {
+      if (yaml.bf16 === true) ch.push({ kind: "yaml", target: "bf16", text: "remove bf16" });
+      ch.push({ kind: "yaml", target: "fp16", to: true, text: "fp16: true (the GPU has no bf16)" });
+    }
+  }
+  if (v.attention !== undefined && v.attention !== (base.attention ?? "auto")) {
+    ch.push({
+      kind: "yaml",
+      target: "flash_attn",
+      to: v.attention,
+      text: `flash_attn: ${v.attention} (the GPU has no FlashAttention-2)`,
+    });
   }
   const baseSharding = base.sharding ?? "none";
   const launcher = launcherOf(v.sharding);
@@ -350,6 +365,12 @@ function* variants(base: PlanInput): Generator<Variant> {
   if (method === "qlora" && base.quantBits === 8) methods.push({ method: "qlora", quantBits: 4 });
   const precisions: Precision[] = [base.precision ?? "bf16"];
   if (base.precision === "pure_bf16") precisions.push("bf16");
+  // what the GPU cannot run at all (BF16_UNSUPPORTED_GPU, FA2_UNSUPPORTED_GPU) has one way out each
+  const gpu = findGpu(base.gpu);
+  if (gpu && !gpu.bf16 && (base.precision === "bf16" || base.precision === "pure_bf16"))
+    precisions.push("fp16");
+  const attention: Attention | undefined =
+    gpu && !gpu.flashAttention2 && base.attention === "fa2" ? "sdpa" : undefined;
   const shardings = [...new Set<Sharding>([base.sharding ?? "none", "none", "zero2", "zero3", "fsdp"])];
   const micro0 = base.microBatch ?? 1;
   const global = micro0 * (base.gradAccum ?? 1);
@@ -369,6 +390,7 @@ function* variants(base: PlanInput): Generator<Variant> {
                 sharding,
                 offload,
                 liger,
+                ...(attention ? { attention } : {}),
                 microBatch,
                 gradAccum,
                 syncEachBatch: baseSync,
@@ -381,6 +403,7 @@ function* variants(base: PlanInput): Generator<Variant> {
                   sharding,
                   offload,
                   liger,
+                  ...(attention ? { attention } : {}),
                   microBatch,
                   gradAccum,
                   syncEachBatch: true,

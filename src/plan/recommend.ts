@@ -104,6 +104,12 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
       if (e instanceof TunefitError && e.kind === "usage") continue;
       throw e;
     }
+    // what the GPU cannot run at all is replaced (BF16_UNSUPPORTED_GPU, FA2_UNSUPPORTED_GPU): fp16, SDPA
+    const noBf16 =
+      !resolved.gpu.bf16 && (resolved.precision === "bf16" || resolved.precision === "pure_bf16");
+    const precision = noBf16 ? "fp16" : resolved.precision;
+    const attention =
+      resolved.attention === "fa2" && !resolved.gpu.flashAttention2 ? "sdpa" : resolved.attention;
     for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
       for (const offload of ["none", "optimizer", "params"] as Offload[]) {
         for (const eightBit of [false, true]) {
@@ -121,6 +127,8 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
                 (sharding === "fsdp" && gradAccum > 1 && (method === "full" || method === "freeze"));
               const plan: Plan = {
                 ...resolved,
+                precision,
+                attention,
                 sharding,
                 fsdpStrategy: sharding === "fsdp" ? "full_shard" : null,
                 offload,
@@ -132,6 +140,8 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
               };
               const input: Record<string, unknown> = {
                 ...methodInput,
+                ...(precision !== resolved.precision ? { precision } : {}),
+                ...(attention !== resolved.attention ? { attention } : {}),
                 sharding,
                 offload,
                 liger,
@@ -143,6 +153,9 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
               if (optimizer === null) delete input.optimizer;
               else input.optimizer = optimizer;
               const changes: string[] = [];
+              if (precision !== resolved.precision) changes.push("fp16 (the GPU has no bf16)");
+              if (attention !== resolved.attention)
+                changes.push("SDPA attention (the GPU has no FlashAttention-2)");
               if (method !== given) {
                 changes.push(
                   method === "qlora"

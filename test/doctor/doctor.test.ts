@@ -127,6 +127,21 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(json.doctor.fix?.args).toEqual(expect.arrayContaining(["--sharding", "zero3"]));
   });
 
+  it("bf16 on a V100: the fix is fp16, not more GPUs", () => {
+    const { code, json } = doctorJson([
+      "doctor",
+      "../llamafactory-examples/qwen3_lora_sft.yaml",
+      "--gpu",
+      "v100-32g",
+    ]);
+    expect(code).toBe(3);
+    expect(json.issues.map((i) => i.code)).toContain("BF16_UNSUPPORTED_GPU");
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
+      "remove bf16",
+      "fp16: true (the GPU has no bf16)",
+    ]);
+  });
+
   it("8-bit QLoRA under ZeRO-3: the fix is 4-bit", () => {
     const { code, json } = doctorJson(
       ["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "4"],

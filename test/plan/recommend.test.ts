@@ -47,6 +47,17 @@ describe("recommend", () => {
       expect((r.input.microBatch ?? 1) * (r.input.gradAccum ?? 8)).toBe(8);
   });
 
+  it("replaces what the GPU cannot run (bf16, FlashAttention-2 on a V100) instead of finding nothing", () => {
+    const input: PlanInput = { model: "Qwen/Qwen3-4B", gpu: "v100-32g", precision: "bf16", attention: "fa2" };
+    expect(analyzePlan(input).valid).toBe(false);
+    const found = recommend(input).recommendations;
+    expect(found.length).toBeGreaterThan(0);
+    for (const r of found) {
+      expect(r.input).toMatchObject({ precision: "fp16", attention: "sdpa" });
+      expect(r.summary).toMatch(/fp16 \(the GPU has no bf16\).*SDPA attention/);
+    }
+  });
+
   it("never ranks first a plan slower than the one asked for, when that one fits", () => {
     const input: PlanInput = { model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "h100-80g" };
     const asGiven = estimateStepTime(resolvePlan(input).plan).stepSeconds;
