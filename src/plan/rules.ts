@@ -1,6 +1,6 @@
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
-import { fsdpAccumulatesUnsharded } from "../memory/train.ts";
+import { fsdpAccumulatesUnsharded, imagePatches } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable } from "../model/trainable.ts";
 import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
@@ -214,6 +214,33 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "--sync-each-batch on (accelerator_config gradient_accumulation_kwargs.sync_each_batch) keeps them sharded at one reduce-scatter per micro-batch; or raise --micro-batch and lower --grad-accum. The memory shown counts them.",
     source:
       "transformers Trainer training loop (sync_context = accelerator.no_sync unless sync_each_batch); torch FSDP1 _post_backward_hook (returns before the reduce-scatter without _sync_gradients)",
+  },
+  {
+    code: "SEQ_LEN_BEYOND_CONTEXT",
+    fields: ["seqLen"],
+    severity: "warning",
+    applies: (p) => {
+      const max = p.model.architecture.text.maxPositionEmbeddings;
+      return max !== null && p.seqLen > max;
+    },
+    message: (p) =>
+      `--seq-len ${p.seqLen} is beyond ${p.model.id}'s ${p.model.architecture.text.maxPositionEmbeddings} positions (max_position_embeddings): the positions past them were never trained, and LLaMA-Factory extends them only when rope_scaling is set`,
+    hint: () =>
+      "Add rope_scaling (linear, dynamic, yarn or llama3) to the training YAML, or lower --seq-len. The memory is estimated for the length asked.",
+    source:
+      "LLaMA-Factory model/model_utils/rope.py configure_rope (scales only with model_args.rope_scaling)",
+  },
+  {
+    code: "IMAGE_TOKENS_BEYOND_CUTOFF",
+    fields: ["imagesPerSample", "seqLen"],
+    severity: "warning",
+    applies: (p) => imagePatches(p).tokens * p.imagesPerSample > p.seqLen,
+    message: (p) =>
+      `${p.imagesPerSample} image(s) of ${imagePatches(p).tokens} tokens each (${imagePatches(p).tokens * p.imagesPerSample} tokens) do not fit a ${p.seqLen}-token sample: cutoff_len truncation cuts image tokens, and the model then stops with "Image features and image tokens do not match"`,
+    hint: (p) =>
+      `Raise --seq-len above ${imagePatches(p).tokens * p.imagesPerSample}, or lower --image-max-pixels or --images-per-sample.`,
+    source:
+      "LLaMA-Factory data/mm_plugin.py (one placeholder becomes every image token) and processor truncation to cutoff_len; transformers Qwen2-VL get_placeholder_mask",
   },
   {
     code: "FP32_NOT_EXPRESSIBLE",
