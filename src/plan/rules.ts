@@ -216,6 +216,18 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "transformers Trainer training loop (sync_context = accelerator.no_sync unless sync_each_batch); torch FSDP1 _post_backward_hook (returns before the reduce-scatter without _sync_gradients)",
   },
   {
+    code: "PREQUANTIZED_CHECKPOINT_EXPECTED",
+    fields: ["quantMethod", "model"],
+    severity: "warning",
+    applies: (p) => p.method === "qlora" && p.quantMethod !== "bnb" && p.model.source === "catalog",
+    message: (p) =>
+      `--quant-method ${p.quantMethod} trains a checkpoint that is already quantized (its config.json carries a quantization_config), but ${p.model.id} is the 16-bit checkpoint: LLaMA-Factory would load and train it in 16 bits, while the memory shown is for ${p.quantMethod?.toUpperCase()} weights`,
+    hint: (p) =>
+      `Point --model at a ${p.quantMethod?.toUpperCase()} checkpoint of it (a folder with its config.json), or use --quant-method bnb to quantize while loading.`,
+    source:
+      "LLaMA-Factory model/model_utils/quantization.py (pre-quantized methods are read from config.quantization_config; quantization_bit applies to bitsandbytes, HQQ and EETQ only)",
+  },
+  {
     code: "SEQ_LEN_BEYOND_CONTEXT",
     fields: ["seqLen"],
     severity: "warning",
