@@ -143,6 +143,17 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
       });
     } else if (input.accelerate.distributed_type === "FSDP") {
       issues.push(...checkAccelerateFsdpConfig(input.accelerate, "accelerate config"));
+      // accelerate launch starts num_processes ranks (over num_machines), whatever the machine has
+      const processes = input.accelerate.num_processes;
+      if (typeof processes === "number" && Number.isInteger(processes) && processes !== world) {
+        issues.push({
+          code: "ACCELERATE_PROCESSES_MISMATCH",
+          severity: "warning",
+          path: "accelerate config:num_processes",
+          message: `the accelerate config starts ${processes} process(es) (num_processes), but the hardware given is ${world} GPU(s): accelerate launch runs ${processes} ranks, and the figures here are for ${world}`,
+          hint: `Set num_processes: ${world} in the accelerate config (or pass --num_processes ${world} to accelerate launch), or give --gpus/--nodes for the ${processes} GPU(s) it will use.`,
+        });
+      }
       if (ds.kind !== "none") {
         issues.push({
           code: "DEEPSPEED_WITH_FSDP",

@@ -77,6 +77,22 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(json.doctor.fix?.launcher).toBe("accelerate");
   });
 
+  it("an accelerate config that starts another number of processes than the GPUs given is named", () => {
+    const issues = (gpus: string) =>
+      doctorJson([
+        "doctor",
+        "fsdp-replica/train.yaml",
+        "--gpu",
+        "a100-80g",
+        "--gpus",
+        gpus,
+        "--accelerate-config",
+        "fsdp-replica/accelerate.yaml",
+      ]).json.issues.map((i) => i.code);
+    expect(issues("4")).toContain("ACCELERATE_PROCESSES_MISMATCH"); // num_processes: 8
+    expect(issues("8")).not.toContain("ACCELERATE_PROCESSES_MISMATCH");
+  });
+
   it("FSDP1 with gradient accumulation: the fix reduces after every micro-batch and keeps full fine-tuning", () => {
     const { code, json } = doctorJson([
       "doctor",
