@@ -10,16 +10,17 @@ type Kind =
   | { type: "string" }
   | { type: "int" }
   | { type: "number" }
+  | { type: "gib" }
   | { type: "onoff" }
   | { type: "list"; allowAll: boolean };
 
 export const PLAN_FLAGS: Readonly<Record<keyof PlanInput, Kind>> = {
   model: { type: "string" },
   gpu: { type: "string" },
-  gpuMemory: { type: "number" },
+  gpuMemory: { type: "gib" },
   gpus: { type: "int" },
   nodes: { type: "int" },
-  hostRam: { type: "number" },
+  hostRam: { type: "gib" },
   headroom: { type: "number" },
   method: { type: "string" },
   quantBits: { type: "int" },
@@ -88,6 +89,13 @@ export function parseFlagValue(field: keyof PlanInput, raw: string): unknown | I
     case "number": {
       const n = Number(raw);
       return raw.trim() !== "" && Number.isFinite(n) ? n : bad(field, raw, "a number");
+    }
+    case "gib": {
+      // GiB, as the flag says; a unit may follow: GiB (or G) as is, GB (10^9 bytes) converted
+      const m = /^\s*(\d+(?:\.\d+)?)\s*(gib|g|gb)?\s*$/i.exec(raw);
+      if (!m) return bad(field, raw, "a number of GiB (a unit may follow: 24GiB, 512GB)");
+      const n = Number(m[1]);
+      return m[2]?.toLowerCase() === "gb" ? (n * 1e9) / 1024 ** 3 : n;
     }
     case "onoff": {
       // on|off as the contract writes them; true/false, yes/no and 1/0 as scripts tend to

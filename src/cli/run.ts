@@ -3,6 +3,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { readBoundedText } from "../_read.ts";
+import { closest, editDistance } from "../_util.ts";
 import { gpuCapacityBytes, listGpus } from "../catalog/gpus.ts";
 import { listCatalogModels } from "../catalog/models.ts";
 import { importTrainYaml } from "../codegen/import.ts";
@@ -263,6 +264,21 @@ function readSpec(file: string, io: CliIo): Record<string, unknown> {
       "Write e.g. `model: Qwen/Qwen2.5-7B-Instruct` and `gpu: a100-80g` on their own lines.",
     );
   }
+  // a LLaMA-Factory training YAML is read by doctor and import, not as a plan file
+  const trainKeys = [
+    "model_name_or_path",
+    "finetuning_type",
+    "cutoff_len",
+    "per_device_train_batch_size",
+  ].filter((k) => Object.hasOwn(value, k));
+  if (trainKeys.length > 0) {
+    throw usageError(
+      "SPEC_IS_TRAIN_YAML",
+      "--spec",
+      `${file} is a LLaMA-Factory training YAML (${trainKeys.join(", ")}), not a tunefit plan file`,
+      `Run tunefit doctor ${file} --gpu ID [--gpus N] to predict it and find a fix, or tunefit import ${file} to turn it into a plan script.`,
+    );
+  }
   return value as Record<string, unknown>;
 }
 
@@ -285,14 +301,56 @@ function parse(
     return parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (e) {
     const message = (e as Error).message;
-    const flag = /'(--?[\w-]+)/.exec(message)?.[1] ?? "arguments";
+    const flag = /'(--?[\w-]+)/.exec(message)?.[1];
+    if (flag === undefined || !/^Unknown option/.test(message)) {
+      throw usageError(
+        "FLAG_UNKNOWN",
+        flag ?? "arguments",
+        message.split("\n")[0] ?? message,
+        "Run with --help to see the flags.",
+      );
+    }
+    const guess = flagGuess(flag, Object.keys(options));
     throw usageError(
       "FLAG_UNKNOWN",
       flag,
-      message.split("\n")[0] ?? message,
-      "Run with --help to see the flags.",
+      `unknown flag ${flag}`,
+      `${guess.length > 0 ? `Did you mean ${guess.map((g) => `--${g}`).join(" or ")}? ` : ""}Run with --help to see the flags.`,
     );
   }
+}
+
+/** What other tools and LLaMA-Factory call some of tunefit's flags. */
+const FLAG_SYNONYMS: Readonly<Record<string, string>> = {
+  "batch-size": "micro-batch",
+  "per-device-train-batch-size": "micro-batch",
+  "gradient-accumulation-steps": "grad-accum",
+  "cutoff-len": "seq-len",
+  "max-seq-len": "seq-len",
+  "max-seq-length": "seq-len",
+  "max-length": "seq-len",
+  "lora-r": "lora-rank",
+  "quantization-bit": "quant-bits",
+  deepspeed: "sharding",
+  zero: "sharding",
+  fsdp: "sharding",
+  "num-gpus": "gpus",
+  "nproc-per-node": "gpus",
+  "finetuning-type": "method",
+  "model-name-or-path": "model",
+};
+
+/** The flags an unknown one most likely meant: its kebab-case spelling, a known synonym, else the closest names. */
+function flagGuess(flag: string, names: readonly string[]): string[] {
+  const bare = flag.replace(/^-+/, "");
+  const kebab = bare
+    .replace(/_/g, "-")
+    .replace(/([a-z])([A-Z])/g, "$1-$2")
+    .toLowerCase();
+  if (kebab !== bare && names.includes(kebab)) return [kebab];
+  const synonym = FLAG_SYNONYMS[kebab];
+  if (synonym !== undefined && names.includes(synonym)) return [synonym];
+  return closest(kebab, names, 2).filter((n) => editDistance(kebab, n) <= Math.max(2, kebab.length / 3));
 }
 
 function missingRequired(input: Record<string, unknown>): Issue[] {
@@ -389,6 +447,7 @@ function humanExtras(
   r: RecommendResult | undefined,
   max: string | undefined,
   maxValue: number | undefined,
+  gradAccum?: number,
 ): string {
   const out: string[] = [];
   if (r) {
@@ -405,7 +464,12 @@ function humanExtras(
     });
   }
   if (max !== undefined) {
-    out.push("", maxValue ? `Largest ${max} that fits: ${maxValue}` : `No ${max} fits: even 1 does not.`);
+    out.push(
+      "",
+      maxValue
+        ? `Largest ${max} that fits: ${maxValue}${max === "micro-batch" && gradAccum !== undefined ? ` (with --grad-accum ${gradAccum} kept: ${maxValue * gradAccum} sequences per GPU per step; lower --grad-accum to keep the global batch)` : ""}`
+        : `No ${max} fits: even 1 does not.`,
+    );
   }
   return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
@@ -810,7 +874,11 @@ function runPlan(values: Values, _args: readonly string[], io: CliIo): number {
     report.max = { [field]: maxValue };
   }
   if (values.json) io.stdout(`${JSON.stringify(report, null, 2)}\n`);
-  else io.stdout(humanPlan(analysis, io.color ?? false) + humanExtras(recommendations, max, maxValue));
+  else
+    io.stdout(
+      humanPlan(analysis, io.color ?? false) +
+        humanExtras(recommendations, max, maxValue, analysis.plan.gradAccum),
+    );
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
 
@@ -1016,11 +1084,12 @@ function dispatch(argv: readonly string[], io: CliIo): number {
     return EXIT.ok;
   }
   if (!Object.hasOwn(COMMANDS, command)) {
+    const guess = closest(command, Object.keys(COMMANDS), 1).filter((c) => editDistance(command, c) <= 2);
     throw usageError(
       "COMMAND_UNKNOWN",
       command,
       `unknown command "${command}"`,
-      `Commands: ${Object.keys(COMMANDS).join(", ")}. Run tunefit --help.`,
+      `${guess.length > 0 ? `Did you mean ${guess[0]}? ` : ""}Commands: ${Object.keys(COMMANDS).join(", ")}. Run tunefit --help.`,
     );
   }
   const name = command as CommandName;

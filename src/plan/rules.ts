@@ -180,8 +180,8 @@ export const PLAN_RULES: readonly PlanRule[] = [
       p.gpus * p.nodes > 1,
     message: (p) =>
       p.sharding === "zero3"
-        ? "transformers skips ZeRO-3's partitioned loading (zero.Init) for bitsandbytes models: every rank loads the whole 4-bit model before DeepSpeed partitions it"
-        : "accelerate's FSDP2 skips RAM-efficient loading for bitsandbytes models: every rank loads the whole 4-bit model before sharding",
+        ? `transformers skips ZeRO-3's partitioned loading (zero.Init) for bitsandbytes models: every rank loads the whole ${p.quantBits}-bit model before DeepSpeed partitions it`
+        : `accelerate's FSDP2 skips RAM-efficient loading for bitsandbytes models: every rank loads the whole ${p.quantBits}-bit model before sharding`,
     hint: () =>
       "The loading figure shows it; --sharding fsdp (FSDP1 with RAM-efficient loading) loads 1/N per rank.",
     source:

@@ -56,7 +56,7 @@ export const PlanInput = z.strictObject({
     description:
       "catalog id (hub id, case-insensitive), a folder holding a config.json, or explicit dimensions",
   }),
-  gpu: z.string().min(1).meta({ description: "catalog GPU id, or `custom` with gpuMemory" }),
+  gpu: z.string().min(1).meta({ description: "catalog GPU id, or `custom` with gpuMemory (--gpu-memory)" }),
   gpuMemory: z
     .number()
     .positive()

@@ -170,6 +170,44 @@ describe("exit codes", () => {
     expect(unknown.stderr).toContain("Meta-Llama-3-8B-Instruct");
   });
 
+  it("names the flag or command an unknown one most likely meant", () => {
+    const hintOf = (argv: string[]) => cli(argv).stderr;
+    const base = ["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "h100-80g"];
+    expect(hintOf([...base, "--lora_rank", "16"])).toContain("Did you mean --lora-rank?");
+    expect(hintOf([...base, "--batch-size", "4"])).toContain("Did you mean --micro-batch?");
+    expect(hintOf([...base, "--cutoff_len", "4096"])).toContain("Did you mean --seq-len?");
+    expect(hintOf([...base, "--lora-rnak", "16"])).toContain("Did you mean --lora-rank?");
+    expect(hintOf([...base, "--frobnicate", "1"])).not.toContain("Did you mean");
+    const plam = cli(["plam"]);
+    expect(plam.code).toBe(2);
+    expect(plam.stderr).toContain("Did you mean plan?");
+  });
+
+  it("reads --host-ram and --gpu-memory in GiB, with GiB or GB (10^9 bytes) written after the number", () => {
+    const hardware = (extra: string[]) =>
+      JSON.parse(cli(["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "custom", ...extra, "--json"]).stdout)
+        .hardware;
+    expect(hardware(["--gpu-memory", "24GiB"]).gpuCapacityBytes).toBe(24 * 1024 ** 3);
+    expect(hardware(["--gpu-memory", "24"]).gpuCapacityBytes).toBe(24 * 1024 ** 3);
+    expect(hardware(["--gpu-memory", "80GB"]).gpuCapacityBytes).toBeCloseTo(80e9, -3);
+    const bad = cli(["plan", "--model", "Qwen/Qwen3-8B", "--gpu", "h100-80g", "--host-ram", "lots"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("a number of GiB");
+  });
+
+  it("refuses a LLaMA-Factory training YAML given as --spec, pointing at doctor and import", () => {
+    const r = cli([
+      "plan",
+      "--spec",
+      "test/fixtures/llamafactory-examples/qwen3_lora_sft.yaml",
+      "--gpu",
+      "rtx4090",
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("is a LLaMA-Factory training YAML");
+    expect(r.stderr).toContain("tunefit doctor");
+  });
+
   it("reads a switch as on|off, or as true/false, yes/no, 1/0; anything else is exit 2", () => {
     for (const [raw, want] of [
       ["on", true],
