@@ -34,6 +34,8 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     add("turn on --gradient-checkpointing", saving({ gradientCheckpointing: true }));
   if (!plan.liger && !LIGER_UNSUPPORTED.has(plan.model.architecture.modelType))
     add("turn on --liger (no fp32 logits)", saving({ liger: true }));
+  if (plan.attention !== "fa2" && plan.gpu.flashAttention2)
+    add("use FlashAttention-2 (--attention fa2: no padding mask)", saving({ attention: "fa2" }));
   const states: string[] = [];
   const fullySharded =
     plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");

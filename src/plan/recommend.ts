@@ -1,7 +1,9 @@
 import { TunefitError } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import { estimateTrainMemory } from "../memory/train.ts";
 import {
   ALL_METHOD_FIELDS,
+  type Attention,
   isDeepSpeed,
   type Method,
   type Offload,
@@ -108,75 +110,88 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
     const noBf16 =
       !resolved.gpu.bf16 && (resolved.precision === "bf16" || resolved.precision === "pure_bf16");
     const precision = noBf16 ? "fp16" : resolved.precision;
-    const attention =
+    const ownAttention: Attention =
       resolved.attention === "fa2" && !resolved.gpu.flashAttention2 ? "sdpa" : resolved.attention;
-    for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
-      for (const offload of ["none", "optimizer", "params"] as Offload[]) {
-        for (const eightBit of [false, true]) {
-          // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
-          if (eightBit && offload !== "none" && isDeepSpeed(sharding)) continue;
-          for (const liger of [false, true]) {
-            for (const micro of MICRO_BATCHES) {
-              if (global % micro !== 0) continue;
-              const gradAccum = global / micro;
-              const optimizer = eightBit ? EIGHT_BIT : resolved.optimizer;
-              // FSDP1 would hold the whole model's gradients unsharded between reductions
-              // (FSDP_UNSHARDED_ACCUMULATION): full and freeze tuning reduce after every micro-batch instead
-              const syncEachBatch =
-                resolved.syncEachBatch ||
-                (sharding === "fsdp" && gradAccum > 1 && (method === "full" || method === "freeze"));
-              const plan: Plan = {
-                ...resolved,
-                precision,
-                attention,
-                sharding,
-                fsdpStrategy: sharding === "fsdp" ? "full_shard" : null,
-                offload,
-                optimizer,
-                liger,
-                microBatch: micro,
-                gradAccum,
-                syncEachBatch,
-              };
-              const input: Record<string, unknown> = {
-                ...methodInput,
-                ...(precision !== resolved.precision ? { precision } : {}),
-                ...(attention !== resolved.attention ? { attention } : {}),
-                sharding,
-                offload,
-                liger,
-                microBatch: micro,
-                gradAccum,
-              };
-              if (syncEachBatch) input.syncEachBatch = true;
-              else delete input.syncEachBatch;
-              if (optimizer === null) delete input.optimizer;
-              else input.optimizer = optimizer;
-              const changes: string[] = [];
-              if (precision !== resolved.precision) changes.push("fp16 (the GPU has no bf16)");
-              if (attention !== resolved.attention)
-                changes.push("SDPA attention (the GPU has no FlashAttention-2)");
-              if (method !== given) {
-                changes.push(
-                  method === "qlora"
-                    ? "QLoRA 4-bit (adapters on a 4-bit base instead of full weights)"
-                    : method === "lora"
-                      ? "LoRA (adapters instead of full weights)"
-                      : method,
-                );
+    // FlashAttention-2 joins the search where it saves memory (SDPA's padding mask and eager's scores grow with the
+    // square of the length): at least 5 % of the plan as given
+    const asGiven = estimateTrainMemory({ ...resolved, precision, attention: ownAttention }).deviceBytes;
+    const withFa2 = estimateTrainMemory({ ...resolved, precision, attention: "fa2" }).deviceBytes;
+    const attentions: Attention[] =
+      resolved.gpu.flashAttention2 && ownAttention !== "fa2" && asGiven - withFa2 >= 0.05 * asGiven
+        ? [ownAttention, "fa2"]
+        : [ownAttention];
+    for (const attention of attentions)
+      for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
+        for (const offload of ["none", "optimizer", "params"] as Offload[]) {
+          for (const eightBit of [false, true]) {
+            // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
+            if (eightBit && offload !== "none" && isDeepSpeed(sharding)) continue;
+            for (const liger of [false, true]) {
+              for (const micro of MICRO_BATCHES) {
+                if (global % micro !== 0) continue;
+                const gradAccum = global / micro;
+                const optimizer = eightBit ? EIGHT_BIT : resolved.optimizer;
+                // FSDP1 would hold the whole model's gradients unsharded between reductions
+                // (FSDP_UNSHARDED_ACCUMULATION): full and freeze tuning reduce after every micro-batch instead
+                const syncEachBatch =
+                  resolved.syncEachBatch ||
+                  (sharding === "fsdp" && gradAccum > 1 && (method === "full" || method === "freeze"));
+                const plan: Plan = {
+                  ...resolved,
+                  precision,
+                  attention,
+                  sharding,
+                  fsdpStrategy: sharding === "fsdp" ? "full_shard" : null,
+                  offload,
+                  optimizer,
+                  liger,
+                  microBatch: micro,
+                  gradAccum,
+                  syncEachBatch,
+                };
+                const input: Record<string, unknown> = {
+                  ...methodInput,
+                  ...(precision !== resolved.precision ? { precision } : {}),
+                  ...(attention !== resolved.attention ? { attention } : {}),
+                  sharding,
+                  offload,
+                  liger,
+                  microBatch: micro,
+                  gradAccum,
+                };
+                if (syncEachBatch) input.syncEachBatch = true;
+                else delete input.syncEachBatch;
+                if (optimizer === null) delete input.optimizer;
+                else input.optimizer = optimizer;
+                const changes: string[] = [];
+                if (precision !== resolved.precision) changes.push("fp16 (the GPU has no bf16)");
+                if (attention !== resolved.attention)
+                  changes.push(
+                    attention === "fa2"
+                      ? "FlashAttention-2 (no padding mask)"
+                      : "SDPA attention (the GPU has no FlashAttention-2)",
+                  );
+                if (method !== given) {
+                  changes.push(
+                    method === "qlora"
+                      ? "QLoRA 4-bit (adapters on a 4-bit base instead of full weights)"
+                      : method === "lora"
+                        ? "LoRA (adapters instead of full weights)"
+                        : method,
+                  );
+                }
+                if (sharding !== (base.sharding ?? "none")) changes.push(`sharding ${sharding}`);
+                if (offload !== (base.offload ?? "none")) changes.push(`offload ${offload}`);
+                if (eightBit && base.optimizer !== EIGHT_BIT) changes.push("8-bit AdamW");
+                if (liger && !base.liger) changes.push("Liger kernels");
+                if (syncEachBatch && !base.syncEachBatch) changes.push("gradients reduced every micro-batch");
+                if (micro !== micro0) changes.push(`micro-batch ${micro} × accumulation ${gradAccum}`);
+                yield { input: input as PlanInput, plan, changes };
               }
-              if (sharding !== (base.sharding ?? "none")) changes.push(`sharding ${sharding}`);
-              if (offload !== (base.offload ?? "none")) changes.push(`offload ${offload}`);
-              if (eightBit && base.optimizer !== EIGHT_BIT) changes.push("8-bit AdamW");
-              if (liger && !base.liger) changes.push("Liger kernels");
-              if (syncEachBatch && !base.syncEachBatch) changes.push("gradients reduced every micro-batch");
-              if (micro !== micro0) changes.push(`micro-batch ${micro} × accumulation ${gradAccum}`);
-              yield { input: input as PlanInput, plan, changes };
             }
           }
         }
       }
-    }
   }
 }
 

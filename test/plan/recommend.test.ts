@@ -58,6 +58,22 @@ describe("recommend", () => {
     }
   });
 
+  it("tries FlashAttention-2 where SDPA's padding mask costs memory (long sequences), and not otherwise", () => {
+    const long: PlanInput = {
+      model: "meta-llama/Llama-3.1-8B-Instruct",
+      gpu: "a100-80g",
+      seqLen: 81920,
+      liger: true,
+    };
+    const found = recommend(long).recommendations;
+    expect(found[0]?.input.attention).toBe("fa2");
+    expect(found[0]?.summary).toContain("FlashAttention-2");
+    expect(analyzePlan(long).issues.find((i) => i.code === "TRAIN_OOM")?.hint).toContain("--attention fa2");
+    // at 2,048 tokens the mask is small: the search keeps its size
+    const short = recommend({ model: "meta-llama/Llama-3.1-8B-Instruct", gpu: "a100-80g" });
+    expect(short.recommendations.every((r) => r.input.attention === undefined)).toBe(true);
+  });
+
   it("never ranks first a plan slower than the one asked for, when that one fits", () => {
     const input: PlanInput = { model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "h100-80g" };
     const asGiven = estimateStepTime(resolvePlan(input).plan).stepSeconds;
