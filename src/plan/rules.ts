@@ -228,6 +228,17 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "LLaMA-Factory model/model_utils/quantization.py (pre-quantized methods are read from config.quantization_config; quantization_bit applies to bitsandbytes, HQQ and EETQ only)",
   },
   {
+    code: "FP8_CHECKPOINT",
+    fields: ["model"],
+    severity: "warning",
+    applies: (p) => p.model.source === "catalog" && p.model.architecture.modelType === "deepseek_v3",
+    message: (p) =>
+      `${p.model.id}'s hub checkpoint stores its linear weights in FP8 (1 byte each, with fp32 block scales); the memory shown is for the bf16 weights fine-tuning trains`,
+    hint: () =>
+      "Convert the checkpoint to bf16 first (DeepSeek-V3's inference/fp8_cast_bf16.py) and pass that folder as --model and model_name_or_path.",
+    source: "DeepSeek-V3 config.json quantization_config (quant_method fp8, weight_block_size 128×128)",
+  },
+  {
     code: "SEQ_LEN_BEYOND_CONTEXT",
     fields: ["seqLen"],
     severity: "warning",

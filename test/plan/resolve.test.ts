@@ -166,6 +166,17 @@ describe("rules that stop a run", () => {
     ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "fsdp2" }],
     ["FP32_NOT_EXPRESSIBLE", { precision: "fp32" }],
     ["PREQUANTIZED_CHECKPOINT_EXPECTED", { method: "qlora", quantMethod: "gptq" }],
+    [
+      "FP8_CHECKPOINT",
+      {
+        model: "deepseek-ai/DeepSeek-V3",
+        gpu: "h200",
+        gpus: 8,
+        nodes: 4,
+        sharding: "zero3",
+        method: "lora",
+      },
+    ],
     ["SEQ_LEN_BEYOND_CONTEXT", { model: "meta-llama/Llama-2-7b-chat-hf", seqLen: 8192 }],
     ["IMAGE_TOKENS_BEYOND_CUTOFF", { model: "Qwen/Qwen2-VL-2B-Instruct", imagesPerSample: 2, seqLen: 1024 }],
     [
