@@ -819,12 +819,17 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
     out.push("✔ It runs as it is: no change needed.");
   } else if (r.fix === null) {
     out.push(
-      "✖ No fix found among method × sharding × offload × Liger × micro-batch changes: more or larger GPUs are needed.",
+      "✖ No fix found among method × precision × sharding × offload × Liger × micro-batch changes: more or larger GPUs are needed.",
     );
   } else {
     const f = r.fix;
     out.push(
       `Smallest fix: ${f.changes.length} change${f.changes.length === 1 ? "" : "s"} (${formatGib(f.deviceBytes)} per GPU, ~${f.stepSeconds.toFixed(0)} s per step):`,
+      ...(r.alternatives.some((a) => a.changes.length < f.changes.length)
+        ? [
+            "  (a fix that changes your method or parallel strategy counts one edit more, so this one ranks first)",
+          ]
+        : []),
       ...f.changes.map((c) => `  - ${c.text}`),
     );
     if (r.alternatives.length > 0) {
