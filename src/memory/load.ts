@@ -194,9 +194,13 @@ interface Block {
 }
 
 /** The model's top-level modules in the order transformers registers them, as accelerate sees them. */
-function blocks(plan: Plan, params: ParamBreakdown): Block[] {
+function blocks(plan: Plan, params: ParamBreakdown, as: MemoryAssumptions): Block[] {
   const a = bytesPerWeight(plan);
   const t = plan.model.architecture.text;
+  // a pre-quantized (GPTQ/AWQ) checkpoint is served as stored: its decoder layers' linears in 4 or 8 bits
+  const stored =
+    plan.method === "qlora" && plan.quantMethod !== "bnb" ? quantizedBytesPerParam(plan, as) : null;
+  const layerBytes = stored ?? a;
   const out: Block[] = [];
   if (params.visionTower + params.projector > 0) {
     // the vision tower splits into its blocks; approximate them as equal no-split units
@@ -205,7 +209,8 @@ function blocks(plan: Plan, params: ParamBreakdown): Block[] {
       out.push({ bytes: ((params.visionTower + params.projector) * a) / depth, noSplit: true });
   }
   out.push({ bytes: params.embedTokens * a, noSplit: false });
-  const layer = ((params.text - params.embedTokens - params.lmHead - params.finalNorm) * a) / t.numLayers;
+  const layer =
+    ((params.text - params.embedTokens - params.lmHead - params.finalNorm) * layerBytes) / t.numLayers;
   for (let i = 0; i < t.numLayers; i++) out.push({ bytes: layer, noSplit: true });
   out.push({ bytes: params.finalNorm * a, noSplit: false });
   // a tied lm_head shares embed_tokens' storage and costs nothing more
@@ -226,7 +231,7 @@ export function estimateInferenceMemory(
   const as = withDefaults(overrides);
   const n = plan.gpus;
   const runtime = as.cudaContextBytes;
-  const list = blocks(plan, params);
+  const list = blocks(plan, params, as);
   const total = list.reduce((s, b) => s + b.bytes, 0);
   const largestNoSplit = Math.max(...list.filter((b) => b.noSplit).map((b) => b.bytes));
   const free = capacityBytes - runtime; // get_max_memory: what mem_get_info reports free

@@ -412,6 +412,28 @@ describe("loading and inference", () => {
     expect(inf.cpuBytes).toBe(0);
   });
 
+  it("serves a pre-quantized (GPTQ) checkpoint as stored, and a bitsandbytes QLoRA base in 16 bits", () => {
+    const weights = (extra: Record<string, unknown>) => {
+      const p = plan({
+        model: "meta-llama/Llama-3.1-8B-Instruct",
+        gpu: "a100-80g",
+        method: "qlora",
+        ...extra,
+      });
+      return estimateInferenceMemory(p, p.gpu.capacityBytes).perGpuWeightsBytes.reduce((a, b) => a + b, 0);
+    };
+    const p = countParams(
+      plan({ model: "meta-llama/Llama-3.1-8B-Instruct", gpu: "a100-80g" }).model.architecture,
+    );
+    const layers = p.text - p.embedTokens - p.lmHead - p.finalNorm;
+    expect(weights({ quantMethod: "bnb" })).toBeCloseTo(p.total * 2, -3);
+    // the decoder layers at GPTQ's 4 bits + group scales; embeddings, final norm and lm_head 16-bit
+    expect(weights({ quantMethod: "gptq" })).toBeCloseTo(
+      layers * (0.5 + 2.5 / 128) + (p.embedTokens + p.lmHead + p.finalNorm) * 2,
+      -3,
+    );
+  });
+
   it("puts what fits on no GPU on the CPU, as infer_auto_device_map does, and no GPU beyond its memory", () => {
     for (const [model, gpu, gpus] of [
       ["Qwen/Qwen2.5-14B-Instruct", "rtx4090", 1],
