@@ -32,6 +32,7 @@ import {
   type RecommendResult,
   recommend,
 } from "../plan/recommend.ts";
+import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
 import { PlanInput } from "../schema/plan.ts";
@@ -437,10 +438,26 @@ function humanPlan(a: PlanAnalysis, color = false): string {
         ? `; ${formatGib(m.inference.cpuBytes)} of weights fit on no GPU and run from the CPU (slow)`
         : ""),
     `Host RAM   ${formatGib(m.hostRam.perNodeBytes)} per node${p.hostRamBytes === null ? " (not checked: --host-ram)" : ""}`,
+    stepTimeLine(p),
     "",
   );
   lines.push(a.issues.length > 0 ? formatIssuesForCli(a.issues) : "✔ the plan is valid and fits");
   return `${lines.join("\n")}\n`;
+}
+
+/** The step-time estimate in one line (a rough figure from the GPU's dense throughput and its links). */
+function stepTimeLine(p: PlanAnalysis["plan"]): string {
+  const t = estimateStepTime(p);
+  const parts = [
+    `compute ${t.computeSeconds.toFixed(1)} s`,
+    `communication ${t.communicationSeconds.toFixed(1)} s`,
+  ];
+  if (t.offloadSeconds > 0) parts.push(`offload ${t.offloadSeconds.toFixed(1)} s`);
+  if (p.gpu.denseBf16Tflops === null && p.gpu.denseFp16Tflops === null)
+    parts.push(
+      `${DEFAULT_STEP_TIME_ASSUMPTIONS.fallbackTflops} TFLOPS assumed: the catalog has none for this GPU`,
+    );
+  return `Step time ~${t.stepSeconds.toFixed(1)} s per optimizer step (${parts.join(", ")}; an estimate, not a measurement)`;
 }
 
 function humanExtras(

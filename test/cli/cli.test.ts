@@ -126,6 +126,9 @@ describe("exit codes", () => {
     expect(stdout).toContain("7,615,616,512");
     expect(stdout).toContain("✔ fits");
     expect(stdout).toMatch(/\[W+.*\]/);
+    expect(stdout).toMatch(
+      /Step time ~\d+\.\d s per optimizer step \(compute \d+\.\d s, communication 0\.0 s;/,
+    );
   });
 
   it("says why a full fine-tune without accumulation shows no gradients at its peak", () => {
