@@ -394,8 +394,8 @@ function* variants(base: PlanInput): Generator<Variant> {
           for (const liger of [...new Set([base.liger ?? false, true])])
             for (const microBatch of micros) {
               const gradAccum = global / microBatch;
-              const baseSync = base.syncEachBatch ?? false;
-              yield {
+              const syncEachBatch = base.syncEachBatch ?? false;
+              const v: Variant = {
                 ...m,
                 precision,
                 sharding,
@@ -404,21 +404,11 @@ function* variants(base: PlanInput): Generator<Variant> {
                 ...(attention ? { attention } : {}),
                 microBatch,
                 gradAccum,
-                syncEachBatch: baseSync,
+                syncEachBatch,
               };
+              yield v;
               // FSDP1 otherwise holds unsharded gradients between reductions (FSDP_UNSHARDED_ACCUMULATION)
-              if (!baseSync && sharding === "fsdp" && gradAccum > 1)
-                yield {
-                  ...m,
-                  precision,
-                  sharding,
-                  offload,
-                  liger,
-                  ...(attention ? { attention } : {}),
-                  microBatch,
-                  gradAccum,
-                  syncEachBatch: true,
-                };
+              if (!syncEachBatch && sharding === "fsdp" && gradAccum > 1) yield { ...v, syncEachBatch: true };
             }
 }
 
