@@ -18,7 +18,7 @@ import {
 } from "../schema/plan.ts";
 import { checkAccelerateFsdpConfig, checkDeepSpeedConfig, checkTrainYaml } from "../schema/targets/index.ts";
 import type { DeepSpeedSource } from "./read.ts";
-import { type Hardware, type Launcher, type SetupPlan, setupToPlan } from "./to-plan.ts";
+import { acceleratorConfigOf, type Hardware, type Launcher, type SetupPlan, setupToPlan } from "./to-plan.ts";
 
 /*
  * doctor: what an existing LLaMA-Factory setup will do on given hardware, and the smallest change that makes it
@@ -346,15 +346,7 @@ function missingDeepSpeed(input: DoctorInput): { config?: Record<string, unknown
 
 /** The YAML's accelerator_config (a mapping or a JSON string) with gradient_accumulation_kwargs.sync_each_batch set. */
 function withSyncEachBatch(value: unknown): Record<string, unknown> {
-  let config: unknown = value;
-  if (typeof value === "string") {
-    try {
-      config = JSON.parse(value);
-    } catch {
-      config = {};
-    }
-  }
-  const theirs = typeof config === "object" && config !== null ? (config as Record<string, unknown>) : {};
+  const theirs = acceleratorConfigOf(value) ?? {};
   const kwargs = theirs.gradient_accumulation_kwargs;
   return {
     ...theirs,

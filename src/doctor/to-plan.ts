@@ -28,21 +28,24 @@ export interface SetupPlan {
   readonly ramEfficientLoading: boolean;
 }
 
-/**
- * Whether transformers' `accelerator_config` (a mapping, or a JSON string starting with `{`) asks the Trainer to
- * reduce gradients after every micro-batch (`gradient_accumulation_kwargs.sync_each_batch`).
- */
-function syncEachBatchOf(value: unknown): boolean {
+/** transformers' `accelerator_config` as a mapping: given as one, or as a JSON string (null when neither). */
+export function acceleratorConfigOf(value: unknown): Record<string, unknown> | null {
   let config = value;
   if (typeof value === "string" && value.trim().startsWith("{")) {
     try {
       config = JSON.parse(value);
     } catch {
-      return false;
+      return null;
     }
   }
-  if (typeof config !== "object" || config === null) return false;
-  const kwargs = (config as Record<string, unknown>).gradient_accumulation_kwargs;
+  return typeof config === "object" && config !== null && !Array.isArray(config)
+    ? (config as Record<string, unknown>)
+    : null;
+}
+
+/** Whether `accelerator_config` asks the Trainer to reduce gradients after every micro-batch. */
+function syncEachBatchOf(value: unknown): boolean {
+  const kwargs = acceleratorConfigOf(value)?.gradient_accumulation_kwargs;
   return (
     typeof kwargs === "object" &&
     kwargs !== null &&
