@@ -114,8 +114,14 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
       resolved.attention === "fa2" && !resolved.gpu.flashAttention2 ? "sdpa" : resolved.attention;
     // FlashAttention-2 joins the search where it saves memory (SDPA's padding mask and eager's scores grow with the
     // square of the length): at least 5 % of the plan as given
-    const asGiven = estimateTrainMemory({ ...resolved, precision, attention: ownAttention }).deviceBytes;
-    const withFa2 = estimateTrainMemory({ ...resolved, precision, attention: "fa2" }).deviceBytes;
+    const asGiven = estimateTrainMemory(
+      { ...resolved, precision, attention: ownAttention },
+      options.assumptions,
+    ).deviceBytes;
+    const withFa2 = estimateTrainMemory(
+      { ...resolved, precision, attention: "fa2" },
+      options.assumptions,
+    ).deviceBytes;
     const attentions: Attention[] =
       resolved.gpu.flashAttention2 && ownAttention !== "fa2" && asGiven - withFa2 >= 0.05 * asGiven
         ? [ownAttention, "fa2"]
