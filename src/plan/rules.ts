@@ -26,8 +26,10 @@ const SHARDED_LOADING = new Set(["zero3", "fsdp", "fsdp2"]);
 const UNSHARDED_WARN_BYTES = 1024 ** 3;
 
 /** The gradients FSDP1 holds unsharded between reductions: every trainable parameter in the compute dtype. */
-function unshardedGradientBytes(p: Plan): number {
-  return countTrainable(p.model.architecture, p).trainable * (p.precision === "fp32" ? 4 : 2);
+function unshardedGradients(p: Plan): { params: number; bytes: number; dtype: string } {
+  const params = countTrainable(p.model.architecture, p).trainable;
+  const fp32 = p.precision === "fp32";
+  return { params, bytes: params * (fp32 ? 4 : 2), dtype: fp32 ? "fp32" : "16 bits" };
 }
 /** HF `optim` names that are 32-bit AdamW: what DeepSpeed's CPU Adam computes anyway. */
 const ADAMW_32BIT = new Set([
@@ -207,9 +209,11 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "FSDP_UNSHARDED_ACCUMULATION",
     fields: ["syncEachBatch", "gradAccum"],
     severity: "warning",
-    applies: (p) => fsdpAccumulatesUnsharded(p) && unshardedGradientBytes(p) >= UNSHARDED_WARN_BYTES,
-    message: (p) =>
-      `with --grad-accum ${p.gradAccum} the Trainer runs every micro-batch but the last in no_sync, where FSDP1 keeps unsharded gradients: each GPU holds all ${(countTrainable(p.model.architecture, p).trainable / 1e9).toFixed(2)} B trainable parameters' gradients in ${p.precision === "fp32" ? "fp32" : "16 bits"} (${(unshardedGradientBytes(p) / 1024 ** 3).toFixed(1)} GiB), not its 1/${p.fsdpStrategy === "hybrid_shard" ? p.gpus : p.gpus * p.nodes} shard`,
+    applies: (p) => fsdpAccumulatesUnsharded(p) && unshardedGradients(p).bytes >= UNSHARDED_WARN_BYTES,
+    message: (p) => {
+      const g = unshardedGradients(p);
+      return `with --grad-accum ${p.gradAccum} the Trainer runs every micro-batch but the last in no_sync, where FSDP1 keeps unsharded gradients: each GPU holds all ${(g.params / 1e9).toFixed(2)} B trainable parameters' gradients in ${g.dtype} (${(g.bytes / 1024 ** 3).toFixed(1)} GiB), not its 1/${p.fsdpStrategy === "hybrid_shard" ? p.gpus : p.gpus * p.nodes} shard`;
+    },
     hint: () =>
       "--sync-each-batch on (accelerator_config gradient_accumulation_kwargs.sync_each_batch) keeps them sharded at one reduce-scatter per micro-batch; or raise --micro-batch and lower --grad-accum. The memory shown counts them.",
     source:
