@@ -15,9 +15,13 @@ const GiB = 1024 ** 3;
 /** share of what the card leaves PyTorch from which a reserved reading counts as capped by the card */
 const AT_LIMIT_SHARE = 0.94;
 
-function predict(c, overrides = {}) {
+/**
+ * The prediction for a case: with the run's own settings that enter as memory-model assumptions (its per-case
+ * overrides, `c.assumptions`), unless `plain` asks for the model's defaults alone.
+ */
+function predict(c, overrides = {}, plain = false) {
   const { plan } = resolvePlan(c.plan, { cwd: root });
-  const m = estimateMemory(plan, overrides).train.perGpu;
+  const m = estimateMemory(plan, { ...(plain ? {} : c.assumptions), ...overrides }).train.perGpu;
   const key = { allocated: "allocatedBytes", reserved: "reservedBytes", device: "deviceBytes" }[
     c.measured.metric
   ];
@@ -37,11 +41,13 @@ const rows = cases
   .filter((c) => !skipped.includes(c))
   .map((c) => {
     const p = predict(c);
+    const plain = predict(c, {}, true);
     return {
       c,
       predicted: p.bytes,
       breakdown: p.breakdown,
       error: (p.bytes - c.measured.bytes) / c.measured.bytes,
+      plainError: (plain.bytes - c.measured.bytes) / c.measured.bytes,
     };
   });
 
@@ -168,7 +174,7 @@ if (unstated.length > 0) {
       if (list.length === 0) continue;
       const asDevice = list.map((r) => {
         const { plan } = resolvePlan(r.c.plan, { cwd: root });
-        const device = estimateMemory(plan).train.perGpu.deviceBytes;
+        const device = estimateMemory(plan, r.c.assumptions).train.perGpu.deviceBytes;
         return Math.abs((device - r.c.measured.bytes) / r.c.measured.bytes);
       });
       const asRule = list.map((r) => Math.abs(r.error));
@@ -181,12 +187,25 @@ if (unstated.length > 0) {
   }
 }
 
-const overridden = cases.filter((c) => c.overrides.length > 0);
+const overridden = rows.filter((r) => r.c.overrides.length > 0);
 console.log(
-  `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((c) => c.tier === "A").length}); ` +
-    "the errors without overrides are the figures above",
+  `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((r) => r.c.tier === "A").length}): ` +
+    "a run's own DeepSpeed settings where they differ from LLaMA-Factory's configs, entered as the assumptions " +
+    "doctor reads from a config. Each case's error with and without them:",
 );
-for (const c of overridden) console.log(`  ${c.id}: ${c.overrides.join("; ")}`);
+const signed = (x) => `${x >= 0 ? "+" : ""}${pct(x)}`;
+for (const r of overridden)
+  console.log(
+    `  ${r.c.id.padEnd(44)} ${signed(r.error).padStart(7)} (without: ${signed(r.plainError).padStart(7)}): ` +
+      r.c.overrides.join("; "),
+  );
+if (overridden.length > 0) {
+  console.log("Summary without per-case overrides:");
+  const plain = (list) => list.map((r) => ({ ...r, error: r.plainError }));
+  summary("  single GPU, no ZeRO/FSDP (target)", plain(single));
+  summary("  sharded (ZeRO/FSDP)", plain(sharded));
+  summary("    multi-GPU", plain(sharded.filter((r) => (r.c.plan.gpus ?? 1) > 1)));
+}
 console.log("\nMapping notes for the single-GPU cases (stack differences no flag expresses):");
 for (const c of cases.filter((x) => x.scope === "single-gpu" && x.mapping.length > 0)) {
   console.log(`  ${c.id}: ${c.mapping.join("; ")}`);

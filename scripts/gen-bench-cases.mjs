@@ -244,7 +244,28 @@ for (const c of cases) {
     // --deepspeed finetune/ds_config_zero2.json, on one GPU as on several
     plan.sharding = "zero2";
     notes.push(
-      "Qwen's full-parameter fine-tuning runs through finetune_ds.sh: DeepSpeed ZeRO-2 on one GPU too (its ds_config_zero2.json: 2e8-element buckets, overlap_comm; tunefit's ZeRO-2 buffers follow LLaMA-Factory's 5e8)",
+      "Qwen's full-parameter fine-tuning runs through finetune_ds.sh: DeepSpeed ZeRO-2 on one GPU too",
+    );
+  }
+  // The run's own DeepSpeed settings where they differ from LLaMA-Factory's configs enter as memory-model
+  // assumptions (what doctor reads from a config): per-case overrides, printed and counted by the bench.
+  const assumptions = {};
+  if (/qwen_v1/.test(c.group) && plan.sharding === "zero2") {
+    // finetune_ds.sh and finetune_qlora_single_gpu.sh pass finetune/ds_config_zero2.json
+    assumptions.zero12ReduceBucketElements = 2e8;
+    assumptions.zeroOverlapComm = true;
+    overrides.push(
+      "Qwen's finetune/ds_config_zero2.json: reduce_bucket_size 2e8 and overlap_comm true (zero12ReduceBucketElements=2e8, zeroOverlapComm=true)",
+    );
+  }
+  if (/peft_docs/.test(c.group) && /accelerate/i.test(d.framework ?? "") && plan.sharding === "zero3") {
+    // PEFT's examples/sft/configs/deepspeed_config.yaml sets accelerate's DeepSpeed plugin (zero_stage 3) with no
+    // config file; the plugin then writes no bucket sizes, so DeepSpeed's defaults apply
+    assumptions.zero3ReduceBucketElements = 5e8;
+    assumptions.zero3PrefetchBucketElements = 5e7;
+    assumptions.zeroOverlapComm = true;
+    overrides.push(
+      "accelerate's DeepSpeed plugin (no config file) leaves DeepSpeed's defaults: reduce_bucket_size 5e8, stage3_prefetch_bucket_size 5e7, overlap_comm true (zero3ReduceBucketElements=5e8, zero3PrefetchBucketElements=5e7, zeroOverlapComm=true)",
     );
   }
   if (d.offload_params) plan.offload = "params";
@@ -343,6 +364,7 @@ for (const c of cases) {
     },
     mapping: notes,
     overrides,
+    assumptions,
   });
 }
 

@@ -491,7 +491,8 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
 
 /**
  * The memory-model assumptions a DeepSpeed config sets for itself (where it differs from LLaMA-Factory's own):
- * `stage3_max_reuse_distance`, ZeRO-1/2's `reduce_bucket_size` ("auto" is hidden²) and `overlap_comm` (DeepSpeed's
+ * `stage3_max_reuse_distance`, `reduce_bucket_size` ("auto" is hidden²; DeepSpeed's default when absent: 5e8),
+ * ZeRO-3's `stage3_prefetch_bucket_size` ("auto" is 0.9 × hidden²; absent: 5e7) and `overlap_comm` (DeepSpeed's
  * default when absent: true for stage 3, false otherwise). `--assume` overrides them.
  */
 function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<MemoryAssumptions> {
@@ -505,9 +506,18 @@ function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<Memo
   if (reuse !== undefined && reuse !== DEFAULT_ASSUMPTIONS.zero3MaxReuseDistance)
     out.zero3MaxReuseDistance = reuse;
   const stage = count(z.stage) ?? 0;
+  // what DeepSpeed's config takes when a key is absent (deepspeed/runtime/zero/config.py)
+  const sized = (v: unknown, absent: number) => (v === "auto" ? 0 : (count(v) ?? absent));
   if (stage === 1 || stage === 2) {
-    const bucket = z.reduce_bucket_size === "auto" ? 0 : (count(z.reduce_bucket_size) ?? 5e8);
+    const bucket = sized(z.reduce_bucket_size, 5e8);
     if (bucket !== DEFAULT_ASSUMPTIONS.zero12ReduceBucketElements) out.zero12ReduceBucketElements = bucket;
+  }
+  if (stage === 3) {
+    const bucket = sized(z.reduce_bucket_size, 5e8);
+    if (bucket !== DEFAULT_ASSUMPTIONS.zero3ReduceBucketElements) out.zero3ReduceBucketElements = bucket;
+    const prefetch = sized(z.stage3_prefetch_bucket_size, 5e7);
+    if (prefetch !== DEFAULT_ASSUMPTIONS.zero3PrefetchBucketElements)
+      out.zero3PrefetchBucketElements = prefetch;
   }
   const overlap = typeof z.overlap_comm === "boolean" ? z.overlap_comm : stage === 3;
   if (overlap !== DEFAULT_ASSUMPTIONS.zeroOverlapComm) out.zeroOverlapComm = overlap;

@@ -93,6 +93,20 @@ export interface MemoryAssumptions {
    */
   readonly zero12ReduceBucketElements: number;
   /**
+   * DeepSpeed ZeRO-3's `reduce_bucket_size`, in elements: "auto" (0 here, hidden² through transformers'
+   * HfTrainerDeepSpeedConfig) in LLaMA-Factory's ds_z3_config.json. With contiguous_gradients stage3.py allocates
+   * its `__ipg_bucket_flat_buffer` at this size in the 16-bit dtype once at init, however few parameters train. A
+   * config that leaves the key out gets DeepSpeed's default, 5e8 (1 GB), which is what accelerate's DeepSpeed plugin
+   * without a config file passes. The deepspeed.json tunefit writes takes this value; doctor reads the config's own.
+   */
+  readonly zero3ReduceBucketElements: number;
+  /**
+   * DeepSpeed ZeRO-3's `stage3_prefetch_bucket_size`, in elements: the parameters gathered ahead of use. "auto"
+   * (0 here, 0.9 × hidden²) in LLaMA-Factory's ds_z3_config.json; DeepSpeed's default when the key is absent is
+   * 5e7. The deepspeed.json tunefit writes takes this value; doctor reads the config's own.
+   */
+  readonly zero3PrefetchBucketElements: number;
+  /**
    * DeepSpeed's `overlap_comm`: false in LLaMA-Factory's ds_z2 and ds_z3 configs. True doubles ZeRO-1/2's reduce
    * bucket (a second buffer so reduction overlaps backward). Under ZeRO-3 it moves the all-gathers to a side
    * stream, whose own allocator pool is not modelled. The deepspeed.json tunefit writes takes this value; doctor
@@ -139,6 +153,8 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   transformersExpertsAsLinear: true,
   zero3MaxReuseDistance: 1e9,
   zero12ReduceBucketElements: 5e8,
+  zero3ReduceBucketElements: 0,
+  zero3PrefetchBucketElements: 0,
   zeroOverlapComm: false,
   fsdpPendingFreeUnits: 1,
   fsdpInitCacheKept: true,

@@ -437,10 +437,13 @@ export function estimateTrainMemory(
     // train: ZeRO-1/2 `setup_buckets` makes one buffer of reduce_bucket_size elements in the model's 16-bit dtype at
     // the first backward hook (two with overlap_comm) and releases it at the step (stage_1_and_2.py); ZeRO-3 makes its
     // `__ipg_bucket_flat_buffer` once at init (stage3.py). LLaMA-Factory's ds_z2: 5e8 elements; ds_z3: "auto",
-    // hidden² (transformers HfTrainerDeepSpeedConfig), beside the prefetch bucket 0.9 × hidden².
+    // hidden² (transformers HfTrainerDeepSpeedConfig), beside the prefetch bucket ("auto": 0.9 × hidden²).
     const h2 = t.hiddenSize ** 2;
-    if (plan.sharding === "zero3") buffers += 1.9 * h2 * a;
-    else {
+    if (plan.sharding === "zero3") {
+      const ipg = as.zero3ReduceBucketElements > 0 ? as.zero3ReduceBucketElements : h2;
+      const prefetch = as.zero3PrefetchBucketElements > 0 ? as.zero3PrefetchBucketElements : 0.9 * h2;
+      buffers += (ipg + prefetch) * a;
+    } else {
       const elements = as.zero12ReduceBucketElements > 0 ? as.zero12ReduceBucketElements : h2;
       zeroBucket = elements * a * (as.zeroOverlapComm ? 2 : 1);
       buffers += zeroBucket;

@@ -179,4 +179,55 @@ describe("--assume", () => {
     const written = JSON.parse(readFileSync(join(fixed, "deepspeed.json"), "utf8"));
     expect(written.zero_optimization.stage3_max_reuse_distance).toBe(0);
   });
+
+  it("sizes ZeRO-3's buckets as the config does: DeepSpeed's defaults where it leaves them out", () => {
+    const dir = tempDir();
+    const fixture = join("test", "fixtures", "doctor", "healthy-zero3");
+    const config = JSON.parse(readFileSync(join(fixture, "ds_z3_config.json"), "utf8"));
+    // what accelerate's DeepSpeed plugin passes without a config file: no bucket sizes, no overlap_comm
+    const { reduce_bucket_size, stage3_prefetch_bucket_size, overlap_comm, ...rest } =
+      config.zero_optimization;
+    expect([reduce_bucket_size, stage3_prefetch_bucket_size, overlap_comm]).toEqual(["auto", "auto", false]);
+    writeFileSync(join(dir, "train.yaml"), readFileSync(join(fixture, "train.yaml"), "utf8"));
+    writeFileSync(join(dir, "ds_z3_config.json"), JSON.stringify({ ...config, zero_optimization: rest }));
+    const doctor = (d: string) =>
+      JSON.parse(
+        cli([
+          "doctor",
+          join(d, "train.yaml"),
+          "--gpu",
+          "a100-80g",
+          "--gpus",
+          "4",
+          "--launch-dir",
+          d,
+          "--json",
+        ]).stdout,
+      );
+    const bare = doctor(dir);
+    expect(bare.assumptions).toEqual({
+      zero3ReduceBucketElements: 5e8,
+      zero3PrefetchBucketElements: 5e7,
+      zeroOverlapComm: true,
+    });
+    // the IPG buffer at 5e8 elements and the prefetch bucket at 5e7, in bf16, replace hidden² and 0.9 × hidden²
+    const auto = doctor(fixture);
+    const h = 3_584; // Qwen2.5-7B's hidden size
+    const delta = bare.memory.train.perGpu.breakdown.buffers - auto.memory.train.perGpu.breakdown.buffers;
+    expect(delta).toBeCloseTo((5e8 + 5e7 - 1.9 * h * h) * 2, -1);
+
+    // and an emitted deepspeed.json writes what it assumes
+    const out = join(tempDir(), "bundle");
+    const args = ["--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g", "--gpus", "4"];
+    const assume = [
+      "--assume",
+      "zero3ReduceBucketElements=5e8",
+      "--assume",
+      "zero3PrefetchBucketElements=5e7",
+    ];
+    expect(cli(["emit", ...args, "--sharding", "zero3", ...assume, "--out", out]).code).toBe(0);
+    const ds = JSON.parse(readFileSync(join(out, "deepspeed.json"), "utf8"));
+    expect(ds.zero_optimization.reduce_bucket_size).toBe(500000000);
+    expect(ds.zero_optimization.stage3_prefetch_bucket_size).toBe(50000000);
+  });
 });

@@ -458,7 +458,16 @@ describe("calibration cases (tier A, single GPU): golden breakdowns", () => {
     tier: string;
     scope: string;
     plan: Record<string, unknown>;
+    overrides: string[];
+    assumptions: Record<string, unknown>;
   }[];
+  it("gives tier-A cases no per-case overrides, and lists every override it applies", () => {
+    const tierA = cases.filter((c) => c.tier === "A");
+    expect(tierA.length).toBeGreaterThan(0);
+    for (const c of tierA) expect([c.id, c.overrides, c.assumptions]).toEqual([c.id, [], {}]);
+    for (const c of cases)
+      expect([c.id, Object.keys(c.assumptions).length > 0]).toEqual([c.id, c.overrides.length > 0]);
+  });
   it("pins every tier-A single-GPU prediction", async () => {
     const pinned = Object.fromEntries(
       cases
