@@ -26,7 +26,6 @@ function modelOf(c, notes) {
     "Qwen/Qwen-7B": "bench/models/qwen-7b",
     "Qwen/Qwen-14B": "bench/models/qwen-14b",
     "Qwen/Qwen-72B": "bench/models/qwen-72b",
-    "01-ai/Yi-34B": "bench/models/yi-34b",
   };
   if (remote[base]) {
     notes.push(`${base} is read from ${remote[base]}/config.json (same shapes and parameter count)`);
@@ -42,8 +41,9 @@ function modelOf(c, notes) {
     return { id: "Qwen/Qwen-VL", architecture: QWEN_VL };
   }
   if (!hub && c.id.includes("mistral7b")) {
-    notes.push("hub id not stated: Mistral-7B-v0.1 (7.24 B)");
-    return "mistralai/Mistral-7B-v0.1";
+    // the benchmark names "Mistral 7B v0.2 Base" (v0.1's shapes, 32k positions, no sliding window)
+    notes.push("hub id not stated: the source's Mistral 7B v0.2 Base (7.24 B)");
+    return "mistral-community/Mistral-7B-v0.2";
   }
   return base;
 }

@@ -7,6 +7,7 @@
 //   src/catalog/data/layer-classes.ts — the decoder-layer and vision-block classes FSDP wraps
 //   test/fixtures/catalog-expected.json — the reference parameter counts the tests compare against
 //
+// Models beyond models.json come from scripts/data/extra-models.json (same format, kept in this repo).
 // Usage: node scripts/gen-catalog.mjs [--from DIR]   (DIR defaults to ../shared/reference)
 // The reference files cite their upstream sources (Hugging Face config.json copies, safetensors totals,
 // LLaMA-Factory at commit ff6d4d12ee); the generated files keep those citations.
@@ -20,6 +21,9 @@ const from = resolve(root, fromIdx > 0 ? process.argv[fromIdx + 1] : "../shared/
 const read = (name) => JSON.parse(readFileSync(join(from, name), "utf8"));
 
 const modelsRef = read("models.json");
+// Popular checkpoints of supported families that models.json does not carry, in its format (kept in this repo).
+const extraModels = JSON.parse(readFileSync(join(root, "scripts/data/extra-models.json"), "utf8")).models;
+const allModels = [...modelsRef.models, ...extraModels];
 const gpusRef = read("gpus.json");
 const lfCatalog = read("llamafactory-catalog.json");
 
@@ -248,9 +252,9 @@ function templateRecord(id) {
 
 /** the other spelling → the id it was derived from (whose LLaMA-Factory template it takes) */
 const spelledAs = new Map();
-const catalog = modelsRef.models.map((m) => {
+const catalog = allModels.map((m) => {
   const key = familyKey(m.hub_id);
-  const aliases = [];
+  const aliases = [...(m.extra_ids ?? [])];
   for (const [hub, entry] of lfByHub) {
     if (hub === m.hub_id.toLowerCase() || EXCLUDED_VARIANT.test(hub)) continue;
     if (familyKey(hub) === key) aliases.push(entry.hub_id);
@@ -316,7 +320,7 @@ const gpus = gpusRef.gpus.map((g) => ({
 // ---------------------------------------------------------------- expected counts (tests only)
 
 const expected = Object.fromEntries(
-  modelsRef.models.map((m) => {
+  allModels.map((m) => {
     const f = m.formula_params;
     return [
       m.hub_id,
@@ -346,7 +350,7 @@ function writeTs(path, header, name, type, data) {
 }
 writeTs(
   "src/catalog/data/models.ts",
-  "models.json (architectures) and llamafactory-catalog.json (LLaMA-Factory ff6d4d12ee: ids and templates)",
+  "models.json and scripts/data/extra-models.json (architectures) and llamafactory-catalog.json (LLaMA-Factory ff6d4d12ee: ids and templates)",
   "MODEL_RECORDS",
   "CatalogModelRecord",
   catalog,

@@ -288,7 +288,7 @@ describe("catalog commands", () => {
 
   it("models --json lists every catalog model with computed counts", () => {
     const models = JSON.parse(cli(["models", "--json"]).stdout);
-    expect(models).toHaveLength(50);
+    expect(models).toHaveLength(54);
     expect(models.find((m: { id: string }) => m.id === "deepseek-ai/DeepSeek-V3").params).toEqual({
       total: 671_026_419_200,
       active: 37_552_297_472,
