@@ -3015,6 +3015,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "alpindale/Mistral-7B-v0.2-hf",
+        "defaultTemplate": null,
+        "groupTemplate": "mistral",
+        "llamafactoryName": "Mistral-7B-v0.2",
+        "shards": null
+      },
+      {
         "id": "mistral-community/Mistral-7B-v0.2",
         "defaultTemplate": null,
         "groupTemplate": null,
