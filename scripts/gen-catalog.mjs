@@ -22,7 +22,10 @@ const read = (name) => JSON.parse(readFileSync(join(from, name), "utf8"));
 
 const modelsRef = read("models.json");
 // Popular checkpoints of supported families that models.json does not carry, in its format (kept in this repo).
-const extraModels = JSON.parse(readFileSync(join(root, "scripts/data/extra-models.json"), "utf8")).models;
+const extraData = JSON.parse(readFileSync(join(root, "scripts/data/extra-models.json"), "utf8"));
+const extraModels = extraData.models;
+// Checkpoints with a catalog model's exact dimensions (fine-tunes, continued pre-training), by catalog hub id.
+const { _about: _, ...sameArchitectureIds } = extraData.same_architecture_ids ?? {};
 const allModels = [...modelsRef.models, ...extraModels];
 const gpusRef = read("gpus.json");
 const lfCatalog = read("llamafactory-catalog.json");
@@ -253,11 +256,13 @@ function templateRecord(id) {
 /** the other spelling → the id it was derived from (whose LLaMA-Factory template it takes) */
 const spelledAs = new Map();
 const catalog = allModels.map((m) => {
-  const key = familyKey(m.hub_id);
-  const aliases = [...(m.extra_ids ?? [])];
+  const explicit = [...(m.extra_ids ?? []), ...(sameArchitectureIds[m.hub_id] ?? [])];
+  const keys = new Set([m.hub_id, ...explicit].map(familyKey));
+  const aliases = [...explicit];
+  const taken = new Set([m.hub_id, ...explicit].map((id) => id.toLowerCase()));
   for (const [hub, entry] of lfByHub) {
-    if (hub === m.hub_id.toLowerCase() || EXCLUDED_VARIANT.test(hub)) continue;
-    if (familyKey(hub) === key) aliases.push(entry.hub_id);
+    if (taken.has(hub) || EXCLUDED_VARIANT.test(hub)) continue;
+    if (keys.has(familyKey(hub))) aliases.push(entry.hub_id);
   }
   const known = new Set([m.hub_id, ...aliases].map((id) => id.toLowerCase()));
   for (const id of [m.hub_id, ...aliases]) {
@@ -288,6 +293,10 @@ const catalog = allModels.map((m) => {
     sources: m.arch_sources,
   };
 });
+
+for (const hubId of Object.keys(sameArchitectureIds)) {
+  if (!allModels.some((m) => m.hub_id === hubId)) throw new Error(`same_architecture_ids: no model ${hubId}`);
+}
 
 // ---------------------------------------------------------------- GPUs
 

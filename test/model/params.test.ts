@@ -23,7 +23,7 @@ describe("catalog parameter accounting", () => {
     expect(() => validateCatalog()).not.toThrow();
     // one record per reference entry: models.json and scripts/data/extra-models.json
     expect(listCatalogModels()).toHaveLength(Object.keys(reference).length);
-    expect(Object.keys(reference)).toHaveLength(54);
+    expect(Object.keys(reference)).toHaveLength(62);
   });
 
   for (const record of listCatalogModels()) {
@@ -58,5 +58,25 @@ describe("catalog parameter accounting", () => {
     }
     expect(findCatalogModel("meta-llama/Llama-3.1-70B-Instruct")?.record.key).toBe("Llama-3.1-70B");
     expect(findCatalogModel("THUDM/glm-4-9b-chat")?.groupTemplate).toBe("glm4");
+  });
+
+  it("maps checkpoints that keep a catalog model's dimensions to it, each with its own template", () => {
+    const cases: [string, string, string][] = [
+      ["deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "Qwen2.5-7B", "deepseekr1"],
+      ["deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "Llama-3.1-70B", "deepseekr1"],
+      ["Qwen/Qwen2.5-Coder-7B-Instruct", "Qwen2.5-7B", "qwen"],
+      ["Qwen/QwQ-32B", "Qwen2.5-32B", "qwen"],
+      ["meta-llama/Llama-3.3-70B-Instruct", "Llama-3.1-70B", "llama3"],
+      ["Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen3-30B-A3B", "qwen3_nothink"],
+    ];
+    for (const [id, key, template] of cases) {
+      const match = findCatalogModel(id);
+      expect(match?.record.key, id).toBe(key);
+      expect(match?.defaultTemplate, id).toBe(template);
+    }
+    // the 1.5B distill unties Qwen2.5-1.5B's embeddings: its own record, not an alias
+    expect(findCatalogModel("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")?.record.key).toBe(
+      "DeepSeek-R1-Distill-Qwen-1.5B",
+    );
   });
 });

@@ -266,6 +266,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-8B-Distill",
+        "shards": null
+      },
+      {
         "id": "meta-llama/Llama-3.1-8B-Instruct",
         "defaultTemplate": "llama3",
         "groupTemplate": "llama3",
@@ -330,10 +337,24 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-70B-Distill",
+        "shards": null
+      },
+      {
         "id": "meta-llama/Llama-3.1-70B-Instruct",
         "defaultTemplate": "llama3",
         "groupTemplate": "llama3",
         "llamafactoryName": "Llama-3.1-70B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "meta-llama/Llama-3.3-70B-Instruct",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3.3-70B-Instruct",
         "shards": null
       },
       {
@@ -623,6 +644,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2-1.5B-Instruct",
         "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2-Math-1.5B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2-Math-1.5B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2-Math-1.5B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2-Math-1.5B-Instruct",
+        "shards": null
       }
     ],
     "architecture": {
@@ -671,6 +706,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "qwen",
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2-7B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2-Math-7B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2-Math-7B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2-Math-7B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2-Math-7B-Instruct",
         "shards": null
       }
     ],
@@ -722,6 +771,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2-72B-Instruct",
         "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2-Math-72B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2-Math-72B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2-Math-72B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2-Math-72B-Instruct",
+        "shards": null
       }
     ],
     "architecture": {
@@ -770,6 +833,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "qwen",
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-0.5B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-0.5B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-0.5B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-0.5B-Instruct",
         "shards": null
       }
     ],
@@ -821,6 +898,34 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-1.5B-Instruct",
         "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-1.5B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-1.5B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-1.5B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Math-1.5B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Math-1.5B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Math-1.5B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Math-1.5B-Instruct",
+        "shards": null
       }
     ],
     "architecture": {
@@ -870,6 +975,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "qwen",
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-3B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-3B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-3B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-3B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-3B-Instruct",
         "shards": null
       }
     ],
@@ -921,6 +1040,41 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-7B-Instruct",
         "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-7B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-7B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-7B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Math-7B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Math-7B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Math-7B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Math-7B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-7B-Distill",
+        "shards": null
       }
     ],
     "architecture": {
@@ -971,6 +1125,27 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-14B-Instruct",
         "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-14B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-14B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-14B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-14B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-14B-Distill",
+        "shards": null
       }
     ],
     "architecture": {
@@ -1016,10 +1191,45 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "Qwen/QwQ-32B",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "QwQ-32B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/QwQ-32B-Preview",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "QwQ-32B-Preview-Instruct",
+        "shards": null
+      },
+      {
         "id": "Qwen/Qwen2.5-32B-Instruct",
         "defaultTemplate": "qwen",
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-32B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-32B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-32B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Coder-32B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-32B-Distill",
         "shards": null
       }
     ],
@@ -1070,6 +1280,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "qwen",
         "groupTemplate": "qwen",
         "llamafactoryName": "Qwen2.5-72B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Math-72B",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Math-72B",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen2.5-Math-72B-Instruct",
+        "defaultTemplate": "qwen",
+        "groupTemplate": "qwen",
+        "llamafactoryName": "Qwen2.5-Math-72B-Instruct",
         "shards": null
       }
     ],
@@ -2338,6 +2562,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "phi",
         "llamafactoryName": "Phi-3-4B-4k-Instruct",
         "shards": null
+      },
+      {
+        "id": "microsoft/Phi-3-mini-128k-instruct",
+        "defaultTemplate": "phi",
+        "groupTemplate": "phi",
+        "llamafactoryName": "Phi-3-4B-128k-Instruct",
+        "shards": null
+      },
+      {
+        "id": "microsoft/Phi-3.5-mini-instruct",
+        "defaultTemplate": null,
+        "groupTemplate": "phi",
+        "llamafactoryName": "Phi-3.5-4B-instruct",
+        "shards": null
       }
     ],
     "architecture": {
@@ -2733,6 +2971,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "yi",
         "llamafactoryName": "Yi-1.5-6B-Chat",
         "shards": null
+      },
+      {
+        "id": "01-ai/Yi-6B",
+        "defaultTemplate": null,
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-6B",
+        "shards": null
+      },
+      {
+        "id": "01-ai/Yi-6B-Chat",
+        "defaultTemplate": "yi",
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-6B-Chat",
+        "shards": null
       }
     ],
     "architecture": {
@@ -2966,6 +3218,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "01-ai/Yi-1.5-34B",
+        "defaultTemplate": null,
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-1.5-34B",
+        "shards": null
+      },
+      {
+        "id": "01-ai/Yi-1.5-34B-Chat",
+        "defaultTemplate": "yi",
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-1.5-34B-Chat",
+        "shards": null
+      },
+      {
         "id": "01-ai/Yi-34B-Chat",
         "defaultTemplate": "yi",
         "groupTemplate": "yi",
@@ -3120,6 +3386,476 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     },
     "sources": [
       "meta-llama/Llama-3.1-405B config.json"
+    ]
+  },
+  {
+    "key": "Mistral-Nemo-12B",
+    "id": "mistralai/Mistral-Nemo-Base-2407",
+    "ids": [
+      {
+        "id": "mistralai/Mistral-Nemo-Base-2407",
+        "defaultTemplate": null,
+        "groupTemplate": "ministral",
+        "llamafactoryName": "Mistral-Nemo-Base-2407",
+        "shards": null
+      },
+      {
+        "id": "mistralai/Mistral-Nemo-Instruct-2407",
+        "defaultTemplate": "ministral",
+        "groupTemplate": "ministral",
+        "llamafactoryName": "Mistral-Nemo-Instruct-2407",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "mistral",
+      "text": {
+        "vocabSize": 131072,
+        "embedRows": 131072,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 32,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 14336,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 1024000,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "mistralai/Mistral-Nemo-Base-2407 config.json (MistralForCausalLM; head_dim 128 with hidden 5120 and 32 heads)"
+    ]
+  },
+  {
+    "key": "Yi-1.5-9B",
+    "id": "01-ai/Yi-1.5-9B",
+    "ids": [
+      {
+        "id": "01-ai/Yi-1.5-9B",
+        "defaultTemplate": null,
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-1.5-9B",
+        "shards": null
+      },
+      {
+        "id": "01-ai/Yi-1.5-9B-Chat",
+        "defaultTemplate": "yi",
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-1.5-9B-Chat",
+        "shards": null
+      },
+      {
+        "id": "01-ai/Yi-9B",
+        "defaultTemplate": null,
+        "groupTemplate": "yi",
+        "llamafactoryName": "Yi-9B",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 64000,
+        "embedRows": 64000,
+        "hiddenSize": 4096,
+        "numLayers": 48,
+        "numHeads": 32,
+        "numKvHeads": 4,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 4096,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "01-ai/Yi-1.5-9B config.json (LlamaForCausalLM: Yi-6B's widths at 48 layers; Yi-9B has the same dimensions)"
+    ]
+  },
+  {
+    "key": "InternLM2.5-20B",
+    "id": "internlm/internlm2_5-20b",
+    "ids": [
+      {
+        "id": "internlm/internlm2_5-20b",
+        "defaultTemplate": null,
+        "groupTemplate": "intern2",
+        "llamafactoryName": "InternLM2.5-20B",
+        "shards": null
+      },
+      {
+        "id": "internlm/internlm2_5-20b-chat",
+        "defaultTemplate": "intern2",
+        "groupTemplate": "intern2",
+        "llamafactoryName": "InternLM2.5-20B-Chat",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "internlm2",
+      "text": {
+        "vocabSize": 92544,
+        "embedRows": 92544,
+        "hiddenSize": 6144,
+        "numLayers": 48,
+        "numHeads": 48,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 16384,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "internlm/internlm2_5-20b config.json (InternLM2ForCausalLM, remote code)"
+    ]
+  },
+  {
+    "key": "DeepSeek-R1-Distill-Qwen-1.5B",
+    "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+    "ids": [
+      {
+        "id": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-1.5B-Distill",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 1536,
+        "numLayers": 28,
+        "numHeads": 12,
+        "numKvHeads": 2,
+        "headDim": 128,
+        "intermediateSize": 8960,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 131072,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B config.json (Qwen2ForCausalLM: Qwen2.5-1.5B's dimensions with untied embeddings)"
+    ]
+  },
+  {
+    "key": "DeepSeek-Coder-6.7B",
+    "id": "deepseek-ai/deepseek-coder-6.7b-base",
+    "ids": [
+      {
+        "id": "deepseek-ai/deepseek-coder-6.7b-base",
+        "defaultTemplate": null,
+        "groupTemplate": "deepseekcoder",
+        "llamafactoryName": "DeepSeek-Coder-6.7B-Base",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/deepseek-coder-6.7b-instruct",
+        "defaultTemplate": "deepseekcoder",
+        "groupTemplate": "deepseekcoder",
+        "llamafactoryName": "DeepSeek-Coder-6.7B-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32256,
+        "embedRows": 32256,
+        "hiddenSize": 4096,
+        "numLayers": 32,
+        "numHeads": 32,
+        "numKvHeads": 32,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 16384,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "deepseek-ai/deepseek-coder-6.7b-base config.json (LlamaForCausalLM)"
+    ]
+  },
+  {
+    "key": "Gemma-7B",
+    "id": "google/gemma-7b",
+    "ids": [
+      {
+        "id": "google/gemma-7b",
+        "defaultTemplate": null,
+        "groupTemplate": "gemma",
+        "llamafactoryName": "Gemma-7B",
+        "shards": null
+      },
+      {
+        "id": "google/gemma-7b-it",
+        "defaultTemplate": "gemma",
+        "groupTemplate": "gemma",
+        "llamafactoryName": "Gemma-7B-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "gemma",
+      "text": {
+        "vocabSize": 256000,
+        "embedRows": 256000,
+        "hiddenSize": 3072,
+        "numLayers": 28,
+        "numHeads": 16,
+        "numKvHeads": 16,
+        "headDim": 256,
+        "intermediateSize": 24576,
+        "tieWordEmbeddings": true,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 8192,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "google/gemma-7b config.json (GemmaForCausalLM; head_dim 256)"
+    ]
+  },
+  {
+    "key": "Gemma-2B",
+    "id": "google/gemma-2b",
+    "ids": [
+      {
+        "id": "google/gemma-2b",
+        "defaultTemplate": null,
+        "groupTemplate": "gemma",
+        "llamafactoryName": "Gemma-2B",
+        "shards": null
+      },
+      {
+        "id": "google/gemma-2b-it",
+        "defaultTemplate": "gemma",
+        "groupTemplate": "gemma",
+        "llamafactoryName": "Gemma-2B-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "gemma",
+      "text": {
+        "vocabSize": 256000,
+        "embedRows": 256000,
+        "hiddenSize": 2048,
+        "numLayers": 18,
+        "numHeads": 8,
+        "numKvHeads": 1,
+        "headDim": 256,
+        "intermediateSize": 16384,
+        "tieWordEmbeddings": true,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 8192,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "google/gemma-2b config.json (GemmaForCausalLM; multi-query attention, head_dim 256)"
+    ]
+  },
+  {
+    "key": "Qwen3-30B-A3B",
+    "id": "Qwen/Qwen3-30B-A3B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen3-30B-A3B",
+        "defaultTemplate": "qwen3",
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-30B-A3B-Thinking",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-30B-A3B-Base",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-30B-A3B-Base",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "defaultTemplate": "qwen3_nothink",
+        "groupTemplate": "qwen3_nothink",
+        "llamafactoryName": "Qwen3-30B-A3B-Instruct-2507",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-30B-A3B-Thinking-2507",
+        "defaultTemplate": "qwen3",
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-30B-A3B-Thinking-2507",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen3_moe",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2048,
+        "numLayers": 48,
+        "numHeads": 32,
+        "numKvHeads": 4,
+        "headDim": 128,
+        "intermediateSize": 6144,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 40960,
+        "moe": {
+          "numExperts": 128,
+          "expertsPerToken": 8,
+          "expertIntermediateSize": 768,
+          "sharedExpertIntermediateSize": 0,
+          "sharedExpertGate": false,
+          "routerBias": false,
+          "moeLayers": [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            22,
+            23,
+            24,
+            25,
+            26,
+            27,
+            28,
+            29,
+            30,
+            31,
+            32,
+            33,
+            34,
+            35,
+            36,
+            37,
+            38,
+            39,
+            40,
+            41,
+            42,
+            43,
+            44,
+            45,
+            46,
+            47
+          ]
+        },
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen3-30B-A3B config.json (Qwen3MoeForCausalLM: 128 experts of 768, 8 routed per token, no shared expert)"
     ]
   }
 ];
