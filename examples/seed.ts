@@ -4,15 +4,7 @@
 // plan that fits to ./out (TUNEFIT_DEMO_OUT names another folder), replacing its own earlier output only.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  emitFiles,
-  maxFitting,
-  type PlanAnalysis,
-  PlanBuilder,
-  recommend,
-  resolvePlan,
-  writeFiles,
-} from "tunefit";
+import { emitFiles, type PlanAnalysis, PlanBuilder, recommend, resolvePlan, writeFiles } from "tunefit";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 const int = (n: number) => n.toLocaleString("en-US");
@@ -69,21 +61,16 @@ out.push(
   "3. QLoRA with FSDP1 and RAM-efficient loading: 4-bit base weights split over 8 GPUs, LoRA adapters trained:",
   ...memoryLines(qlora),
 );
-if (!qloraTrain.fits) {
-  // At any sample length: FSDP1's wrap peak stays in the allocator's cache, and the 16-bit root unit (embeddings,
-  // lm_head) stays gathered through the step. Offloading the parameters to the CPU is what makes room.
-  const seqLen = maxFitting(qloraFsdp.toInput(), "seqLen");
-  const rootBytes = (qlora.params.embedTokens + qlora.params.lmHead) * 2;
-  const offloaded = qloraFsdp.offload("params").analyze();
-  out.push(
-    "  FSDP1's wrap peak (the loading figure above) stays in the allocator's cache, and the root unit " +
-      `(embeddings and lm_head, ${gib(rootBytes)} in bf16) stays gathered: ` +
-      (seqLen > 0 ? `samples up to ${int(seqLen)} tokens fit.` : "no sample length fits."),
-    "  With the parameters offloaded to the CPU (--offload params):",
-    ...memoryLines(offloaded),
-    `  host memory per node   ${gib(offloaded.memory.hostRam.perNodeBytes)}`,
-  );
-}
+// What the step itself needs: FSDP1's wrap level stays in the allocator's cache, filling what the card leaves.
+const need = (a: PlanAnalysis) => a.memory.train.perGpu.deviceBytes - a.memory.train.releasableBytes;
+const liger = qloraFsdp.training({ liger: true }).analyze();
+out.push(
+  `  the step needs ${gib(need(qlora))}` +
+    (qloraTrain.releasableBytes > 0
+      ? `; the other ${gib(qloraTrain.releasableBytes)} is FSDP1's wrap level left in the allocator's cache, freed when short`
+      : ""),
+  `  with Liger's fused cross-entropy (no fp32 logits) it needs ${gib(need(liger))} ${liger.memory.train.fits ? "✔" : "✖"}`,
+);
 out.push("");
 
 const { recommendations, evaluated } = recommend(seed.toInput(), { limit: 3 });

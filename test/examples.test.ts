@@ -52,7 +52,7 @@ describe("examples (type-checked by tsc, output pinned by goldens)", () => {
     expect(out).toMatch(/What fits/);
     // QLoRA with FSDP1: its numbers, and the CPU-offload variant when the wrap's cache leaves no room
     expect(out).toMatch(/3\. QLoRA with FSDP1[^\n]*\n {2}training peak per GPU {2}\d+\.\d GiB/);
-    expect(out).toContain("With the parameters offloaded to the CPU");
+    expect(out).toMatch(/the step needs \d+\.\d GiB/);
     // the bundle of the first recommendation, written twice (the second run replaces its own output)
     expect(out).toContain("5. Wrote the first plan's bundle");
     expect(existsSync(join(demoOut, "launch.sh"))).toBe(true);

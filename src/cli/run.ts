@@ -426,6 +426,12 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     `  ${memoryLegend(per.breakdown)}`,
     `  allocated ${formatGib(per.allocatedBytes)} · reserved ${formatGib(per.reservedBytes)} · ` +
       `nvidia-smi ${formatGib(per.deviceBytes)}`,
+    ...(m.train.releasableBytes > 0
+      ? [
+          `  of the fragmentation, ${formatGib(m.train.releasableBytes)} is FSDP1's wrap level left in the allocator's cache: ` +
+            "it fills what the card leaves, and is freed before the allocator runs out",
+        ]
+      : []),
     ...(m.train.phase === "backward" &&
     per.breakdown.gradients === 0 &&
     a.trainable.trainable > 0 &&

@@ -10,12 +10,20 @@ import {
   type InferenceMemory,
   type LoadMemory,
 } from "./load.ts";
-import { estimateTrainMemory, type TrainMemory } from "./train.ts";
+import { estimateTrainMemory, type TrainMemory, usableCapacityBytes } from "./train.ts";
+
+export { usableCapacityBytes };
 
 /** The contract's `memory` object: training peak, loading, inference and host RAM. */
 export interface MemoryEstimate {
   readonly train: {
     readonly perGpu: Pick<TrainMemory, "allocatedBytes" | "reservedBytes" | "deviceBytes" | "breakdown">;
+    /**
+     * Of `perGpu.fragmentation`, FSDP1's wrap level kept in the allocator's cache (0 for other plans): a reserved
+     * reading shows it when the card has room; it is counted only up to `capacityBytes`, since the allocator frees
+     * it before it runs out.
+     */
+    readonly releasableBytes: number;
     /** what the plan may use after headroom */
     readonly capacityBytes: number;
     readonly fits: boolean;
@@ -24,11 +32,6 @@ export interface MemoryEstimate {
   readonly load: LoadMemory;
   readonly inference: Pick<InferenceMemory, "perGpuBytes" | "cpuBytes">;
   readonly hostRam: HostMemory;
-}
-
-/** Usable capacity after the plan's headroom. */
-export function usableCapacityBytes(plan: Plan): number {
-  return Math.floor(plan.gpu.capacityBytes * (1 - plan.headroom));
 }
 
 /**
@@ -57,6 +60,7 @@ export function estimateMemory(
         deviceBytes: train.deviceBytes,
         breakdown: train.breakdown,
       },
+      releasableBytes: train.releasableBytes,
       capacityBytes,
       fits: train.deviceBytes <= capacityBytes,
       phase: train.phase,

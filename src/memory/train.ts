@@ -51,6 +51,15 @@ export interface TrainMemory {
   /** FSDP1: the GPU's peak while FSDP wraps the model, before training (0 for other plans) */
   readonly wrapPeakBytes: number;
   /**
+   * Part of `fragmentation` that is only cache: FSDP1's wrap level above what the step's compute stream holds
+   * (fsdpInitCacheKept). It shows in a reserved reading when the card has room, but the caching allocator frees
+   * every unsplit cached block and retries before it reports out of memory (c10/cuda/CUDACachingAllocator.cpp),
+   * and at the first forward, when the root unit's all-gather needs it, no step tensor has split those blocks
+   * yet. So it is counted only up to the plan's usable capacity: it fills what the card leaves, never more. The
+   * step itself needs `deviceBytes − releasableBytes`. 0 for other plans.
+   */
+  readonly releasableBytes: number;
+  /**
    * FSDP1: the flat parameters of its units as stored, unsharded: one decoder layer (× layers) and the root
    * (embeddings, final norm, lm_head); null for other plans. Host memory sizes parameter offload from them.
    */
@@ -526,8 +535,9 @@ export function estimateTrainMemory(
         fsdpUnits.rootBytes,
       )
     : 0;
+  let releasableBytes = 0;
   if (plan.sharding === "fsdp") {
-    fragmentation += fsdpPoolBytes({
+    const pool = fsdpPoolBytes({
       plan,
       as,
       allocated: weights + gradients + optimizer + activations + logits + buffers,
@@ -538,6 +548,12 @@ export function estimateTrainMemory(
       afterWrap: as.fsdpInitCacheKept ? wrapPeakBytes : 0,
       layerGatheredBytes: layerParams * layerBytes,
     });
+    fragmentation += pool.reservedOnly;
+    // the wrap's cache fills what the card leaves the step, never more (the allocator frees it before failing)
+    const runtime = as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan);
+    const need = weights + gradients + optimizer + activations + logits + buffers + fragmentation + runtime;
+    releasableBytes = Math.min(pool.cacheFloor, Math.max(0, usableCapacityBytes(plan) - need));
+    fragmentation += releasableBytes;
   }
   const breakdown = roundBreakdown({
     weights,
@@ -565,8 +581,14 @@ export function estimateTrainMemory(
     phase,
     tokensPerMicroBatch: tokens,
     wrapPeakBytes: Math.round(wrapPeakBytes),
+    releasableBytes: Math.min(Math.round(releasableBytes), breakdown.fragmentation),
     fsdpUnits,
   };
+}
+
+/** Usable capacity after the plan's headroom. */
+export function usableCapacityBytes(plan: Plan): number {
+  return Math.floor(plan.gpu.capacityBytes * (1 - plan.headroom));
 }
 
 /**
@@ -595,8 +617,10 @@ function fsdpWrapPeakBytes(shardsBytes: number, layerBytes: number, rootBytes: n
  *   beside the gathered ones. From the first forward on, that pool (gathered + pending) is reserved for good.
  * - wrapping leaves its transient in the compute stream's pool (fsdpWrapPeakBytes). Nothing empties the cache
  *   before training (accelerate, the HF Trainer, fsdp_qlora), so the compute stream's pool never drops below that
- *   level (`afterWrap`, 0 when the cache is assumed emptied).
- * Returns the bytes to add to the fragmentation term.
+ *   level (`afterWrap`, 0 when the cache is assumed emptied). That floor is cache only: the allocator releases it
+ *   before it fails (TrainMemory.releasableBytes).
+ * Returns the bytes to add to the fragmentation term: the wrap's cache floor and the unshard pool's reserved-only
+ * blocks.
  */
 function fsdpPoolBytes(o: {
   plan: Plan;
@@ -609,7 +633,7 @@ function fsdpPoolBytes(o: {
   sharded: boolean;
   afterWrap: number;
   layerGatheredBytes: number;
-}): number {
+}): { cacheFloor: number; reservedOnly: number } {
   const resharded =
     o.sharded && (o.plan.fsdpStrategy === "full_shard" || o.plan.fsdpStrategy === "hybrid_shard");
   const gatheredNow = o.stepPhase ? 0 : o.gathered;
@@ -618,7 +642,7 @@ function fsdpPoolBytes(o: {
   const pending = resharded ? o.as.fsdpPendingFreeUnits * o.layerGatheredBytes : 0;
   const poolReservedOnly = pending + (resharded && o.stepPhase ? o.gathered : 0);
   const computePool = o.allocated - gatheredNow + o.fragmentation;
-  return Math.max(0, o.afterWrap - computePool) + poolReservedOnly;
+  return { cacheFloor: Math.max(0, o.afterWrap - computePool), reservedOnly: poolReservedOnly };
 }
 
 /**

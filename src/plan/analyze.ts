@@ -112,6 +112,7 @@ export function planReport(analysis: PlanAnalysis) {
     memory: {
       train: {
         perGpu: analysis.memory.train.perGpu,
+        releasableBytes: analysis.memory.train.releasableBytes,
         capacityBytes: analysis.memory.train.capacityBytes,
         fits: analysis.memory.train.fits,
         phase: analysis.memory.train.phase,

@@ -58,6 +58,7 @@ describe("tunefit plan --json", () => {
     expect(train.perGpu.reservedBytes + b.runtime).toBe(train.perGpu.deviceBytes);
     expect(train.fits).toBe(false);
     expect(train.capacityBytes).toBe(Math.floor(24_564 * 1024 ** 2 * 0.95));
+    expect(train.releasableBytes).toBe(0); // only FSDP1's wrap leaves cache
     expect(load).toMatchObject({ fits: false, oomAtShard: { index: 7, of: 38 } });
     expect(load.oomAtFraction).toBeCloseTo(0.17, 2);
     expect(inference.perGpuBytes).toBeGreaterThan(17 * 1024 ** 3);
@@ -67,6 +68,16 @@ describe("tunefit plan --json", () => {
       ["LOAD_REPLICA_OOM", "sharding"],
       ["TRAIN_OOM", "microBatch"],
     ]);
+  });
+
+  it("fits the seed's QLoRA under FSDP1: the wrap's cache counts only up to what the plan may use", () => {
+    const { code, stdout } = cli([...SEED, "--method", "qlora", "--sharding", "fsdp", "--json"]);
+    expect(code).toBe(0);
+    const { train } = JSON.parse(stdout).memory;
+    expect(train.fits).toBe(true);
+    expect(train.releasableBytes).toBeGreaterThan(0);
+    expect(train.releasableBytes).toBeLessThanOrEqual(train.perGpu.breakdown.fragmentation);
+    expect(train.perGpu.deviceBytes).toBeLessThanOrEqual(train.capacityBytes);
   });
 
   it("matches the model id case-insensitively and keeps the last of a repeated flag", () => {
