@@ -65,6 +65,15 @@ export interface MemoryAssumptions {
    */
   readonly logitsBytesPerVocabTokenFp32: number;
   /**
+   * Logits the training loop keeps alive through backward, per vocabulary-token: 0 under the HF Trainer, whose
+   * compute_loss returns the loss alone, so the model output is dropped before backward (LLaMA-Factory's case). A
+   * hand-written loop that holds `output` until after the step keeps `output.logits`: 2 with transformers ≥ 4.46
+   * (bf16 logits; the loss function upcasts its own copy), 4 before (LlamaForCausalLM returned `logits.float()`),
+   * e.g. fsdp_qlora's train.py with transformers 4.38. They stay beside the loss's backward peak and every
+   * recomputed layer. Liger's fused loss makes no logits.
+   */
+  readonly heldOutputLogitsBytesPerVocabToken: number;
+  /**
    * Temporaries of the optimizer step, as copies of the trainable parameters in their dtype: torch's foreach
    * AdamW materialises sqrt(exp_avg_sq) for the whole parameter group (torch/optim/adamw.py _multi_tensor_adamw).
    */
@@ -148,6 +157,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   gptq8BytesPerParam: 1.0 + 2.5 / 128,
   logitsBytesPerVocabToken: 12,
   logitsBytesPerVocabTokenFp32: 12,
+  heldOutputLogitsBytesPerVocabToken: 0,
   optimizerStepTempCopies: 1,
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,

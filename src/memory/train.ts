@@ -403,6 +403,9 @@ export function estimateTrainMemory(
       tokens * t.vocabSize * (fp32 ? as.logitsBytesPerVocabTokenFp32 : as.logitsBytesPerVocabToken);
   }
 
+  // logits a hand-written loop keeps in the model output through backward (0 under the HF Trainer)
+  const heldLogits = liger ? 0 : tokens * t.vocabSize * as.heldOutputLogitsBytesPerVocabToken;
+
   let activations: number;
   let logits: number;
   if (plan.gradientCheckpointing) {
@@ -410,14 +413,14 @@ export function estimateTrainMemory(
     const recompute = tokens * (maxLayer + working) + maskPerLayer;
     if (logitsPeak >= recompute) {
       activations = checkpoints;
-      logits = logitsPeak;
+      logits = logitsPeak + heldLogits;
     } else {
       activations = checkpoints + recompute;
-      logits = 0;
+      logits = heldLogits;
     }
   } else {
     activations = tokens * (sumLayers + finalNorm) + vision.saved + maskElements + t.numLayers * maskPerLayer;
-    logits = logitsPeak;
+    logits = logitsPeak + heldLogits;
   }
 
   // ---- buffers
@@ -494,10 +497,10 @@ export function estimateTrainMemory(
       : tokens * (first + working) + vision.saved + maskElements + maskPerLayer;
     const endBuffers = buffers - autocastCache;
     const start = weights + optimizer + activations + logits + buffers - zeroBucket;
-    const end = states + endActivations + endBuffers;
+    const end = states + endActivations + endBuffers + heldLogits;
     if (end >= start) {
       activations = endActivations;
-      logits = 0;
+      logits = heldLogits;
       buffers = endBuffers;
       backward = end;
     } else {
@@ -508,13 +511,14 @@ export function estimateTrainMemory(
   }
   const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainableCopy : 0;
   // the step works on the shards: FSDP has resharded every unit and DeepSpeed released its gathered parameters
-  const step = states - gathered + stepTemp + ddpBuckets;
+  // a loop that holds the model output keeps its logits through the step too (fsdp_qlora drops it after)
+  const step = states - gathered + stepTemp + ddpBuckets + heldLogits;
   const phase = step > backward ? "optimizer-step" : "backward";
   if (phase === "optimizer-step") {
     gradients = fullGradients;
     weights -= gathered;
     activations = 0;
-    logits = 0;
+    logits = heldLogits;
     buffers = stepTemp + ddpBuckets;
   }
   // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator

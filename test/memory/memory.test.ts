@@ -123,6 +123,23 @@ describe("mechanisms", () => {
     }
   });
 
+  it("a loop that holds the model output keeps its logits beside the loss's peak and every recomputed layer", () => {
+    const input = { method: "lora", microBatch: 4, seqLen: 2048 };
+    const held = (bytes: number, extra = {}) =>
+      estimateTrainMemory(plan({ gpu: "h200", model: "Qwen/Qwen2.5-7B", ...input, ...extra }), {
+        heldOutputLogitsBytesPerVocabToken: bytes,
+      }).breakdown;
+    // the HF Trainer drops the output before backward: nothing held by default
+    expect(held(0).logits).toBe(m(input).logits);
+    expect(held(4).logits - held(0).logits).toBe(4 * 2048 * 152_064 * 4);
+    // eager attention's s² scores make the recomputed layer the peak: the held logits stay beside it
+    const mistral = { model: "mistralai/Mistral-7B-v0.1", attention: "eager" };
+    expect(held(0, mistral).logits).toBe(0);
+    expect(held(2, mistral).logits).toBe(4 * 2048 * 32_000 * 2);
+    // Liger's fused loss makes no logits to hold
+    expect(held(4, { liger: true }).logits).toBe(held(0, { liger: true }).logits);
+  });
+
   it("saves a trained linear's input apart from the norm before it, and o_proj's contiguous input under SDPA", () => {
     // Llama-3.2-3B, no checkpointing, 2 × 4,096 packed tokens (the start of backward is the peak): activations =
     // 28 layers × per-token bytes × 8,192.
