@@ -7,7 +7,8 @@
 //   src/catalog/data/layer-classes.ts — the decoder-layer and vision-block classes FSDP wraps
 //   test/fixtures/catalog-expected.json — the reference parameter counts the tests compare against
 //
-// Models beyond models.json come from scripts/data/extra-models.json (same format, kept in this repo).
+// Models beyond models.json come from scripts/data/extra-models.json, GPUs beyond gpus.json from
+// scripts/data/extra-gpus.json (same formats, kept in this repo).
 // Usage: node scripts/gen-catalog.mjs [--from DIR]   (DIR defaults to ../shared/reference)
 // The reference files cite their upstream sources (Hugging Face config.json copies, safetensors totals,
 // LLaMA-Factory at commit ff6d4d12ee); the generated files keep those citations.
@@ -300,7 +301,9 @@ for (const hubId of Object.keys(sameArchitectureIds)) {
 
 // ---------------------------------------------------------------- GPUs
 
-const gpus = gpusRef.gpus.map((g) => ({
+// Cards beyond gpus.json, in its format (kept in this repo).
+const extraGpus = JSON.parse(readFileSync(join(root, "scripts/data/extra-gpus.json"), "utf8")).gpus;
+const gpus = [...gpusRef.gpus, ...extraGpus].map((g) => ({
   id: g.id,
   name: g.name,
   vendor: g.vendor,

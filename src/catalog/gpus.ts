@@ -25,8 +25,11 @@ function gpuKey(name: string): string {
     .replace(/(\d)gb?$/, "$1");
 }
 
-/** Names that mean one card although they do not spell its id: the H100 is the SXM5 80 GB part unless "PCIe" says so. */
-const GPU_ALIASES: Readonly<Record<string, string>> = { h100: "h100-80g" };
+/**
+ * Names that mean one card although they do not spell its id: the H100 is the SXM5 80 GB part unless "PCIe" says
+ * so, and nvidia-smi calls the H800 SXM5 plain "NVIDIA H800".
+ */
+const GPU_ALIASES: Readonly<Record<string, string>> = { h100: "h100-80g", h800: "h800-80g" };
 
 const byKey = new Map<string, GpuRecord | null>();
 for (const g of GPU_RECORDS) {

@@ -71,9 +71,21 @@ describe("resolvePlan defaults", () => {
       ["H100 80GB HBM3", "h100-80g"],
       ["H100-PCIe", "h100-pcie"],
       ["V100-32GB", "v100-32g"],
+      // nvidia-smi's names of the export parts and China-market cards
+      ["NVIDIA A800-SXM4-80GB", "a800-80g"],
+      ["NVIDIA H800", "h800-80g"],
+      ["NVIDIA H20", "h20"],
+      ["H200", "h200"],
+      ["NVIDIA L20", "l20"],
     ] as const) {
       expect(gpuOf(name), name).toBe(id);
     }
+    // their capacities as nvidia-smi reports them
+    const mib = (gpu: string) =>
+      resolvePlan({ model: "Qwen/Qwen2.5-7B", gpu }).plan.gpu.capacityBytes / 1024 ** 2;
+    expect([mib("a800-80g"), mib("h800-80g"), mib("h20"), mib("l20")]).toEqual([
+      81_920, 81_559, 97_871, 46_068,
+    ]);
   });
 
   it("takes --gpu custom with --gpu-memory, and --gpu-memory as an override", () => {
