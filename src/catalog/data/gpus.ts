@@ -331,5 +331,20 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "memoryBandwidthGBps": 864,
     "linkGBps": 32,
     "memorySource": "public GitHub files: an L20 benchmark note giving 'GPU memory 46068 MiB' with torch's 'total capacity 44.53 GiB'; 119.5 TFLOPS FP16 tensor throughput as quoted there"
+  },
+  {
+    "id": "a40",
+    "name": "NVIDIA A40 48GB",
+    "vendor": "NVIDIA",
+    "memoryMib": 46068,
+    "computeCapability": "8.6",
+    "bf16": true,
+    "fp8": false,
+    "flashAttention2": true,
+    "denseBf16Tflops": 149.7,
+    "denseFp16Tflops": 149.7,
+    "memoryBandwidthGBps": 696,
+    "linkGBps": 56.25,
+    "memorySource": "public GitHub files: nvidia-smi tables reading 'NVIDIA A40 … 46068MiB' (3 files; ECC on, as the A40 ships); 149.7 TFLOPS dense BF16, 696 GB/s and the 112.5 GB/s NVLink bridge from NVIDIA's A40 datasheet"
   }
 ];
