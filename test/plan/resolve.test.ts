@@ -77,14 +77,15 @@ describe("resolvePlan defaults", () => {
       ["NVIDIA H20", "h20"],
       ["H200", "h200"],
       ["NVIDIA L20", "l20"],
+      ["NVIDIA A40", "a40"],
     ] as const) {
       expect(gpuOf(name), name).toBe(id);
     }
     // their capacities as nvidia-smi reports them
     const mib = (gpu: string) =>
       resolvePlan({ model: "Qwen/Qwen2.5-7B", gpu }).plan.gpu.capacityBytes / 1024 ** 2;
-    expect([mib("a800-80g"), mib("h800-80g"), mib("h20"), mib("l20")]).toEqual([
-      81_920, 81_559, 97_871, 46_068,
+    expect([mib("a800-80g"), mib("h800-80g"), mib("h20"), mib("l20"), mib("a40")]).toEqual([
+      81_920, 81_559, 97_871, 46_068, 46_068,
     ]);
   });
 
