@@ -539,6 +539,7 @@ export function estimateTrainMemory(
         fsdpUnits.rootBytes,
       )
     : 0;
+  const runtime = as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan);
   let releasableBytes = 0;
   if (plan.sharding === "fsdp") {
     const pool = fsdpPoolBytes({
@@ -554,7 +555,6 @@ export function estimateTrainMemory(
     });
     fragmentation += pool.reservedOnly;
     // the wrap's cache fills what the card leaves the step, never more (the allocator frees it before failing)
-    const runtime = as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan);
     const need = weights + gradients + optimizer + activations + logits + buffers + fragmentation + runtime;
     releasableBytes = Math.min(pool.cacheFloor, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
@@ -567,7 +567,7 @@ export function estimateTrainMemory(
     logits,
     buffers,
     fragmentation,
-    runtime: as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan),
+    runtime,
   });
   const allocatedBytes =
     breakdown.weights +
