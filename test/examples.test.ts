@@ -50,7 +50,7 @@ describe("examples (type-checked by tsc, output pinned by goldens)", () => {
     expect(out).toContain("73,405,560,320");
     expect(out).toContain("shard 7 of 38");
     expect(out).toMatch(/What fits/);
-    // QLoRA with FSDP1: its numbers, and the CPU-offload variant when the wrap's cache leaves no room
+    // QLoRA with FSDP1: its numbers, and what the step itself needs beside FSDP1's wrap cache
     expect(out).toMatch(/3\. QLoRA with FSDP1[^\n]*\n {2}training peak per GPU {2}\d+\.\d GiB/);
     expect(out).toMatch(/the step needs \d+\.\d GiB/);
     // the bundle of the first recommendation, written twice (the second run replaces its own output)
