@@ -148,7 +148,14 @@ export function importTrainYaml(
   const hardware = options.hardware ?? { gpu: PLACEHOLDER_GPU };
   const deepspeed = options.deepspeed ?? { kind: "none" };
   const accelerate = options.accelerate ?? null;
-  const setup = setupToPlan(yaml, deepspeed, accelerate, setupHardware(hardware), options.model);
+  const setup = setupToPlan(
+    yaml,
+    deepspeed,
+    accelerate,
+    setupHardware(hardware),
+    options.model,
+    options.cwd === undefined ? {} : { cwd: options.cwd },
+  );
   const model = modelSource(yaml, options);
 
   // the chain's input: setupToPlan's, with the model as the script names it and what cannot resolve taken out
@@ -358,7 +365,14 @@ function modelled(
     if (key === "model_name_or_path") return options.model === undefined;
     const without: Record<string, unknown> = { ...yaml };
     delete without[key];
-    const ablated = setupToPlan(without, deepspeed, accelerate, hardware, options.model).input as Input;
+    const ablated = setupToPlan(
+      without,
+      deepspeed,
+      accelerate,
+      hardware,
+      options.model,
+      options.cwd === undefined ? {} : { cwd: options.cwd },
+    ).input as Input;
     const fields = new Set([...Object.keys(baseFields), ...Object.keys(ablated)]);
     return [...fields].some(
       (f) =>

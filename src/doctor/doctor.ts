@@ -533,7 +533,10 @@ export function doctor(input: DoctorInput): DoctorReport {
   const missing = missingDeepSpeed(input);
   const deepspeed: DeepSpeedSource =
     missing?.config === undefined ? input.deepspeed : { kind: "inline", config: missing.config };
-  const setup = setupToPlan(input.yaml, deepspeed, input.accelerate, input.hardware, input.model);
+  const setup = setupToPlan(input.yaml, deepspeed, input.accelerate, input.hardware, input.model, {
+    ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
+    ...(input.yamlName === undefined ? {} : { yamlName: input.yamlName }),
+  });
   const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
   const assumptions = { ...deepspeedAssumptions(input.deepspeed), ...input.assumptions };
   const opts = {

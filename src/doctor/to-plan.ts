@@ -1,3 +1,4 @@
+import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
 import { DATASET_NAMES, type PlanInput, TEMPLATE_NAME } from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
@@ -114,9 +115,18 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
 
 const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|yes|y|on|1)$/i.test(v));
 
+/** Whether a model takes images; true when it cannot be resolved here (resolving the plan reports that). */
+function takesImages(model: string, cwd: string | undefined): boolean {
+  try {
+    return resolveModel(model, cwd).architecture.vision !== null;
+  } catch {
+    return true;
+  }
+}
+
 /**
  * The plan of a setup. `model` is the catalog id or config.json folder to estimate with (defaults to
- * model_name_or_path).
+ * model_name_or_path); `cwd` is where a relative model folder is found, `yamlName` how issues name the YAML.
  */
 export function setupToPlan(
   yaml: Readonly<Record<string, unknown>>,
@@ -124,6 +134,7 @@ export function setupToPlan(
   accelerate: Readonly<Record<string, unknown>> | null,
   hardware: Hardware,
   model: string | undefined,
+  where: { readonly cwd?: string; readonly yamlName?: string } = {},
 ): SetupPlan {
   const issues: Issue[] = [];
   const input: Record<string, unknown> = { ...hardware };
@@ -200,7 +211,18 @@ export function setupToPlan(
   if (typeof y.freeze_vision_tower === "boolean") input.freezeVisionTower = y.freeze_vision_tower;
   if (typeof y.freeze_multi_modal_projector === "boolean")
     input.freezeProjector = y.freeze_multi_modal_projector;
-  if (num(y.image_max_pixels) !== undefined) input.imageMaxPixels = y.image_max_pixels;
+  if (num(y.image_max_pixels) !== undefined) {
+    // LLaMA-Factory reads image_max_pixels for every model and uses it only on images
+    if (takesImages(String(input.model), where.cwd)) input.imageMaxPixels = y.image_max_pixels;
+    else
+      issues.push({
+        code: "IMAGE_SETTING_UNUSED",
+        severity: "info",
+        path: `${where.yamlName ?? "train.yaml"}:image_max_pixels`,
+        message: `image_max_pixels has no effect: ${String(input.model)} is a text-only model, so LLaMA-Factory reads it and never uses it`,
+        hint: "Nothing to change; remove the key if it was meant for a vision-language model.",
+      });
+  }
   if (typeof y.optim === "string") input.optimizer = y.optim;
   if (typeof y.dataset === "string" && DATASET_NAMES.test(y.dataset)) {
     input.dataset = y.dataset;

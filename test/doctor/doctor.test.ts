@@ -251,6 +251,29 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(json.issues.map((i) => i.code)).toContain("TRAIN_OOM");
   });
 
+  it("reads image_max_pixels on a text-only model as LLaMA-Factory does: set, never used", () => {
+    const yaml = {
+      model_name_or_path: "Qwen/Qwen2.5-7B-Instruct",
+      finetuning_type: "lora",
+      image_max_pixels: 262144,
+    };
+    const text = setupToPlan(yaml, { kind: "none" }, null, { gpu: "a100-80g" }, undefined);
+    expect(text.input.imageMaxPixels).toBeUndefined();
+    expect(text.issues.map((i) => [i.code, i.severity, i.path])).toEqual([
+      ["IMAGE_SETTING_UNUSED", "info", "train.yaml:image_max_pixels"],
+    ]);
+    // a vision-language model takes it
+    const vl = setupToPlan(
+      { ...yaml, model_name_or_path: "Qwen/Qwen2-VL-7B-Instruct" },
+      { kind: "none" },
+      null,
+      { gpu: "a100-80g" },
+      undefined,
+    );
+    expect(vl.input.imageMaxPixels).toBe(262144);
+    expect(vl.issues).toEqual([]);
+  });
+
   it("reads floats as OmegaConf does (1e-4 is a number) and keeps unknown strings", () => {
     expect(parseOmegaConfYaml("a: 1e-4\nb: 1.0e-4\nc: '1e-4'\nd: no\n", "x", "x")).toEqual({
       a: 1e-4,
