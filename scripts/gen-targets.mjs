@@ -103,8 +103,24 @@ function lfKind(field) {
   // transformers _process_fsdp_args maps `fsdp: true` to [full_shard] (see the field's note and llamafactory.md
   // §2.5), although the annotation does not list bool.
   if (field.name === "fsdp") kinds.push("bool");
+  // The dataclasses' __post_init__ split these with split_arg, which splits a string on commas and passes any
+  // other value through: a YAML list of names works as well (LLaMA-Factory hparams/finetuning_args.py and
+  // data_args.py).
+  if (SPLIT_ARG_FIELDS.has(field.name)) kinds.push("list");
   return { kind: joinKinds(kinds), nullable };
 }
+
+const SPLIT_ARG_FIELDS = new Set([
+  "freeze_trainable_modules",
+  "freeze_extra_modules",
+  "lora_target",
+  "oft_target",
+  "additional_target",
+  "galore_target",
+  "apollo_target",
+  "dataset",
+  "eval_dataset",
+]);
 
 const lfFields = lfArgs.fields
   .filter((f) => f.accepted_in_yaml === true)

@@ -94,11 +94,14 @@ const ATTENTION: Record<string, PlanInput["attention"]> = {
   fa2: "fa2",
 };
 
+/** LLaMA-Factory's split_arg: a string split on commas; a YAML list of names taken as it is. */
 const list = (v: unknown): string[] =>
-  String(v)
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
+  (Array.isArray(v) ? v.map(String) : String(v).split(",")).map((s) => s.trim()).filter(Boolean);
+/** A value split_arg reads: a string or a list of strings. */
+const names = (v: unknown): boolean =>
+  typeof v === "string" || (Array.isArray(v) && v.every((x) => typeof x === "string"));
+/** Whether a split_arg value names exactly "all". */
+const isAll = (v: unknown): boolean => list(v).length === 1 && list(v)[0] === "all";
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
 
@@ -198,13 +201,13 @@ export function setupToPlan(
     if (num(y.lora_rank) !== undefined) input.loraRank = y.lora_rank;
     if (num(y.lora_alpha) !== undefined) input.loraAlpha = y.lora_alpha;
     if (num(y.lora_dropout) !== undefined) input.loraDropout = y.lora_dropout;
-    if (typeof y.lora_target === "string" && y.lora_target !== "all") input.loraTarget = list(y.lora_target);
+    if (names(y.lora_target) && !isAll(y.lora_target)) input.loraTarget = list(y.lora_target);
     if (y.use_dora === true) input.useDora = true;
-    if (typeof y.additional_target === "string") input.additionalTarget = list(y.additional_target);
+    if (names(y.additional_target)) input.additionalTarget = list(y.additional_target);
   }
   if (input.method === "freeze") {
     if (num(y.freeze_trainable_layers) !== undefined) input.freezeTrainableLayers = y.freeze_trainable_layers;
-    if (typeof y.freeze_trainable_modules === "string" && y.freeze_trainable_modules !== "all") {
+    if (names(y.freeze_trainable_modules) && !isAll(y.freeze_trainable_modules)) {
       input.freezeTrainableModules = list(y.freeze_trainable_modules);
     }
   }
@@ -224,8 +227,11 @@ export function setupToPlan(
       });
   }
   if (typeof y.optim === "string") input.optimizer = y.optim;
-  if (typeof y.dataset === "string" && DATASET_NAMES.test(y.dataset)) {
-    input.dataset = y.dataset;
+  // a YAML list of dataset names is written back comma-separated (split_arg reads both alike)
+  const dataset =
+    typeof y.dataset === "string" ? y.dataset : names(y.dataset) ? list(y.dataset).join(",") : "";
+  if (DATASET_NAMES.test(dataset)) {
+    input.dataset = dataset;
   }
   if (typeof y.template === "string" && TEMPLATE_NAME.test(y.template)) input.template = y.template;
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { parseOmegaConfYaml } from "../../src/doctor/read.ts";
 import { setupToPlan } from "../../src/doctor/to-plan.ts";
+import { checkTrainYaml } from "../../src/schema/targets/index.ts";
 import { cli as runCli, useTempDirs } from "../support/cli.ts";
 
 const tempDir = useTempDirs("tunefit-doctor-");
@@ -272,6 +273,25 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     );
     expect(vl.input.imageMaxPixels).toBe(262144);
     expect(vl.issues).toEqual([]);
+  });
+
+  it("takes YAML lists where LLaMA-Factory's split_arg does (lora_target, dataset, …)", () => {
+    const yaml = {
+      model_name_or_path: "Qwen/Qwen2.5-7B-Instruct",
+      finetuning_type: "lora",
+      lora_target: ["q_proj", "v_proj"],
+      additional_target: ["embed_tokens"],
+      dataset: ["alpaca_en_demo", "identity"],
+    };
+    expect(checkTrainYaml(yaml)).toEqual([]);
+    const { input } = setupToPlan(yaml, { kind: "none" }, null, { gpu: "a100-80g" }, undefined);
+    expect(input).toMatchObject({
+      loraTarget: ["q_proj", "v_proj"],
+      additionalTarget: ["embed_tokens"],
+      dataset: "alpaca_en_demo,identity",
+    });
+    // a list of anything but names is still refused, as split_arg would hand it on to fail later
+    expect(checkTrainYaml({ ...yaml, lora_target: [1, 2] }).map((i) => i.code)).toEqual(["TARGET_BAD_VALUE"]);
   });
 
   it("reads floats as OmegaConf does (1e-4 is a number) and keeps unknown strings", () => {
