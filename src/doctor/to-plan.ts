@@ -87,6 +87,31 @@ export const MODELLED_KEYS = [
   "template",
 ] as const;
 
+/**
+ * LLaMA-Factory switches that change memory in ways tunefit does not model, and which way its figures err
+ * (LLaMA-Factory's argument help; the optimizers' papers).
+ */
+const NOT_MODELLED: Readonly<Record<string, string>> = {
+  use_galore:
+    "GaLore keeps the targeted matrices' optimizer states in a low-rank projection, where tunefit counts full AdamW states (the optimizer figure is an upper bound)",
+  use_apollo:
+    "APOLLO keeps low-rank auxiliary optimizer states, where tunefit counts full AdamW states (the optimizer figure is an upper bound)",
+  use_badam:
+    "BAdam trains one block at a time, with an fp32 copy and Adam states for that block only, where tunefit counts every trainable parameter (an upper bound)",
+  use_adam_mini:
+    "Adam-mini keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
+  use_muon:
+    "Muon keeps one momentum buffer for the weight matrices, where tunefit counts AdamW's two states (an upper bound)",
+  use_unsloth:
+    "Unsloth replaces kernels and offloads the checkpointed activations to the CPU, where tunefit keeps them on the GPU (an upper bound)",
+  use_unsloth_gc:
+    "Unsloth's gradient checkpointing offloads the checkpointed activations to the CPU, where tunefit keeps them on the GPU (an upper bound)",
+  torch_compile:
+    "torch.compile fuses kernels and changes the saved activations; tunefit models eager PyTorch",
+  finetuning_type:
+    "OFT is estimated as LoRA with the same targets and rank; OFT's orthogonal blocks have a different size",
+};
+
 const ATTENTION: Record<string, PlanInput["attention"]> = {
   auto: "auto",
   disabled: "eager",
@@ -188,7 +213,10 @@ export function setupToPlan(
 
   const seq = num(y.cutoff_len);
   input.seqLen = seq ?? 2048; // LLaMA-Factory's default cutoff_len
-  if (y.packing === true) input.packing = true;
+  // LLaMA-Factory: neat_packing turns packing on (parser.py), and unset packing follows `stage == "pt"`
+  if (y.packing === true || y.neat_packing === true || (y.packing == null && y.stage === "pt")) {
+    input.packing = true;
+  }
   // transformers' defaults when the YAML leaves them out
   input.microBatch = num(y.per_device_train_batch_size) ?? 8;
   input.gradAccum = num(y.gradient_accumulation_steps) ?? 1;
@@ -234,6 +262,20 @@ export function setupToPlan(
     input.dataset = dataset;
   }
   if (typeof y.template === "string" && TEMPLATE_NAME.test(y.template)) input.template = y.template;
+
+  const name = where.yamlName ?? "train.yaml";
+  for (const [key, effect] of Object.entries(NOT_MODELLED)) {
+    const value = y[key];
+    const on = key === "finetuning_type" ? value === "oft" : value === true;
+    if (!on) continue;
+    issues.push({
+      code: "NOT_MODELLED",
+      severity: "warning",
+      path: `${name}:${key}`,
+      message: `${key}: ${String(value)} is not in tunefit's memory model: ${effect}`,
+      hint: "Read the memory figures with that in mind; the run itself is unaffected.",
+    });
+  }
 
   const modelled = Object.keys(y).filter((k) => (MODELLED_KEYS as readonly string[]).includes(k));
   const unmodelled = Object.keys(y).filter((k) => !(MODELLED_KEYS as readonly string[]).includes(k));

@@ -294,6 +294,39 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(checkTrainYaml({ ...yaml, lora_target: [1, 2] }).map((i) => i.code)).toEqual(["TARGET_BAD_VALUE"]);
   });
 
+  it("packs as LLaMA-Factory does: neat_packing turns packing on, and unset packing follows stage pt", () => {
+    const packing = (y: Record<string, unknown>) =>
+      setupToPlan(
+        { model_name_or_path: "Qwen/Qwen2.5-7B", ...y },
+        { kind: "none" },
+        null,
+        { gpu: "h100" },
+        undefined,
+      ).input.packing ?? false;
+    expect(packing({ stage: "sft" })).toBe(false);
+    expect(packing({ stage: "pt" })).toBe(true);
+    expect(packing({ stage: "pt", packing: false })).toBe(false);
+    expect(packing({ stage: "sft", packing: false, neat_packing: true })).toBe(true);
+  });
+
+  it("warns where a switch changes memory in a way the model leaves out, and which way the figure errs", () => {
+    const warn = (y: Record<string, unknown>) =>
+      setupToPlan(
+        { model_name_or_path: "Qwen/Qwen2.5-7B", ...y },
+        { kind: "none" },
+        null,
+        { gpu: "h100" },
+        undefined,
+      )
+        .issues.filter((i) => i.code === "NOT_MODELLED")
+        .map((i) => i.path);
+    expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: false })).toEqual([
+      "train.yaml:use_galore",
+    ]);
+    expect(warn({ finetuning_type: "oft" })).toEqual(["train.yaml:finetuning_type"]);
+    expect(warn({ finetuning_type: "lora" })).toEqual([]);
+  });
+
   it("reads floats as OmegaConf does (1e-4 is a number) and keeps unknown strings", () => {
     expect(parseOmegaConfYaml("a: 1e-4\nb: 1.0e-4\nc: '1e-4'\nd: no\n", "x", "x")).toEqual({
       a: 1e-4,
