@@ -110,7 +110,16 @@ const NOT_MODELLED: Readonly<Record<string, string>> = {
     "torch.compile fuses kernels and changes the saved activations; tunefit models eager PyTorch",
   finetuning_type:
     "OFT is estimated as LoRA with the same targets and rank; OFT's orthogonal blocks have a different size",
+  stage:
+    "tunefit models supervised fine-tuning; preference and reward stages run the chosen and rejected sequences of each pair in one batch (twice the sequences), DPO and KTO with full or freeze tuning hold a frozen reference model beside the trained one, and PPO adds a reward model, a value head and generation (the figures are a lower bound)",
 };
+
+/** Whether a key's value turns on what NOT_MODELLED describes. */
+function notModelledOn(key: string, value: unknown): boolean {
+  if (key === "finetuning_type") return value === "oft";
+  if (key === "stage") return value === "dpo" || value === "kto" || value === "rm" || value === "ppo";
+  return value === true;
+}
 
 const ATTENTION: Record<string, PlanInput["attention"]> = {
   auto: "auto",
@@ -266,8 +275,7 @@ export function setupToPlan(
   const name = where.yamlName ?? "train.yaml";
   for (const [key, effect] of Object.entries(NOT_MODELLED)) {
     const value = y[key];
-    const on = key === "finetuning_type" ? value === "oft" : value === true;
-    if (!on) continue;
+    if (!notModelledOn(key, value)) continue;
     issues.push({
       code: "NOT_MODELLED",
       severity: "warning",

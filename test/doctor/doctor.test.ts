@@ -324,6 +324,8 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
       "train.yaml:use_galore",
     ]);
     expect(warn({ finetuning_type: "oft" })).toEqual(["train.yaml:finetuning_type"]);
+    expect(warn({ stage: "dpo" })).toEqual(["train.yaml:stage"]);
+    expect(warn({ stage: "pt" })).toEqual([]);
     expect(warn({ finetuning_type: "lora" })).toEqual([]);
   });
 
