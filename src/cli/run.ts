@@ -645,7 +645,7 @@ function readSetup(
   const yamlPath = resolve(io.cwd, yamlFile);
   const yaml = applyOverrides(readTrainYamlFile(yamlPath, yamlFile), overrides);
   const readIssues: Issue[] = [];
-  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues);
+  const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues, yamlFile);
   const accFile = values["accelerate-config"];
   const accelerate =
     typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;

@@ -575,7 +575,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   let fix: Fix | null = null;
   const alternatives: Fix[] = [];
   if (!valid) {
-    const keyFixes = keyChanges(issues);
+    const keyFixes = keyChanges(issues, input.yamlName ?? "train.yaml");
     const ds = input.deepspeed;
     if (ds.kind === "file" && ds.fixedPath !== undefined) {
       keyFixes.push({
@@ -636,12 +636,16 @@ export function doctor(input: DoctorInput): DoctorReport {
   return { setup, launcher: input.launcher, analysis, issues, verdict, fix, alternatives, valid };
 }
 
-/** Renames of misspelled keys and removals of unknown ones: LLaMA-Factory stops on any unknown key. */
-function keyChanges(issues: readonly Issue[]): Change[] {
+/**
+ * Renames of misspelled training-YAML keys and removals of unknown ones: LLaMA-Factory stops on any unknown key.
+ * Issues about the other files (a DeepSpeed or accelerate config) are not edits of the YAML.
+ */
+function keyChanges(issues: readonly Issue[], yamlName: string): Change[] {
   const out: Change[] = [];
   for (const i of issues) {
-    if (i.code !== "TARGET_UNKNOWN_KEY" || !i.path.includes(":")) continue;
-    const key = i.path.slice(i.path.indexOf(":") + 1);
+    if (i.code !== "TARGET_UNKNOWN_KEY" || i.severity !== "error" || !i.path.startsWith(`${yamlName}:`))
+      continue;
+    const key = i.path.slice(yamlName.length + 1);
     if (key.includes(".")) continue;
     const suggestion = /Did you mean `([\w.]+)`/.exec(i.hint)?.[1];
     out.push(

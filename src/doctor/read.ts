@@ -154,7 +154,10 @@ export function readDeepSpeed(
   launchDir: string,
   yamlPath: string | null,
   issues: Issue[],
+  /** how issues name the YAML */
+  yamlName = "train.yaml",
 ): DeepSpeedSource {
+  const at = `${yamlName}:deepspeed`;
   if (value === undefined || value === null || value === "") return { kind: "none" };
   if (typeof value === "object" && !Array.isArray(value)) {
     return { kind: "inline", config: value as Record<string, unknown> };
@@ -163,7 +166,7 @@ export function readDeepSpeed(
     issues.push({
       code: "DEEPSPEED_VALUE_INVALID",
       severity: "error",
-      path: "train.yaml:deepspeed",
+      path: at,
       message: `deepspeed is ${JSON.stringify(value)}: transformers takes a path to a JSON file or a mapping`,
       hint: "Write deepspeed: path/to/ds_config.json.",
     });
@@ -176,7 +179,7 @@ export function readDeepSpeed(
       issues.push({
         code: "DEEPSPEED_JSON_INVALID",
         severity: "error",
-        path: "train.yaml:deepspeed",
+        path: at,
         message: `deepspeed holds a JSON string that does not parse: ${(e as Error).message}`,
         hint: "Fix the JSON, or name a file.",
       });
@@ -191,7 +194,7 @@ export function readDeepSpeed(
     issues.push({
       code: "DEEPSPEED_FILE_NOT_FOUND",
       severity: "error",
-      path: "train.yaml:deepspeed",
+      path: at,
       message: found
         ? `deepspeed: ${value} is resolved against the folder the launch runs in, where it does not exist; the file is beside the YAML instead, so the run stops with FileNotFoundError`
         : `deepspeed: ${value} does not exist relative to the launch folder: the run stops with FileNotFoundError`,
@@ -202,7 +205,7 @@ export function readDeepSpeed(
     if (!found) return { kind: "none" };
     path = besideYaml as string;
   }
-  const text = readText(path, value, "train.yaml:deepspeed");
+  const text = readText(path, value, at);
   try {
     const config = JSON.parse(text) as unknown;
     if (config === null || typeof config !== "object" || Array.isArray(config))
@@ -214,7 +217,7 @@ export function readDeepSpeed(
   } catch (e) {
     throw usageError(
       "DEEPSPEED_JSON_INVALID",
-      "train.yaml:deepspeed",
+      at,
       `${value} is not a JSON object (${(e as Error).message.split("\n")[0]}); transformers reads it with json.load`,
       "Fix the file: strict JSON, no comments or trailing commas.",
     );

@@ -329,6 +329,32 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(warn({ finetuning_type: "lora" })).toEqual([]);
   });
 
+  it("a DeepSpeed top-level key DeepSpeed ignores is a warning, and no YAML edit is proposed for it", () => {
+    const dir = tempDir();
+    cpSync(join(FIXTURES, "healthy-zero3"), dir, { recursive: true });
+    const ds = JSON.parse(readFileSync(join(dir, "ds_z3_config.json"), "utf8")) as Record<string, unknown>;
+    writeFileSync(
+      join(dir, "ds_z3_config.json"),
+      JSON.stringify({ ...ds, comms_config: { verbose: false } }),
+    );
+    const { code, json } = doctorJson(["doctor", "train.yaml", "--gpu", "a100-80g", "--gpus", "4"], dir);
+    expect(code).toBe(0);
+    expect(json.issues.filter((i) => i.code === "TARGET_UNKNOWN_KEY")).toEqual([
+      expect.objectContaining({ severity: "warning", path: "ds_z3_config.json:comms_config" }),
+    ]);
+    expect(json.doctor.fix).toBeNull();
+  });
+
+  it("names the YAML as given in a missing DeepSpeed file's issue", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "sft.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nfinetuning_type: lora\ndeepspeed: nowhere/ds.json\n",
+    );
+    const { json } = doctorJson(["doctor", "sft.yaml", "--gpu", "a100-80g", "--gpus", "2"], dir);
+    expect(json.issues.find((i) => i.code === "DEEPSPEED_FILE_NOT_FOUND")?.path).toBe("sft.yaml:deepspeed");
+  });
+
   it("reads floats as OmegaConf does (1e-4 is a number) and keeps unknown strings", () => {
     expect(parseOmegaConfYaml("a: 1e-4\nb: 1.0e-4\nc: '1e-4'\nd: no\n", "x", "x")).toEqual({
       a: 1e-4,

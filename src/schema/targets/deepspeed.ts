@@ -128,6 +128,8 @@ function deepSpeedFile(file: string): TargetFile {
           : `DeepSpeed validates \`${parent}\` with pydantic (extra="forbid") and stops with "Extra inputs are not permitted".`;
       return known ? newer : `${newer} ${how}`;
     },
+    // the top level is read with dict.get: an unknown key there changes nothing
+    ignoresUnknownKey: (parent) => parent === "",
     missingKey: (path) =>
       path === "zero_optimization"
         ? 'accelerate\'s DeepSpeedPlugin requires it: "Please specify the ZeRO optimization config in the DeepSpeed config."'

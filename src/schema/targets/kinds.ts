@@ -139,6 +139,8 @@ export interface TargetFile {
   keys(parent: string): readonly string[];
   /** Why an unknown key is a problem (which tool rejects or ignores it, and how). */
   unknownKey(parent: string, key: string): string;
+  /** Whether the tool silently ignores an unknown key there (a warning, not an error); never, when absent. */
+  ignoresUnknownKey?(parent: string): boolean;
   /** Message for a missing required key. */
   missingKey(path: string): string;
 }
@@ -172,8 +174,9 @@ export function targetIssue(
   path: string,
   message: string,
   hint: string,
+  severity: Issue["severity"] = "error",
 ): Issue {
-  return { code, severity: "error", path: at(file, path), message, hint };
+  return { code, severity, path: at(file, path), message, hint };
 }
 
 /** Validates `value` against `schema` and turns each zod error into a TARGET_* issue, one per path and code. */
@@ -193,6 +196,7 @@ export function schemaIssues(file: TargetFile, schema: z.ZodType, value: unknown
             path,
             file.unknownKey(parent.join("."), key),
             unknownKeyHint(key, file.keys(parent.join("."))),
+            file.ignoresUnknownKey?.(parent.join(".")) ? "warning" : "error",
           ),
         );
       }
