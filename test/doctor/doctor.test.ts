@@ -345,6 +345,18 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(json.doctor.fix).toBeNull();
   });
 
+  it("takes the YAML's rope_scaling as the extension SEQ_LEN_BEYOND_CONTEXT asks for", () => {
+    const dir = tempDir();
+    const yaml =
+      "model_name_or_path: meta-llama/Llama-2-7b-hf\nfinetuning_type: lora\nbf16: true\ncutoff_len: 8192\n";
+    writeFileSync(join(dir, "plain.yaml"), yaml);
+    writeFileSync(join(dir, "yarn.yaml"), `${yaml}rope_scaling: yarn\n`);
+    const codes = (f: string) =>
+      doctorJson(["doctor", f, "--gpu", "h200", "--gpus", "8"], dir).json.issues.map((i) => i.code);
+    expect(codes("plain.yaml")).toContain("SEQ_LEN_BEYOND_CONTEXT");
+    expect(codes("yarn.yaml")).not.toContain("SEQ_LEN_BEYOND_CONTEXT");
+  });
+
   it("names the YAML as given in a missing DeepSpeed file's issue", () => {
     const dir = tempDir();
     writeFileSync(
