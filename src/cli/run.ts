@@ -785,6 +785,7 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
       unmodelledKeys: report.setup.unmodelled,
       fix: report.fix && fixJson(report.fix, report.analysis.assumptions),
       alternatives: report.alternatives.map((f) => fixJson(f, report.analysis.assumptions)),
+      byHand: report.byHand.map((i) => i.path),
     },
   };
   let written: string[] = [];
@@ -803,7 +804,9 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
         report.fix === null
           ? report.valid
             ? "\nNothing to fix: nothing written.\n"
-            : "\nNo fix found within the search: nothing written.\n"
+            : report.byHand.length > 0
+              ? "\nThe YAML has values to correct by hand first: nothing written.\n"
+              : "\nNo fix found within the search: nothing written.\n"
           : `\nWrote ${written.length} files to ${values.out}:\n${written.map((f) => `  ${f}`).join("\n")}\n`,
       );
     }
@@ -840,6 +843,10 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
   }
   if (r.valid) {
     out.push("✔ It runs as it is: no change needed.");
+  } else if (r.byHand.length > 0) {
+    out.push(
+      `✖ Correct by hand first (no value can be chosen for you): ${r.byHand.map((i) => i.path.slice(i.path.lastIndexOf(":") + 1)).join(", ")}; then run doctor again.`,
+    );
   } else if (r.fix === null) {
     out.push(
       "✖ No fix found among method × precision × sharding × offload × Liger × micro-batch changes: more or larger GPUs are needed.",

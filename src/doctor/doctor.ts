@@ -18,7 +18,14 @@ import {
 } from "../schema/plan.ts";
 import { checkAccelerateFsdpConfig, checkDeepSpeedConfig, checkTrainYaml } from "../schema/targets/index.ts";
 import type { DeepSpeedSource } from "./read.ts";
-import { acceleratorConfigOf, type Hardware, type Launcher, type SetupPlan, setupToPlan } from "./to-plan.ts";
+import {
+  acceleratorConfigOf,
+  type Hardware,
+  type Launcher,
+  type SetupPlan,
+  setupToPlan,
+  upperBoundSwitches,
+} from "./to-plan.ts";
 
 /*
  * doctor: what an existing LLaMA-Factory setup will do on given hardware, and the smallest change that makes it
@@ -82,6 +89,11 @@ export interface DoctorReport {
   readonly fix: Fix | null;
   /** other fixes, cheapest first */
   readonly alternatives: readonly Fix[];
+  /**
+   * Errors in the training YAML that no change tunefit can choose addresses (a value outside a key's choices with
+   * no known successor): they are to be corrected by hand, and no fix is searched until they are.
+   */
+  readonly byHand: readonly Issue[];
   readonly valid: boolean;
 }
 
@@ -166,7 +178,110 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
       }
     }
   }
+  issues.push(...optimizerSwitchIssues(input.yaml, name, world, setup.input.sharding === "zero3"));
   return issues;
+}
+
+/**
+ * LLaMA-Factory's checks on GaLore, APOLLO and BAdam, which a plan cannot carry but a YAML can (hparams/parser.py
+ * get_train_args, finetuning_args.py __post_init__, train/trainer_utils.py; LLaMA-Factory ff6d4d12ee).
+ * "Distributed" is more than one process.
+ */
+function optimizerSwitchIssues(
+  y: Readonly<Record<string, unknown>>,
+  name: string,
+  world: number,
+  zero3: boolean,
+): Issue[] {
+  const on = (key: string) => y[key] === true;
+  const galore = on("use_galore");
+  const apollo = on("use_apollo");
+  const badam = on("use_badam");
+  if (!galore && !apollo && !badam) return [];
+  const out: Issue[] = [];
+  const stop = (key: string, upstream: string, message: string, hint: string) =>
+    out.push({
+      code: "LLAMAFACTORY_REJECTS",
+      severity: "error",
+      path: `${name}:${key}`,
+      message: `LLaMA-Factory stops with "${message}" (${upstream})`,
+      hint,
+    });
+  const type = typeof y.finetuning_type === "string" ? y.finetuning_type : "lora";
+  const accumulation = typeof y.gradient_accumulation_steps === "number" ? y.gradient_accumulation_steps : 1;
+  if (type === "lora")
+    stop(
+      "finetuning_type",
+      "finetuning_args.py:616",
+      "Cannot use LoRA with GaLore, APOLLO or BAdam together.",
+      "Set finetuning_type: full (these optimizers train full weights), or drop the optimizer switch.",
+    );
+  if (Number(galore) + Number(apollo) + Number(badam) > 1)
+    stop(
+      badam ? "use_badam" : "use_apollo",
+      "finetuning_args.py:619",
+      "Cannot use GaLore, APOLLO or BAdam together.",
+      "Keep one of use_galore, use_apollo and use_badam.",
+    );
+  if (world > 1 && galore && on("galore_layerwise"))
+    stop(
+      "galore_layerwise",
+      "parser.py:507",
+      "Distributed training does not support layer-wise GaLore.",
+      "Set galore_layerwise: false, or train on one GPU.",
+    );
+  if (world > 1 && apollo && on("apollo_layerwise"))
+    stop(
+      "apollo_layerwise",
+      "parser.py:510",
+      "Distributed training does not support layer-wise APOLLO.",
+      "Set apollo_layerwise: false, or train on one GPU.",
+    );
+  if (world > 1 && badam && y.badam_mode === "ratio")
+    stop(
+      "badam_mode",
+      "parser.py:514",
+      "Radio-based BAdam does not yet support distributed training, use layer-wise BAdam.",
+      "Set badam_mode: layer (with DeepSpeed ZeRO-3), or train on one GPU.",
+    );
+  if (world > 1 && badam && y.badam_mode !== "ratio" && !zero3)
+    stop(
+      "use_badam",
+      "parser.py:516",
+      "Layer-wise BAdam only supports DeepSpeed ZeRO-3 training.",
+      "Add a ZeRO-3 DeepSpeed config (deepspeed: …), or train on one GPU.",
+    );
+  if ((galore || apollo) && y.deepspeed !== undefined && y.deepspeed !== null)
+    stop(
+      galore ? "use_galore" : "use_apollo",
+      "parser.py:519",
+      "GaLore and APOLLO are incompatible with DeepSpeed yet.",
+      "Remove deepspeed: from the YAML.",
+    );
+  if (galore && on("galore_layerwise") && accumulation !== 1)
+    stop(
+      "gradient_accumulation_steps",
+      "trainer_utils.py:251",
+      "Per-layer GaLore does not support gradient accumulation.",
+      "Set gradient_accumulation_steps: 1 (and raise per_device_train_batch_size to keep the batch).",
+    );
+  if (apollo && on("apollo_layerwise") && accumulation !== 1)
+    stop(
+      "gradient_accumulation_steps",
+      "trainer_utils.py:338",
+      "Per-layer APOLLO does not support gradient accumulation.",
+      "Set gradient_accumulation_steps: 1 (and raise per_device_train_batch_size to keep the batch).",
+    );
+  if ((galore || apollo) && !on("pure_bf16"))
+    out.push({
+      code: "LLAMAFACTORY_WARNS",
+      severity: "warning",
+      path: `${name}:${galore ? "use_galore" : "use_apollo"}`,
+      message:
+        'LLaMA-Factory warns "Using GaLore or APOLLO with mixed precision training may significantly increases GPU memory usage." (parser.py:574): the trained weights are upcast to fp32',
+      hint: "Set pure_bf16: true, as LLaMA-Factory's GaLore and APOLLO examples do.",
+    });
+  return out;
 }
 
 /** The launcher a plan needs: accelerate for FSDP, llamafactory-cli otherwise. */
@@ -450,12 +565,16 @@ function replicaLoadIssue(analysis: PlanAnalysis): Issue | null {
   };
 }
 
-function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] {
+function verdictOf(
+  report: Pick<DoctorReport, "analysis" | "issues"> & { readonly upperBound?: readonly string[] },
+): string[] {
   const { analysis } = report;
   const { plan, memory } = analysis;
   const lines: string[] = [];
   const stop = report.issues.filter(
-    (i) => i.severity === "error" && (i.code.startsWith("TARGET_") || i.code.startsWith("DEEPSPEED_")),
+    (i) =>
+      i.severity === "error" &&
+      (i.code.startsWith("TARGET_") || i.code.startsWith("DEEPSPEED_") || i.code === "LLAMAFACTORY_REJECTS"),
   );
   if (stop.length > 0) {
     lines.push(
@@ -481,10 +600,13 @@ function verdictOf(report: Pick<DoctorReport, "analysis" | "issues">): string[] 
     lines.push(`Loading: ${gib(memory.load.perGpuPeakBytes)} per GPU at the peak, fits.`);
   }
   const t = memory.train;
+  const bound = report.upperBound ?? [];
   lines.push(
     t.fits
       ? `Training: ${gib(t.perGpu.deviceBytes)} per GPU at the peak (${t.phase}) of ${gib(t.capacityBytes)} usable: fits.`
-      : `Training: the step needs ${gib(t.perGpu.deviceBytes)} per GPU (${t.phase}) but ${gib(t.capacityBytes)} is usable: out of memory.`,
+      : bound.length > 0
+        ? `Training: at most ${gib(t.perGpu.deviceBytes)} per GPU (${t.phase}; an upper bound with ${bound.join(", ")}) of ${gib(t.capacityBytes)} usable: may not fit.`
+        : `Training: the step needs ${gib(t.perGpu.deviceBytes)} per GPU (${t.phase}) but ${gib(t.capacityBytes)} is usable: out of memory.`,
   );
   return lines;
 }
@@ -569,15 +691,39 @@ export function doctor(input: DoctorInput): DoctorReport {
   }
   // the YAML's rope_scaling extends the positions (LLaMA-Factory configure_rope), which the plan cannot carry
   const scaled = input.yaml.rope_scaling !== undefined && input.yaml.rope_scaling !== null;
-  issues.push(...analysis.issues.filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT")));
+  // with a memory-saving optimizer or kernel tunefit does not model, its training figure is only an upper bound:
+  // over the card, it may still fit
+  const upperBound = upperBoundSwitches(input.yaml);
+  issues.push(
+    ...analysis.issues
+      .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
+      .map((i) =>
+        i.code === "TRAIN_OOM" && upperBound.length > 0
+          ? {
+              ...i,
+              severity: "warning" as const,
+              message: `may not fit: ${i.message}; this is an upper bound, as ${upperBound.join(", ")} saves memory tunefit counts`,
+            }
+          : i,
+      ),
+  );
   issues.sort((a, b) => ORDER[a.severity] - ORDER[b.severity]);
   const valid = !issues.some((i) => i.severity === "error");
-  const verdict = verdictOf({ analysis, issues });
+  const verdict = verdictOf({ analysis, issues, upperBound });
 
   let fix: Fix | null = null;
   const alternatives: Fix[] = [];
-  if (!valid) {
-    const keyFixes = keyChanges(issues, input.yamlName ?? "train.yaml");
+  const yamlName = input.yamlName ?? "train.yaml";
+  const keyFixes = valid ? [] : keyChanges(issues, yamlName, input.yaml);
+  // values no change can choose: corrected by hand before any fix is worth searching
+  const byHand = issues.filter(
+    (i) =>
+      i.severity === "error" &&
+      i.code === "TARGET_BAD_VALUE" &&
+      i.path.startsWith(`${yamlName}:`) &&
+      !keyFixes.some((c) => `${yamlName}:${c.target}` === i.path),
+  );
+  if (!valid && byHand.length === 0) {
     const ds = input.deepspeed;
     if (ds.kind === "file" && ds.fixedPath !== undefined) {
       keyFixes.push({
@@ -633,18 +779,44 @@ export function doctor(input: DoctorInput): DoctorReport {
     }
     found.sort((x, y) => x.cost - y.cost || x.stepSeconds - y.stepSeconds || x.deviceBytes - y.deviceBytes);
     fix = found[0] ?? null;
-    alternatives.push(...found.slice(1, 4));
+    // when the plan itself runs and only the files need mending, other plans are no alternative
+    if (!analysis.valid) alternatives.push(...found.slice(1, 4));
   }
-  return { setup, launcher: input.launcher, analysis, issues, verdict, fix, alternatives, valid };
+  return { setup, launcher: input.launcher, analysis, issues, verdict, fix, alternatives, byHand, valid };
 }
+
+/**
+ * Values earlier LLaMA-Factory releases accepted under another name, by key: QuantizationMethod.BNB was
+ * "bitsandbytes", and AttentionFunction.DISABLED was "off" (hparams/model_args.py, extras/constants.py).
+ */
+const LEGACY_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  quantization_method: { bitsandbytes: "bnb" },
+  flash_attn: { off: "disabled" },
+};
 
 /**
  * Renames of misspelled training-YAML keys and removals of unknown ones: LLaMA-Factory stops on any unknown key.
  * Issues about the other files (a DeepSpeed or accelerate config) are not edits of the YAML.
  */
-function keyChanges(issues: readonly Issue[], yamlName: string): Change[] {
+function keyChanges(
+  issues: readonly Issue[],
+  yamlName: string,
+  yaml: Readonly<Record<string, unknown>>,
+): Change[] {
   const out: Change[] = [];
   for (const i of issues) {
+    if (i.code === "TARGET_BAD_VALUE" && i.severity === "error" && i.path.startsWith(`${yamlName}:`)) {
+      const key = i.path.slice(yamlName.length + 1);
+      const renamed = LEGACY_VALUES[key]?.[String(yaml[key])];
+      if (renamed !== undefined)
+        out.push({
+          kind: "yaml",
+          target: key,
+          to: renamed,
+          text: `${key}: ${renamed} (LLaMA-Factory's current name for ${String(yaml[key])})`,
+        });
+      continue;
+    }
     if (i.code !== "TARGET_UNKNOWN_KEY" || i.severity !== "error" || !i.path.startsWith(`${yamlName}:`))
       continue;
     const key = i.path.slice(yamlName.length + 1);

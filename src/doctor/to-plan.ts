@@ -114,6 +114,22 @@ const NOT_MODELLED: Readonly<Record<string, string>> = {
     "tunefit models supervised fine-tuning; preference and reward stages run the chosen and rejected sequences of each pair in one batch (twice the sequences), DPO and KTO with full or freeze tuning hold a frozen reference model beside the trained one, and PPO adds a reward model, a value head and generation (the figures are a lower bound)",
 };
 
+/** The NOT_MODELLED switches that save memory tunefit counts: its training figure is an upper bound with them. */
+const UPPER_BOUND_SWITCHES = [
+  "use_galore",
+  "use_apollo",
+  "use_badam",
+  "use_adam_mini",
+  "use_muon",
+  "use_unsloth",
+  "use_unsloth_gc",
+] as const;
+
+/** The switches on in a YAML that make tunefit's training figure an upper bound (empty for most YAMLs). */
+export function upperBoundSwitches(yaml: Readonly<Record<string, unknown>>): string[] {
+  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true);
+}
+
 /** Whether a key's value turns on what NOT_MODELLED describes. */
 function notModelledOn(key: string, value: unknown): boolean {
   if (key === "finetuning_type") return value === "oft";

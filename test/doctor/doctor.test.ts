@@ -24,6 +24,7 @@ interface DoctorJson {
       args: string[];
     } | null;
     alternatives: { changes: { text: string }[] }[];
+    byHand: string[];
   };
 }
 const doctorJson = (argv: string[], cwd?: string) => {
@@ -355,6 +356,48 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
       doctorJson(["doctor", f, "--gpu", "h200", "--gpus", "8"], dir).json.issues.map((i) => i.code);
     expect(codes("plain.yaml")).toContain("SEQ_LEN_BEYOND_CONTEXT");
     expect(codes("yarn.yaml")).not.toContain("SEQ_LEN_BEYOND_CONTEXT");
+  });
+
+  it("checks LLaMA-Factory's own stops for GaLore, APOLLO and BAdam, and reads their memory as an upper bound", () => {
+    const dir = tempDir();
+    const base =
+      "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nfinetuning_type: full\npure_bf16: true\ncutoff_len: 1024\n";
+    writeFileSync(join(dir, "galore.yaml"), `${base}use_galore: true\ngalore_layerwise: true\n`);
+    writeFileSync(join(dir, "badam.yaml"), `${base}use_badam: true\nbadam_mode: layer\n`);
+    writeFileSync(join(dir, "lora.yaml"), `${base.replace("full", "lora")}use_apollo: true\n`);
+    const run = (f: string, gpus: string) =>
+      doctorJson(["doctor", f, "--gpu", "a100-80g", "--gpus", gpus], dir);
+    const rejects = (f: string, gpus: string) =>
+      run(f, gpus)
+        .json.issues.filter((i) => i.code === "LLAMAFACTORY_REJECTS")
+        .map((i) => i.path);
+    expect(rejects("galore.yaml", "8")).toEqual(["galore.yaml:galore_layerwise"]);
+    expect(rejects("badam.yaml", "8")).toEqual(["badam.yaml:use_badam"]);
+    expect(rejects("lora.yaml", "1")).toEqual(["lora.yaml:finetuning_type"]);
+    // on the one GPU these recipes are written for, LLaMA-Factory runs them; tunefit's full-AdamW figure is over
+    // the card, but only an upper bound: a warning, not a stop
+    const one = run("badam.yaml", "1");
+    expect(one.code).toBe(0);
+    expect(one.json.issues.find((i) => i.code === "TRAIN_OOM")?.severity).toBe("warning");
+    expect(one.json.doctor.verdict.join(" ")).toMatch(/upper bound with use_badam.*may not fit/);
+  });
+
+  it("renames a value an earlier LLaMA-Factory spelled otherwise; other bad values are left to the user", () => {
+    const dir = tempDir();
+    const base = "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nquantization_bit: 4\nbf16: true\n";
+    writeFileSync(join(dir, "old.yaml"), `${base}quantization_method: bitsandbytes\n`);
+    writeFileSync(join(dir, "bad.yaml"), `${base}quantization_method: nonsense\n`);
+    const old = doctorJson(["doctor", "old.yaml", "--gpu", "a100-80g"], dir).json.doctor;
+    expect(old.fix?.changes.map((c) => c.text)).toEqual([
+      "quantization_method: bnb (LLaMA-Factory's current name for bitsandbytes)",
+    ]);
+    expect(old.alternatives).toEqual([]);
+    const bad = doctorJson(["doctor", "bad.yaml", "--gpu", "a100-80g"], dir);
+    expect(bad.code).toBe(3);
+    expect(bad.json.doctor.fix).toBeNull();
+    expect((bad.json.doctor as unknown as { byHand: string[] }).byHand).toEqual([
+      "bad.yaml:quantization_method",
+    ]);
   });
 
   it("names the YAML as given in a missing DeepSpeed file's issue", () => {
