@@ -99,11 +99,16 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
     };
   }
   if (looksLikePath(ref)) {
+    const configFile = basename(ref) === "config.json";
     throw usageError(
       "MODEL_DIR_NOT_FOUND",
       "model",
-      `no folder ${ref} and no catalog model of that name`,
-      "Give an existing folder that holds the model's config.json, or a catalog id (tunefit models).",
+      configFile
+        ? `${ref} names the config.json itself: --model takes the folder that holds it`
+        : `no folder ${ref} and no catalog model of that name`,
+      configFile
+        ? `Pass ${ref.slice(0, -"config.json".length).replace(/[\\/]+$/, "") || "."} instead.`
+        : "Give an existing folder that holds the model's config.json, or a catalog id (tunefit models).",
     );
   }
   const suggestions = suggestModelIds(ref);

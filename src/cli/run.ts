@@ -367,12 +367,19 @@ function missingRequired(input: Record<string, unknown>): Issue[] {
     }));
 }
 
+/** "a of b", with MiB where the two GiB figures would round alike (a margin under 0.01 GiB either way). */
+function atLimit(bytes: number, capacity: number): string {
+  const same = formatGib(bytes) === formatGib(capacity);
+  const mib = (b: number) => `${Math.round(b / 1024 ** 2).toLocaleString("en-US")} MiB`;
+  return same ? `${mib(bytes)} of ${mib(capacity)}` : `${formatGib(bytes)} of ${formatGib(capacity)}`;
+}
+
 function humanPlan(a: PlanAnalysis, color = false): string {
   const p = a.plan;
   const arch = p.model.architecture;
   const lines = [
     `Model     ${p.model.id} (${arch.modelType}${arch.vision ? ", vision-language" : ""}${arch.text.moe ? ", MoE" : ""})`,
-    `Hardware  ${p.nodes} node(s) × ${p.gpus} × ${p.gpu.name} (${formatGib(p.gpu.capacityBytes)} each)`,
+    `Hardware  ${p.nodes} node(s) × ${p.gpus} × ${p.gpu.name}, ${formatGib(p.gpu.capacityBytes)} each`,
     `Strategy  ${p.method}${p.quantBits ? ` ${p.quantBits}-bit ${p.quantMethod}` : ""}, sharding ${p.sharding}` +
       `${p.fsdpStrategy ? ` (${p.fsdpStrategy})` : ""}, offload ${p.offload}, ${p.precision}`,
     `Batch     micro-batch ${p.microBatch} × seq ${p.seqLen}${p.packing ? " (packed)" : ""}, grad-accum ${p.gradAccum}, ` +
@@ -420,8 +427,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
         (m.load.oomAtShard ? ` (shard ${m.load.oomAtShard.index} of ${m.load.oomAtShard.of})` : "");
   lines.push(
     "",
-    `Per-GPU memory at the training peak (${m.train.phase}): ${formatGib(per.deviceBytes)} of ` +
-      `${formatGib(m.train.capacityBytes)} usable ${m.train.fits ? "✔ fits" : "✖ does not fit"}`,
+    `Per-GPU memory at the training peak (${m.train.phase}): ${atLimit(per.deviceBytes, m.train.capacityBytes)} usable ${m.train.fits ? "✔ fits" : "✖ does not fit"}`,
     `  ${memoryBar(per.breakdown, m.train.capacityBytes, p.gpu.capacityBytes, 60, color)}`,
     `  ${memoryLegend(per.breakdown)}`,
     `  allocated ${formatGib(per.allocatedBytes)} · reserved ${formatGib(per.reservedBytes)} · ` +
@@ -481,7 +487,8 @@ function humanExtras(
     if (r.recommendations.length === 0) out.push("  none fits: more or larger GPUs are needed");
     r.recommendations.forEach((x, i) => {
       out.push(
-        `  ${i + 1}. ${x.summary}: ${formatGib(x.deviceBytes)} per GPU, ~${x.stepSeconds.toFixed(1)} s/step`,
+        `  ${i + 1}. ${x.summary}: ${formatGib(x.deviceBytes)} per GPU` +
+          `${x.input.offload !== undefined && x.input.offload !== "none" ? `, ${formatGib(x.hostRamBytes)} host RAM per node` : ""}, ~${x.stepSeconds.toFixed(1)} s/step`,
         `     tunefit plan ${x.args.join(" ")}`,
       );
     });

@@ -143,6 +143,15 @@ export interface MemoryAssumptions {
    * (huggingface/accelerate #3848, #3985). Set false for accelerate >= 1.13.
    */
   readonly accelerateFsdp2CastsFrozenToFp32: boolean;
+  /**
+   * Whether FSDP2 makes a LoRA/QLoRA model one unit. The HF Trainer replaces the FSDP plugin's auto-wrap policy for
+   * a PEFT model with PEFT's fsdp_auto_wrap_policy, a partial of torch's `_or_policy` (transformers
+   * integrations/fsdp.py update_fsdp_plugin_peft, called in _inner_training_loop before accelerator.prepare).
+   * accelerate's FSDP2 recognises only transformer_auto_wrap_policy and size_based_auto_wrap_policy and returns no
+   * policy otherwise (utils/fsdp_utils.py fsdp2_prepare_auto_wrap_policy), so fully_shard wraps the root alone:
+   * every GPU gathers the whole model for forward and again for backward.
+   */
+  readonly peftFsdp2WrapsRootOnly: boolean;
 }
 
 /** The defaults; each field's comment says where it comes from. */
@@ -170,6 +179,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   fsdpInitCacheKept: true,
   defaultShardBytes: 5e9,
   accelerateFsdp2CastsFrozenToFp32: true,
+  peftFsdp2WrapsRootOnly: true,
 };
 
 /** Fills a partial override with the defaults. */

@@ -316,7 +316,11 @@ export function estimateTrainMemory(
       // root unit (embeddings, final norm, lm_head) is not resharded after forward. A gathered unit is a new
       // full-size tensor beside the rank's own shard, which stays allocated (flat_param.py `_local_shard`).
       const root = (params.embedTokens + params.lmHead + params.finalNorm) * a;
-      gathered = 2 * layerParams * layerBytes + root;
+      gathered =
+        plan.sharding === "fsdp2" && isLora && as.peftFsdp2WrapsRootOnly
+          ? // one unit, the whole model: every weight as stored (QLoRA's linears 4-bit) and the adapters
+            (plan.method === "qlora" ? loadedWeightBytes(plan, params, as) : params.total * a) + trainableCopy
+          : 2 * layerParams * layerBytes + root;
     }
     weights = (offloadParams ? quantConstants : shardsBytes) + gathered;
   }

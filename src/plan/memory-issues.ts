@@ -170,9 +170,11 @@ export function memoryIssues(
       path: "hostRam",
       message: `each node needs about ${gib(host)} of host memory (processes, loading${plan.offload !== "none" ? ", CPU offload" : ""}) but has ${gib(plan.hostRamBytes)}`,
       hint:
-        plan.offload !== "none"
+        plan.offload === "params"
           ? "Offload less (--offload optimizer or none), or use more nodes."
-          : "Use a node with more RAM.",
+          : plan.offload === "optimizer"
+            ? "Offload nothing (--offload none), or use more nodes."
+            : "Use a node with more RAM.",
     });
   } else if (plan.hostRamBytes === null && plan.offload !== "none") {
     issues.push({

@@ -23,6 +23,8 @@ export interface Recommendation {
   readonly args: readonly string[];
   readonly input: PlanInput;
   readonly deviceBytes: number;
+  /** host memory per node the plan needs (CPU offload holds the model states there) */
+  readonly hostRamBytes: number;
   readonly stepSeconds: number;
   readonly fits: true;
 }
@@ -219,6 +221,7 @@ export function recommend(input: PlanInput, options: RecommendOptions = {}): Rec
       args: [...inputToArgs(c.input), ...assumptionArgs(options.assumptions)],
       input: c.input,
       deviceBytes: a.memory.train.perGpu.deviceBytes,
+      hostRamBytes: a.memory.hostRam.perNodeBytes,
       stepSeconds: estimateStepTime(c.plan, options.stepTime).stepSeconds,
       fits: true,
       changes: c.changes,

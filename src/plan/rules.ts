@@ -1,6 +1,9 @@
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
+import { withDefaults } from "../memory/assumptions.ts";
+import { loadedWeightBytes } from "../memory/load.ts";
 import { fsdpAccumulatesUnsharded, imagePatches } from "../memory/train.ts";
+import { countParams } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable } from "../model/trainable.ts";
 import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
@@ -188,6 +191,19 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "The loading figure shows it; --sharding fsdp (FSDP1 with RAM-efficient loading) loads 1/N per rank.",
     source:
       "transformers modeling_utils (zero.Init skipped when quantized); accelerate utils/fsdp_utils.py (FSDP2 + bnb)",
+  },
+  {
+    code: "FSDP2_PEFT_ONE_UNIT",
+    fields: ["sharding", "method"],
+    severity: "warning",
+    applies: (p) =>
+      p.sharding === "fsdp2" && (p.method === "lora" || p.method === "qlora") && p.gpus * p.nodes > 1,
+    message: (p) =>
+      `the HF Trainer gives a PEFT model PEFT's auto-wrap policy, which accelerate's FSDP2 does not apply: the whole model is one FSDP2 unit, so every GPU gathers all ${(loadedWeightBytes(p, countParams(p.model.architecture), withDefaults()) / 1024 ** 3).toFixed(1)} GiB of its weights for forward and again for backward (the memory shown)`,
+    hint: () =>
+      "Use --sharding fsdp (FSDP1 applies PEFT's policy and wraps each decoder layer) or zero3; with accelerate's fixes, pass --assume peftFsdp2WrapsRootOnly=false.",
+    source:
+      "transformers integrations/fsdp.py update_fsdp_plugin_peft (Trainer._inner_training_loop); accelerate utils/fsdp_utils.py fsdp2_prepare_auto_wrap_policy (no policy but transformer- or size-based)",
   },
   {
     code: "OFFLOAD_REPLACES_OPTIMIZER",

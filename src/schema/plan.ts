@@ -32,7 +32,7 @@ export const Attention = z.enum(["auto", "eager", "sdpa", "fa2"]);
 export type Attention = z.infer<typeof Attention>;
 export const QuantMethod = z.enum(["bnb", "gptq", "awq"]);
 export type QuantMethod = z.infer<typeof QuantMethod>;
-export const QuantBits = z.union([z.literal(4), z.literal(8)]);
+export const QuantBits = z.union([z.literal(4), z.literal(8)], { error: "expected 4 or 8" });
 export type QuantBits = z.infer<typeof QuantBits>;
 
 /** A model given by its dimensions rather than by id: an Architecture, or a Hugging Face config.json object. */

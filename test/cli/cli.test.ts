@@ -346,7 +346,14 @@ describe("plan --recommend and --max", () => {
     const report = JSON.parse(stdout);
     expect(report.recommendations.length).toBeGreaterThan(0);
     for (const r of report.recommendations) {
-      expect(Object.keys(r).sort()).toEqual(["args", "deviceBytes", "fits", "stepSeconds", "summary"]);
+      expect(Object.keys(r).sort()).toEqual([
+        "args",
+        "deviceBytes",
+        "fits",
+        "hostRamBytes",
+        "stepSeconds",
+        "summary",
+      ]);
       expect(r.fits).toBe(true);
       expect(r.args.slice(0, 4)).toEqual(["--model", "Qwen/Qwen2-VL-72B-Instruct", "--gpu", "rtx4090"]);
     }

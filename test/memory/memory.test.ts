@@ -612,12 +612,33 @@ describe("sharding mechanisms", () => {
   });
 
   it("holds FSDP2's frozen shards in fp32 under accelerate 1.11, in bf16 when told the version is newer", () => {
-    const pinned = train({ method: "lora", sharding: "fsdp2", gpus: 8 });
+    const perLayer = { peftFsdp2WrapsRootOnly: false };
+    const pinned = train({ method: "full", sharding: "fsdp2", gpus: 8, precision: "bf16" }, perLayer);
+    const frozen = train({ method: "lora", sharding: "fsdp2", gpus: 8 }, perLayer);
     const newer = train(
       { method: "lora", sharding: "fsdp2", gpus: 8 },
-      { accelerateFsdp2CastsFrozenToFp32: false },
+      { ...perLayer, accelerateFsdp2CastsFrozenToFp32: false },
     );
-    expect(pinned.weights).toBeGreaterThan(1.5 * newer.weights);
+    expect(frozen.weights).toBeGreaterThan(1.5 * newer.weights);
+    expect(pinned.weights).toBeGreaterThan(0);
+  });
+
+  it("gathers the whole model under FSDP2 with LoRA: the Trainer's PEFT wrap policy leaves one unit", () => {
+    // Qwen2.5-7B LoRA on 8 GPUs: one unit gathers every weight in bf16 where per-layer units gather two layers and
+    // the root (embeddings, final norm, lm_head)
+    const p = plan({ model: "Qwen/Qwen2.5-7B", gpu: "h200", method: "lora", sharding: "fsdp2", gpus: 8 });
+    const one = estimateTrainMemory(p).breakdown.weights;
+    const layered = estimateTrainMemory(p, { peftFsdp2WrapsRootOnly: false }).breakdown.weights;
+    const params = countParams(p.model.architecture);
+    const layer = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / 28;
+    const root = params.embedTokens + params.lmHead + params.finalNorm;
+    const adapters = estimateTrainMemory(p).breakdown.gradients * 8; // fp32 adapters, sharded 8 ways
+    expect(one - layered).toBeCloseTo(params.total * 2 + adapters - (2 * layer + root) * 2, -4);
+    // full fine-tuning is not a PEFT model: per-layer units as configured
+    const full = plan({ model: "Qwen/Qwen2.5-7B", gpu: "h200", method: "full", sharding: "fsdp2", gpus: 8 });
+    expect(estimateTrainMemory(full).breakdown.weights).toBe(
+      estimateTrainMemory(full, { peftFsdp2WrapsRootOnly: false }).breakdown.weights,
+    );
   });
 
   it("adds DeepSpeed's buckets and ZeRO-3's largest-module term", () => {

@@ -176,7 +176,8 @@ describe("rules that stop a run", () => {
     ["IMAGE_PIXELS_BELOW_MIN", { model: "Qwen/Qwen2-VL-2B-Instruct", imageMaxPixels: 512 }],
     ["LIGER_UNSUPPORTED_MODEL", { model: "internlm/internlm2_5-7b-chat", liger: true }],
     ["GEMMA2_ATTENTION", { model: "google/gemma-2-2b-it", attention: "sdpa" }],
-    ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "fsdp2" }],
+    ["QLORA_FULL_LOAD_PER_RANK", { method: "qlora", sharding: "zero3" }],
+    ["FSDP2_PEFT_ONE_UNIT", { method: "lora", sharding: "fsdp2" }],
     ["FP32_NOT_EXPRESSIBLE", { precision: "fp32" }],
     ["PREQUANTIZED_CHECKPOINT_EXPECTED", { method: "qlora", quantMethod: "gptq" }],
     [
