@@ -86,7 +86,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
           ? ": out of memory while FSDP wraps its last unit (embeddings, lm_head) on top of the other shards."
           : `: out of memory after ${Math.round((load.oomAtFraction ?? 0) * 100)} % of the weights${load.oomAtShard ? ` (shard ${load.oomAtShard.index} of ${load.oomAtShard.of})` : ""}.`
     }`,
-    `- Host RAM at its peak: ${formatGib(memory.hostRam.perNodeBytes)} per node${plan.hostRamBytes ? ` of ${formatGib(plan.hostRamBytes)}` : ""} (the processes, loading and CPU offload).`,
+    `- Host RAM at its peak: ${formatGib(memory.hostRam.perNodeBytes)} per node${plan.hostRamBytes ? ` of ${formatGib(plan.hostRamBytes)}` : ""} (the processes, loading, CPU offload, and the full state dict a sharded save gathers on the first node).`,
     `- Inference with device_map="auto" on one node: ${formatGib(memory.inference.perGpuBytes)} on the fullest GPU${memory.inference.cpuBytes > 0 ? `; ${formatGib(memory.inference.cpuBytes)} of weights fit on no GPU and run from the CPU (slow)` : ""}.`,
     "",
   );

@@ -323,15 +323,31 @@ export function estimateHostMemory(
   // DeepSpeed that optimizer is always Adam: accelerate swaps any other for DeepSpeedCPUAdam
   // (OFFLOAD_REPLACES_OPTIMIZER warns).
   const processes = plan.gpus * as.hostBytesPerProcess;
+  const saving = saveGatherBytes(plan, params, total);
   if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
     // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:
     // the checkpoint on the CPU and the pinned shards peak one after the other, not together
     const shardGroup = shardGroupOf(plan);
     const pinned = plan.gpus * fsdpOffloadRankBytes(plan, fsdpUnits, params, trainableParams, shardGroup);
-    return { perNodeBytes: Math.round(processes + Math.max(loading, pinned)) };
+    return { perNodeBytes: Math.round(processes + Math.max(loading, pinned + saving)) };
   }
   let offload = 0;
   if (plan.offload !== "none") offload += (trainableParams * 16) / plan.nodes;
   if (plan.offload === "params") offload += total / plan.nodes;
-  return { perNodeBytes: Math.round(processes + loading + offload) };
+  return { perNodeBytes: Math.round(processes + offload + Math.max(loading, saving)) };
+}
+
+/**
+ * The full state dict rank 0 gathers into host memory when the model is saved, beside what offload still holds
+ * there: ZeRO-3 with stage3_gather_16bit_weights_on_model_save (LLaMA-Factory's ds_z3 configs and tunefit's) builds
+ * a consolidated 16-bit state dict on rank 0's CPU (DeepSpeed engine.py _zero3_consolidated_16bit_state_dict), and
+ * FSDP with FULL_STATE_DICT gathers every parameter to rank 0's CPU (offload_to_cpu, rank0_only; accelerate
+ * save_fsdp_model), a LoRA run too, since the adapter is filtered out of the full dict afterwards. FSDP holds
+ * trained parameters as LLaMA-Factory upcast them (fp32 under mixed precision). 0 for other strategies.
+ */
+function saveGatherBytes(plan: Plan, params: ParamBreakdown, total: number): number {
+  if (plan.sharding === "zero3") return total;
+  if (!isFsdp(plan.sharding) || (plan.sharding === "fsdp" && plan.fsdpStrategy === "no_shard")) return 0;
+  const upcast = plan.method === "full" && plan.precision !== "pure_bf16" && plan.precision !== "fp32";
+  return upcast ? params.total * 4 : total;
 }

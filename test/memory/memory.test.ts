@@ -6,6 +6,7 @@ import { estimateMemory } from "../../src/memory/estimate.ts";
 import {
   estimateInferenceMemory,
   estimateLoadMemory,
+  loadedWeightBytes,
   pinnedBytes,
   quantizedParams,
 } from "../../src/memory/load.ts";
@@ -411,13 +412,31 @@ describe("loading and inference", () => {
       2 * (units.layers * 2 * pinnedBytes(units.layerBytes / 2) + 2 * pinnedBytes(units.rootBytes / 2));
     const host = estimateMemory(p).hostRam.perNodeBytes;
     const processes = 2 * DEFAULT_ASSUMPTIONS.hostBytesPerProcess;
-    // the LoRA adapters' CPU AdamW states (8 B per trainable parameter) are all that comes on top: the 4-bit
-    // checkpoint rank 0 stages on the CPU (about 40 % of `pinned`) is freed unit by unit as the shards are made
-    expect(host - processes - pinned).toBeGreaterThan(0);
-    expect(host - processes - pinned).toBeLessThan(0.01 * pinned);
+    // the LoRA adapters' CPU AdamW states (8 B per trainable parameter) and, at the save, the full state dict rank
+    // 0 gathers to its CPU (FULL_STATE_DICT: the 4-bit model as stored) come on top: the 4-bit checkpoint rank 0
+    // stages on the CPU while loading is freed unit by unit as the shards are made
+    const saving = loadedWeightBytes(p, countParams(p.model.architecture), DEFAULT_ASSUMPTIONS);
+    expect(host - processes - pinned - saving).toBeGreaterThan(0);
+    expect(host - processes - pinned - saving).toBeLessThan(0.01 * pinned);
     // twice the 4-bit shards, and more: each pinned copy rounded up
     const shards = 80 * units.layerBytes + units.rootBytes;
     expect(pinned).toBeGreaterThan(2 * shards);
+  });
+
+  it("counts the full state dict ZeRO-3 and FSDP gather on rank 0's CPU at the save", () => {
+    // Qwen2.5-72B LoRA on 8 GPUs: the 16-bit consolidated state dict (145 GB) outweighs the shards rank by rank
+    // loading maps (8 × one safetensors shard)
+    const host = (sharding: string) => {
+      const p = plan({ model: "Qwen/Qwen2.5-72B", gpu: "h100-80g", gpus: 8, method: "lora", sharding });
+      return {
+        saving: estimateMemory(p).hostRam.perNodeBytes - 8 * DEFAULT_ASSUMPTIONS.hostBytesPerProcess,
+        total: loadedWeightBytes(p, countParams(p.model.architecture), DEFAULT_ASSUMPTIONS),
+      };
+    };
+    expect(host("zero3").saving).toBe(Math.round(host("zero3").total));
+    expect(host("fsdp").saving).toBe(Math.round(host("fsdp").total));
+    // ZeRO-2 saves from its full replicas: no gathered copy
+    expect(host("zero2").saving).toBeLessThan(0.3 * host("zero2").total);
   });
 
   it("balances device_map='auto' like accelerate: the seed's cards hold about 18 GiB", () => {
