@@ -122,6 +122,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
       "```",
       "",
       `then replace \`${IMAGE_PLACEHOLDER}\` in \`${BUNDLE_FILES.pytorchJob}\` with it and \`kubectl apply -f ${BUNDLE_FILES.pytorchJob}\`.`,
+      `The pods' own storage goes with them: mount a persistent volume on every pod where train.yaml's \`output_dir\` lands (relative to \`${BUNDLE_MOUNT}\`), or the checkpoints and the saved model are lost when the job ends.`,
       "",
     );
   }

@@ -365,6 +365,11 @@ describe("scripts run against stub commands", () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("needs 4 GPUs per node; nvidia-smi lists 2");
     expect(r.log).toBe("");
+    // nvidia-smi lists every GPU of the machine: a narrower CUDA_VISIBLE_DEVICES is what the ranks would get
+    const narrowed = runIn("ddp-lora", "launch.sh", { CUDA_VISIBLE_DEVICES: "0,1" }, 8);
+    expect(narrowed.status).toBe(1);
+    expect(narrowed.stderr).toContain("needs 4 GPUs per node; CUDA_VISIBLE_DEVICES names 2");
+    expect(narrowed.log).toBe("");
   });
 
   it("FSDP on two nodes: accelerate with the node's rank and the rendezvous address", () => {

@@ -8,15 +8,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 NNODES=1
 NPROC_PER_NODE=8
 
-# The plan's GPUs: torchrun and FSDP's hybrid groups size themselves by the visible devices.
+# The plan's GPUs: torchrun sizes itself by the visible devices.
 CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0,1,2,3,4,5,6,7}"
 export CUDA_VISIBLE_DEVICES
 
-# Fail early when this node sees fewer GPUs than the plan was made for.
+# Fail early when this node sees fewer GPUs than the plan was made for: CUDA_VISIBLE_DEVICES names the ones
+# the ranks use, and nvidia-smi lists the ones the machine has (it ignores CUDA_VISIBLE_DEVICES).
+IFS=, read -r -a devices <<< "$CUDA_VISIBLE_DEVICES"
+if (( ${#devices[@]} < NPROC_PER_NODE )); then
+  echo "launch.sh: this plan needs $NPROC_PER_NODE GPUs per node; CUDA_VISIBLE_DEVICES names ${#devices[@]}" >&2; exit 1
+fi
 if command -v nvidia-smi >/dev/null 2>&1; then
-  visible="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"
-  if (( visible < NPROC_PER_NODE )); then
-    echo "launch.sh: this plan needs $NPROC_PER_NODE GPUs per node; nvidia-smi lists $visible" >&2; exit 1
+  present="$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)"
+  if (( present < NPROC_PER_NODE )); then
+    echo "launch.sh: this plan needs $NPROC_PER_NODE GPUs per node; nvidia-smi lists $present" >&2; exit 1
   fi
 fi
 
