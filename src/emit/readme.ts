@@ -152,6 +152,10 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
     `- peft ${TARGET_VERSIONS.peft}`,
   );
   if (plan.sharding === "fsdp2") out.push(`- torch ${TARGET_VERSIONS.torch}`);
+  if (plan.method === "qlora" && plan.quantMethod === "bnb" && (plan.sharding === "zero3" || usesFsdp(plan)))
+    out.push(
+      "- bitsandbytes >=0.43.0 (LLaMA-Factory checks it for 4-bit weights under ZeRO-3 or FSDP: model_utils/quantization.py)",
+    );
   out.push("");
 
   out.push("## What was assumed, and what was not executed", "");
