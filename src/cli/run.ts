@@ -469,6 +469,10 @@ function stepTimeLine(p: PlanAnalysis["plan"]): string {
     parts.push(
       `${DEFAULT_STEP_TIME_ASSUMPTIONS.fallbackTflops} TFLOPS assumed: the catalog has none for this GPU`,
     );
+  if (p.nodes > 1)
+    parts.push(
+      `${DEFAULT_STEP_TIME_ASSUMPTIONS.interNodeBytesPerSecond / 1e9} GB/s between nodes assumed (one 100 Gb/s link per node; faster fabrics shorten the communication)`,
+    );
   return `Step time ~${t.stepSeconds.toFixed(1)} s per optimizer step (${parts.join(", ")}; an estimate, not a measurement)`;
 }
 
@@ -498,7 +502,7 @@ function humanExtras(
       "",
       maxValue
         ? `Largest ${max} that fits: ${maxValue}${max === "micro-batch" && gradAccum !== undefined ? ` (with --grad-accum ${gradAccum} kept: ${maxValue * gradAccum} sequences per GPU per step; lower --grad-accum to keep the global batch)` : ""}`
-        : `No ${max} fits: even 1 does not.`,
+        : `No ${max} fits: even 1 does not. The plan's issues above say what else to change (the training step's hint lists the ways out).`,
     );
   }
   return out.length > 0 ? `${out.join("\n")}\n` : "";
