@@ -27,6 +27,16 @@ interface DoctorJson {
     byHand: string[];
   };
 }
+/** A Qwen2.5-7B YAML with these keys, read for one H100 without DeepSpeed or accelerate. */
+const qwenSetup = (y: Record<string, unknown>) =>
+  setupToPlan(
+    { model_name_or_path: "Qwen/Qwen2.5-7B", ...y },
+    { kind: "none" },
+    null,
+    { gpu: "h100" },
+    undefined,
+  );
+
 const doctorJson = (argv: string[], cwd?: string) => {
   const r = cli([...argv, "--json"], cwd);
   return { code: r.code, json: JSON.parse(r.stdout) as DoctorJson };
@@ -296,14 +306,7 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
   });
 
   it("packs as LLaMA-Factory does: neat_packing turns packing on, and unset packing follows stage pt", () => {
-    const packing = (y: Record<string, unknown>) =>
-      setupToPlan(
-        { model_name_or_path: "Qwen/Qwen2.5-7B", ...y },
-        { kind: "none" },
-        null,
-        { gpu: "h100" },
-        undefined,
-      ).input.packing ?? false;
+    const packing = (y: Record<string, unknown>) => qwenSetup(y).input.packing ?? false;
     expect(packing({ stage: "sft" })).toBe(false);
     expect(packing({ stage: "pt" })).toBe(true);
     expect(packing({ stage: "pt", packing: false })).toBe(false);
@@ -312,13 +315,7 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
 
   it("warns where a switch changes memory in a way the model leaves out, and which way the figure errs", () => {
     const warn = (y: Record<string, unknown>) =>
-      setupToPlan(
-        { model_name_or_path: "Qwen/Qwen2.5-7B", ...y },
-        { kind: "none" },
-        null,
-        { gpu: "h100" },
-        undefined,
-      )
+      qwenSetup(y)
         .issues.filter((i) => i.code === "NOT_MODELLED")
         .map((i) => i.path);
     expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: false })).toEqual([
