@@ -852,7 +852,11 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
       "",
     );
   }
-  if (r.valid) {
+  if (r.valid && !r.analysis.memory.train.fits) {
+    out.push(
+      "⚠ LLaMA-Factory accepts it as it is; whether the step fits is open: tunefit's figure is an upper bound here.",
+    );
+  } else if (r.valid) {
     out.push("✔ It runs as it is: no change needed.");
   } else if (r.byHand.length > 0) {
     out.push(
