@@ -302,32 +302,42 @@ for (const hubId of Object.keys(sameArchitectureIds)) {
 // ---------------------------------------------------------------- GPUs
 
 // Cards beyond gpus.json, in its format (kept in this repo).
-const extraGpus = JSON.parse(readFileSync(join(root, "scripts/data/extra-gpus.json"), "utf8")).gpus;
-const gpus = [...gpusRef.gpus, ...extraGpus].map((g) => ({
-  id: g.id,
-  name: g.name,
-  vendor: g.vendor,
-  memoryMib: g.memory_total_mib,
-  computeCapability: g.compute_capability,
-  bf16: g.bf16,
-  fp8: g.fp8 ?? false,
-  flashAttention2: g.flash_attention_2 ?? false,
-  denseBf16Tflops: g.dense_bf16_tflops,
-  denseFp16Tflops: g.dense_fp16_tflops,
-  memoryBandwidthGBps: g.memory_bandwidth_gbps,
-  // GPU-to-GPU bandwidth per direction in GB/s: NVLink's bidirectional total / 2 where the part has it, else PCIe.
-  linkGBps:
-    g.interconnect?.nvlink?.bandwidth_gbps != null
-      ? g.interconnect.nvlink.bandwidth_gbps / 2
-      : g.interconnect?.pcie?.gen
-        ? ({ 3: 16, 4: 32, 5: 64 }[g.interconnect.pcie.gen] ?? null)
-        : null,
-  memorySource:
-    g.sources?.memory_total_mib?.replace(
-      /code-index \(find_string over public GitHub files\)/g,
-      "public GitHub files",
-    ) ?? null,
-}));
+const extraGpuData = JSON.parse(readFileSync(join(root, "scripts/data/extra-gpus.json"), "utf8"));
+const extraGpus = extraGpuData.gpus;
+// throughput figures gpus.json leaves empty, filled from the sources extra-gpus.json names
+const { _about: __, ...throughput } = extraGpuData.throughput_overrides ?? {};
+const gpus = [...gpusRef.gpus, ...extraGpus]
+  .map((g) => {
+    const t = throughput[g.id];
+    if (!t) return g;
+    if (g.dense_bf16_tflops != null) throw new Error(`throughput_overrides: ${g.id} already has a figure`);
+    return { ...g, dense_bf16_tflops: t.dense_bf16_tflops, dense_fp16_tflops: t.dense_fp16_tflops };
+  })
+  .map((g) => ({
+    id: g.id,
+    name: g.name,
+    vendor: g.vendor,
+    memoryMib: g.memory_total_mib,
+    computeCapability: g.compute_capability,
+    bf16: g.bf16,
+    fp8: g.fp8 ?? false,
+    flashAttention2: g.flash_attention_2 ?? false,
+    denseBf16Tflops: g.dense_bf16_tflops,
+    denseFp16Tflops: g.dense_fp16_tflops,
+    memoryBandwidthGBps: g.memory_bandwidth_gbps,
+    // GPU-to-GPU bandwidth per direction in GB/s: NVLink's bidirectional total / 2 where the part has it, else PCIe.
+    linkGBps:
+      g.interconnect?.nvlink?.bandwidth_gbps != null
+        ? g.interconnect.nvlink.bandwidth_gbps / 2
+        : g.interconnect?.pcie?.gen
+          ? ({ 3: 16, 4: 32, 5: 64 }[g.interconnect.pcie.gen] ?? null)
+          : null,
+    memorySource:
+      g.sources?.memory_total_mib?.replace(
+        /code-index \(find_string over public GitHub files\)/g,
+        "public GitHub files",
+      ) ?? null,
+  }));
 
 // ---------------------------------------------------------------- expected counts (tests only)
 

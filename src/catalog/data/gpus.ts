@@ -11,8 +11,8 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "bf16": true,
     "fp8": false,
     "flashAttention2": true,
-    "denseBf16Tflops": null,
-    "denseFp16Tflops": null,
+    "denseBf16Tflops": 71,
+    "denseFp16Tflops": 71,
     "memoryBandwidthGBps": 936,
     "linkGBps": 32,
     "memorySource": "https://github.com/noonghunna/club-3090/issues/1128"
