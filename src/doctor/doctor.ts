@@ -178,19 +178,40 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
       }
     }
   }
-  issues.push(...optimizerSwitchIssues(input.yaml, name, world, setup.input.sharding === "zero3"));
+  // LLaMA-Factory's "distributed" is torchrun's: several processes, or DeepSpeed, which runs under torchrun even
+  // on one GPU
+  const distributed = world > 1 || input.deepspeed.kind !== "none";
+  issues.push(...optimizerSwitchIssues(input.yaml, name, distributed, setup.input.sharding === "zero3"));
   return issues;
+}
+
+/**
+ * The memory-saving switches of a YAML that could bring an over-the-card training figure under the card: the
+ * figure without every term they shrink (optimizer states and gradients for the optimizers, BAdam's fp32 upcast
+ * of the weights too, activations for Unsloth's offloaded checkpointing) fits. Empty when even that does not fit:
+ * then the out-of-memory stands.
+ */
+function coverableBySwitches(y: Readonly<Record<string, unknown>>, analysis: PlanAnalysis): string[] {
+  const switches = upperBoundSwitches(y);
+  if (switches.length === 0) return [];
+  const t = analysis.memory.train;
+  const b = t.perGpu.breakdown;
+  let saved = 0;
+  if (switches.some((k) => k !== "use_unsloth" && k !== "use_unsloth_gc")) saved += b.optimizer + b.gradients;
+  if (switches.includes("use_badam")) saved += b.weights / 2;
+  if (switches.includes("use_unsloth") || switches.includes("use_unsloth_gc")) saved += b.activations;
+  return t.perGpu.deviceBytes - saved <= t.capacityBytes ? switches : [];
 }
 
 /**
  * LLaMA-Factory's checks on GaLore, APOLLO and BAdam, which a plan cannot carry but a YAML can (hparams/parser.py
  * get_train_args, finetuning_args.py __post_init__, train/trainer_utils.py; LLaMA-Factory ff6d4d12ee).
- * "Distributed" is more than one process.
+ * "Distributed" is torchrun's parallel mode: more than one process, or DeepSpeed.
  */
 function optimizerSwitchIssues(
   y: Readonly<Record<string, unknown>>,
   name: string,
-  world: number,
+  distributed: boolean,
   zero3: boolean,
 ): Issue[] {
   const on = (key: string) => y[key] === true;
@@ -223,28 +244,28 @@ function optimizerSwitchIssues(
       "Cannot use GaLore, APOLLO or BAdam together.",
       "Keep one of use_galore, use_apollo and use_badam.",
     );
-  if (world > 1 && galore && on("galore_layerwise"))
+  if (distributed && galore && on("galore_layerwise"))
     stop(
       "galore_layerwise",
       "parser.py:507",
       "Distributed training does not support layer-wise GaLore.",
       "Set galore_layerwise: false, or train on one GPU.",
     );
-  if (world > 1 && apollo && on("apollo_layerwise"))
+  if (distributed && apollo && on("apollo_layerwise"))
     stop(
       "apollo_layerwise",
       "parser.py:510",
       "Distributed training does not support layer-wise APOLLO.",
       "Set apollo_layerwise: false, or train on one GPU.",
     );
-  if (world > 1 && badam && y.badam_mode === "ratio")
+  if (distributed && badam && y.badam_mode === "ratio")
     stop(
       "badam_mode",
       "parser.py:514",
       "Radio-based BAdam does not yet support distributed training, use layer-wise BAdam.",
       "Set badam_mode: layer (with DeepSpeed ZeRO-3), or train on one GPU.",
     );
-  if (world > 1 && badam && y.badam_mode !== "ratio" && !zero3)
+  if (distributed && badam && y.badam_mode !== "ratio" && !zero3)
     stop(
       "use_badam",
       "parser.py:516",
@@ -693,7 +714,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   const scaled = input.yaml.rope_scaling !== undefined && input.yaml.rope_scaling !== null;
   // with a memory-saving optimizer or kernel tunefit does not model, its training figure is only an upper bound:
   // over the card, it may still fit
-  const upperBound = upperBoundSwitches(input.yaml);
+  const upperBound = coverableBySwitches(input.yaml, analysis);
   issues.push(
     ...analysis.issues
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
@@ -716,12 +737,14 @@ export function doctor(input: DoctorInput): DoctorReport {
   const yamlName = input.yamlName ?? "train.yaml";
   const keyFixes = valid ? [] : keyChanges(issues, yamlName, input.yaml);
   // values no change can choose: corrected by hand before any fix is worth searching
+  // and LLaMA-Factory's stops for GaLore, APOLLO and BAdam, whose keys no candidate plan changes
   const byHand = issues.filter(
     (i) =>
       i.severity === "error" &&
-      i.code === "TARGET_BAD_VALUE" &&
-      i.path.startsWith(`${yamlName}:`) &&
-      !keyFixes.some((c) => `${yamlName}:${c.target}` === i.path),
+      (i.code === "LLAMAFACTORY_REJECTS" ||
+        (i.code === "TARGET_BAD_VALUE" &&
+          i.path.startsWith(`${yamlName}:`) &&
+          !keyFixes.some((c) => `${yamlName}:${c.target}` === i.path))),
   );
   if (!valid && byHand.length === 0) {
     const ds = input.deepspeed;
@@ -791,7 +814,8 @@ export function doctor(input: DoctorInput): DoctorReport {
  */
 const LEGACY_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   quantization_method: { bitsandbytes: "bnb" },
-  flash_attn: { off: "disabled" },
+  // YAML 1.1 reads an unquoted `off` as false; the boolean flash_attn of earlier releases meant FlashAttention-2
+  flash_attn: { off: "disabled", false: "disabled", true: "fa2" },
 };
 
 /**

@@ -254,13 +254,19 @@ export function setupToPlan(
     if (num(y.lora_rank) !== undefined) input.loraRank = y.lora_rank;
     if (num(y.lora_alpha) !== undefined) input.loraAlpha = y.lora_alpha;
     if (num(y.lora_dropout) !== undefined) input.loraDropout = y.lora_dropout;
-    if (names(y.lora_target) && !isAll(y.lora_target)) input.loraTarget = list(y.lora_target);
+    if (names(y.lora_target) && list(y.lora_target).length > 0 && !isAll(y.lora_target))
+      input.loraTarget = list(y.lora_target);
     if (y.use_dora === true) input.useDora = true;
-    if (names(y.additional_target)) input.additionalTarget = list(y.additional_target);
+    if (names(y.additional_target) && list(y.additional_target).length > 0)
+      input.additionalTarget = list(y.additional_target);
   }
   if (input.method === "freeze") {
     if (num(y.freeze_trainable_layers) !== undefined) input.freezeTrainableLayers = y.freeze_trainable_layers;
-    if (names(y.freeze_trainable_modules) && !isAll(y.freeze_trainable_modules)) {
+    if (
+      names(y.freeze_trainable_modules) &&
+      list(y.freeze_trainable_modules).length > 0 &&
+      !isAll(y.freeze_trainable_modules)
+    ) {
       input.freezeTrainableModules = list(y.freeze_trainable_modules);
     }
   }

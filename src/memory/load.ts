@@ -323,7 +323,7 @@ export function estimateHostMemory(
   // DeepSpeed that optimizer is always Adam: accelerate swaps any other for DeepSpeedCPUAdam
   // (OFFLOAD_REPLACES_OPTIMIZER warns).
   const processes = plan.gpus * as.hostBytesPerProcess;
-  const saving = saveGatherBytes(plan, params, total);
+  const saving = saveGatherBytes(plan, params, total, as);
   if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
     // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:
     // the checkpoint on the CPU and the pinned shards peak one after the other, not together
@@ -345,9 +345,12 @@ export function estimateHostMemory(
  * save_fsdp_model), a LoRA run too, since the adapter is filtered out of the full dict afterwards. FSDP holds
  * trained parameters as LLaMA-Factory upcast them (fp32 under mixed precision). 0 for other strategies.
  */
-function saveGatherBytes(plan: Plan, params: ParamBreakdown, total: number): number {
+function saveGatherBytes(plan: Plan, params: ParamBreakdown, total: number, as: MemoryAssumptions): number {
   if (plan.sharding === "zero3") return total;
   if (!isFsdp(plan.sharding) || (plan.sharding === "fsdp" && plan.fsdpStrategy === "no_shard")) return 0;
-  const upcast = plan.method === "full" && plan.precision !== "pure_bf16" && plan.precision !== "fp32";
-  return upcast ? params.total * 4 : total;
+  const mixed = plan.precision === "bf16" || plan.precision === "fp16";
+  // accelerate 1.11's FSDP2 casts the whole model to fp32 (accelerateFsdp2CastsFrozenToFp32)
+  const wholeFp32 = plan.sharding === "fsdp2" && mixed && as.accelerateFsdp2CastsFrozenToFp32;
+  const upcast = plan.method === "full" && mixed;
+  return wholeFp32 || upcast ? params.total * 4 : total;
 }

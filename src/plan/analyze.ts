@@ -40,7 +40,11 @@ export function analyzeResolvedPlan(
     expertsAsLinear: withDefaults(assumptions).transformersExpertsAsLinear,
   });
   const memory = estimateMemory(plan, assumptions, trainable);
-  const issues = [...checkRules(plan), ...memoryIssues(plan, memory, assumptions), ...notes].sort(
+  // a rule about an assumption's mechanism is silent when that assumption is turned off
+  const rules = checkRules(plan).filter(
+    (i) => !(i.code === "FSDP2_PEFT_ONE_UNIT" && assumptions.peftFsdp2WrapsRootOnly === false),
+  );
+  const issues = [...rules, ...memoryIssues(plan, memory, assumptions), ...notes].sort(
     (a, b) => ORDER[a.severity] - ORDER[b.severity],
   );
   return {

@@ -379,6 +379,38 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(one.json.doctor.verdict.join(" ")).toMatch(/upper bound with use_badam.*may not fit/);
   });
 
+  it("keeps the stop where no memory-saving switch could cover the gap, and leaves LLaMA-Factory's stops to the user", () => {
+    const dir = tempDir();
+    const base = "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nfinetuning_type: full\nbf16: true\n";
+    // Unsloth's offloaded checkpointing saves activations; the full fine-tune's optimizer step is over the card
+    writeFileSync(join(dir, "unsloth.yaml"), `${base}use_unsloth_gc: true\n`);
+    const unsloth = doctorJson(["doctor", "unsloth.yaml", "--gpu", "h100"], dir);
+    expect(unsloth.code).toBe(3);
+    expect(unsloth.json.issues.find((i) => i.code === "TRAIN_OOM")?.severity).toBe("error");
+    // layer-wise BAdam under ZeRO-2 on one GPU: DeepSpeed runs under torchrun, which LLaMA-Factory calls distributed
+    writeFileSync(
+      join(dir, "z2.json"),
+      JSON.stringify({ zero_optimization: { stage: 2 }, train_micro_batch_size_per_gpu: "auto" }),
+    );
+    writeFileSync(join(dir, "badam.yaml"), `${base}use_badam: true\ndeepspeed: z2.json\n`);
+    const badam = doctorJson(["doctor", "badam.yaml", "--gpu", "h100", "--launch-dir", dir], dir);
+    expect(badam.code).toBe(3);
+    expect(badam.json.doctor.byHand).toContain("badam.yaml:use_badam");
+    expect(badam.json.doctor.fix).toBeNull();
+  });
+
+  it("reads an unquoted flash_attn: off (YAML 1.1's false) as the old spelling of disabled", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "off.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nfinetuning_type: lora\nbf16: true\nflash_attn: off\n",
+    );
+    const { json } = doctorJson(["doctor", "off.yaml", "--gpu", "a100-80g"], dir);
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
+      "flash_attn: disabled (LLaMA-Factory's current name for false)",
+    ]);
+  });
+
   it("renames a value an earlier LLaMA-Factory spelled otherwise; other bad values are left to the user", () => {
     const dir = tempDir();
     const base = "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nquantization_bit: 4\nbf16: true\n";

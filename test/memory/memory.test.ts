@@ -437,6 +437,17 @@ describe("loading and inference", () => {
     expect(host("fsdp").saving).toBe(Math.round(host("fsdp").total));
     // ZeRO-2 saves from its full replicas: no gathered copy
     expect(host("zero2").saving).toBeLessThan(0.3 * host("zero2").total);
+    // accelerate 1.11's FSDP2 holds the whole model in fp32, so its full state dict is 4 B per parameter
+    const fsdp2 = plan({
+      model: "Qwen/Qwen2.5-72B",
+      gpu: "h100-80g",
+      gpus: 8,
+      method: "lora",
+      sharding: "fsdp2",
+    });
+    expect(estimateMemory(fsdp2).hostRam.perNodeBytes - 8 * DEFAULT_ASSUMPTIONS.hostBytesPerProcess).toBe(
+      countParams(fsdp2.model.architecture).total * 4,
+    );
   });
 
   it("balances device_map='auto' like accelerate: the seed's cards hold about 18 GiB", () => {

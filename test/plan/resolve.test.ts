@@ -202,6 +202,13 @@ describe("rules that stop a run", () => {
       { optimizer: "adamw_8bit", sharding: "zero2", offload: "optimizer", hostRam: 512 },
     ],
   ];
+  it("FSDP2_PEFT_ONE_UNIT is silent when its assumption is turned off", () => {
+    const input = { ...base, method: "lora", sharding: "fsdp2" } as const;
+    const codes = (assumptions = {}) => analyzePlan(input, { assumptions }).issues.map((i) => i.code);
+    expect(codes()).toContain("FSDP2_PEFT_ONE_UNIT");
+    expect(codes({ peftFsdp2WrapsRootOnly: false })).not.toContain("FSDP2_PEFT_ONE_UNIT");
+  });
+
   it("covers every rule of the table", () => {
     expect(cases.map(([code]) => code).sort()).toEqual(PLAN_RULES.map((r) => r.code).sort());
   });
