@@ -166,7 +166,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
       p.model.architecture.modelType === "gemma2" && (p.attention === "auto" || p.attention === "sdpa"),
     message: (p) =>
       p.attention === "auto"
-        ? "LLaMA-Factory runs Gemma-2 with FlashAttention-2 when flash-attn is installed, else eager attention (s² memory), never SDPA"
+        ? `LLaMA-Factory runs Gemma-2 with FlashAttention-2 when flash-attn is installed, else eager attention (s² memory), never SDPA; the memory shown assumes ${p.gpu.flashAttention2 ? "flash-attn is installed" : "eager attention, as this GPU has no FlashAttention-2"}`
         : "SDPA lacks Gemma-2's attention soft-capping",
     hint: (p) =>
       p.gpu.flashAttention2
