@@ -135,6 +135,9 @@ type ModelSource =
 
 type Input = Record<string, unknown>;
 
+/** Where setupToPlan finds a relative model folder: the import's own folder. */
+const setupWhere = (options: ImportOptions) => (options.cwd === undefined ? {} : { cwd: options.cwd });
+
 /**
  * Turns a LLaMA-Factory training YAML (as `readTrainYamlFile` reads it) into a TypeScript script that builds the
  * same plan with PlanBuilder and writes a bundle whose train.yaml has exactly the original's keys and values.
@@ -154,7 +157,7 @@ export function importTrainYaml(
     accelerate,
     setupHardware(hardware),
     options.model,
-    options.cwd === undefined ? {} : { cwd: options.cwd },
+    setupWhere(options),
   );
   const model = modelSource(yaml, options);
 
@@ -365,14 +368,8 @@ function modelled(
     if (key === "model_name_or_path") return options.model === undefined;
     const without: Record<string, unknown> = { ...yaml };
     delete without[key];
-    const ablated = setupToPlan(
-      without,
-      deepspeed,
-      accelerate,
-      hardware,
-      options.model,
-      options.cwd === undefined ? {} : { cwd: options.cwd },
-    ).input as Input;
+    const ablated = setupToPlan(without, deepspeed, accelerate, hardware, options.model, setupWhere(options))
+      .input as Input;
     const fields = new Set([...Object.keys(baseFields), ...Object.keys(ablated)]);
     return [...fields].some(
       (f) =>

@@ -6,7 +6,7 @@ import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Plan } from "../schema/plan.ts";
 import { memoryIssues } from "./memory-issues.ts";
 import { type ResolveOptions, resolvePlan } from "./resolve.ts";
-import { checkRules } from "./rules.ts";
+import { checkRules, PLAN_RULES } from "./rules.ts";
 
 /** A resolved plan with its model accounting and every issue found. */
 export interface PlanAnalysis {
@@ -40,13 +40,11 @@ export function analyzeResolvedPlan(
     expertsAsLinear: withDefaults(assumptions).transformersExpertsAsLinear,
   });
   const memory = estimateMemory(plan, assumptions, trainable);
-  // a rule about an assumption's mechanism is silent when that assumption is turned off
-  const rules = checkRules(plan).filter(
-    (i) => !(i.code === "FSDP2_PEFT_ONE_UNIT" && assumptions.peftFsdp2WrapsRootOnly === false),
-  );
-  const issues = [...rules, ...memoryIssues(plan, memory, assumptions), ...notes].sort(
-    (a, b) => ORDER[a.severity] - ORDER[b.severity],
-  );
+  const issues = [
+    ...checkRules(plan, PLAN_RULES, assumptions),
+    ...memoryIssues(plan, memory, assumptions),
+    ...notes,
+  ].sort((a, b) => ORDER[a.severity] - ORDER[b.severity]);
   return {
     plan,
     params: countParams(plan.model.architecture),

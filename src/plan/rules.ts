@@ -1,6 +1,6 @@
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
-import { withDefaults } from "../memory/assumptions.ts";
+import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
 import { loadedWeightBytes } from "../memory/load.ts";
 import { fsdpAccumulatesUnsharded, imagePatches } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
@@ -17,8 +17,9 @@ export interface PlanRule {
   readonly code: string;
   readonly fields: readonly [keyof Plan, ...(keyof Plan)[]];
   readonly severity: Issue["severity"];
-  readonly applies: (plan: Plan) => boolean;
-  readonly message: (plan: Plan) => string;
+  /** `as`: the memory-model assumptions in force (defaults filled), for rules about a modelled mechanism */
+  readonly applies: (plan: Plan, as: MemoryAssumptions) => boolean;
+  readonly message: (plan: Plan, as: MemoryAssumptions) => string;
   readonly hint: (plan: Plan) => string;
   /** where the behaviour comes from */
   readonly source: string;
@@ -196,10 +197,13 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "FSDP2_PEFT_ONE_UNIT",
     fields: ["sharding", "method"],
     severity: "warning",
-    applies: (p) =>
-      p.sharding === "fsdp2" && (p.method === "lora" || p.method === "qlora") && p.gpus * p.nodes > 1,
-    message: (p) =>
-      `the HF Trainer gives a PEFT model PEFT's auto-wrap policy, which accelerate's FSDP2 does not apply: the whole model is one FSDP2 unit, so every GPU gathers all ${(loadedWeightBytes(p, countParams(p.model.architecture), withDefaults()) / 1024 ** 3).toFixed(1)} GiB of its weights for forward and again for backward (the memory shown)`,
+    applies: (p, as) =>
+      as.peftFsdp2WrapsRootOnly &&
+      p.sharding === "fsdp2" &&
+      (p.method === "lora" || p.method === "qlora") &&
+      p.gpus * p.nodes > 1,
+    message: (p, as) =>
+      `the HF Trainer gives a PEFT model PEFT's auto-wrap policy, which accelerate's FSDP2 does not apply: the whole model is one FSDP2 unit, so every GPU gathers all ${(loadedWeightBytes(p, countParams(p.model.architecture), as) / 1024 ** 3).toFixed(1)} GiB of its weights for forward and again for backward (the memory shown)`,
     hint: () =>
       "Use --sharding fsdp (FSDP1 applies PEFT's policy and wraps each decoder layer) or zero3; with accelerate's fixes, pass --assume peftFsdp2WrapsRootOnly=false.",
     source:
@@ -315,15 +319,20 @@ export const PLAN_RULES: readonly PlanRule[] = [
   },
 ];
 
-/** Runs every rule against a resolved plan. */
-export function checkRules(plan: Plan, rules: readonly PlanRule[] = PLAN_RULES): Issue[] {
+/** Runs every rule against a resolved plan, under the memory-model assumptions given (defaults otherwise). */
+export function checkRules(
+  plan: Plan,
+  rules: readonly PlanRule[] = PLAN_RULES,
+  assumptions: Partial<MemoryAssumptions> = {},
+): Issue[] {
+  const as = withDefaults(assumptions);
   return rules
-    .filter((r) => r.applies(plan))
+    .filter((r) => r.applies(plan, as))
     .map((r) => ({
       code: r.code,
       severity: r.severity,
       path: r.fields[0],
-      message: r.message(plan),
+      message: r.message(plan, as),
       hint: r.hint(plan),
     }));
 }

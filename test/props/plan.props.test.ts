@@ -7,6 +7,7 @@ import { run } from "../../src/cli/run.ts";
 import { emitAnalysis } from "../../src/emit/bundle.ts";
 import { checkBundle } from "../../src/emit/check-bundle.ts";
 import { TunefitError } from "../../src/errors.ts";
+import { DEFAULT_ASSUMPTIONS } from "../../src/memory/assumptions.ts";
 import { analyzePlan } from "../../src/plan/analyze.ts";
 import { inputToArgs } from "../../src/plan/recommend.ts";
 import { PLAN_RULES } from "../../src/plan/rules.ts";
@@ -141,7 +142,7 @@ describe(`plan properties (${RUNS} runs)`, () => {
           expect(a.memory.hostRam.perNodeBytes).toBeGreaterThan(0);
           // rules: each applying rule is reported at the first field of its definition
           for (const r of PLAN_RULES) {
-            if (!r.applies(p)) continue;
+            if (!r.applies(p, DEFAULT_ASSUMPTIONS)) continue;
             fired.add(r.code);
             expect(a.issues.some((i) => i.code === r.code && i.path === r.fields[0])).toBe(true);
           }
