@@ -297,7 +297,12 @@ function resolveForImport(
     const attempt: Input = { ...chain };
     if (model.kind === "unknown") for (const f of MODULE_FIELDS) delete attempt[f];
     try {
-      let plan = resolvePlan(attempt, cwd === undefined ? {} : { cwd }).plan;
+      const resolution = resolvePlan(attempt, cwd === undefined ? {} : { cwd });
+      let plan = resolution.plan;
+      // the script spells out what resolving assumed, so that it runs without the warning
+      if (chain.template === undefined && resolution.issues.some((i) => i.code === "TEMPLATE_EMPTY")) {
+        chain.template = plan.template;
+      }
       if (model.kind === "unknown") {
         const patched: Record<string, unknown> = { ...plan };
         for (const f of MODULE_FIELDS) if (chain[f] !== undefined) patched[f] = chain[f];
@@ -314,11 +319,6 @@ function resolveForImport(
 function dropUnresolvable(issues: readonly Issue[], chain: Input): boolean {
   let changed = false;
   for (const issue of issues) {
-    if (issue.code === "TEMPLATE_REQUIRED" && chain.template === undefined) {
-      chain.template = "empty"; // LLaMA-Factory's choice without a template and without a tokenizer chat template
-      changed = true;
-      continue;
-    }
     if (issue.code === "ADDITIONAL_TARGET_UNKNOWN" && chain.additionalTarget !== undefined) {
       delete chain.additionalTarget; // a module whose size tunefit does not know; LLaMA-Factory may still train it
       changed = true;

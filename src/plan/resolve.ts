@@ -216,12 +216,17 @@ function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[])
     });
     return model.groupTemplate;
   }
-  throw usageError(
-    "TEMPLATE_REQUIRED",
-    "template",
-    `LLaMA-Factory knows no chat template for ${model.id}`,
-    "Add --template NAME (e.g. --template default for plain text; `tunefit models` lists the catalog's).",
-  );
+  // LLaMA-Factory itself runs without a template: it parses the tokenizer's chat template, or takes `empty` where the
+  // tokenizer has none (data/template.py get_template_and_fix_tokenizer). tunefit cannot read the tokenizer, so it
+  // writes the base-model case and says so; the template does not change the memory figures.
+  notes.push({
+    code: "TEMPLATE_EMPTY",
+    severity: "warning",
+    path: "template",
+    message: `LLaMA-Factory knows no chat template for ${model.id}; writing template: empty, its choice for a tokenizer without a chat template`,
+    hint: "Pass --template NAME for a chat model (`tunefit models` lists the catalog's; --template default for plain text).",
+  });
+  return "empty";
 }
 
 /**

@@ -48,11 +48,12 @@ describe("resolvePlan defaults", () => {
     expect(issues.map((i) => i.code)).toEqual(["TEMPLATE_FROM_GROUP"]);
   });
 
-  it("requires --template where LLaMA-Factory has none (Baichuan2)", () => {
-    expect(usageIssues({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g" })[0]).toMatchObject({
-      code: "TEMPLATE_REQUIRED",
-      path: "template",
-    });
+  it("writes LLaMA-Factory's `empty` template, with a warning, where it has none for the model (Baichuan2)", () => {
+    const { plan, issues } = resolvePlan({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g" });
+    expect(plan.template).toBe("empty");
+    expect(issues).toEqual([
+      expect.objectContaining({ code: "TEMPLATE_EMPTY", severity: "warning", path: "template" }),
+    ]);
     expect(
       resolvePlan({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g", template: "default" }).plan
         .template,
