@@ -44,6 +44,27 @@ export function findCatalogModel(id: string): CatalogMatch | undefined {
   return byId.get(id.trim().toLowerCase());
 }
 
+/** Repository names of re-quantized or converted uploads, whose weights are not the catalog checkpoint's. */
+const CONVERTED_NAME = /(bnb|[48]bit|gptq|awq|int[248]|gguf|fp8|exl2|mlx|onnx|hqq|aqlm|eetq)/i;
+
+/** Whether a hub id names a quantized or converted upload (its repository name says so). */
+export function looksConverted(id: string): boolean {
+  return CONVERTED_NAME.test(id.slice(id.lastIndexOf("/") + 1));
+}
+
+/**
+ * A catalog model that an unknown `org/name` mirrors: the same repository name under another organisation (the
+ * community and ModelScope copies, e.g. NousResearch/Llama-2-7b-hf), where the name is unambiguous and not that of
+ * a quantized or converted upload.
+ */
+export function findMirroredModel(id: string): CatalogMatch | undefined {
+  if (looksConverted(id)) return undefined;
+  const ref = id.trim().toLowerCase();
+  const parts = ref.split("/");
+  if (parts.length !== 2 || !parts[0] || !parts[1] || byId.has(ref)) return undefined;
+  return tails.get(parts[1]) ?? undefined;
+}
+
 /** The catalog ids closest to an unknown one (for "did you mean"). */
 export function suggestModelIds(id: string, max = 3): string[] {
   const ids = MODEL_RECORDS.flatMap((r) => r.ids.map((e) => e.id));

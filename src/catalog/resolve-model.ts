@@ -6,7 +6,7 @@ import type { Architecture } from "../schema/architecture.ts";
 import { Architecture as ArchitectureSchema } from "../schema/architecture.ts";
 import type { ModelDefinition, ResolvedModel } from "../schema/plan.ts";
 import { architectureFromConfig } from "./config-json.ts";
-import { findCatalogModel, suggestModelIds } from "./models.ts";
+import { findCatalogModel, findMirroredModel, looksConverted, suggestModelIds } from "./models.ts";
 
 function isDirectory(path: string): boolean {
   try {
@@ -98,6 +98,19 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       shards: match.shards,
     };
   }
+  const mirrored = findMirroredModel(ref);
+  if (mirrored) {
+    // the user's id stays: it is what LLaMA-Factory downloads (resolvePlan says whose architecture is assumed)
+    return {
+      id: ref.trim(),
+      source: "catalog",
+      dir: null,
+      architecture: mirrored.record.architecture,
+      defaultTemplate: mirrored.defaultTemplate,
+      groupTemplate: mirrored.groupTemplate,
+      shards: mirrored.shards,
+    };
+  }
   if (looksLikePath(ref)) {
     const configFile = basename(ref) === "config.json";
     throw usageError(
@@ -116,7 +129,11 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
     "MODEL_UNKNOWN",
     "model",
     `unknown model "${ref}": not in the catalog and not a folder`,
-    `Did you mean ${suggestions.map((s) => `"${s}"`).join(", ")}? List all with \`tunefit models\`, or pass a ` +
-      "folder holding the model's config.json.",
+    looksConverted(ref)
+      ? "Its name reads as a quantized or converted upload, which the catalog does not carry: pass its downloaded " +
+          "folder (--model DIR) with --method qlora and the --quant-method it was made with, or plan the original " +
+          "16-bit checkpoint with --method qlora."
+      : `Did you mean ${suggestions.map((s) => `"${s}"`).join(", ")}? List all with \`tunefit models\`, or pass a ` +
+          "folder holding the model's config.json.",
   );
 }

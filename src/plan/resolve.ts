@@ -2,6 +2,7 @@ import type { z } from "zod";
 import { closest } from "../_util.ts";
 import { OPTIMIZER_NAMES, TEMPLATES } from "../catalog/data/llamafactory.ts";
 import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, gpusNamed, suggestGpuIds } from "../catalog/gpus.ts";
+import { findMirroredModel } from "../catalog/models.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { countTrainable } from "../model/trainable.ts";
@@ -243,6 +244,16 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
 
   const notes: Issue[] = [];
   const model = resolveModel(input.model, options.cwd);
+  const mirrored = model.source === "catalog" ? findMirroredModel(model.id) : undefined;
+  if (mirrored) {
+    notes.push({
+      code: "MODEL_MIRROR",
+      severity: "warning",
+      path: "model",
+      message: `${model.id} is not in the catalog; it is read as ${mirrored.id} (the same repository name under another organisation)`,
+      hint: `If its config.json differs from ${mirrored.id}'s, pass the checkpoint folder instead (--model DIR).`,
+    });
+  }
   const gpu = resolveGpu(input);
   const method = input.method ?? PLAN_DEFAULTS.method;
   const lora = method === "lora" || method === "qlora";

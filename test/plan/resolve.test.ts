@@ -119,6 +119,41 @@ describe("input that does not form a plan", () => {
     expect(usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "h10" })[0]?.hint).toContain("h100-80g");
   });
 
+  it("reads a copy under another organisation as the catalog model of that repository name, with a warning", () => {
+    const { plan, issues } = resolvePlan({ model: "NousResearch/Llama-2-7b-hf", gpu: "a100-80g" });
+    const original = resolvePlan({ model: "meta-llama/Llama-2-7b-hf", gpu: "a100-80g" }).plan;
+    // the id LLaMA-Factory downloads stays the user's; the dimensions and template are the original's
+    expect(plan.model.id).toBe("NousResearch/Llama-2-7b-hf");
+    expect(plan.model.architecture).toEqual(original.model.architecture);
+    expect(plan.template).toBe(original.template);
+    expect(issues.find((i) => i.code === "MODEL_MIRROR")).toMatchObject({
+      severity: "warning",
+      path: "model",
+      message: expect.stringContaining("read as meta-llama/Llama-2-7b-hf"),
+    });
+    // an instruct copy takes the instruct id's own template
+    expect(
+      resolvePlan({ model: "LLM-Research/Meta-Llama-3-8B-Instruct", gpu: "a100-80g" }).plan.template,
+    ).toBe("llama3");
+    // catalog ids themselves carry no such warning
+    expect(original.model.id).toBe("meta-llama/Llama-2-7b-hf");
+    expect(
+      resolvePlan({ model: "meta-llama/Llama-2-7b-hf", gpu: "a100-80g" }).issues.map((i) => i.code),
+    ).not.toContain("MODEL_MIRROR");
+  });
+
+  it("does not read a quantized upload as its 16-bit original", () => {
+    for (const model of [
+      "unsloth/llama-3-8b-bnb-4bit",
+      "TheBloke/Llama-2-7b-hf-GPTQ",
+      "someone/Llama-2-7b-hf-AWQ",
+    ]) {
+      const [issue] = usageIssues({ model, gpu: "a100-80g" });
+      expect(issue?.code).toBe("MODEL_UNKNOWN");
+      expect(issue?.hint).toContain("--quant-method");
+    }
+  });
+
   it("asks which card a name means when it fits several (A100: 40 or 80 GB)", () => {
     const [issue] = usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "A100" });
     expect(issue?.code).toBe("GPU_UNKNOWN");
