@@ -3857,5 +3857,47 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen3-30B-A3B config.json (Qwen3MoeForCausalLM: 128 experts of 768, 8 routed per token, no shared expert)"
     ]
+  },
+  {
+    "key": "Phi-3-medium-4k",
+    "id": "microsoft/Phi-3-medium-4k-instruct",
+    "ids": [
+      {
+        "id": "microsoft/Phi-3-medium-4k-instruct",
+        "defaultTemplate": "phi",
+        "groupTemplate": "phi",
+        "llamafactoryName": "Phi-3-14B-8k-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "phi3",
+      "text": {
+        "vocabSize": 32064,
+        "embedRows": 32064,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 40,
+        "numKvHeads": 10,
+        "headDim": 128,
+        "intermediateSize": 17920,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 4096,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "microsoft/Phi-3-medium-4k-instruct config.json (Phi3ForCausalLM: fused qkv_proj H -> (40 + 2 x 10) x 128 and gate_up_proj H -> 2 x 17920; same counts as separate projections)"
+    ]
   }
 ];
