@@ -247,8 +247,9 @@ for (const c of cases) {
       "Qwen's full-parameter fine-tuning runs through finetune_ds.sh: DeepSpeed ZeRO-2 on one GPU too",
     );
   }
-  // The run's own DeepSpeed settings where they differ from LLaMA-Factory's configs enter as memory-model
-  // assumptions (what doctor reads from a config): per-case overrides, printed and counted by the bench.
+  // The run's own DeepSpeed settings, and its loss where no flag expresses it, enter as memory-model assumptions
+  // where they differ from LLaMA-Factory's (what doctor reads from a config): per-case overrides, printed and
+  // counted by the bench.
   const assumptions = {};
   if (/qwen_v1/.test(c.group) && plan.sharding === "zero2") {
     // finetune_ds.sh and finetune_qlora_single_gpu.sh pass finetune/ds_config_zero2.json
@@ -256,6 +257,16 @@ for (const c of cases) {
     assumptions.zeroOverlapComm = true;
     overrides.push(
       "Qwen's finetune/ds_config_zero2.json: reduce_bucket_size 2e8 and overlap_comm true (zero12ReduceBucketElements=2e8, zeroOverlapComm=true)",
+    );
+  }
+  if (/qwen_v1|qwen_vl/.test(c.group) && /^zero/.test(plan.sharding ?? "")) {
+    // The Trainer leaves half precision to DeepSpeed ("deepspeed ... manage their own half precision": no autocast),
+    // and Qwen's remote code takes CrossEntropyLoss of its bf16 logits without an upcast: log_softmax runs and
+    // saves in bf16. Its peak is the logits, their contiguous shifted copy and the saved output in forward, or the
+    // saved output and two gradients in backward: 3 × 2 B, where LLaMA-Factory's models upcast (12 B)
+    assumptions.logitsBytesPerVocabToken = 6;
+    overrides.push(
+      "Qwen's remote code under DeepSpeed (no autocast) takes the loss of bf16 logits in bf16: 6 B per vocabulary-token at the loss (logitsBytesPerVocabToken=6)",
     );
   }
   if (/peft_docs/.test(c.group) && /accelerate/i.test(d.framework ?? "") && plan.sharding === "zero3") {
