@@ -44,6 +44,7 @@ import {
   formatGib,
   formatInt,
   formatIssuesForCli,
+  formatIssuesForYaml,
   memoryBar,
   memoryLegend,
   table,
@@ -845,7 +846,7 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
     ...r.verdict.map((v) => `  ${v}`),
     "",
   ];
-  if (r.issues.length > 0) out.push(formatIssuesForCli(r.issues), "");
+  if (r.issues.length > 0) out.push(formatIssuesForYaml(r.issues, basename(yamlFile)), "");
   if (r.setup.unmodelled.length > 0) {
     out.push(
       `Kept as written (${r.setup.unmodelled.length} keys tunefit does not model): ${r.setup.unmodelled.join(", ")}`,

@@ -291,6 +291,18 @@ describe("exit codes", () => {
   });
 });
 
+describe("doctor's report for people", () => {
+  it("points plan-level issues at the YAML key they were read from, and hardware ones at doctor's flags", () => {
+    const yaml = join("test", "fixtures", "doctor", "seed", "train.yaml");
+    const { stdout } = cli(["doctor", yaml, "--gpu", "rtx4090", "--gpus", "8"]);
+    expect(stdout).toContain("→ at train.yaml:per_device_train_batch_size\n");
+    expect(stdout).not.toMatch(/→ at \w+ \(--/);
+    // plan keeps the plan's field and flag
+    const plan = cli([...SEED, "--micro-batch", "1"]);
+    expect(plan.stdout).toContain("→ at microBatch (--micro-batch)");
+  });
+});
+
 describe("catalog commands", () => {
   it("--version prints the package version", () => {
     expect(cli(["--version"]).stdout).toBe(`${VERSION}\n`);
