@@ -319,7 +319,7 @@ for (const c of cases) {
   // Under DeepSpeed neither the Trainer nor accelerate autocasts (DeepSpeed keeps its own bf16 model).
   if (/qwen/i.test(c.group) && plan.sharding)
     notes.push(
-      "Qwen-1's loss runs on bf16 logits under DeepSpeed (no autocast, no fp32 upcast in its remote code), which no flag expresses",
+      "Qwen-1's loss runs on bf16 logits under DeepSpeed (no autocast, no fp32 upcast in its remote code): entered as the override logitsBytesPerVocabToken=6",
     );
   else if (/qwen/i.test(c.group))
     notes.push(

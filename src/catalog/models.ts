@@ -45,11 +45,18 @@ export function findCatalogModel(id: string): CatalogMatch | undefined {
 }
 
 /** Repository names of re-quantized or converted uploads, whose weights are not the catalog checkpoint's. */
-const CONVERTED_NAME = /(bnb|[48]bit|gptq|awq|int[248]|gguf|fp8|exl2|mlx|onnx|hqq|aqlm|eetq)/i;
+const CONVERTED_NAME =
+  /(bnb|\d+bit|nf4|gptq|awq|int[248]|gguf|fp8|exl2|mlx|onnx|hqq|aqlm|eetq|w\d+a\d+|quantized)/i;
+/** Organisations that publish converted or quantized copies under the original repository names. */
+const CONVERTING_ORG = /^(mlx-community|thebloke|lmstudio-community|bartowski|quantfactory)$/i;
 
 /** Whether a hub id names a quantized or converted upload (its repository name says so). */
 export function looksConverted(id: string): boolean {
-  return CONVERTED_NAME.test(id.slice(id.lastIndexOf("/") + 1));
+  const slash = id.indexOf("/");
+  return (
+    CONVERTED_NAME.test(id.slice(id.lastIndexOf("/") + 1)) ||
+    (slash > 0 && CONVERTING_ORG.test(id.slice(0, slash)))
+  );
 }
 
 /**

@@ -98,7 +98,8 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       shards: match.shards,
     };
   }
-  const mirrored = findMirroredModel(ref);
+  // a path (./X, ~/X, C:/X, a/b/X) names a folder, never another organisation's copy
+  const mirrored = looksLikePath(ref) ? undefined : findMirroredModel(ref);
   if (mirrored) {
     // the user's id stays: it is what LLaMA-Factory downloads (resolvePlan says whose architecture is assumed)
     return {

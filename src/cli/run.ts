@@ -388,7 +388,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     `          global batch ${p.microBatch * p.gradAccum * p.gpus * p.nodes} sequences = micro-batch ${p.microBatch} × ` +
       `accumulation ${p.gradAccum} × ${p.gpus * p.nodes} GPU(s), ` +
       `${formatInt(p.microBatch * p.gradAccum * p.gpus * p.nodes * p.seqLen)} tokens per step`,
-    `Template  ${p.template}`,
+    `Template  ${p.template ?? "not set: LLaMA-Factory reads the tokenizer's chat template (or uses empty)"}`,
     ...(Object.keys(a.assumptions).length > 0
       ? [
           `Assumed   ${Object.entries(a.assumptions)
@@ -958,7 +958,7 @@ function runModels(values: Values, _args: readonly string[], io: CliIo): number 
           r.modelType,
           formatCount(r.params.total) +
             (r.params.active !== r.params.total ? ` (${formatCount(r.params.active)} active)` : ""),
-          r.template ?? "(needs --template)",
+          r.template ?? "(none: the tokenizer's)",
           r.aliases.join(", "),
         ]),
       ])}\n`,

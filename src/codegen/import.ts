@@ -173,6 +173,8 @@ export function importTrainYaml(
     pinned.add("model_name_or_path");
     for (const k of ARCHITECTURE_KEYS) pinned.add(k);
   }
+  // without a template the plan writes none, unless the script's folder is named like a catalog model
+  if (plan.template === null) pinned.add("template");
   const set: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(yaml)) {
     if (pinned.has(key) || !Object.hasOwn(emitted, key) || !isDeepStrictEqual(emitted[key], value)) {
@@ -271,7 +273,7 @@ function standInArchitecture(): Architecture {
 /**
  * Resolves the plan the script builds. Values tunefit cannot take (an unregistered template or optimizer, an
  * out-of-range number, image settings for a text model) are dropped from the chain, so their keys go through the
- * escape hatch; a YAML without a template a model needs gets LLaMA-Factory's `empty`, removed from the YAML.
+ * escape hatch; a YAML without a template for a model LLaMA-Factory registers none for keeps none.
  * An unknown model resolves with a stand-in architecture: only which keys the plan writes depends on it.
  */
 function resolveForImport(
@@ -297,12 +299,7 @@ function resolveForImport(
     const attempt: Input = { ...chain };
     if (model.kind === "unknown") for (const f of MODULE_FIELDS) delete attempt[f];
     try {
-      const resolution = resolvePlan(attempt, cwd === undefined ? {} : { cwd });
-      let plan = resolution.plan;
-      // the script spells out what resolving assumed, so that it runs without the warning
-      if (chain.template === undefined && resolution.issues.some((i) => i.code === "TEMPLATE_EMPTY")) {
-        chain.template = plan.template;
-      }
+      let plan = resolvePlan(attempt, cwd === undefined ? {} : { cwd }).plan;
       if (model.kind === "unknown") {
         const patched: Record<string, unknown> = { ...plan };
         for (const f of MODULE_FIELDS) if (chain[f] !== undefined) patched[f] = chain[f];

@@ -43,7 +43,12 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
       `${plan.microBatch} per GPU × ${plan.gradAccum} accumulation × ${world} GPUs = ${plan.microBatch * plan.gradAccum * world} samples per step${plan.syncEachBatch ? "; gradients reduced after every micro-batch (`accelerator_config` sync_each_batch)" : ""}`,
     ],
     ["gradient checkpointing", plan.gradientCheckpointing ? "on" : "off"],
-    ["template", md(plan.template)],
+    [
+      "template",
+      plan.template === null
+        ? "not set (LLaMA-Factory reads the tokenizer's chat template)"
+        : md(plan.template),
+    ],
     ["dataset", plan.dataset === null ? demoDataset : md(plan.dataset)],
   ];
 }

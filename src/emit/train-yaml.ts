@@ -72,7 +72,7 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   // ### dataset
   y.dataset = plan.dataset ?? DEMO_DATASET;
   if (plan.dataset === null) y.dataset_dir = DATASET_DIR;
-  y.template = plan.template;
+  if (plan.template !== null) y.template = plan.template;
   y.cutoff_len = plan.seqLen;
   if (plan.packing) y.packing = true;
   if (plan.dataset === null) y.max_samples = o.training.maxSamples; // never cut the user's own dataset

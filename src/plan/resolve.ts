@@ -191,7 +191,7 @@ function resolveGpu(input: PlanInput): ResolvedGpu {
   };
 }
 
-function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[]): string {
+function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[]): string | null {
   const known = TEMPLATES.map((t) => t.name);
   if (input.template !== undefined) {
     if (!known.includes(input.template)) {
@@ -218,16 +218,16 @@ function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[])
     return model.groupTemplate;
   }
   // LLaMA-Factory itself runs without a template: it parses the tokenizer's chat template, or takes `empty` where the
-  // tokenizer has none (data/template.py get_template_and_fix_tokenizer). tunefit cannot read the tokenizer, so it
-  // writes the base-model case and says so; the template does not change the memory figures.
+  // tokenizer has none (data/template.py get_template_and_fix_tokenizer). train.yaml then leaves the key out, and
+  // LLaMA-Factory makes that choice; the template does not change the memory figures.
   notes.push({
-    code: "TEMPLATE_EMPTY",
+    code: "TEMPLATE_UNSET",
     severity: "warning",
     path: "template",
-    message: `LLaMA-Factory knows no chat template for ${model.id}; writing template: empty, its choice for a tokenizer without a chat template`,
-    hint: "Pass --template NAME for a chat model (`tunefit models` lists the catalog's; --template default for plain text).",
+    message: `LLaMA-Factory registers no chat template for ${model.id}; train.yaml leaves \`template\` out, so LLaMA-Factory parses the tokenizer's chat template, or uses \`empty\` (plain text) where the tokenizer has none`,
+    hint: "Pass --template NAME to choose one (`tunefit models` lists the catalog's templates; --template empty for plain text).",
   });
-  return "empty";
+  return null;
 }
 
 /**
@@ -251,7 +251,7 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
       severity: "warning",
       path: "model",
       message: `${model.id} is not in the catalog; it is read as ${mirrored.id} (the same repository name under another organisation)`,
-      hint: `If its config.json differs from ${mirrored.id}'s, pass the checkpoint folder instead (--model DIR).`,
+      hint: `If its config.json differs from ${mirrored.id}'s, pass the checkpoint folder instead (--model DIR). A ModelScope id downloads only with USE_MODELSCOPE_HUB=1 in LLaMA-Factory's environment.`,
     });
   }
   const gpu = resolveGpu(input);

@@ -308,7 +308,9 @@ export const PLAN_RULES: readonly PlanRule[] = [
     fields: ["imagesPerSample", "template"],
     severity: "error",
     applies: (p) =>
-      p.imagesPerSample > 0 && TEMPLATES.find((t) => t.name === p.template)?.multimodal === false,
+      p.imagesPerSample > 0 &&
+      p.template !== null &&
+      TEMPLATES.find((t) => t.name === p.template)?.multimodal === false,
     message: (p) =>
       `template "${p.template}" has no image plugin, but samples carry ${p.imagesPerSample} image(s)`,
     hint: (p) =>

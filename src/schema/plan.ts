@@ -197,7 +197,9 @@ export const Plan = z.strictObject({
   imagesPerSample: int(0),
   imageMaxPixels: int(1),
   dataset: z.string().nullable().meta({ description: "null: the bundle's demo dataset" }),
-  template: z.string(),
+  /** null: no LLaMA-Factory template is known, and train.yaml leaves `template` out (LLaMA-Factory then reads the
+   * tokenizer's chat template, or takes `empty`) */
+  template: z.string().nullable(),
 });
 export type Plan = z.infer<typeof Plan>;
 

@@ -362,12 +362,11 @@ describe("values tunefit cannot take go through the escape hatch, and the plan u
     expect(bundleTrainYaml(r)).toEqual(yaml);
   });
 
-  it("no template for a model tunefit knows none for: LLaMA-Factory's `empty`, removed from the YAML", () => {
+  it("no template for a model tunefit knows none for: none in the script, none in the YAML", () => {
     const { template: _, ...rest } = yamlOf("llamafactory-examples/qwen3_lora_sft.yaml");
     const yaml = { ...rest, model_name_or_path: "acme/Unknown-4B-Instruct" };
     const r = importTrainYaml(yaml, { hardware: { gpu: "a100-80g" } });
-    expect(r.source).toContain('template: "empty"');
-    expect(r.escapeHatch.remove).toContain("template");
+    expect(r.source).not.toContain("template:");
     expect(bundleTrainYaml(r, QWEN3_DIR)).toEqual(yaml);
   });
 

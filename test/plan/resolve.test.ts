@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { emitFiles } from "../../src/emit/bundle.ts";
 import { TunefitError } from "../../src/errors.ts";
 import { analyzePlan } from "../../src/plan/analyze.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
@@ -48,12 +49,14 @@ describe("resolvePlan defaults", () => {
     expect(issues.map((i) => i.code)).toEqual(["TEMPLATE_FROM_GROUP"]);
   });
 
-  it("writes LLaMA-Factory's `empty` template, with a warning, where it has none for the model (Baichuan2)", () => {
+  it("leaves the template to LLaMA-Factory, with a warning, where it registers none for the model (Baichuan2)", () => {
     const { plan, issues } = resolvePlan({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g" });
-    expect(plan.template).toBe("empty");
+    expect(plan.template).toBeNull();
     expect(issues).toEqual([
-      expect.objectContaining({ code: "TEMPLATE_EMPTY", severity: "warning", path: "template" }),
+      expect.objectContaining({ code: "TEMPLATE_UNSET", severity: "warning", path: "template" }),
     ]);
+    // train.yaml then has no template key: LLaMA-Factory parses the tokenizer's chat template, or uses `empty`
+    expect(emitFiles(plan).find((f) => f.path === "train.yaml")?.contents).not.toMatch(/^template:/m);
     expect(
       resolvePlan({ model: "baichuan-inc/Baichuan2-13B-Base", gpu: "a100-80g", template: "default" }).plan
         .template,
@@ -126,6 +129,9 @@ describe("input that does not form a plan", () => {
     expect(plan.model.id).toBe("NousResearch/Llama-2-7b-hf");
     expect(plan.model.architecture).toEqual(original.model.architecture);
     expect(plan.template).toBe(original.template);
+    expect(emitFiles(plan).find((f) => f.path === "train.yaml")?.contents).toMatch(
+      /^model_name_or_path: NousResearch\/Llama-2-7b-hf$/m,
+    );
     expect(issues.find((i) => i.code === "MODEL_MIRROR")).toMatchObject({
       severity: "warning",
       path: "model",
@@ -142,16 +148,37 @@ describe("input that does not form a plan", () => {
     ).not.toContain("MODEL_MIRROR");
   });
 
-  it("does not read a quantized upload as its 16-bit original", () => {
+  it("does not read a quantized or converted upload as its 16-bit original", () => {
     for (const model of [
       "unsloth/llama-3-8b-bnb-4bit",
       "TheBloke/Llama-2-7b-hf-GPTQ",
       "someone/Llama-2-7b-hf-AWQ",
+      "someone/Meta-Llama-3-8B-Instruct-w4a16",
+      "someone/Meta-Llama-3-8B-Instruct-Int4",
+      // the repository name alone would match: the organisation publishes converted copies
+      "mlx-community/Meta-Llama-3-8B-Instruct",
+      "TheBloke/Llama-2-7b-hf",
     ]) {
       const [issue] = usageIssues({ model, gpu: "a100-80g" });
       expect(issue?.code).toBe("MODEL_UNKNOWN");
       expect(issue?.hint).toContain("--quant-method");
     }
+  });
+
+  it("reads a missing folder as a missing folder, not as another organisation's copy", () => {
+    for (const model of [
+      "./Llama-2-7b-hf",
+      "../Llama-2-7b-hf",
+      "~/Llama-2-7b-hf",
+      "C:/Llama-2-7b-hf",
+      "a/b/Llama-2-7b-hf",
+    ]) {
+      expect(usageIssues({ model, gpu: "a100-80g" })[0]?.code).toBe("MODEL_DIR_NOT_FOUND");
+    }
+    // the match is case-insensitive, as the hub's is
+    expect(
+      resolvePlan({ model: "nousresearch/LLAMA-2-7B-HF", gpu: "a100-80g" }).plan.model.architecture,
+    ).toEqual(resolvePlan({ model: "meta-llama/Llama-2-7b-hf", gpu: "a100-80g" }).plan.model.architecture);
   });
 
   it("asks which card a name means when it fits several (A100: 40 or 80 GB)", () => {
