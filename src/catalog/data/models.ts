@@ -170,6 +170,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "llama3",
         "llamafactoryName": "Llama-3-8B-Instruct",
         "shards": 4
+      },
+      {
+        "id": "shenzhi-wang/Llama3-8B-Chinese-Chat",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3-8B-Chinese-Chat",
+        "shards": null
       }
     ],
     "architecture": {
@@ -220,6 +227,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "llama3",
         "groupTemplate": "llama3",
         "llamafactoryName": "Llama-3-70B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "shenzhi-wang/Llama3-70B-Chinese-Chat",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3-70B-Chinese-Chat",
         "shards": null
       }
     ],
@@ -291,6 +305,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "llama3",
         "groupTemplate": "llama3",
         "llamafactoryName": "Llama-3.1-8B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "shenzhi-wang/Llama3.1-8B-Chinese-Chat",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3.1-8B-Chinese-Chat",
         "shards": null
       }
     ],
@@ -369,6 +390,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "llama3",
         "groupTemplate": "llama3",
         "llamafactoryName": "Llama-3.1-70B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "shenzhi-wang/Llama3.1-70B-Chinese-Chat",
+        "defaultTemplate": "llama3",
+        "groupTemplate": "llama3",
+        "llamafactoryName": "Llama-3.1-70B-Chinese-Chat",
         "shards": null
       }
     ],
@@ -1748,6 +1776,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "groupTemplate": "qwen3",
         "llamafactoryName": "Qwen3-8B-Base",
         "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-0528-8B-Distill",
+        "shards": null
       }
     ],
     "architecture": {
@@ -2663,6 +2698,13 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "deepseek-ai/DeepSeek-V3-0324",
+        "defaultTemplate": "deepseek3",
+        "groupTemplate": "deepseek3",
+        "llamafactoryName": "DeepSeek-V3-0324-671B-Chat",
+        "shards": null
+      },
+      {
         "id": "deepseek-ai/DeepSeek-V3-Base",
         "defaultTemplate": null,
         "groupTemplate": "deepseek3",
@@ -2783,6 +2825,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": "deepseekr1",
         "groupTemplate": "deepseekr1",
         "llamafactoryName": "DeepSeek-R1-671B-Chat",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-R1-0528",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-0528-671B-Chat",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-R1-Zero",
+        "defaultTemplate": "deepseekr1",
+        "groupTemplate": "deepseekr1",
+        "llamafactoryName": "DeepSeek-R1-671B-Chat-Zero",
         "shards": null
       }
     ],
@@ -3645,6 +3701,34 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "shards": null
       },
       {
+        "id": "google/codegemma-1.1-7b-it",
+        "defaultTemplate": "gemma",
+        "groupTemplate": "gemma",
+        "llamafactoryName": "CodeGemma-1.1-7B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "google/codegemma-7b",
+        "defaultTemplate": null,
+        "groupTemplate": "gemma",
+        "llamafactoryName": "CodeGemma-7B",
+        "shards": null
+      },
+      {
+        "id": "google/codegemma-7b-it",
+        "defaultTemplate": "gemma",
+        "groupTemplate": "gemma",
+        "llamafactoryName": "CodeGemma-7B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "google/gemma-1.1-7b-it",
+        "defaultTemplate": "gemma",
+        "groupTemplate": "gemma",
+        "llamafactoryName": "Gemma-1.1-7B-Instruct",
+        "shards": null
+      },
+      {
         "id": "google/gemma-7b-it",
         "defaultTemplate": "gemma",
         "groupTemplate": "gemma",
@@ -3691,6 +3775,20 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
         "defaultTemplate": null,
         "groupTemplate": "gemma",
         "llamafactoryName": "Gemma-2B",
+        "shards": null
+      },
+      {
+        "id": "google/codegemma-1.1-2b",
+        "defaultTemplate": null,
+        "groupTemplate": "gemma",
+        "llamafactoryName": "CodeGemma-1.1-2B",
+        "shards": null
+      },
+      {
+        "id": "google/gemma-1.1-2b-it",
+        "defaultTemplate": "gemma",
+        "groupTemplate": "gemma",
+        "llamafactoryName": "Gemma-1.1-2B-Instruct",
         "shards": null
       },
       {
