@@ -3997,5 +3997,544 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "microsoft/Phi-3-medium-4k-instruct config.json (Phi3ForCausalLM: fused qkv_proj H -> (40 + 2 x 10) x 128 and gate_up_proj H -> 2 x 17920; same counts as separate projections)"
     ]
+  },
+  {
+    "key": "Qwen1.5-0.5B",
+    "id": "Qwen/Qwen1.5-0.5B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-0.5B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-0.5B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 1024,
+        "numLayers": 24,
+        "numHeads": 16,
+        "numKvHeads": 16,
+        "headDim": 64,
+        "intermediateSize": 2816,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-0.5B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 0.31B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "Qwen1.5-1.8B",
+    "id": "Qwen/Qwen1.5-1.8B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-1.8B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-1.8B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2048,
+        "numLayers": 24,
+        "numHeads": 16,
+        "numKvHeads": 16,
+        "headDim": 128,
+        "intermediateSize": 5504,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-1.8B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 1.21B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "Qwen1.5-4B",
+    "id": "Qwen/Qwen1.5-4B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-4B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-4B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2560,
+        "numLayers": 40,
+        "numHeads": 20,
+        "numKvHeads": 20,
+        "headDim": 128,
+        "intermediateSize": 6912,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-4B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 3.17B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "Qwen1.5-7B",
+    "id": "Qwen/Qwen1.5-7B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-7B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-7B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 4096,
+        "numLayers": 32,
+        "numHeads": 32,
+        "numKvHeads": 32,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-7B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 6.48B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "Qwen1.5-14B",
+    "id": "Qwen/Qwen1.5-14B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-14B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-14B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 152064,
+        "embedRows": 152064,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 40,
+        "numKvHeads": 40,
+        "headDim": 128,
+        "intermediateSize": 13696,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-14B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 12.61B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "Qwen1.5-32B",
+    "id": "Qwen/Qwen1.5-32B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-32B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-32B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 152064,
+        "embedRows": 152064,
+        "hiddenSize": 5120,
+        "numLayers": 64,
+        "numHeads": 40,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 27392,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-32B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 30.96B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "Qwen1.5-72B",
+    "id": "Qwen/Qwen1.5-72B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen1.5-72B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen1.5-72B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2",
+      "text": {
+        "vocabSize": 152064,
+        "embedRows": 152064,
+        "hiddenSize": 8192,
+        "numLayers": 80,
+        "numHeads": 64,
+        "numKvHeads": 64,
+        "headDim": 128,
+        "intermediateSize": 24576,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen1.5-72B config.json (Qwen2ForCausalLM: q/k/v biases, rope_theta 1e6, 32,768 positions; non-embedding parameters 69.80B as Qwen's model table lists)"
+    ]
+  },
+  {
+    "key": "TinyLlama-1.1B",
+    "id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "ids": [
+      {
+        "id": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 2048,
+        "numLayers": 22,
+        "numHeads": 32,
+        "numKvHeads": 4,
+        "headDim": 64,
+        "intermediateSize": 5632,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 2048,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "TinyLlama/TinyLlama-1.1B-Chat-v1.0 config.json (LlamaForCausalLM: Llama-2's layout at 2,048 wide, 22 layers, 4 KV heads)"
+    ]
+  },
+  {
+    "key": "CodeLlama-7B",
+    "id": "codellama/CodeLlama-7b-hf",
+    "ids": [
+      {
+        "id": "codellama/CodeLlama-7b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "codellama/CodeLlama-7b-Instruct-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32016,
+        "embedRows": 32016,
+        "hiddenSize": 4096,
+        "numLayers": 32,
+        "numHeads": 32,
+        "numKvHeads": 32,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 16384,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "codellama/CodeLlama-7b-hf config.json (LlamaForCausalLM: rope_theta 1e6, 16,384 positions; Llama-2-7B's widths with 16 infilling tokens added to the vocabulary)"
+    ]
+  },
+  {
+    "key": "CodeLlama-13B",
+    "id": "codellama/CodeLlama-13b-hf",
+    "ids": [
+      {
+        "id": "codellama/CodeLlama-13b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "codellama/CodeLlama-13b-Instruct-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32016,
+        "embedRows": 32016,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 40,
+        "numKvHeads": 40,
+        "headDim": 128,
+        "intermediateSize": 13824,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 16384,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "codellama/CodeLlama-13b-hf config.json (LlamaForCausalLM: rope_theta 1e6, 16,384 positions; Llama-2-13B's widths with 16 infilling tokens added to the vocabulary)"
+    ]
+  },
+  {
+    "key": "CodeLlama-34B",
+    "id": "codellama/CodeLlama-34b-hf",
+    "ids": [
+      {
+        "id": "codellama/CodeLlama-34b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "codellama/CodeLlama-34b-Instruct-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 8192,
+        "numLayers": 48,
+        "numHeads": 64,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 22016,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 16384,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "codellama/CodeLlama-34b-hf config.json (LlamaForCausalLM: rope_theta 1e6, 16,384 positions; 48 layers with 8 KV heads)"
+    ]
   }
 ];
