@@ -166,7 +166,8 @@ if (atLimit.length > 0) {
 const unstated = rows.filter((r) => r.c.scope !== "excluded" && r.c.measured.metricStated === false);
 if (unstated.length > 0) {
   console.log(
-    "\nSources that do not state their metric (read as reserved above): the same rows read as nvidia-smi",
+    "\nSources that do not state their metric (read as reserved above): the same rows read as nvidia-smi, and, where " +
+      "the unit is an ambiguous GB, as reserved memory in GB of 10⁹ bytes",
   );
   for (const g of [...new Set(unstated.map((r) => r.c.group))]) {
     for (const scope of ["single-gpu", "sharded"]) {
@@ -178,10 +179,19 @@ if (unstated.length > 0) {
         return Math.abs((device - r.c.measured.bytes) / r.c.measured.bytes);
       });
       const asRule = list.map((r) => Math.abs(r.error));
+      // "GB (ambiguous)" is read as GiB by the unit rule; read as 10⁹ bytes the reading is 0.931 of that
+      const ambiguous = list.filter((r) => r.c.measured.unit === "GB (ambiguous)");
+      const asGB = ambiguous.map((r) => {
+        const bytes = (r.c.measured.bytes / GiB) * 1e9;
+        return Math.abs((r.predicted - bytes) / bytes);
+      });
       console.log(
         `  ${`${g} (${scope})`.padEnd(48)} n=${String(list.length).padStart(2)}  median |err| as reserved ` +
           `${pct(median(asRule)).padStart(6)}, as nvidia-smi ${pct(median(asDevice)).padStart(6)} ` +
-          `(max ${pct(Math.max(...asDevice))})`,
+          `(max ${pct(Math.max(...asDevice))})` +
+          (ambiguous.length === list.length
+            ? `, as reserved in GB of 10⁹ bytes ${pct(median(asGB)).padStart(6)} (max ${pct(Math.max(...asGB))})`
+            : ""),
       );
     }
   }
