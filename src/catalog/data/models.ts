@@ -4536,5 +4536,64 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "codellama/CodeLlama-34b-hf config.json (LlamaForCausalLM: rope_theta 1e6, 16,384 positions; 48 layers with 8 KV heads)"
     ]
+  },
+  {
+    "key": "Gemma-3-12B",
+    "id": "google/gemma-3-12b-pt",
+    "ids": [
+      {
+        "id": "google/gemma-3-12b-pt",
+        "defaultTemplate": "gemma3",
+        "groupTemplate": "gemma3",
+        "llamafactoryName": "Gemma-3-12B",
+        "shards": null
+      },
+      {
+        "id": "google/gemma-3-12b-it",
+        "defaultTemplate": "gemma3",
+        "groupTemplate": "gemma3",
+        "llamafactoryName": "Gemma-3-12B-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "gemma3",
+      "text": {
+        "vocabSize": 262208,
+        "embedRows": 262208,
+        "hiddenSize": 3840,
+        "numLayers": 48,
+        "numHeads": 16,
+        "numKvHeads": 8,
+        "headDim": 256,
+        "intermediateSize": 15360,
+        "tieWordEmbeddings": true,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 4,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 131072,
+        "moe": null,
+        "mla": null
+      },
+      "vision": {
+        "kind": "siglip",
+        "numLayers": 27,
+        "hiddenSize": 1152,
+        "intermediateSize": 4304,
+        "numHeads": 16,
+        "inChannels": 3,
+        "imageSize": 896,
+        "patchSize": 14,
+        "mmTokensPerImage": 256
+      }
+    },
+    "sources": [
+      "google/gemma-3-12b-pt config.json (Gemma3ForConditionalGeneration: text 48 layers of 3840, 16 heads and 8 KV heads of 256, MLP 15360; the SigLIP tower of gemma-3-4b/27b with its projector to 3840)"
+    ]
   }
 ];
