@@ -4595,5 +4595,96 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "google/gemma-3-12b-pt config.json (Gemma3ForConditionalGeneration: text 48 layers of 3840, 16 heads and 8 KV heads of 256, MLP 15360; the SigLIP tower of gemma-3-4b/27b with its projector to 3840)"
     ]
+  },
+  {
+    "key": "Mistral-Small-24B",
+    "id": "mistralai/Mistral-Small-24B-Base-2501",
+    "ids": [
+      {
+        "id": "mistralai/Mistral-Small-24B-Base-2501",
+        "defaultTemplate": null,
+        "groupTemplate": "mistral_small",
+        "llamafactoryName": "Mistral-Small-24B-Base-2501",
+        "shards": null
+      },
+      {
+        "id": "mistralai/Mistral-Small-24B-Instruct-2501",
+        "defaultTemplate": "mistral_small",
+        "groupTemplate": "mistral_small",
+        "llamafactoryName": "Mistral-Small-24B-Instruct-2501",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "mistral",
+      "text": {
+        "vocabSize": 131072,
+        "embedRows": 131072,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 32,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 32768,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "mistralai/Mistral-Small-24B-Base-2501 config.json (MistralForCausalLM: 40 layers of 5120, 32 heads and 8 KV heads of 128 — head_dim is set, not hidden/heads — MLP 32768, 131,072-token vocabulary)"
+    ]
+  },
+  {
+    "key": "Ministral-8B",
+    "id": "mistralai/Ministral-8B-Instruct-2410",
+    "ids": [
+      {
+        "id": "mistralai/Ministral-8B-Instruct-2410",
+        "defaultTemplate": "ministral",
+        "groupTemplate": "ministral",
+        "llamafactoryName": "Ministral-8B-Instruct-2410",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "mistral",
+      "text": {
+        "vocabSize": 131072,
+        "embedRows": 131072,
+        "hiddenSize": 4096,
+        "numLayers": 36,
+        "numHeads": 32,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 12288,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "mistralai/Ministral-8B-Instruct-2410 config.json (MistralForCausalLM: 36 layers of 4096, 32 heads and 8 KV heads of 128, MLP 12288, 131,072-token vocabulary; its interleaved sliding-window attention does not change the parameter count)"
+    ]
   }
 ];
