@@ -4686,5 +4686,54 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "mistralai/Ministral-8B-Instruct-2410 config.json (MistralForCausalLM: 36 layers of 4096, 32 heads and 8 KV heads of 128, MLP 12288, 131,072-token vocabulary; its interleaved sliding-window attention does not change the parameter count)"
     ]
+  },
+  {
+    "key": "Qwen3-1.7B",
+    "id": "Qwen/Qwen3-1.7B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen3-1.7B",
+        "defaultTemplate": "qwen3",
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-1.7B-Thinking",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-1.7B-Base",
+        "defaultTemplate": null,
+        "groupTemplate": "qwen3",
+        "llamafactoryName": "Qwen3-1.7B-Base",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen3",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2048,
+        "numLayers": 28,
+        "numHeads": 16,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 6144,
+        "tieWordEmbeddings": true,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 40960,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen3-1.7B config.json (Qwen3ForCausalLM: 28 layers of 2048, 16 heads and 8 KV heads of 128, q/k norms, MLP 6144, tied embeddings; the checkpoint stores lm_head.weight as well, as Qwen3-0.6B's does)"
+    ]
   }
 ];
