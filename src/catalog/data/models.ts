@@ -4735,5 +4735,54 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen3-1.7B config.json (Qwen3ForCausalLM: 28 layers of 2048, 16 heads and 8 KV heads of 128, q/k norms, MLP 6144, tied embeddings; the checkpoint stores lm_head.weight as well, as Qwen3-0.6B's does)"
     ]
+  },
+  {
+    "key": "Gemma-3-270M",
+    "id": "google/gemma-3-270m",
+    "ids": [
+      {
+        "id": "google/gemma-3-270m",
+        "defaultTemplate": null,
+        "groupTemplate": "gemma2",
+        "llamafactoryName": "Gemma-3-270M",
+        "shards": null
+      },
+      {
+        "id": "google/gemma-3-270m-it",
+        "defaultTemplate": "gemma2",
+        "groupTemplate": "gemma2",
+        "llamafactoryName": "Gemma-3-270M-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "gemma3_text",
+      "text": {
+        "vocabSize": 262144,
+        "embedRows": 262144,
+        "hiddenSize": 640,
+        "numLayers": 18,
+        "numHeads": 4,
+        "numKvHeads": 1,
+        "headDim": 256,
+        "intermediateSize": 2048,
+        "tieWordEmbeddings": true,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 4,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "google/gemma-3-270m config.json (Gemma3ForCausalLM, text only: 18 layers of 640, 4 heads and 1 KV head of 256, MLP 2048, tied 262,144-token embeddings)"
+    ]
   }
 ];
