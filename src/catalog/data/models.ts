@@ -4784,5 +4784,109 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "google/gemma-3-270m config.json (Gemma3ForCausalLM, text only: 18 layers of 640, 4 heads and 1 KV head of 256, MLP 2048, tied 262,144-token embeddings)"
     ]
+  },
+  {
+    "key": "DeepSeek-V2-Lite",
+    "id": "deepseek-ai/DeepSeek-V2-Lite",
+    "ids": [
+      {
+        "id": "deepseek-ai/DeepSeek-V2-Lite",
+        "defaultTemplate": null,
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-V2-16B-Base",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-Coder-V2-Lite-Base",
+        "defaultTemplate": null,
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-Coder-V2-16B-Base",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct",
+        "defaultTemplate": "deepseek",
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-Coder-V2-16B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/DeepSeek-V2-Lite-Chat",
+        "defaultTemplate": "deepseek",
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-V2-16B-Chat",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "deepseek_v2",
+      "text": {
+        "vocabSize": 102400,
+        "embedRows": 102400,
+        "hiddenSize": 2048,
+        "numLayers": 27,
+        "numHeads": 16,
+        "numKvHeads": 16,
+        "headDim": 192,
+        "intermediateSize": 10944,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 163840,
+        "moe": {
+          "numExperts": 64,
+          "expertsPerToken": 6,
+          "expertIntermediateSize": 1408,
+          "sharedExpertIntermediateSize": 2816,
+          "sharedExpertGate": false,
+          "routerBias": false,
+          "moeLayers": [
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            22,
+            23,
+            24,
+            25,
+            26
+          ]
+        },
+        "mla": {
+          "qLoraRank": null,
+          "kvLoraRank": 512,
+          "qkNopeHeadDim": 128,
+          "qkRopeHeadDim": 64,
+          "vHeadDim": 128
+        }
+      },
+      "vision": null
+    },
+    "sources": [
+      "deepseek-ai/DeepSeek-V2-Lite config.json (DeepseekV2ForCausalLM: MLA without a q compression, kv_lora_rank 512; layer 0 dense with MLP 10944, layers 1-26 MoE with 64 routed experts of 1408 (6 per token) and 2 shared; greedy routing, no gate bias)"
+    ]
   }
 ];
