@@ -2,6 +2,7 @@ import { formatCount, formatGib } from "../_util.ts";
 
 export { formatCount, formatGib };
 
+import { YAML_KEY_OF_PLAN_FIELD } from "../doctor/to-plan.ts";
 import { formatIssues, type Issue } from "../errors.ts";
 import { flagName, PLAN_FLAGS } from "./flags.ts";
 
@@ -39,39 +40,6 @@ export function formatIssuesForCli(issues: readonly Issue[]): string {
   return formatIssues(issues, where);
 }
 
-/** The LLaMA-Factory key (or the doctor flag) a plan field is read from, for issues shown against a YAML. */
-const YAML_KEY_OF_FIELD: Readonly<Record<string, string>> = {
-  model: "model_name_or_path",
-  template: "template",
-  method: "finetuning_type",
-  quantBits: "quantization_bit",
-  quantMethod: "quantization_method",
-  precision: "bf16 / fp16 / pure_bf16",
-  sharding: "deepspeed (or the accelerate FSDP config)",
-  fsdpStrategy: "fsdp_sharding_strategy (accelerate config)",
-  offload: "the DeepSpeed or FSDP offload settings",
-  seqLen: "cutoff_len",
-  packing: "packing",
-  microBatch: "per_device_train_batch_size",
-  gradAccum: "gradient_accumulation_steps",
-  syncEachBatch: "accelerator_config",
-  gradientCheckpointing: "disable_gradient_checkpointing",
-  attention: "flash_attn",
-  liger: "enable_liger_kernel",
-  optimizer: "optim",
-  loraRank: "lora_rank",
-  loraAlpha: "lora_alpha",
-  loraDropout: "lora_dropout",
-  loraTarget: "lora_target",
-  useDora: "use_dora",
-  additionalTarget: "additional_target",
-  freezeTrainableLayers: "freeze_trainable_layers",
-  freezeTrainableModules: "freeze_trainable_modules",
-  freezeVisionTower: "freeze_vision_tower",
-  freezeProjector: "freeze_multi_modal_projector",
-  imageMaxPixels: "image_max_pixels",
-};
-
 /**
  * Issues for people reading a LLaMA-Factory YAML (`doctor`): a plan field is named by the key it was read from,
  * the hardware fields by doctor's own flags.
@@ -79,7 +47,7 @@ const YAML_KEY_OF_FIELD: Readonly<Record<string, string>> = {
 export function formatIssuesForYaml(issues: readonly Issue[], yamlName: string): string {
   return formatIssues(issues, (path) => {
     const top = path.split(".")[0] ?? path;
-    const key = YAML_KEY_OF_FIELD[top];
+    const key = YAML_KEY_OF_PLAN_FIELD[top];
     return key ? `${yamlName}:${key}` : where(path);
   });
 }

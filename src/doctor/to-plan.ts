@@ -29,6 +29,39 @@ export interface SetupPlan {
   readonly ramEfficientLoading: boolean;
 }
 
+/** The LLaMA-Factory key a plan field is read from (setupToPlan below), for issues shown against a YAML. */
+export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
+  model: "model_name_or_path",
+  template: "template",
+  method: "finetuning_type",
+  quantBits: "quantization_bit",
+  quantMethod: "quantization_method",
+  precision: "bf16 / fp16 / pure_bf16",
+  sharding: "deepspeed (or the accelerate FSDP config)",
+  fsdpStrategy: "fsdp_sharding_strategy (accelerate config)",
+  offload: "the DeepSpeed or FSDP offload settings",
+  seqLen: "cutoff_len",
+  packing: "packing",
+  microBatch: "per_device_train_batch_size",
+  gradAccum: "gradient_accumulation_steps",
+  syncEachBatch: "accelerator_config",
+  gradientCheckpointing: "disable_gradient_checkpointing",
+  attention: "flash_attn",
+  liger: "enable_liger_kernel",
+  optimizer: "optim",
+  loraRank: "lora_rank",
+  loraAlpha: "lora_alpha",
+  loraDropout: "lora_dropout",
+  loraTarget: "lora_target",
+  useDora: "use_dora",
+  additionalTarget: "additional_target",
+  freezeTrainableLayers: "freeze_trainable_layers",
+  freezeTrainableModules: "freeze_trainable_modules",
+  freezeVisionTower: "freeze_vision_tower",
+  freezeProjector: "freeze_multi_modal_projector",
+  imageMaxPixels: "image_max_pixels",
+};
+
 /** transformers' `accelerator_config` as a mapping: given as one, or as a JSON string (null when neither). */
 export function acceleratorConfigOf(value: unknown): Record<string, unknown> | null {
   let config = value;
