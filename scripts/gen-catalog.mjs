@@ -138,6 +138,20 @@ function visionOf(m) {
         maxAspectRatioId: v.max_aspect_ratio_id,
         visionOutputDim: v.vision_output_dim,
       };
+    case "minicpmv":
+      return {
+        kind: "minicpmv",
+        numLayers: v.num_hidden_layers,
+        hiddenSize: v.hidden_size,
+        intermediateSize: v.intermediate_size,
+        numHeads: v.num_attention_heads,
+        inChannels: v.num_channels,
+        imageSize: v.image_size,
+        patchSize: v.patch_size,
+        queryNum: v.query_num,
+        sliceResolution: v.scale_resolution,
+        maxSliceNums: v.max_slice_nums,
+      };
     default:
       throw new Error(`no vision mapping for ${m.key}`);
   }
@@ -418,6 +432,14 @@ layerClasses.gemma = {
   decoderByHiddenSize: null,
   vision: [],
   trustRemoteCode: false,
+};
+// minicpmv (remote code) is not in the reference file: its language model is transformers' Qwen2 (MiniCPM-V 2.6,
+// hidden 3584) or Llama (MiniCPM-Llama3-V 2.5, hidden 4096), its tower modeling_navit_siglip.py's SiglipEncoderLayer.
+layerClasses.minicpmv = {
+  decoder: [],
+  decoderByHiddenSize: { 3584: ["Qwen2DecoderLayer"], 4096: ["LlamaDecoderLayer"] },
+  vision: ["SiglipEncoderLayer"],
+  trustRemoteCode: true,
 };
 writeFileSync(
   join(root, "src/catalog/data/layer-classes.ts"),

@@ -115,6 +115,8 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
   },
   qwen2_vl: { tie_word_embeddings: false },
   qwen2_5_vl: { tie_word_embeddings: false },
+  // MiniCPMVConfig subclasses Qwen2Config (MiniCPM-V 2.6) or LlamaConfig (MiniCPM-Llama3-V 2.5)
+  minicpmv: { tie_word_embeddings: false },
   mllama_text: {
     vocab_size: 128_256,
     hidden_size: 4096,
@@ -128,6 +130,16 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
 };
 
 const VISION_DEFAULTS: Readonly<Record<string, Json>> = {
+  // MiniCPM-V's configuration_minicpm.py default_vision_config (SigLIP-400M, NaViT)
+  minicpmv: {
+    hidden_size: 1152,
+    intermediate_size: 4304,
+    num_hidden_layers: 27,
+    num_attention_heads: 16,
+    num_channels: 3,
+    image_size: 980,
+    patch_size: 14,
+  },
   // Qwen2VLVisionConfig
   qwen2_vl: {
     depth: 32,
@@ -215,6 +227,11 @@ class Fields {
 
   #path(key: string): string {
     return `${this.#source}: ${this.#prefix}${key}`;
+  }
+
+  /** Whether the config itself (not the class defaults) states the key. */
+  has(key: string): boolean {
+    return this.#cfg[key] !== undefined && this.#cfg[key] !== null;
   }
 
   /** A required size: a positive integer. */
@@ -489,6 +506,12 @@ function textFor(modelType: ModelType, f: Fields): TextArchitecture {
       };
     case "gemma3":
       return standardText(f, "gemma3");
+    case "minicpmv":
+      // The language model's fields sit at the top level. Qwen2Config's sliding-window fields mark MiniCPM-V 2.6's
+      // Qwen2 (q/k/v bias hard-coded); otherwise LlamaConfig's attention_bias applies (MiniCPM-Llama3-V 2.5).
+      return f.has("use_sliding_window") || f.has("max_window_layers")
+        ? standardText(f, modelType, { qkvBias: true, oBias: false })
+        : standardText(f, modelType);
   }
 }
 
@@ -553,9 +576,60 @@ function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionA
         visionOutputDim: v.size("vision_output_dim"),
       };
     }
+    case "minicpmv":
+      return {
+        kind: "minicpmv",
+        numLayers: v.size("num_hidden_layers"),
+        hiddenSize: v.size("hidden_size"),
+        intermediateSize: v.size("intermediate_size"),
+        numHeads: v.size("num_attention_heads"),
+        inChannels: v.size("num_channels"),
+        imageSize: v.size("image_size"),
+        patchSize: v.size("patch_size"),
+        // set from the top level below
+        queryNum: 64,
+        sliceResolution: 448,
+        maxSliceNums: 9,
+      };
     default:
       return null;
   }
+}
+
+/**
+ * MiniCPM-V's top-level image fields: query_num (tokens per slice), slice_config (scale_resolution, max_slice_nums),
+ * and drop_vision_last_layer, which removes the tower's last layer after loading (modeling_minicpmv.py init_vision_module).
+ */
+function minicpmvTop(
+  vision: Extract<VisionArchitecture, { kind: "minicpmv" }>,
+  config: Json,
+  source: string,
+  declared: string,
+): VisionArchitecture {
+  const top = new Fields(config, { query_num: 64, drop_vision_last_layer: false }, "", source, declared);
+  const slice = new Fields(
+    isObject(config.slice_config) ? config.slice_config : {},
+    { scale_resolution: 448, max_slice_nums: 9 },
+    "slice_config.",
+    source,
+    declared,
+  );
+  const drop = top.bool("drop_vision_last_layer", false);
+  if (drop && vision.numLayers < 2) {
+    throw usageError(
+      "CONFIG_FIELD_INVALID",
+      `${source}: drop_vision_last_layer`,
+      `drop_vision_last_layer removes the last of ${vision.numLayers} vision layer(s), leaving none`,
+      "Set vision_config.num_hidden_layers to the tower's layer count before the drop.",
+    );
+  }
+  return {
+    ...vision,
+    numLayers: drop ? vision.numLayers - 1 : vision.numLayers,
+    queryNum: top.size("query_num"),
+    sliceResolution: slice.size("scale_resolution"),
+    maxSliceNums: slice.size("max_slice_nums"),
+  };
 }
 
 /** The model types a config.json may declare (aliases included). */
@@ -656,6 +730,7 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
     if (vision?.kind === "siglip" && typeof config.mm_tokens_per_image === "number") {
       vision = { ...vision, mmTokensPerImage: config.mm_tokens_per_image };
     }
+    if (vision?.kind === "minicpmv") vision = minicpmvTop(vision, config, source, declared);
   }
   return { modelType, text, vision };
 }

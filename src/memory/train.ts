@@ -727,7 +727,36 @@ export function imagePatches(plan: Plan): { patches: number; tokens: number } {
       const perTile = (v.imageSize / v.patchSize) ** 2 + 1;
       return { patches: perTile * v.maxNumTiles, tokens: 0 }; // cross-attention: no image tokens in the text
     }
+    case "minicpmv": {
+      const pieces = 1 + minicpmvSlices(plan.imageMaxPixels, v.sliceResolution, v.maxSliceNums);
+      // each piece is resized to about sliceResolution² pixels; its queries sit between <image>/<slice> and its end token
+      return { patches: pieces * (v.sliceResolution / v.patchSize) ** 2, tokens: pieces * (v.queryNum + 2) };
+    }
   }
+}
+
+/**
+ * The crops MiniCPM-V's image processor cuts a square image of `pixels` into (image_processing_minicpmv.py
+ * `get_sliced_grid`): none up to one slice's area; else the grid among multiple − 1, multiple and multiple + 1
+ * crops (multiple = ⌈pixels / resolution²⌉, at most maxSliceNums) whose shape is nearest the image's.
+ */
+export function minicpmvSlices(pixels: number, resolution: number, maxSliceNums: number): number {
+  const multiple = Math.min(Math.ceil(pixels / resolution ** 2), maxSliceNums);
+  if (multiple <= 1) return 0;
+  let best = 0;
+  let bestError = Number.POSITIVE_INFINITY;
+  for (const n of [multiple - 1, multiple, multiple + 1]) {
+    if (n === 1 || n > maxSliceNums) continue;
+    for (let m = 1; m <= n; m++) {
+      if (n % m !== 0) continue;
+      const error = Math.abs(Math.log(m / (n / m))); // a square image: log aspect ratio 0
+      if (error < bestError) {
+        best = n;
+        bestError = error;
+      }
+    }
+  }
+  return best;
 }
 
 /** The vision tower's memory: saved activations when it is trained, else one block's forward transient. */
@@ -747,7 +776,15 @@ function visionActivationBytes(
       : v.numLayers + (v.kind === "mllama" ? v.numGlobalLayers : 0);
   // one ViT block: two norms (fp32), q/k/v/out, the MLP hidden (twice for the activation)
   const block = 2 * 4 * width + a * 4 * width + 2 * a * mlp + 2 * a * width;
-  const transient = n * block;
+  // MiniCPM-V's NaViT SigLIP (remote code) runs eager attention unless FlashAttention-2 is asked for: per head, the
+  // scores (16-bit), their fp32 softmax, and the probabilities cast back; backward keeps the fp32 softmax and the
+  // 16-bit probabilities. Each piece attends over its own patches.
+  const eagerVit = v.kind === "minicpmv" && plan.attention !== "fa2";
+  const piecePatches = v.kind === "minicpmv" ? (v.sliceResolution / v.patchSize) ** 2 : 0;
+  const pieces = eagerVit ? n / piecePatches : 0;
+  const scores = eagerVit ? pieces * v.numHeads * piecePatches ** 2 : 0;
+  const transient = n * block + scores * (a + 4 + a);
   if (plan.freezeVisionTower) return { saved: 0, checkpointed: 0, transient };
-  return { saved: n * depth * block, checkpointed: n * depth * a * width + transient, transient: 0 };
+  const savedLayer = n * block + scores * (4 + a);
+  return { saved: depth * savedLayer, checkpointed: n * depth * a * width + savedLayer, transient: 0 };
 }

@@ -179,6 +179,16 @@ function visionLinears(v: VisionArchitecture, textHidden: number, add: Add, addP
       addProjector("multi_modal_projector", v.visionOutputDim, textHidden, 1);
       return;
     }
+    case "minicpmv": {
+      const D = v.hiddenSize;
+      for (const name of ["q_proj", "k_proj", "v_proj", "out_proj"]) add(name, D, D, v.numLayers);
+      add("fc1", D, v.intermediateSize, v.numLayers);
+      add("fc2", v.intermediateSize, D, v.numLayers);
+      // the resampler: kv_proj and nn.MultiheadAttention's out_proj (its q/k/v are one in_proj tensor)
+      addProjector("kv_proj", D, textHidden, 1);
+      addProjector("out_proj", textHidden, textHidden, 1);
+      return;
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import type {
   Architecture,
+  MinicpmvVision,
   MllamaVision,
   Qwen2VlVision,
   Qwen25VlVision,
@@ -179,6 +180,20 @@ function countMllama(v: z.infer<typeof MllamaVision>, textHidden: number) {
   };
 }
 
+/** MiniCPM-V: the SigLIP tower (no head) and its resampler (the projector LLaMA-Factory freezes by default). */
+function countMinicpmv(v: z.infer<typeof MinicpmvVision>, textHidden: number) {
+  const D = v.hiddenSize;
+  const I = v.intermediateSize;
+  const E = textHidden;
+  const patch = v.inChannels * v.patchSize ** 2 * D + D;
+  const positions = (v.imageSize / v.patchSize) ** 2 * D;
+  const layer = 4 * D + 4 * (D * D + D) + (D * I + I) + (I * D + D);
+  const postLayernorm = 2 * D;
+  // query, kv_proj (no bias), nn.MultiheadAttention (in_proj and out_proj with biases), ln_q/ln_kv/ln_post, proj
+  const resampler = v.queryNum * E + D * E + (3 * E * E + 3 * E) + (E * E + E) + 3 * 2 * E + E * E;
+  return { visionTower: patch + positions + v.numLayers * layer + postLayernorm, projector: resampler };
+}
+
 export function countVision(
   v: VisionArchitecture,
   textHidden: number,
@@ -192,6 +207,8 @@ export function countVision(
       return countSiglip(v, textHidden);
     case "mllama":
       return countMllama(v, textHidden);
+    case "minicpmv":
+      return countMinicpmv(v, textHidden);
   }
 }
 

@@ -85,7 +85,8 @@ function visionBlocks(v: VisionArchitecture): { count: number; params: number }[
       const I = v.intermediateSize;
       return [{ count: v.depth, params: 2 * D + 4 * D * D + 4 * D + 3 * D * I + 2 * I + D }];
     }
-    case "siglip": {
+    case "siglip":
+    case "minicpmv": {
       const D = v.hiddenSize;
       const I = v.intermediateSize;
       return [{ count: v.numLayers, params: 4 * D + 4 * (D * D + D) + 2 * D * I + I + D }];

@@ -38,6 +38,7 @@ export const ModelType = z.enum([
   "qwen2_vl",
   "qwen2_5_vl",
   "mllama",
+  "minicpmv",
 ]);
 export type ModelType = z.infer<typeof ModelType>;
 
@@ -148,11 +149,34 @@ export const MllamaVision = z.strictObject({
   visionOutputDim: positive,
 });
 
+/**
+ * MiniCPM-V 2.5/2.6 (remote code): a NaViT SigLIP tower without its head, and a perceiver resampler (one
+ * cross-attention of queryNum learned queries over the patches) into the language model's width. An image is
+ * sliced: the whole image at about sliceResolution² pixels plus up to maxSliceNums crops of that size, each
+ * becoming queryNum tokens.
+ */
+export const MinicpmvVision = z.strictObject({
+  kind: z.literal("minicpmv"),
+  numLayers: layers,
+  hiddenSize: positive,
+  intermediateSize: positive,
+  numHeads: positive,
+  inChannels: positive,
+  imageSize: positive.meta({
+    description: "sizes the learned position table: (imageSize / patchSize)² rows",
+  }),
+  patchSize: positive,
+  queryNum: positive.meta({ description: "tokens per slice (the resampler's queries)" }),
+  sliceResolution: positive.meta({ description: "scale_resolution: the side of one slice, in pixels" }),
+  maxSliceNums: positive.meta({ description: "most crops an image is cut into, besides the whole image" }),
+});
+
 export const VisionArchitecture = z.discriminatedUnion("kind", [
   Qwen2VlVision,
   Qwen25VlVision,
   SiglipVision,
   MllamaVision,
+  MinicpmvVision,
 ]);
 export type VisionArchitecture = z.infer<typeof VisionArchitecture>;
 

@@ -201,5 +201,20 @@ export const LAYER_CLASSES: Readonly<
     "decoderByHiddenSize": null,
     "vision": [],
     "trustRemoteCode": false
+  },
+  "minicpmv": {
+    "decoder": [],
+    "decoderByHiddenSize": {
+      "3584": [
+        "Qwen2DecoderLayer"
+      ],
+      "4096": [
+        "LlamaDecoderLayer"
+      ]
+    },
+    "vision": [
+      "SiglipEncoderLayer"
+    ],
+    "trustRemoteCode": true
   }
 };

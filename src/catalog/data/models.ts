@@ -4888,5 +4888,115 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "deepseek-ai/DeepSeek-V2-Lite config.json (DeepseekV2ForCausalLM: MLA without a q compression, kv_lora_rank 512; layer 0 dense with MLP 10944, layers 1-26 MoE with 64 routed experts of 1408 (6 per token) and 2 shared; greedy routing, no gate bias)"
     ]
+  },
+  {
+    "key": "MiniCPM-V-2.6",
+    "id": "openbmb/MiniCPM-V-2_6",
+    "ids": [
+      {
+        "id": "openbmb/MiniCPM-V-2_6",
+        "defaultTemplate": "minicpm_v",
+        "groupTemplate": "minicpm_v",
+        "llamafactoryName": "MiniCPM-V-2.6",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "minicpmv",
+      "text": {
+        "vocabSize": 151666,
+        "embedRows": 151666,
+        "hiddenSize": 3584,
+        "numLayers": 28,
+        "numHeads": 28,
+        "numKvHeads": 4,
+        "headDim": 128,
+        "intermediateSize": 18944,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": {
+        "kind": "minicpmv",
+        "numLayers": 27,
+        "hiddenSize": 1152,
+        "intermediateSize": 4304,
+        "numHeads": 16,
+        "inChannels": 3,
+        "imageSize": 980,
+        "patchSize": 14,
+        "queryNum": 64,
+        "sliceResolution": 448,
+        "maxSliceNums": 9
+      }
+    },
+    "sources": [
+      "openbmb/MiniCPM-V-2_6 config.json (MiniCPMV, model_type minicpmv: Qwen2-7B's dimensions with vocab_size 151666 at the top level; vision_config SigLIP-400M 27 x 1152, MLP 4304, image_size 980, patch 14; query_num 64; slice_config max_slice_nums 9, scale_resolution 448)",
+      "modeling_minicpmv.py / resampler.py (remote code): vpm = SiglipVisionTransformer without head; Resampler(num_queries=query_num, embed_dim=hidden_size, num_heads=hidden_size // 128, kv_dim=1152, adaptive=True)"
+    ]
+  },
+  {
+    "key": "MiniCPM-Llama3-V-2.5",
+    "id": "openbmb/MiniCPM-Llama3-V-2_5",
+    "ids": [
+      {
+        "id": "openbmb/MiniCPM-Llama3-V-2_5",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "minicpmv",
+      "text": {
+        "vocabSize": 128256,
+        "embedRows": 128256,
+        "hiddenSize": 4096,
+        "numLayers": 32,
+        "numHeads": 32,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 14336,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 8192,
+        "moe": null,
+        "mla": null
+      },
+      "vision": {
+        "kind": "minicpmv",
+        "numLayers": 27,
+        "hiddenSize": 1152,
+        "intermediateSize": 4304,
+        "numHeads": 16,
+        "inChannels": 3,
+        "imageSize": 980,
+        "patchSize": 14,
+        "queryNum": 96,
+        "sliceResolution": 448,
+        "maxSliceNums": 9
+      }
+    },
+    "sources": [
+      "openbmb/MiniCPM-Llama3-V-2_5 config.json (MiniCPMV, model_type minicpmv: Llama-3-8B's dimensions at the top level; the same SigLIP-400M vision_config; query_num 96; slice_config max_slice_nums 9, scale_resolution 448)",
+      "modeling_minicpmv.py / resampler.py (remote code): vpm = SiglipVisionTransformer without head; Resampler(num_queries=query_num, embed_dim=hidden_size, num_heads=hidden_size // 128, kv_dim=1152, adaptive=True)"
+    ]
   }
 ];
