@@ -16,24 +16,11 @@ const cases = JSON.parse(readFileSync(join(from, "memory-cases-calibration.json"
 
 const GiB = 1024 ** 3;
 
-// Hub ids of the cases → what tunefit is given. Remote-code Qwen-1 models are qwen2 dimension folders
-// (bench/models/*), Qwen-VL an explicit architecture (same shapes as ViT-bigG + Qwen-7B, resampler as merger).
+// Hub ids of the cases → what tunefit is given. Qwen-1's remote-code models are catalog models of their own
+// family (model_type qwen); Qwen-VL an explicit architecture (same shapes as ViT-bigG + Qwen-7B, resampler as merger).
 function modelOf(c, notes) {
   const hub = c.model.hub_id ?? "";
   const base = hub.replace(/\(-[A-Za-z]+\)$/, "");
-  const remote = {
-    "Qwen/Qwen-1_8B": "bench/models/qwen-1_8b",
-    "Qwen/Qwen-7B": "bench/models/qwen-7b",
-    "Qwen/Qwen-14B": "bench/models/qwen-14b",
-    "Qwen/Qwen-72B": "bench/models/qwen-72b",
-  };
-  if (remote[base]) {
-    notes.push(`${base} is read from ${remote[base]}/config.json (same shapes and parameter count)`);
-    if (base.startsWith("Qwen/Qwen-") && /lora/.test(c.finetuning.type)) {
-      notes.push("Qwen-1 fuses q/k/v into c_attn: LoRA on it is one adapter of r·(h+3h), here three of r·2h");
-    }
-    return remote[base];
-  }
   if (hub.startsWith("Qwen/Qwen-VL")) {
     notes.push(
       "Qwen-VL (remote code) as qwen2_vl shapes: ViT-bigG 48×1664 (MLP 8192), 448px → 1024 patches → 256 tokens; its attn_pool resampler as the merger",
@@ -259,14 +246,15 @@ for (const c of cases) {
       "Qwen's finetune/ds_config_zero2.json: reduce_bucket_size 2e8 and overlap_comm true (zero12ReduceBucketElements=2e8, zeroOverlapComm=true)",
     );
   }
-  if (/qwen_v1|qwen_vl/.test(c.group) && /^zero/.test(plan.sharding ?? "")) {
+  if (/qwen_vl/.test(c.group) && /^zero/.test(plan.sharding ?? "")) {
     // The Trainer leaves half precision to DeepSpeed ("deepspeed ... manage their own half precision": no autocast),
     // and Qwen's remote code takes CrossEntropyLoss of its bf16 logits without an upcast: log_softmax runs and
     // saves in bf16. Its peak is the logits, their contiguous shifted copy and the saved output in forward, or the
     // saved output and two gradients in backward: 3 × 2 B, where LLaMA-Factory's models upcast (12 B)
+    // (modelled for Qwen-1's own model type; Qwen-VL is expressed as qwen2_vl, whose loss upcasts)
     assumptions.logitsBytesPerVocabToken = 6;
     overrides.push(
-      "Qwen's remote code under DeepSpeed (no autocast) takes the loss of bf16 logits in bf16: 6 B per vocabulary-token at the loss (logitsBytesPerVocabToken=6)",
+      "Qwen-VL's remote code under DeepSpeed (no autocast) takes the loss of bf16 logits in bf16, which its qwen2_vl stand-in does not: 6 B per vocabulary-token at the loss (logitsBytesPerVocabToken=6)",
     );
   }
   if (/peft_docs/.test(c.group) && /accelerate/i.test(d.framework ?? "") && plan.sharding === "zero3") {
@@ -289,7 +277,8 @@ for (const c of cases) {
     plan.loraTarget = loraTargetOf(c, notes);
     if (/DoRA/.test(c.finetuning.trainable_extra ?? "")) plan.useDora = true;
     if (/embedding|wte/.test(c.finetuning.trainable_extra ?? "")) {
-      plan.additionalTarget = ["embed_tokens", "lm_head"];
+      // Qwen-1 names its input embedding wte
+      plan.additionalTarget = [/qwen_v1/.test(c.group) ? "wte" : "embed_tokens", "lm_head"];
     }
   }
   if (method === "qlora") {
@@ -317,9 +306,13 @@ for (const c of cases) {
   // Qwen-1's remote code computes CrossEntropyLoss on the bf16 logits. Without DeepSpeed the Trainer runs the
   // forward under bf16 autocast, whose fp32 list holds log_softmax and nll_loss: the loss is fp32, as modelled.
   // Under DeepSpeed neither the Trainer nor accelerate autocasts (DeepSpeed keeps its own bf16 model).
-  if (/qwen/i.test(c.group) && plan.sharding)
+  if (/qwen_v1/.test(c.group) && plan.sharding)
     notes.push(
-      "Qwen-1's loss runs on bf16 logits under DeepSpeed (no autocast, no fp32 upcast in its remote code): entered as the override logitsBytesPerVocabToken=6",
+      "Qwen-1's loss runs on bf16 logits under DeepSpeed (no autocast, no fp32 upcast in its remote code): modelled for model_type qwen (6 B per vocabulary-token)",
+    );
+  else if (/qwen/i.test(c.group) && plan.sharding)
+    notes.push(
+      "Qwen-VL's loss runs on bf16 logits under DeepSpeed (no autocast, no fp32 upcast in its remote code): entered as the override logitsBytesPerVocabToken=6",
     );
   else if (/qwen/i.test(c.group))
     notes.push(

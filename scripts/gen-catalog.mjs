@@ -433,6 +433,13 @@ layerClasses.gemma = {
   vision: [],
   trustRemoteCode: false,
 };
+// qwen (Qwen-1's remote code) is not in the reference file: modeling_qwen.py's decoder layer is QWenBlock.
+layerClasses.qwen = {
+  decoder: ["QWenBlock"],
+  decoderByHiddenSize: null,
+  vision: [],
+  trustRemoteCode: true,
+};
 // minicpmv (remote code) is not in the reference file: its language model is transformers' Qwen2 (MiniCPM-V 2.6,
 // hidden 3584) or Llama (MiniCPM-Llama3-V 2.5, hidden 4096), its tower modeling_navit_siglip.py's SiglipEncoderLayer.
 layerClasses.minicpmv = {

@@ -25,7 +25,6 @@ type Json = Record<string, unknown>;
 /** Model types read as another one with the same modules. */
 const MODEL_TYPE_ALIASES: Readonly<Record<string, ModelType>> = {
   yi: "llama",
-  qwen: "qwen2", // Qwen-1 remote code, translated by qwen1AsQwen2
   mllama_text_model: "llama",
 };
 
@@ -33,6 +32,7 @@ const MODEL_TYPE_ALIASES: Readonly<Record<string, ModelType>> = {
 const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
   llama: { tie_word_embeddings: false, attention_bias: false, mlp_bias: false },
   mistral: { tie_word_embeddings: false, num_key_value_heads: 8 },
+  qwen: { tie_word_embeddings: false },
   qwen2: { tie_word_embeddings: false },
   qwen3: { tie_word_embeddings: false, attention_bias: false, head_dim: 128 },
   gemma: { tie_word_embeddings: true, head_dim: 256 },
@@ -372,6 +372,7 @@ function textFor(modelType: ModelType, f: Fields): TextArchitecture {
     case "gemma3_text":
     case "phi3":
       return standardText(f, modelType);
+    case "qwen": // Qwen-1 (remote code) in Qwen2's field names (qwen1AsQwen2): c_attn has a bias, c_proj none
     case "qwen2":
     case "qwen2_vl":
     case "qwen2_5_vl":

@@ -65,6 +65,13 @@ export interface MemoryAssumptions {
    */
   readonly logitsBytesPerVocabTokenFp32: number;
   /**
+   * Same for a model whose loss takes the 16-bit logits as they are (Qwen-1's remote code) where nothing autocasts
+   * (DeepSpeed): the logits, their shifted contiguous copy and log_softmax's 16-bit output, 2 + 2 + 2 B; in backward
+   * the saved output and the two 16-bit gradients. Qwen's own profiling of Qwen-7B Q-LoRA under ZeRO-2 rises 9.6 GiB
+   * from 2,048 to 8,192 tokens: 6 B gives +8.4 GiB, 12 B +14.9 (docs/memory-model.md).
+   */
+  readonly logitsBytesPerVocabTokenNoUpcast: number;
+  /**
    * Logits the training loop keeps alive through backward, per vocabulary-token: 0 under the HF Trainer, whose
    * compute_loss returns the loss alone, so the model output is dropped before backward (LLaMA-Factory's case). A
    * hand-written loop that holds `output` until after the step keeps `output.logits`: 2 with transformers ≥ 4.46
@@ -166,6 +173,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   gptq8BytesPerParam: 1.0 + 2.5 / 128,
   logitsBytesPerVocabToken: 12,
   logitsBytesPerVocabTokenFp32: 12,
+  logitsBytesPerVocabTokenNoUpcast: 6,
   heldOutputLogitsBytesPerVocabToken: 0,
   optimizerStepTempCopies: 1,
   hostBytesPerProcess: 3 * 1024 * MiB,

@@ -1,7 +1,7 @@
 import { range } from "../_util.ts";
 import { type LinearGroup, linearModules } from "../model/modules.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
-import { LIGER_UNSUPPORTED } from "../model/support.ts";
+import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import { isDeepSpeed, type Plan } from "../schema/plan.ts";
@@ -403,8 +403,16 @@ export function estimateTrainMemory(
       2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(tokens / Math.ceil(t.vocabSize / t.hiddenSize)))));
     logitsPeak = Math.min(tokens, chunk) * t.vocabSize * 4 * 2 + tokens * t.hiddenSize * a;
   } else {
+    // a 16-bit loss where the model does not upcast and nothing autocasts (DeepSpeed manages its own precision)
+    const noUpcast = !fp32 && deepspeed && LOSS_WITHOUT_UPCAST.has(arch.modelType);
     logitsPeak =
-      tokens * t.vocabSize * (fp32 ? as.logitsBytesPerVocabTokenFp32 : as.logitsBytesPerVocabToken);
+      tokens *
+      t.vocabSize *
+      (fp32
+        ? as.logitsBytesPerVocabTokenFp32
+        : noUpcast
+          ? as.logitsBytesPerVocabTokenNoUpcast
+          : as.logitsBytesPerVocabToken);
   }
 
   // logits a hand-written loop keeps in the model output through backward (0 under the HF Trainer)
@@ -689,8 +697,8 @@ function freezeSelection(plan: Plan): LayerTraining {
   const modules = plan.freezeTrainableModules;
   if (plan.method !== "freeze" || modules === null || modules === "all") return ALL;
   // a norm's name can hold its neighbour's ("post_attention_layernorm"): norms are matched first
-  const norms = modules.filter((m) => /norm/.test(m));
-  const others = modules.filter((m) => !/norm/.test(m));
+  const norms = modules.filter((m) => /norm|^ln_/.test(m)); // Qwen-1 names its norms ln_1 and ln_2
+  const others = modules.filter((m) => !/norm|^ln_/.test(m));
   return {
     norms: norms.length > 0,
     attention: others.some((m) => /attn|attention/.test(m)),

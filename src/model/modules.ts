@@ -71,6 +71,10 @@ function attentionLinears(t: TextArchitecture, type: ModelType, add: Add, layers
       add("W_pack", H, 3 * q, layers);
       add("o_proj", q, H, layers);
       return;
+    case "qwen": // Qwen-1 remote code (modeling_qwen.py QWenAttention)
+      add("c_attn", H, q + 2 * kv, layers);
+      add("c_proj", q, H, layers);
+      return;
     default:
       add("q_proj", H, q, layers);
       add("k_proj", H, kv, layers);
@@ -96,6 +100,11 @@ function denseMlpLinears(type: ModelType, H: number, I: number, add: Add, layers
       add("w1", H, I, layers);
       add("w3", H, I, layers);
       add("w2", I, H, layers);
+      return;
+    case "qwen": // QWenMLP: c_proj(w1(x) * silu(w2(x)))
+      add("w1", H, I, layers);
+      add("w2", H, I, layers);
+      add("c_proj", I, H, layers);
       return;
     default:
       add(`${prefix}gate_proj`, H, I, layers);
@@ -236,6 +245,8 @@ export function freezeModuleNames(arch: Architecture): {
       };
     case "internlm2":
       return { attention: ["attention"], mlp: ["feed_forward"], norms: ["attention_norm", "ffn_norm"] };
+    case "qwen":
+      return { attention: ["attn"], mlp: ["mlp"], norms: ["ln_1", "ln_2"] };
     case "mixtral":
       return {
         attention: ["self_attn"],
@@ -282,6 +293,8 @@ export function embeddingModuleNames(type: ModelType): { embed: string; head: st
       return { embed: "word_embeddings", head: "output_layer" };
     case "internlm2":
       return { embed: "tok_embeddings", head: "output" };
+    case "qwen":
+      return { embed: "wte", head: "lm_head" };
     default:
       return { embed: "embed_tokens", head: "lm_head" };
   }

@@ -18,6 +18,7 @@ const layers = z.number().int().positive().max(MAX_LAYERS);
 export const ModelType = z.enum([
   "llama",
   "mistral",
+  "qwen",
   "qwen2",
   "qwen3",
   "gemma",

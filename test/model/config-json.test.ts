@@ -203,9 +203,10 @@ describe("config.json errors name the field and what to write", () => {
     expect(issueOf([1, 2])?.code).toBe("CONFIG_NOT_OBJECT");
   });
 
-  it("reads Qwen-1's remote-code config as Qwen2 shapes and refuses Qwen-VL's", () => {
+  it("reads Qwen-1's remote-code config in Qwen2's shapes and refuses Qwen-VL's", () => {
     const qwen1 = architectureFromConfig(fixture("qwen-7b"));
-    expect(qwen1.modelType).toBe("qwen2");
+    expect(qwen1.modelType).toBe("qwen");
+    expect(qwen1).toEqual(findCatalogModel("Qwen/Qwen-7B")?.record.architecture);
     expect(qwen1.text).toMatchObject({
       intermediateSize: 11008,
       numKvHeads: 32,

@@ -202,6 +202,14 @@ export const LAYER_CLASSES: Readonly<
     "vision": [],
     "trustRemoteCode": false
   },
+  "qwen": {
+    "decoder": [
+      "QWenBlock"
+    ],
+    "decoderByHiddenSize": null,
+    "vision": [],
+    "trustRemoteCode": true
+  },
   "minicpmv": {
     "decoder": [],
     "decoderByHiddenSize": {

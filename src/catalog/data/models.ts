@@ -4998,5 +4998,201 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
       "openbmb/MiniCPM-Llama3-V-2_5 config.json (MiniCPMV, model_type minicpmv: Llama-3-8B's dimensions at the top level; the same SigLIP-400M vision_config; query_num 96; slice_config max_slice_nums 9, scale_resolution 448)",
       "modeling_minicpmv.py / resampler.py (remote code): vpm = SiglipVisionTransformer without head; Resampler(num_queries=query_num, embed_dim=hidden_size, num_heads=hidden_size // 128, kv_dim=1152, adaptive=True)"
     ]
+  },
+  {
+    "key": "Qwen-1.8B",
+    "id": "Qwen/Qwen-1_8B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen-1_8B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen-1_8B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2048,
+        "numLayers": 24,
+        "numHeads": 16,
+        "numKvHeads": 16,
+        "headDim": 128,
+        "intermediateSize": 5504,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 8192,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen-1_8B config.json (QWenLMHeadModel, remote code, model_type qwen): hidden_size 2048, 24 layers of 16 heads of kv_channels 128 (each head its own k and v), vocab_size 151936, intermediate_size 11008: the MLP's w1 and w2 are each intermediate_size // 2 = 5504 wide (modeling_qwen.py QWenMLP), the width stored here; c_attn is q, k and v in one linear with a bias, attn.c_proj has none; RMSNorm ln_1/ln_2/ln_f; wte and lm_head untied"
+    ]
+  },
+  {
+    "key": "Qwen-7B",
+    "id": "Qwen/Qwen-7B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen-7B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen-7B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 4096,
+        "numLayers": 32,
+        "numHeads": 32,
+        "numKvHeads": 32,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen-7B config.json (QWenLMHeadModel, remote code, model_type qwen): hidden_size 4096, 32 layers of 32 heads of kv_channels 128 (each head its own k and v), vocab_size 151936, intermediate_size 22016: the MLP's w1 and w2 are each intermediate_size // 2 = 11008 wide (modeling_qwen.py QWenMLP), the width stored here; c_attn is q, k and v in one linear with a bias, attn.c_proj has none; RMSNorm ln_1/ln_2/ln_f; wte and lm_head untied"
+    ]
+  },
+  {
+    "key": "Qwen-14B",
+    "id": "Qwen/Qwen-14B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen-14B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen-14B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen",
+      "text": {
+        "vocabSize": 152064,
+        "embedRows": 152064,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 40,
+        "numKvHeads": 40,
+        "headDim": 128,
+        "intermediateSize": 13696,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 8192,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen-14B config.json (QWenLMHeadModel, remote code, model_type qwen): hidden_size 5120, 40 layers of 40 heads of kv_channels 128 (each head its own k and v), vocab_size 152064, intermediate_size 27392: the MLP's w1 and w2 are each intermediate_size // 2 = 13696 wide (modeling_qwen.py QWenMLP), the width stored here; c_attn is q, k and v in one linear with a bias, attn.c_proj has none; RMSNorm ln_1/ln_2/ln_f; wte and lm_head untied"
+    ]
+  },
+  {
+    "key": "Qwen-72B",
+    "id": "Qwen/Qwen-72B",
+    "ids": [
+      {
+        "id": "Qwen/Qwen-72B",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen-72B-Chat",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen",
+      "text": {
+        "vocabSize": 152064,
+        "embedRows": 152064,
+        "hiddenSize": 8192,
+        "numLayers": 80,
+        "numHeads": 64,
+        "numKvHeads": 64,
+        "headDim": 128,
+        "intermediateSize": 24576,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 32768,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "Qwen/Qwen-72B config.json (QWenLMHeadModel, remote code, model_type qwen): hidden_size 8192, 80 layers of 64 heads of kv_channels 128 (each head its own k and v), vocab_size 152064, intermediate_size 49152: the MLP's w1 and w2 are each intermediate_size // 2 = 24576 wide (modeling_qwen.py QWenMLP), the width stored here; c_attn is q, k and v in one linear with a bias, attn.c_proj has none; RMSNorm ln_1/ln_2/ln_f; wte and lm_head untied"
+    ]
   }
 ];
