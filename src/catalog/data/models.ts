@@ -5194,5 +5194,58 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen-72B config.json (QWenLMHeadModel, remote code, model_type qwen): hidden_size 8192, 80 layers of 64 heads of kv_channels 128 (each head its own k and v), vocab_size 152064, intermediate_size 49152: the MLP's w1 and w2 are each intermediate_size // 2 = 24576 wide (modeling_qwen.py QWenMLP), the width stored here; c_attn is q, k and v in one linear with a bias, attn.c_proj has none; RMSNorm ln_1/ln_2/ln_f; wte and lm_head untied"
     ]
+  },
+  {
+    "key": "Qwen2.5-VL-32B",
+    "id": "Qwen/Qwen2.5-VL-32B-Instruct",
+    "ids": [
+      {
+        "id": "Qwen/Qwen2.5-VL-32B-Instruct",
+        "defaultTemplate": "qwen2_vl",
+        "groupTemplate": "qwen2_vl",
+        "llamafactoryName": "Qwen2.5-VL-32B-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen2_5_vl",
+      "text": {
+        "vocabSize": 152064,
+        "embedRows": 152064,
+        "hiddenSize": 5120,
+        "numLayers": 64,
+        "numHeads": 40,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 27648,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 128000,
+        "moe": null,
+        "mla": null
+      },
+      "vision": {
+        "kind": "qwen2_5_vl",
+        "depth": 32,
+        "hiddenSize": 1280,
+        "intermediateSize": 3420,
+        "numHeads": 16,
+        "inChannels": 3,
+        "patchSize": 14,
+        "temporalPatchSize": 2,
+        "spatialMergeSize": 2,
+        "outHiddenSize": 5120
+      }
+    },
+    "sources": [
+      "Qwen/Qwen2.5-VL-32B-Instruct config.json (text: Qwen2.5-32B's dimensions; vision_config as Qwen2.5-VL-7B's with out_hidden_size 5120)"
+    ]
   }
 ];
