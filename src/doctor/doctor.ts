@@ -25,6 +25,7 @@ import {
   type SetupPlan,
   setupToPlan,
   upperBoundSwitches,
+  yamlHint,
 } from "./to-plan.ts";
 
 /*
@@ -718,6 +719,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   issues.push(
     ...analysis.issues
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
+      .map((i) => ({ ...i, hint: yamlHint(i.hint) }))
       .map((i) =>
         i.code === "TRAIN_OOM" && upperBound.length > 0
           ? {

@@ -62,6 +62,51 @@ export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
   imageMaxPixels: "image_max_pixels",
 };
 
+/**
+ * What a plan hint's CLI flags are in a LLaMA-Factory YAML (and the DeepSpeed or accelerate config beside it), most
+ * specific first. Hardware and doctor's own flags (--gpu, --gpus, --nodes, --host-ram, --assume, --model…) stay:
+ * doctor takes them.
+ */
+const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
+  [/--sharding zero3 or fsdp/g, "a ZeRO-3 deepspeed: config or an accelerate FSDP config"],
+  [/--sharding zero([123])/g, "a ZeRO-$1 deepspeed: config"],
+  [/--sharding fsdp2/g, "an accelerate FSDP2 config (fsdp_version: 2)"],
+  [/--sharding fsdp/g, "an accelerate FSDP config"],
+  [/--sharding none/g, "no deepspeed: and no FSDP config"],
+  [/--sharding/g, "deepspeed: or an accelerate FSDP config"],
+  [/--offload optimizer or params/g, "optimizer or parameter offload (offload_optimizer / offload_param)"],
+  [/--offload params/g, "parameter offload (offload_param and offload_optimizer; FSDP: fsdp_offload_params)"],
+  [/--offload optimizer/g, "optimizer offload (offload_optimizer)"],
+  [/--offload none/g, "no offload settings"],
+  [/--offload/g, "the DeepSpeed or FSDP offload settings"],
+  [/--method lora or qlora/g, "finetuning_type: lora, or QLoRA with quantization_bit: 4"],
+  [/--method qlora/g, "finetuning_type: lora with quantization_bit: 4"],
+  [/--method (full|freeze|lora)/g, "finetuning_type: $1"],
+  [/--optimizer (\w+)/g, "optim: $1"],
+  [/--precision pure_bf16/g, "pure_bf16: true"],
+  [/--precision (bf16|fp16)/g, "$1: true"],
+  [/--quant-bits (\d+)/g, "quantization_bit: $1"],
+  [/--quant-method (\w+)/g, "quantization_method: $1"],
+  [/--liger on/g, "enable_liger_kernel: true"],
+  [/--liger/g, "enable_liger_kernel"],
+  [/--attention (fa2|sdpa|eager)/g, "flash_attn: $1"],
+  [/--use-dora off/g, "use_dora: false"],
+  [/--sync-each-batch on/g, "accelerator_config: {gradient_accumulation_kwargs: {sync_each_batch: true}}"],
+  [/--template (\w+)/g, "template: $1"],
+  [/--seq-len/g, "cutoff_len"],
+  [/--micro-batch/g, "per_device_train_batch_size"],
+  [/--grad-accum/g, "gradient_accumulation_steps"],
+  [/--lora-rank/g, "lora_rank"],
+  [/--image-max-pixels/g, "image_max_pixels"],
+  [/--gradient-checkpointing/g, "disable_gradient_checkpointing"],
+  [/--fsdp-strategy/g, "fsdp_sharding_strategy"],
+];
+
+/** A plan issue's hint in the YAML's terms (see YAML_PHRASES). */
+export function yamlHint(hint: string): string {
+  return YAML_PHRASES.reduce((text, [pattern, phrase]) => text.replace(pattern, phrase), hint);
+}
+
 /** transformers' `accelerator_config` as a mapping: given as one, or as a JSON string (null when neither). */
 export function acceleratorConfigOf(value: unknown): Record<string, unknown> | null {
   let config = value;

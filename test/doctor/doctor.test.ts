@@ -69,6 +69,17 @@ describe("tunefit doctor: verdicts and fixes", () => {
     );
   });
 
+  it("says what to change in the YAML's own terms, not as plan flags", () => {
+    const { json } = doctorJson(["doctor", "seed/train.yaml", "--gpu", "rtx4090", "--gpus", "8"]);
+    const hints = (json.issues as unknown as { hint: string }[]).map((i) => i.hint).join("\n");
+    // the plan's flags that have a YAML key or config file; hardware and doctor's own flags may stay
+    expect(hints).not.toMatch(
+      /--(sharding|offload|method|optimizer|precision|seq-len|micro-batch|grad-accum|liger|attention|quant-bits|lora-rank)\b/,
+    );
+    expect(hints).toContain("finetuning_type: lora with quantization_bit: 4");
+    expect(hints).toContain("a ZeRO-3 deepspeed: config or an accelerate FSDP config");
+  });
+
   it("FSDP without RAM-efficient loading: the fix is that one accelerate setting", () => {
     const { code, json } = doctorJson([
       "doctor",
