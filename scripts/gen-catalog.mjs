@@ -270,13 +270,19 @@ function templateRecord(id) {
 
 /** the other spelling → the id it was derived from (whose LLaMA-Factory template it takes) */
 const spelledAs = new Map();
+// ids a catalog model names itself: never another model's alias (Mixtral-8x22B's Instruct has its own vocabulary)
+const ownIds = new Set(
+  allModels.flatMap((m) =>
+    [m.hub_id, ...(m.extra_ids ?? []), ...(sameArchitectureIds[m.hub_id] ?? [])].map((id) => renamed(id)),
+  ),
+);
 const catalog = allModels.map((m) => {
   const explicit = [...(m.extra_ids ?? []), ...(sameArchitectureIds[m.hub_id] ?? [])];
   const keys = new Set([m.hub_id, ...explicit].map(familyKey));
   const aliases = [...explicit];
   const taken = new Set([m.hub_id, ...explicit].map((id) => id.toLowerCase()));
   for (const [hub, entry] of lfByHub) {
-    if (taken.has(hub) || EXCLUDED_VARIANT.test(hub)) continue;
+    if (taken.has(hub) || EXCLUDED_VARIANT.test(hub) || ownIds.has(renamed(hub))) continue;
     if (keys.has(familyKey(hub))) aliases.push(entry.hub_id);
   }
   const known = new Set([m.hub_id, ...aliases].map((id) => id.toLowerCase()));

@@ -23,7 +23,12 @@ describe("catalog parameter accounting", () => {
     expect(() => validateCatalog()).not.toThrow();
     // one record per reference entry: models.json and scripts/data/extra-models.json
     expect(listCatalogModels()).toHaveLength(Object.keys(reference).length);
-    expect(Object.keys(reference)).toHaveLength(87);
+    expect(Object.keys(reference)).toHaveLength(92);
+  });
+
+  it("names every id once: no checkpoint resolves to two catalog models", () => {
+    const ids = listCatalogModels().flatMap((r) => r.ids.map((i) => i.id.toLowerCase()));
+    expect(ids.filter((id, i) => ids.indexOf(id) !== i)).toEqual([]);
   });
 
   for (const record of listCatalogModels()) {

@@ -5247,5 +5247,380 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen2.5-VL-32B-Instruct config.json (text: Qwen2.5-32B's dimensions; vision_config as Qwen2.5-VL-7B's with out_hidden_size 5120)"
     ]
+  },
+  {
+    "key": "ChatGLM3-6B",
+    "id": "THUDM/chatglm3-6b",
+    "ids": [
+      {
+        "id": "THUDM/chatglm3-6b",
+        "defaultTemplate": "chatglm3",
+        "groupTemplate": "chatglm3",
+        "llamafactoryName": "ChatGLM3-6B-Chat",
+        "shards": null
+      },
+      {
+        "id": "THUDM/chatglm3-6b-base",
+        "defaultTemplate": null,
+        "groupTemplate": "chatglm3",
+        "llamafactoryName": "ChatGLM3-6B-Base",
+        "shards": null
+      },
+      {
+        "id": "zai-org/chatglm3-6b",
+        "defaultTemplate": "chatglm3",
+        "groupTemplate": "chatglm3",
+        "llamafactoryName": "ChatGLM3-6B-Chat",
+        "shards": null
+      },
+      {
+        "id": "zai-org/chatglm3-6b-base",
+        "defaultTemplate": null,
+        "groupTemplate": "chatglm3",
+        "llamafactoryName": "ChatGLM3-6B-Base",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "chatglm",
+      "text": {
+        "vocabSize": 65024,
+        "embedRows": 65024,
+        "hiddenSize": 4096,
+        "numLayers": 28,
+        "numHeads": 32,
+        "numKvHeads": 2,
+        "headDim": 128,
+        "intermediateSize": 13696,
+        "tieWordEmbeddings": false,
+        "qkvBias": true,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 8192,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "THUDM/chatglm3-6b config.json (ChatGLMModel, remote code): GLM-4-9B's layer (hidden 4096, 32 heads of 128, multi_query_group_num 2, ffn_hidden_size 13696, add_qkv_bias) in 28 layers, padded_vocab_size 65024, seq_length 8192, output_layer untied"
+    ]
+  },
+  {
+    "key": "DeepSeek-LLM-7B",
+    "id": "deepseek-ai/deepseek-llm-7b-base",
+    "ids": [
+      {
+        "id": "deepseek-ai/deepseek-llm-7b-base",
+        "defaultTemplate": null,
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-LLM-7B-Base",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/deepseek-llm-7b-chat",
+        "defaultTemplate": "deepseek",
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-LLM-7B-Chat",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 102400,
+        "embedRows": 102400,
+        "hiddenSize": 4096,
+        "numLayers": 30,
+        "numHeads": 32,
+        "numKvHeads": 32,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 4096,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "deepseek-ai/deepseek-llm-7b-base config.json (LlamaForCausalLM): hidden 4096, 30 layers, 32 heads (32 KV) of 128, MLP 11008, vocab_size 102400, untied"
+    ]
+  },
+  {
+    "key": "DeepSeek-LLM-67B",
+    "id": "deepseek-ai/deepseek-llm-67b-base",
+    "ids": [
+      {
+        "id": "deepseek-ai/deepseek-llm-67b-base",
+        "defaultTemplate": null,
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-LLM-67B-Base",
+        "shards": null
+      },
+      {
+        "id": "deepseek-ai/deepseek-llm-67b-chat",
+        "defaultTemplate": "deepseek",
+        "groupTemplate": "deepseek",
+        "llamafactoryName": "DeepSeek-LLM-67B-Chat",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 102400,
+        "embedRows": 102400,
+        "hiddenSize": 8192,
+        "numLayers": 95,
+        "numHeads": 64,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 22016,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 4096,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "deepseek-ai/deepseek-llm-67b-base config.json (LlamaForCausalLM): hidden 8192, 95 layers, 64 heads (8 KV) of 128, MLP 22016, vocab_size 102400, untied"
+    ]
+  },
+  {
+    "key": "Mixtral-8x22B",
+    "id": "mistralai/Mixtral-8x22B-v0.1",
+    "ids": [
+      {
+        "id": "mistralai/Mixtral-8x22B-v0.1",
+        "defaultTemplate": null,
+        "groupTemplate": "mistral",
+        "llamafactoryName": "Mixtral-8x22B-v0.1",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "mixtral",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 6144,
+        "numLayers": 56,
+        "numHeads": 48,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 0,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 65536,
+        "moe": {
+          "numExperts": 8,
+          "expertsPerToken": 2,
+          "expertIntermediateSize": 16384,
+          "sharedExpertIntermediateSize": 0,
+          "sharedExpertGate": false,
+          "routerBias": false,
+          "moeLayers": [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            22,
+            23,
+            24,
+            25,
+            26,
+            27,
+            28,
+            29,
+            30,
+            31,
+            32,
+            33,
+            34,
+            35,
+            36,
+            37,
+            38,
+            39,
+            40,
+            41,
+            42,
+            43,
+            44,
+            45,
+            46,
+            47,
+            48,
+            49,
+            50,
+            51,
+            52,
+            53,
+            54,
+            55
+          ]
+        },
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "mistralai/Mixtral-8x22B-v0.1 config.json (MixtralForCausalLM): hidden 6144, 56 layers, 48 heads (8 KV) of 128, 8 experts of 16384 (top 2), vocab_size 32000, untied"
+    ]
+  },
+  {
+    "key": "Mixtral-8x22B-Instruct",
+    "id": "mistralai/Mixtral-8x22B-Instruct-v0.1",
+    "ids": [
+      {
+        "id": "mistralai/Mixtral-8x22B-Instruct-v0.1",
+        "defaultTemplate": "mistral",
+        "groupTemplate": "mistral",
+        "llamafactoryName": "Mixtral-8x22B-v0.1-Instruct",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "mixtral",
+      "text": {
+        "vocabSize": 32768,
+        "embedRows": 32768,
+        "hiddenSize": 6144,
+        "numLayers": 56,
+        "numHeads": 48,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 0,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 65536,
+        "moe": {
+          "numExperts": 8,
+          "expertsPerToken": 2,
+          "expertIntermediateSize": 16384,
+          "sharedExpertIntermediateSize": 0,
+          "sharedExpertGate": false,
+          "routerBias": false,
+          "moeLayers": [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            22,
+            23,
+            24,
+            25,
+            26,
+            27,
+            28,
+            29,
+            30,
+            31,
+            32,
+            33,
+            34,
+            35,
+            36,
+            37,
+            38,
+            39,
+            40,
+            41,
+            42,
+            43,
+            44,
+            45,
+            46,
+            47,
+            48,
+            49,
+            50,
+            51,
+            52,
+            53,
+            54,
+            55
+          ]
+        },
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "mistralai/Mixtral-8x22B-Instruct-v0.1 config.json (MixtralForCausalLM): hidden 6144, 56 layers, 48 heads (8 KV) of 128, 8 experts of 16384 (top 2), vocab_size 32768, untied"
+    ]
   }
 ];
