@@ -27,9 +27,13 @@ function gpuKey(name: string): string {
 
 /**
  * Names that mean one card although they do not spell its id: the H100 is the SXM5 80 GB part unless "PCIe" says
- * so, and nvidia-smi calls the H800 SXM5 plain "NVIDIA H800".
+ * so, nvidia-smi calls the H800 SXM5 plain "NVIDIA H800", and the RTX 6000 Ada "NVIDIA RTX 6000 Ada Generation".
  */
-const GPU_ALIASES: Readonly<Record<string, string>> = { h100: "h100-80g", h800: "h800-80g" };
+const GPU_ALIASES: Readonly<Record<string, string>> = {
+  h100: "h100-80g",
+  h800: "h800-80g",
+  "6000adageneration": "rtx6000-ada",
+};
 
 const byKey = new Map<string, GpuRecord | null>();
 for (const g of GPU_RECORDS) {

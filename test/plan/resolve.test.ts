@@ -82,6 +82,9 @@ describe("resolvePlan defaults", () => {
       ["H200", "h200"],
       ["NVIDIA L20", "l20"],
       ["NVIDIA A40", "a40"],
+      ["NVIDIA RTX A5000", "a5000"],
+      ["NVIDIA RTX 6000 Ada Generation", "rtx6000-ada"],
+      ["RTX 6000 Ada", "rtx6000-ada"],
     ] as const) {
       expect(gpuOf(name), name).toBe(id);
     }

@@ -346,5 +346,35 @@ export const GPU_RECORDS: readonly GpuRecord[] = [
     "memoryBandwidthGBps": 696,
     "linkGBps": 56.25,
     "memorySource": "public GitHub files: nvidia-smi tables reading 'NVIDIA A40 … 46068MiB' (3 files; ECC on, as the A40 ships); 149.7 TFLOPS dense BF16, 696 GB/s and the 112.5 GB/s NVLink bridge from NVIDIA's A40 datasheet"
+  },
+  {
+    "id": "a5000",
+    "name": "NVIDIA RTX A5000",
+    "vendor": "NVIDIA",
+    "memoryMib": 24564,
+    "computeCapability": "8.6",
+    "bf16": true,
+    "fp8": false,
+    "flashAttention2": true,
+    "denseBf16Tflops": null,
+    "denseFp16Tflops": null,
+    "memoryBandwidthGBps": null,
+    "linkGBps": 32,
+    "memorySource": "public GitHub files: nvidia-smi readings 'NVIDIA RTX A5000, 24564 MiB' with compute capability 8.6 (8 files); throughput and bandwidth left empty (no source read)"
+  },
+  {
+    "id": "rtx6000-ada",
+    "name": "NVIDIA RTX 6000 Ada Generation",
+    "vendor": "NVIDIA",
+    "memoryMib": 49140,
+    "computeCapability": "8.9",
+    "bf16": true,
+    "fp8": true,
+    "flashAttention2": true,
+    "denseBf16Tflops": null,
+    "denseFp16Tflops": null,
+    "memoryBandwidthGBps": 960,
+    "linkGBps": 32,
+    "memorySource": "public GitHub files: an nvidia-smi system report 'NVIDIA RTX 6000 Ada Generation … 49,140 MiB (48GB)' and sm_89 in another; 960 GB/s from a public GPU table quoting TechPowerUp; tensor throughput left empty (no source read)"
   }
 ];
