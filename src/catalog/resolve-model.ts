@@ -67,6 +67,17 @@ function templatesFor(id: string): Pick<ResolvedModel, "defaultTemplate" | "grou
 }
 
 /**
+ * Whether a model reference can only be a Hugging Face Hub id tunefit does not know: `org/name` that is no folder,
+ * no catalog model, no copy of one under another organisation and no quantized or converted upload. Such an id
+ * resolves once its config.json is given (`{ id, config }`); the CLI reads it from the Hub.
+ */
+export function isUnknownHubId(ref: string, cwd?: string): boolean {
+  if (!/^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/.test(ref) || looksLikePath(ref)) return false;
+  if (isDirectory(cwd === undefined ? ref : resolve(cwd, ref))) return false;
+  return !findCatalogModel(ref) && !findMirroredModel(ref) && !looksConverted(ref);
+}
+
+/**
  * Resolves a model reference: a local folder with a config.json (checked first, as from_pretrained does), a
  * catalog id (hub id, alias or key, case-insensitive), or an explicit definition.
  * @throws TunefitError (usage) naming the closest catalog ids when nothing matches

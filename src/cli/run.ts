@@ -58,6 +58,8 @@ export interface CliIo {
   readonly cwd: string;
   /** colour the memory bar (a TTY without NO_COLOR) @default false */
   readonly color?: boolean;
+  /** config.json objects read from the Hugging Face Hub before the run, by model id (src/cli/hub.ts) */
+  readonly hubConfigs?: ReadonlyMap<string, Record<string, unknown>>;
 }
 
 /** Exit codes of the CLI contract. */
@@ -520,6 +522,9 @@ function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<
   const input: Record<string, unknown> = { ...spec, ...flagsToInput(byField) };
   const missing = missingRequired(input);
   if (missing.length > 0) throw new TunefitError("usage", missing);
+  // a model read from the Hub enters as its config.json, under its hub id
+  const config = typeof input.model === "string" ? io.hubConfigs?.get(input.model) : undefined;
+  if (config !== undefined) input.model = { id: input.model, config };
   return input;
 }
 

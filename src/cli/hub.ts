@@ -1,0 +1,96 @@
+import { isUnknownHubId } from "../catalog/resolve-model.ts";
+
+/*
+ * Reading an unknown model's config.json from the Hugging Face Hub, for the CLI only: the library never touches
+ * the network (a model it does not know is given to it as `{ id, config }`). The Hub is asked the way
+ * huggingface_hub's `hf_hub_download` asks it: `{HF_ENDPOINT}/{id}/resolve/main/config.json`, with `HF_TOKEN` as a
+ * bearer token for gated repositories. `HF_HUB_OFFLINE=1` (huggingface_hub's switch) or `TUNEFIT_OFFLINE=1` turns
+ * it off.
+ */
+
+/** What the CLI read from the Hub before running: config.json objects by model id, and a line per attempt. */
+export interface HubConfigs {
+  readonly configs: ReadonlyMap<string, Record<string, unknown>>;
+  readonly notes: readonly string[];
+}
+
+/** The Hub's default address (huggingface_hub `constants.ENDPOINT`). */
+export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";
+/** How long one request may take before it is given up. */
+export const HUB_TIMEOUT_MS = 15_000;
+/** The largest config.json accepted from the Hub (real ones are a few KiB). */
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function truthy(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
+}
+
+/** Whether the environment forbids network access (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE or TUNEFIT_OFFLINE). */
+export function hubOffline(env: Env): boolean {
+  return truthy(env.HF_HUB_OFFLINE) || truthy(env.TRANSFORMERS_OFFLINE) || truthy(env.TUNEFIT_OFFLINE);
+}
+
+/** The model ids of an argv that only the Hub can resolve: `--model ID` / `--model=ID` of plan, emit and init. */
+export function hubIdsOf(argv: readonly string[], cwd: string): string[] {
+  const command = argv[0];
+  if (command !== "plan" && command !== "emit" && command !== "init") return [];
+  const ids: string[] = [];
+  argv.forEach((arg, i) => {
+    const value = arg === "--model" ? argv[i + 1] : arg.startsWith("--model=") ? arg.slice(8) : undefined;
+    if (value !== undefined && isUnknownHubId(value, cwd) && !ids.includes(value)) ids.push(value);
+  });
+  return ids;
+}
+
+/** Reads config.json of each id from the Hub; failures become notes, never exceptions. */
+export async function fetchHubConfigs(
+  ids: readonly string[],
+  env: Env,
+  fetchImpl: typeof fetch = fetch,
+): Promise<HubConfigs> {
+  const configs = new Map<string, Record<string, unknown>>();
+  const notes: string[] = [];
+  if (ids.length === 0 || hubOffline(env)) return { configs, notes };
+  const endpoint = (env.HF_ENDPOINT?.trim() || DEFAULT_HUB_ENDPOINT).replace(/\/+$/, "");
+  const token = env.HF_TOKEN?.trim() || env.HUGGING_FACE_HUB_TOKEN?.trim();
+  for (const id of ids) {
+    const url = `${endpoint}/${id}/resolve/main/config.json`;
+    try {
+      const response = await fetchImpl(url, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        signal: AbortSignal.timeout(HUB_TIMEOUT_MS),
+        redirect: "follow",
+      });
+      if (!response.ok) {
+        const why =
+          response.status === 401 || response.status === 403
+            ? "gated or private: set HF_TOKEN to a token with access"
+            : response.status === 404
+              ? "no such repository or no config.json in it"
+              : `HTTP ${response.status}`;
+        notes.push(`could not read config.json of ${id} from ${endpoint}: ${why}`);
+        continue;
+      }
+      const text = await response.text();
+      if (text.length > MAX_CONFIG_BYTES) {
+        notes.push(`config.json of ${id} from ${endpoint} is over 4 MiB: not read`);
+        continue;
+      }
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        notes.push(`config.json of ${id} from ${endpoint} is not a JSON object: not read`);
+        continue;
+      }
+      configs.set(id, parsed as Record<string, unknown>);
+      notes.push(`read config.json of ${id} from ${endpoint}`);
+    } catch (e) {
+      const why = e instanceof SyntaxError ? "not valid JSON" : e instanceof Error ? e.message : String(e);
+      notes.push(
+        `could not read config.json of ${id} from ${endpoint} (${why}); offline, pass the model's folder (--model DIR)`,
+      );
+    }
+  }
+  return { configs, notes };
+}
