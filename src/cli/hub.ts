@@ -1,3 +1,6 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parse } from "yaml";
 import { isUnknownHubId } from "../catalog/resolve-model.ts";
 
 /*
@@ -32,16 +35,40 @@ export function hubOffline(env: Env): boolean {
   return truthy(env.HF_HUB_OFFLINE) || truthy(env.TRANSFORMERS_OFFLINE) || truthy(env.TUNEFIT_OFFLINE);
 }
 
-/** The model ids of an argv that only the Hub can resolve: `--model ID` / `--model=ID` of plan, emit and init. */
+/**
+ * The model ids of an argv that only the Hub can resolve: `--model ID` / `--model=ID` of plan, emit and init; for
+ * doctor without --model, the YAML's model_name_or_path (a `model_name_or_path=…` override first).
+ */
 export function hubIdsOf(argv: readonly string[], cwd: string): string[] {
   const command = argv[0];
-  if (command !== "plan" && command !== "emit" && command !== "init") return [];
-  const ids: string[] = [];
-  argv.forEach((arg, i) => {
-    const value = arg === "--model" ? argv[i + 1] : arg.startsWith("--model=") ? arg.slice(8) : undefined;
-    if (value !== undefined && isUnknownHubId(value, cwd) && !ids.includes(value)) ids.push(value);
-  });
-  return ids;
+  const flag = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+  };
+  let id: string | undefined;
+  if (command === "plan" || command === "emit" || command === "init") id = flag("--model");
+  else if (command === "doctor" && flag("--model") === undefined) {
+    const override = argv.find((a) => a.startsWith("model_name_or_path="));
+    id = override?.slice("model_name_or_path=".length) ?? yamlModelOf(argv[1], cwd);
+  }
+  return id !== undefined && isUnknownHubId(id, cwd) ? [id] : [];
+}
+
+/** model_name_or_path of a training YAML, when the file reads as a mapping that names one. */
+function yamlModelOf(file: string | undefined, cwd: string): string | undefined {
+  if (file === undefined || file.startsWith("-")) return undefined;
+  try {
+    const text = readFileSync(resolve(cwd, file), "utf8");
+    if (text.length > MAX_CONFIG_BYTES) return undefined;
+    const doc: unknown = parse(text, { version: "1.1" });
+    const value =
+      typeof doc === "object" && doc !== null
+        ? (doc as Record<string, unknown>).model_name_or_path
+        : undefined;
+    return typeof value === "string" ? value : undefined;
+  } catch {
+    return undefined; // doctor reports the file itself
+  }
 }
 
 /** Reads config.json of each id from the Hub; failures become notes, never exceptions. */

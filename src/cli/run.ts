@@ -779,7 +779,13 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
   const { launchDir, yaml, deepspeed, accelerate, readIssues } = readSetup(yamlFile, overrides, values, io);
   const launcher: Launcher = launcherFlag ?? (accelerate !== null ? "accelerate" : "torchrun");
   const hardware = hw as Hardware;
-  const model = typeof values.model === "string" ? values.model : undefined;
+  const flagModel = typeof values.model === "string" ? values.model : undefined;
+  // model_name_or_path read from the Hub (src/cli/hub.ts) enters as its config.json, under its id
+  const yamlModel = typeof yaml.model_name_or_path === "string" ? yaml.model_name_or_path : undefined;
+  const fetched = yamlModel === undefined ? undefined : io.hubConfigs?.get(yamlModel);
+  const model =
+    flagModel ??
+    (fetched !== undefined && yamlModel !== undefined ? { id: yamlModel, config: fetched } : undefined);
   const report = doctor({
     yaml,
     yamlName: yamlFile,
@@ -788,7 +794,7 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
     launcher,
     hardware,
     ...(model === undefined ? {} : { model }),
-    cwd: model === undefined ? launchDir : io.cwd,
+    cwd: flagModel === undefined ? launchDir : io.cwd,
     readIssues,
     assumptions: assumptionsOf(values),
   });

@@ -11,6 +11,7 @@ import {
   isDeepSpeed,
   isFsdp,
   type Method,
+  type ModelDefinition,
   type Offload,
   type PlanInput,
   type Precision,
@@ -43,8 +44,11 @@ export interface DoctorInput {
   readonly accelerate: Readonly<Record<string, unknown>> | null;
   readonly launcher: Launcher;
   readonly hardware: Hardware;
-  /** a catalog id or config.json folder to estimate with, when model_name_or_path is not one */
-  readonly model?: string;
+  /**
+   * a catalog id or config.json folder to estimate with, when model_name_or_path is not one, or the model's
+   * definition (`{ id, config }`: e.g. the config.json the CLI read from the Hub for model_name_or_path)
+   */
+  readonly model?: string | ModelDefinition;
   /** the folder relative model paths are resolved from (the launch folder) */
   readonly cwd?: string;
   /** issues found while reading the files */

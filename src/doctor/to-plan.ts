@@ -1,6 +1,6 @@
 import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
-import { DATASET_NAMES, type PlanInput, TEMPLATE_NAME } from "../schema/plan.ts";
+import { DATASET_NAMES, type ModelDefinition, type PlanInput, TEMPLATE_NAME } from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
 
 /*
@@ -247,7 +247,7 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
 const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|yes|y|on|1)$/i.test(v));
 
 /** Whether a model takes images; true when it cannot be resolved here (resolving the plan reports that). */
-function takesImages(model: string, cwd: string | undefined): boolean {
+function takesImages(model: string | ModelDefinition, cwd: string | undefined): boolean {
   try {
     return resolveModel(model, cwd).architecture.vision !== null;
   } catch {
@@ -264,13 +264,16 @@ export function setupToPlan(
   deepspeed: DeepSpeedSource,
   accelerate: Readonly<Record<string, unknown>> | null,
   hardware: Hardware,
-  model: string | undefined,
+  model: string | ModelDefinition | undefined,
   where: { readonly cwd?: string; readonly yamlName?: string } = {},
 ): SetupPlan {
   const issues: Issue[] = [];
   const input: Record<string, unknown> = { ...hardware };
   const y = yaml;
-  input.model = model ?? (typeof y.model_name_or_path === "string" ? y.model_name_or_path : "");
+  const modelRef: string | ModelDefinition =
+    model ?? (typeof y.model_name_or_path === "string" ? y.model_name_or_path : "");
+  const modelName = typeof modelRef === "string" ? modelRef : modelRef.id;
+  input.model = modelRef;
 
   const type = typeof y.finetuning_type === "string" ? y.finetuning_type : "lora";
   const bits = num(y.quantization_bit);
@@ -353,13 +356,13 @@ export function setupToPlan(
     input.freezeProjector = y.freeze_multi_modal_projector;
   if (num(y.image_max_pixels) !== undefined) {
     // LLaMA-Factory reads image_max_pixels for every model and uses it only on images
-    if (takesImages(String(input.model), where.cwd)) input.imageMaxPixels = y.image_max_pixels;
+    if (takesImages(modelRef, where.cwd)) input.imageMaxPixels = y.image_max_pixels;
     else
       issues.push({
         code: "IMAGE_SETTING_UNUSED",
         severity: "info",
         path: `${where.yamlName ?? "train.yaml"}:image_max_pixels`,
-        message: `image_max_pixels has no effect: ${String(input.model)} is a text-only model, so LLaMA-Factory reads it and never uses it`,
+        message: `image_max_pixels has no effect: ${modelName} is a text-only model, so LLaMA-Factory reads it and never uses it`,
         hint: "Nothing to change; remove the key if it was meant for a vision-language model.",
       });
   }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -49,6 +49,24 @@ describe("reading an unknown model's config.json from the Hub", () => {
     expect(hubIdsOf(["plan", "--model", "./qwen3-8b"], cwd)).toEqual([]);
     expect(hubIdsOf(["plan", "--model", "a/b/c"], cwd)).toEqual([]);
     expect(hubIdsOf(["doctor", "train.yaml", "--model", "someone/new-model"], cwd)).toEqual([]);
+  });
+
+  it("asks doctor's model_name_or_path (or its override) when --model does not replace it", async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: someone/new-model\nstage: sft\ndo_train: true\nfinetuning_type: lora\ntemplate: mistral\ndataset: alpaca_en_demo\noutput_dir: saves/x\n",
+    );
+    expect(hubIdsOf(["doctor", "train.yaml", "--gpu", "h100"], dir)).toEqual(["someone/new-model"]);
+    expect(
+      hubIdsOf(["doctor", "train.yaml", "model_name_or_path=other/model", "--gpu", "h100"], dir),
+    ).toEqual(["other/model"]);
+    expect(hubIdsOf(["doctor", "missing.yaml", "--gpu", "h100"], dir)).toEqual([]);
+    const { configs } = await fetchHubConfigs(["someone/new-model"], { HF_ENDPOINT: endpoint });
+    const report = cli(["doctor", "train.yaml", "--gpu", "h100", "--json"], dir, { hubConfigs: configs });
+    expect(report.code).toBe(0);
+    const json = JSON.parse(report.stdout) as { model: { id: string; params: { total: number } } };
+    expect(json.model).toMatchObject({ id: "someone/new-model", params: { total: 7_248_023_552 } });
   });
 
   it("reads config.json with the token, and says why one could not be read", async () => {
