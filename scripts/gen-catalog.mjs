@@ -400,6 +400,16 @@ writeTs(
 writeTs("src/catalog/data/gpus.ts", "gpus.json", "GPU_RECORDS", "GpuRecord", gpus);
 const lfArgs = read("llamafactory-args.json");
 const templates = lfCatalog.templates.map((t) => ({ name: t.name, multimodal: t.multimodal }));
+// every id LLaMA-Factory registers (hub and ModelScope), lower-cased → [default template, group template]
+const lfTemplates = {};
+for (const entry of Object.values(lfCatalog.models)) {
+  for (const id of [entry.hub_id, entry.modelscope_id]) {
+    if (id) lfTemplates[id.toLowerCase()] = [entry.default_template ?? null, entry.group_template ?? null];
+  }
+}
+const lfTemplatesSorted = Object.fromEntries(
+  Object.entries(lfTemplates).sort(([a], [b]) => a.localeCompare(b)),
+);
 writeFileSync(
   join(root, "src/catalog/data/llamafactory.ts"),
   `${banner("llamafactory-args.json and llamafactory-catalog.json (LLaMA-Factory ff6d4d12ee)")}
@@ -408,6 +418,13 @@ export const OPTIMIZER_NAMES: readonly string[] = ${JSON.stringify(lfArgs.enums[
 
 /** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base". */
 export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean }[] = ${JSON.stringify(templates, null, 2)};
+
+/**
+ * The chat templates of every checkpoint LLaMA-Factory registers (extras/constants.py register_model_group), by
+ * lower-cased hub or ModelScope id: [its own template, its group's]. Models outside the catalog read from a
+ * config.json take their template from here.
+ */
+export const LLAMAFACTORY_MODEL_TEMPLATES: Readonly<Record<string, readonly [string | null, string | null]>> = ${JSON.stringify(lfTemplatesSorted)};
 `,
 );
 // FSDP auto-wrap classes per model type (layer-classes.json; transformers 4.57.6 and 5.18.0 class names agree).

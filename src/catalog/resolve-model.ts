@@ -6,6 +6,7 @@ import type { Architecture } from "../schema/architecture.ts";
 import { Architecture as ArchitectureSchema } from "../schema/architecture.ts";
 import type { ModelDefinition, ResolvedModel } from "../schema/plan.ts";
 import { architectureFromConfig } from "./config-json.ts";
+import { LLAMAFACTORY_MODEL_TEMPLATES } from "./data/llamafactory.ts";
 import { findCatalogModel, findMirroredModel, looksConverted, suggestModelIds } from "./models.ts";
 
 function isDirectory(path: string): boolean {
@@ -61,9 +62,19 @@ export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
 /** The template LLaMA-Factory would use for an id the catalog knows, else nulls. */
 function templatesFor(id: string): Pick<ResolvedModel, "defaultTemplate" | "groupTemplate" | "shards"> {
   const match = findCatalogModel(id);
-  return match
-    ? { defaultTemplate: match.defaultTemplate, groupTemplate: match.groupTemplate, shards: match.shards }
-    : { defaultTemplate: null, groupTemplate: null, shards: null };
+  if (match) {
+    return {
+      defaultTemplate: match.defaultTemplate,
+      groupTemplate: match.groupTemplate,
+      shards: match.shards,
+    };
+  }
+  // a checkpoint LLaMA-Factory registers but the catalog does not carry (its dimensions come from its config.json)
+  const [defaultTemplate, groupTemplate] = LLAMAFACTORY_MODEL_TEMPLATES[id.trim().toLowerCase()] ?? [
+    null,
+    null,
+  ];
+  return { defaultTemplate, groupTemplate, shards: null };
 }
 
 /**

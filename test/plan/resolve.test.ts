@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { emitFiles } from "../../src/emit/bundle.ts";
 import { TunefitError } from "../../src/errors.ts";
@@ -47,6 +48,19 @@ describe("resolvePlan defaults", () => {
     const { plan, issues } = resolvePlan({ model: "meta-llama/Meta-Llama-3-8B", gpu: "h100-80g" });
     expect(plan.template).toBe("llama3");
     expect(issues.map((i) => i.code)).toEqual(["TEMPLATE_FROM_GROUP"]);
+  });
+
+  it("takes LLaMA-Factory's template for a checkpoint it lists that the catalog does not carry", () => {
+    // Codestral-22B is read from a config.json (here Mistral-7B-v0.3's, for the shapes); LLaMA-Factory lists it
+    const config = JSON.parse(
+      readFileSync(new URL("../fixtures/configs/mistral-7b-v0.3/config.json", import.meta.url), "utf8"),
+    ) as Record<string, unknown>;
+    const listed = resolvePlan({ model: { id: "mistralai/Codestral-22B-v0.1", config }, gpu: "h100-80g" });
+    expect(listed.plan.template).toBe("mistral");
+    expect(listed.issues).toEqual([]);
+    const unlisted = resolvePlan({ model: { id: "someone/codestral-finetune", config }, gpu: "h100-80g" });
+    expect(unlisted.plan.template).toBeNull();
+    expect(unlisted.issues.map((i) => i.code)).toEqual(["TEMPLATE_UNSET"]);
   });
 
   it("leaves the template to LLaMA-Factory, with a warning, where it registers none for the model (Baichuan2)", () => {
