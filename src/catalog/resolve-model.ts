@@ -99,7 +99,15 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       "architecture" in ref
         ? ArchitectureSchema.parse(ref.architecture)
         : architectureFromConfig(ref.config, ref.id);
-    return { id: ref.id, source: "explicit", dir: null, architecture, ...templatesFor(ref.id) };
+    const known = templatesFor(ref.id);
+    return {
+      id: ref.id,
+      source: "explicit",
+      dir: null,
+      architecture,
+      ...known,
+      shards: ref.shards ?? known.shards,
+    };
   }
   const dir = cwd === undefined ? ref : resolve(cwd, ref);
   if (isDirectory(dir)) {

@@ -11,9 +11,15 @@ import { isUnknownHubId } from "../catalog/resolve-model.ts";
  * it off.
  */
 
-/** What the CLI read from the Hub before running: config.json objects by model id, and a line per attempt. */
+/** A model read from the Hub: its config.json, and its checkpoint's shard files where the index names them. */
+export interface HubModel {
+  readonly config: Record<string, unknown>;
+  readonly shards: number | null;
+}
+
+/** What the CLI read from the Hub before running: the models by id, and a line per attempt. */
 export interface HubConfigs {
-  readonly configs: ReadonlyMap<string, Record<string, unknown>>;
+  readonly configs: ReadonlyMap<string, HubModel>;
   readonly notes: readonly string[];
 }
 
@@ -77,7 +83,7 @@ export async function fetchHubConfigs(
   env: Env,
   fetchImpl: typeof fetch = fetch,
 ): Promise<HubConfigs> {
-  const configs = new Map<string, Record<string, unknown>>();
+  const configs = new Map<string, HubModel>();
   const notes: string[] = [];
   if (ids.length === 0 || hubOffline(env)) return { configs, notes };
   const endpoint = (env.HF_ENDPOINT?.trim() || DEFAULT_HUB_ENDPOINT).replace(/\/+$/, "");
@@ -110,8 +116,11 @@ export async function fetchHubConfigs(
         notes.push(`config.json of ${id} from ${endpoint} is not a JSON object: not read`);
         continue;
       }
-      configs.set(id, parsed as Record<string, unknown>);
-      notes.push(`read config.json of ${id} from ${endpoint}`);
+      const shards = await shardCount(`${endpoint}/${id}/resolve/main`, token, fetchImpl);
+      configs.set(id, { config: parsed as Record<string, unknown>, shards });
+      notes.push(
+        `read config.json of ${id} from ${endpoint}${shards === null ? "" : ` (${shards} checkpoint shard${shards === 1 ? "" : "s"})`}`,
+      );
     } catch (e) {
       const why = e instanceof SyntaxError ? "not valid JSON" : e instanceof Error ? e.message : String(e);
       notes.push(
@@ -120,4 +129,40 @@ export async function fetchHubConfigs(
     }
   }
   return { configs, notes };
+}
+
+/**
+ * The safetensors files of a checkpoint: the distinct files of model.safetensors.index.json's weight_map, or 1 for a
+ * lone model.safetensors; null when neither answers (the load estimate then assumes shards of 5 GB).
+ */
+async function shardCount(
+  base: string,
+  token: string | undefined,
+  fetchImpl: typeof fetch,
+): Promise<number | null> {
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  try {
+    const index = await fetchImpl(`${base}/model.safetensors.index.json`, {
+      headers,
+      signal: AbortSignal.timeout(HUB_TIMEOUT_MS),
+    });
+    if (index.ok) {
+      const parsed: unknown = JSON.parse(await index.text());
+      const map =
+        typeof parsed === "object" && parsed !== null
+          ? (parsed as Record<string, unknown>).weight_map
+          : undefined;
+      if (typeof map !== "object" || map === null) return null;
+      const files = new Set(Object.values(map).filter((f) => typeof f === "string"));
+      return files.size > 0 ? files.size : null;
+    }
+    const single = await fetchImpl(`${base}/model.safetensors`, {
+      method: "HEAD",
+      headers,
+      signal: AbortSignal.timeout(HUB_TIMEOUT_MS),
+    });
+    return single.ok ? 1 : null;
+  } catch {
+    return null;
+  }
 }

@@ -35,7 +35,7 @@ import {
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
-import { PlanInput } from "../schema/plan.ts";
+import { type ModelDefinition, PlanInput } from "../schema/plan.ts";
 import { checkTrainYaml } from "../schema/targets/index.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
@@ -49,6 +49,7 @@ import {
   memoryLegend,
   table,
 } from "./format.ts";
+import type { HubModel } from "./hub.ts";
 
 /** What the CLI reads and writes; tests pass their own. */
 export interface CliIo {
@@ -58,8 +59,8 @@ export interface CliIo {
   readonly cwd: string;
   /** colour the memory bar (a TTY without NO_COLOR) @default false */
   readonly color?: boolean;
-  /** config.json objects read from the Hugging Face Hub before the run, by model id (src/cli/hub.ts) */
-  readonly hubConfigs?: ReadonlyMap<string, Record<string, unknown>>;
+  /** models read from the Hugging Face Hub before the run (config.json, shard count), by id (src/cli/hub.ts) */
+  readonly hubConfigs?: ReadonlyMap<string, HubModel>;
 }
 
 /** Exit codes of the CLI contract. */
@@ -511,6 +512,11 @@ function humanExtras(
   return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
 
+/** A model read from the Hub, as the library takes it: its id, config.json and shard count. */
+function hubDefinition(id: string, fetched: HubModel): ModelDefinition {
+  return { id, config: fetched.config, ...(fetched.shards === null ? {} : { shards: fetched.shards }) };
+}
+
 /** The plan input of the plan flags: the --spec file's fields, overridden by the flags given beside it. */
 function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<string, unknown> {
   const byField: Record<string, string | undefined> = {};
@@ -523,8 +529,8 @@ function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<
   const missing = missingRequired(input);
   if (missing.length > 0) throw new TunefitError("usage", missing);
   // a model read from the Hub enters as its config.json, under its hub id
-  const config = typeof input.model === "string" ? io.hubConfigs?.get(input.model) : undefined;
-  if (config !== undefined) input.model = { id: input.model, config };
+  const fetched = typeof input.model === "string" ? io.hubConfigs?.get(input.model) : undefined;
+  if (fetched !== undefined) input.model = hubDefinition(String(input.model), fetched);
   return input;
 }
 
@@ -785,7 +791,7 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
   const fetched = yamlModel === undefined ? undefined : io.hubConfigs?.get(yamlModel);
   const model =
     flagModel ??
-    (fetched !== undefined && yamlModel !== undefined ? { id: yamlModel, config: fetched } : undefined);
+    (fetched !== undefined && yamlModel !== undefined ? hubDefinition(yamlModel, fetched) : undefined);
   const report = doctor({
     yaml,
     yamlName: yamlFile,

@@ -36,9 +36,20 @@ export const QuantBits = z.union([z.literal(4), z.literal(8)], { error: "expecte
 export type QuantBits = z.infer<typeof QuantBits>;
 
 /** A model given by its dimensions rather than by id: an Architecture, or a Hugging Face config.json object. */
+const checkpointShards = z
+  .number()
+  .int()
+  .positive()
+  .max(100_000)
+  .optional()
+  .meta({ description: "checkpoint shard files (model-0000k-of-0000N.safetensors), where known" });
 export const ModelDefinition = z.union([
-  z.strictObject({ id: z.string().min(1), architecture: Architecture }),
-  z.strictObject({ id: z.string().min(1), config: z.record(z.string(), z.unknown()) }),
+  z.strictObject({ id: z.string().min(1), architecture: Architecture, shards: checkpointShards }),
+  z.strictObject({
+    id: z.string().min(1),
+    config: z.record(z.string(), z.unknown()),
+    shards: checkpointShards,
+  }),
 ]);
 export type ModelDefinition = z.infer<typeof ModelDefinition>;
 

@@ -23,6 +23,16 @@ beforeAll(async () => {
     if (req.url === "/someone/new-model/resolve/main/config.json") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(mistral));
+    } else if (req.url === "/someone/new-model/resolve/main/model.safetensors.index.json") {
+      res.writeHead(200, { "content-type": "application/json" });
+      const file = (k: number) => `model-0000${k}-of-00003.safetensors`;
+      res.end(
+        JSON.stringify({ metadata: {}, weight_map: { a: file(1), b: file(2), c: file(3), d: file(1) } }),
+      );
+    } else if (req.url === "/someone/single-file/resolve/main/config.json") {
+      res.writeHead(200).end(JSON.stringify(mistral));
+    } else if (req.url === "/someone/single-file/resolve/main/model.safetensors" && req.method === "HEAD") {
+      res.writeHead(200).end();
     } else if (req.url === "/someone/gated-model/resolve/main/config.json") {
       res.writeHead(401).end();
     } else if (req.url === "/someone/broken-model/resolve/main/config.json") {
@@ -76,9 +86,12 @@ describe("reading an unknown model's config.json from the Hub", () => {
       { HF_ENDPOINT: `${endpoint}/`, HF_TOKEN: "hf_test" },
     );
     expect([...got.configs.keys()]).toEqual(["someone/new-model"]);
-    expect(got.configs.get("someone/new-model")).toEqual(mistral);
+    // the shards: the distinct files of the safetensors index
+    expect(got.configs.get("someone/new-model")).toEqual({ config: mistral, shards: 3 });
+    expect(got.notes[0]).toMatch(/read config\.json of someone\/new-model from .* \(3 checkpoint shards\)/);
     expect(requests.map((r) => r.url)).toEqual([
       "/someone/new-model/resolve/main/config.json",
+      "/someone/new-model/resolve/main/model.safetensors.index.json",
       "/someone/gated-model/resolve/main/config.json",
       "/someone/missing/resolve/main/config.json",
       "/someone/broken-model/resolve/main/config.json",
@@ -87,6 +100,11 @@ describe("reading an unknown model's config.json from the Hub", () => {
     expect(got.notes[1]).toMatch(/gated or private: set HF_TOKEN/);
     expect(got.notes[2]).toMatch(/no such repository/);
     expect(got.notes[3]).toMatch(/not valid JSON/);
+  });
+
+  it("counts a lone model.safetensors as one shard, and none where neither file answers", async () => {
+    const got = await fetchHubConfigs(["someone/single-file"], { HF_ENDPOINT: endpoint });
+    expect(got.configs.get("someone/single-file")?.shards).toBe(1);
   });
 
   it("stays offline when told to", async () => {
@@ -110,8 +128,11 @@ describe("reading an unknown model's config.json from the Hub", () => {
       },
     );
     expect(plan.code).toBe(0);
-    const json = JSON.parse(plan.stdout) as { model: { id: string; params: { total: number } } };
+    const json = JSON.parse(plan.stdout) as {
+      model: { id: string; shards: number; params: { total: number } };
+    };
     expect(json.model.id).toBe("someone/new-model");
+    expect(json.model.shards).toBe(3);
     expect(json.model.params.total).toBe(7_248_023_552); // Mistral-7B-v0.3's safetensors total
     const out = tempDir();
     const emit = cli(
