@@ -463,11 +463,12 @@ layerClasses.qwen = {
   vision: [],
   trustRemoteCode: true,
 };
-// minicpmv (remote code) is not in the reference file: its language model is transformers' Qwen2 (MiniCPM-V 2.6,
-// hidden 3584) or Llama (MiniCPM-Llama3-V 2.5, hidden 4096), its tower modeling_navit_siglip.py's SiglipEncoderLayer.
+// minicpmv (remote code) is not in the reference file: its language model is transformers' Qwen2 (MiniCPM-V 2.6)
+// or Llama (MiniCPM-Llama3-V 2.5), chosen in src/catalog/layer-classes.ts; its tower is modeling_navit_siglip.py's
+// SiglipEncoderLayer.
 layerClasses.minicpmv = {
   decoder: [],
-  decoderByHiddenSize: { 3584: ["Qwen2DecoderLayer"], 4096: ["LlamaDecoderLayer"] },
+  decoderByHiddenSize: null,
   vision: ["SiglipEncoderLayer"],
   trustRemoteCode: true,
 };

@@ -507,12 +507,24 @@ function textFor(modelType: ModelType, f: Fields): TextArchitecture {
       };
     case "gemma3":
       return standardText(f, "gemma3");
-    case "minicpmv":
-      // The language model's fields sit at the top level. Qwen2Config's sliding-window fields mark MiniCPM-V 2.6's
-      // Qwen2 (q/k/v bias hard-coded); otherwise LlamaConfig's attention_bias applies (MiniCPM-Llama3-V 2.5).
-      return f.has("use_sliding_window") || f.has("max_window_layers")
+    case "minicpmv": {
+      // The language model's fields sit at the top level: MiniCPMVConfig subclasses Qwen2Config in MiniCPM-V 2.6
+      // (sliding-window fields, no attention_bias: the q/k/v bias is hard-coded) and LlamaConfig in
+      // MiniCPM-Llama3-V 2.5 (attention_bias). Later releases build on other language models (MiniCPM 2.0 on
+      // MiniCPM, with scale_emb; 4.x on Qwen3, sliding-window fields beside attention_bias): not counted.
+      const slidingWindow = f.has("use_sliding_window") || f.has("max_window_layers");
+      if (f.has("scale_emb") || f.has("dim_model_base") || (slidingWindow && f.has("attention_bias"))) {
+        throw usageError(
+          "MODEL_TYPE_UNSUPPORTED",
+          "config.json: model_type",
+          "this MiniCPM-V builds on a language model other than Qwen2 (MiniCPM-V 2.6) or Llama 3 (MiniCPM-Llama3-V 2.5): tunefit counts only those two",
+          "Use MiniCPM-V 2.6 or MiniCPM-Llama3-V 2.5, or pass explicit dimensions through the library (defineModel).",
+        );
+      }
+      return slidingWindow
         ? standardText(f, modelType, { qkvBias: true, oBias: false })
         : standardText(f, modelType);
+    }
   }
 }
 

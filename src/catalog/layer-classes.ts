@@ -9,6 +9,11 @@ import { LAYER_CLASSES } from "./data/layer-classes.ts";
 export function fsdpWrapClasses(architecture: Architecture): readonly string[] {
   const entry = LAYER_CLASSES[architecture.modelType];
   if (entry === undefined) return [];
+  if (architecture.modelType === "minicpmv") {
+    // MiniCPM-V 2.6 runs transformers' Qwen2 (q/k/v bias), MiniCPM-Llama3-V 2.5 its Llama (config-json.ts)
+    const decoder = architecture.text.qkvBias ? "Qwen2DecoderLayer" : "LlamaDecoderLayer";
+    return [decoder, ...entry.vision];
+  }
   const decoder = entry.decoderByHiddenSize
     ? (entry.decoderByHiddenSize[String(architecture.text.hiddenSize)] ?? [])
     : entry.decoder;

@@ -59,7 +59,7 @@ export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
   return architectureFromConfig(json, shown);
 }
 
-/** The template LLaMA-Factory would use for an id the catalog knows, else nulls. */
+/** The template LLaMA-Factory would use for an id the catalog or LLaMA-Factory's own list knows, else nulls. */
 function templatesFor(id: string): Pick<ResolvedModel, "defaultTemplate" | "groupTemplate" | "shards"> {
   const match = findCatalogModel(id);
   if (match) {
@@ -70,10 +70,10 @@ function templatesFor(id: string): Pick<ResolvedModel, "defaultTemplate" | "grou
     };
   }
   // a checkpoint LLaMA-Factory registers but the catalog does not carry (its dimensions come from its config.json)
-  const [defaultTemplate, groupTemplate] = LLAMAFACTORY_MODEL_TEMPLATES[id.trim().toLowerCase()] ?? [
-    null,
-    null,
-  ];
+  const key = id.trim().toLowerCase();
+  const [defaultTemplate, groupTemplate] = Object.hasOwn(LLAMAFACTORY_MODEL_TEMPLATES, key)
+    ? (LLAMAFACTORY_MODEL_TEMPLATES[key] ?? [null, null])
+    : [null, null];
   return { defaultTemplate, groupTemplate, shards: null };
 }
 

@@ -41,28 +41,56 @@ export function hubOffline(env: Env): boolean {
   return truthy(env.HF_HUB_OFFLINE) || truthy(env.TRANSFORMERS_OFFLINE) || truthy(env.TUNEFIT_OFFLINE);
 }
 
+/** doctor's flags that take no value (every other flag takes the next argument unless written --flag=value). */
+const DOCTOR_SWITCHES = new Set(["--json", "--fix", "--force", "--debug", "--help", "-h", "--allow-unfit"]);
+
 /**
  * The model ids of an argv that only the Hub can resolve: `--model ID` / `--model=ID` of plan, emit and init; for
- * doctor without --model, the YAML's model_name_or_path (a `model_name_or_path=…` override first).
+ * doctor without --model, the YAML's model_name_or_path (a `model_name_or_path=…` override first), looked for as a
+ * folder under --launch-dir as doctor does. Nothing for --help.
  */
 export function hubIdsOf(argv: readonly string[], cwd: string): string[] {
   const command = argv[0];
+  if (argv.includes("--help") || argv.includes("-h")) return [];
   const flag = (name: string): string | undefined => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
   };
   let id: string | undefined;
+  let where = cwd;
   if (command === "plan" || command === "emit" || command === "init") id = flag("--model");
   else if (command === "doctor" && flag("--model") === undefined) {
-    const override = argv.find((a) => a.startsWith("model_name_or_path="));
-    id = override?.slice("model_name_or_path=".length) ?? yamlModelOf(argv[1], cwd);
+    const positionals: string[] = [];
+    for (let i = 1; i < argv.length; i++) {
+      const arg = argv[i] ?? "";
+      if (arg.startsWith("-")) {
+        if (!arg.includes("=") && !DOCTOR_SWITCHES.has(arg)) i++;
+      } else positionals.push(arg);
+    }
+    const override = positionals.find((a) => a.startsWith("model_name_or_path="));
+    id =
+      override !== undefined
+        ? yamlString(override.slice("model_name_or_path=".length))
+        : yamlModelOf(positionals[0], cwd);
+    const launchDir = flag("--launch-dir");
+    if (launchDir !== undefined) where = resolve(cwd, launchDir);
   }
-  return id !== undefined && isUnknownHubId(id, cwd) ? [id] : [];
+  return id !== undefined && isUnknownHubId(id, where) ? [id] : [];
+}
+
+/** A `key=value` override's value as OmegaConf.from_cli reads it (YAML), when it is a string. */
+function yamlString(text: string): string | undefined {
+  try {
+    const value: unknown = parse(text, { version: "1.1" });
+    return typeof value === "string" ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** model_name_or_path of a training YAML, when the file reads as a mapping that names one. */
 function yamlModelOf(file: string | undefined, cwd: string): string | undefined {
-  if (file === undefined || file.startsWith("-")) return undefined;
+  if (file === undefined) return undefined;
   try {
     const text = readFileSync(resolve(cwd, file), "utf8");
     if (text.length > MAX_CONFIG_BYTES) return undefined;

@@ -4,7 +4,7 @@ import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
-import { isDeepSpeed, type Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 import {
   type FsdpUnits,
@@ -403,8 +403,10 @@ export function estimateTrainMemory(
       2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(tokens / Math.ceil(t.vocabSize / t.hiddenSize)))));
     logitsPeak = Math.min(tokens, chunk) * t.vocabSize * 4 * 2 + tokens * t.hiddenSize * a;
   } else {
-    // a 16-bit loss where the model does not upcast and nothing autocasts (DeepSpeed manages its own precision)
-    const noUpcast = !fp32 && deepspeed && LOSS_WITHOUT_UPCAST.has(arch.modelType);
+    // a 16-bit loss where the model does not upcast and nothing autocasts: DeepSpeed manages its own precision, and
+    // pure_bf16 under FSDP runs without `bf16: true` (train-yaml.ts), so without the Trainer's autocast
+    const noAutocast = deepspeed || (pure && isFsdp(plan.sharding));
+    const noUpcast = !fp32 && noAutocast && LOSS_WITHOUT_UPCAST.has(arch.modelType);
     logitsPeak =
       tokens *
       t.vocabSize *

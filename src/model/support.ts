@@ -14,6 +14,7 @@ export const LIGER_UNSUPPORTED: ReadonlySet<string> = new Set([
  * Model types whose own loss takes cross_entropy of the 16-bit logits without upcasting them: Qwen-1's remote code
  * (modeling_qwen.py QWenLMHeadModel.forward: `CrossEntropyLoss()(shift_logits, shift_labels)` on the bf16
  * `lm_logits[..., :-1, :].contiguous()`). Under autocast (the HF Trainer's bf16/fp16 without DeepSpeed) log_softmax
- * still runs in fp32; DeepSpeed, which manages its own half precision, runs it in 16 bits.
+ * still runs in fp32; DeepSpeed, which manages its own half precision, and pure_bf16 under FSDP (no `bf16: true`,
+ * so no autocast) run it in 16 bits.
  */
 export const LOSS_WITHOUT_UPCAST: ReadonlySet<string> = new Set(["qwen"]);

@@ -181,9 +181,8 @@ function loraTargets(arch: Architecture, groups: LinearGroup[], opts: TrainableO
 /** The projector's module name as PEFT's modules_to_save matches it (LLaMA-Factory's projector keys). */
 function projectorName(arch: Architecture): string | null {
   if (!arch.vision) return null;
-  return arch.vision.kind === "qwen2_vl" || arch.vision.kind === "qwen2_5_vl"
-    ? "merger"
-    : "multi_modal_projector";
+  if (arch.vision.kind === "qwen2_vl" || arch.vision.kind === "qwen2_5_vl") return "merger";
+  return arch.vision.kind === "minicpmv" ? "resampler" : "multi_modal_projector";
 }
 
 function additionalParams(arch: Architecture, names: readonly string[]): number {

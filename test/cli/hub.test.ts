@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -72,6 +72,15 @@ describe("reading an unknown model's config.json from the Hub", () => {
       hubIdsOf(["doctor", "train.yaml", "model_name_or_path=other/model", "--gpu", "h100"], dir),
     ).toEqual(["other/model"]);
     expect(hubIdsOf(["doctor", "missing.yaml", "--gpu", "h100"], dir)).toEqual([]);
+    // flags before the YAML, a quoted override, a folder of that name under --launch-dir, --help
+    expect(hubIdsOf(["doctor", "--gpu", "h100", "--json", "train.yaml"], dir)).toEqual(["someone/new-model"]);
+    expect(hubIdsOf(["doctor", "train.yaml", 'model_name_or_path="other/model"'], dir)).toEqual([
+      "other/model",
+    ]);
+    mkdirSync(join(dir, "run", "someone", "new-model"), { recursive: true });
+    expect(hubIdsOf(["doctor", "train.yaml", "--launch-dir", "run"], dir)).toEqual([]);
+    expect(hubIdsOf(["doctor", "train.yaml", "--help"], dir)).toEqual([]);
+    expect(hubIdsOf(["plan", "--model", "someone/new-model", "--help"], dir)).toEqual([]);
     const { configs } = await fetchHubConfigs(["someone/new-model"], { HF_ENDPOINT: endpoint });
     const report = cli(["doctor", "train.yaml", "--gpu", "h100", "--json"], dir, { hubConfigs: configs });
     expect(report.code).toBe(0);

@@ -3,8 +3,10 @@ import { architectureFromConfig } from "../../src/catalog/config-json.ts";
 import { findCatalogModel } from "../../src/catalog/models.ts";
 import { accelerateConfig } from "../../src/emit/accelerate.ts";
 import { trainYaml } from "../../src/emit/train-yaml.ts";
+import { TunefitError } from "../../src/errors.ts";
 import { estimateTrainMemory, imagePatches, minicpmvSlices } from "../../src/memory/train.ts";
 import { countParams } from "../../src/model/params.ts";
+import { countTrainable } from "../../src/model/trainable.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Architecture } from "../../src/schema/architecture.ts";
 
@@ -86,6 +88,27 @@ describe("MiniCPM-V accounting", () => {
     const dropped = architectureFromConfig({ ...qwen2Based, drop_vision_last_layer: true });
     expect(dropped.vision?.kind === "minicpmv" && dropped.vision.numLayers).toBe(26);
     expect(kept - countParams(dropped).visionTower).toBe(15_239_504); // one SigLIP layer of 1152 / 4304
+  });
+
+  it("refuses MiniCPM-V releases on other language models (MiniCPM 2.0's MiniCPM, 4.x's Qwen3)", () => {
+    const code = (config: Record<string, unknown>) => {
+      try {
+        architectureFromConfig(config);
+        return "read";
+      } catch (e) {
+        return e instanceof TunefitError ? e.issues[0]?.code : "threw";
+      }
+    };
+    expect(code({ ...qwen2Based, attention_bias: false, head_dim: 128 })).toBe("MODEL_TYPE_UNSUPPORTED");
+    expect(code({ ...llamaBased, scale_emb: 12, dim_model_base: 256 })).toBe("MODEL_TYPE_UNSUPPORTED");
+    expect(code(llamaBased)).toBe("read");
+  });
+
+  it("names its projector `resampler`, as LLaMA-Factory's composite-model key does", () => {
+    const arch = catalogArchitecture("openbmb/MiniCPM-V-2_6");
+    expect(
+      countTrainable(arch, { method: "lora", loraRank: 8, additionalTarget: ["resampler"] }).fullModules,
+    ).toBe(68_619_264);
   });
 
   it("takes query_num and slice_config from the config, with the 2.6 defaults where absent", () => {

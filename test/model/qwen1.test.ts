@@ -65,6 +65,11 @@ describe("Qwen-1", () => {
       }).plan,
     ).breakdown.logits;
     expect(qwen2).toBe(8192 * 151936 * 12);
+    // pure_bf16 under FSDP runs without the Trainer's autocast (no bf16: true beside it): the loss stays 16-bit
+    const fsdp = (precision: "pure_bf16" | "bf16") =>
+      estimateTrainMemory(plan({ ...long, gpus: 2, sharding: "fsdp", precision })).breakdown.logits;
+    expect(fsdp("pure_bf16")).toBe(8192 * 151936 * 6);
+    expect(fsdp("bf16")).toBe(8192 * 151936 * 12);
   });
 
   it("wraps QWenBlock under FSDP", () => {

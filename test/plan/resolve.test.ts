@@ -58,6 +58,10 @@ describe("resolvePlan defaults", () => {
     const listed = resolvePlan({ model: { id: "mistralai/Codestral-22B-v0.1", config }, gpu: "h100-80g" });
     expect(listed.plan.template).toBe("mistral");
     expect(listed.issues).toEqual([]);
+    // ids are looked up as data: an id named like an object property is just unlisted
+    for (const id of ["constructor", "__proto__", "toString"]) {
+      expect(resolvePlan({ model: { id, config }, gpu: "h100-80g" }).plan.template).toBeNull();
+    }
     const unlisted = resolvePlan({ model: { id: "someone/codestral-finetune", config }, gpu: "h100-80g" });
     expect(unlisted.plan.template).toBeNull();
     expect(unlisted.issues.map((i) => i.code)).toEqual(["TEMPLATE_UNSET"]);

@@ -212,14 +212,7 @@ export const LAYER_CLASSES: Readonly<
   },
   "minicpmv": {
     "decoder": [],
-    "decoderByHiddenSize": {
-      "3584": [
-        "Qwen2DecoderLayer"
-      ],
-      "4096": [
-        "LlamaDecoderLayer"
-      ]
-    },
+    "decoderByHiddenSize": null,
     "vision": [
       "SiglipEncoderLayer"
     ],
