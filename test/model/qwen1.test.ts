@@ -1,4 +1,6 @@
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { findCatalogModel } from "../../src/catalog/models.ts";
 import { accelerateConfig } from "../../src/emit/accelerate.ts";
 import { estimateTrainMemory } from "../../src/memory/train.ts";
 import { linearModules } from "../../src/model/modules.ts";
@@ -70,6 +72,23 @@ describe("Qwen-1", () => {
       estimateTrainMemory(plan({ ...long, gpus: 2, sharding: "fsdp", precision })).breakdown.logits;
     expect(fsdp("pure_bf16")).toBe(8192 * 151936 * 6);
     expect(fsdp("bf16")).toBe(8192 * 151936 * 12);
+  });
+
+  it("reads the bench's Qwen-1 config folders as the catalog's Qwen-1 models", () => {
+    for (const [dir, id] of [
+      ["qwen-1_8b", "Qwen/Qwen-1_8B"],
+      ["qwen-7b", "Qwen/Qwen-7B"],
+      ["qwen-14b", "Qwen/Qwen-14B"],
+      ["qwen-72b", "Qwen/Qwen-72B"],
+    ] as const) {
+      const folder = resolvePlan(
+        { model: `bench/models/${dir}`, gpu: "a100-80g", template: "default" },
+        {
+          cwd: join(import.meta.dirname, "../.."),
+        },
+      ).plan.model.architecture;
+      expect(folder).toEqual(findCatalogModel(id)?.record.architecture);
+    }
   });
 
   it("wraps QWenBlock under FSDP", () => {
