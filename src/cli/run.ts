@@ -22,7 +22,7 @@ import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
-import { gradientsMadeInBackward } from "../memory/train.ts";
+import { gradientsMadeInBackward, imagePatches } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import {
@@ -391,6 +391,13 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     `          global batch ${p.microBatch * p.gradAccum * p.gpus * p.nodes} sequences = micro-batch ${p.microBatch} × ` +
       `accumulation ${p.gradAccum} × ${p.gpus * p.nodes} GPU(s), ` +
       `${formatInt(p.microBatch * p.gradAccum * p.gpus * p.nodes * p.seqLen)} tokens per step`,
+    ...(p.imagesPerSample > 0
+      ? [
+          `Images    ${p.imagesPerSample} per sample × ${formatInt(imagePatches(p).tokens)} tokens ` +
+            `(${formatInt(imagePatches(p).patches)} patches in the vision tower) at up to ${formatInt(p.imageMaxPixels)} pixels: ` +
+            `${formatInt(p.imagesPerSample * imagePatches(p).tokens)} of the ${formatInt(p.seqLen)} tokens`,
+        ]
+      : []),
     `Template  ${p.template ?? "not set: LLaMA-Factory reads the tokenizer's chat template (or uses empty)"}`,
     ...(Object.keys(a.assumptions).length > 0
       ? [

@@ -1,6 +1,7 @@
 import type { Issue } from "../errors.ts";
 import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
 import { estimateMemory, type MemoryEstimate } from "../memory/estimate.ts";
+import { imagePatches } from "../memory/train.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Plan } from "../schema/plan.ts";
@@ -129,6 +130,14 @@ export function planReport(analysis: PlanAnalysis) {
       dataParallel: plan.gpus * plan.nodes,
       globalBatch: plan.microBatch * plan.gradAccum * plan.gpus * plan.nodes,
       tokensPerStep: plan.microBatch * plan.gradAccum * plan.gpus * plan.nodes * plan.seqLen,
+      // what one image becomes: patches in the vision tower, tokens in the language model's sequence
+      ...(plan.imagesPerSample > 0
+        ? {
+            imagesPerSample: plan.imagesPerSample,
+            imagePatches: imagePatches(plan).patches,
+            imageTokens: imagePatches(plan).tokens,
+          }
+        : {}),
     },
     plan: {
       method: plan.method,

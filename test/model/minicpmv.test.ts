@@ -7,8 +7,10 @@ import { TunefitError } from "../../src/errors.ts";
 import { estimateTrainMemory, imagePatches, minicpmvSlices } from "../../src/memory/train.ts";
 import { countParams } from "../../src/model/params.ts";
 import { countTrainable } from "../../src/model/trainable.ts";
+import { analyzePlan, planReport } from "../../src/plan/analyze.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Architecture } from "../../src/schema/architecture.ts";
+import { cli } from "../support/cli.ts";
 
 // MiniCPM-V (remote code, model_type minicpmv): the language model's fields at the top level, a NaViT SigLIP
 // vision_config, and a resampler of query_num queries. The configs below are built for these tests in the layout
@@ -140,6 +142,27 @@ describe("MiniCPM-V images", () => {
     expect(imagePatches(plan(768 * 768))).toEqual({ patches: 5 * 1024, tokens: 5 * 66 });
     expect(imagePatches(plan(448 * 448))).toEqual({ patches: 1024, tokens: 66 });
     expect(imagePatches(plan(2000 * 2000))).toEqual({ patches: 10 * 1024, tokens: 10 * 66 });
+  });
+
+  it("reports what an image becomes beside the batch (plan --json batch, the Images line)", () => {
+    const input = { model: "openbmb/MiniCPM-V-2_6", gpu: "a100-80g", imagesPerSample: 2 } as const;
+    expect(planReport(analyzePlan(input)).batch).toMatchObject({
+      imagesPerSample: 2,
+      imagePatches: 5 * 1024,
+      imageTokens: 5 * 66,
+    });
+    const human = cli([
+      "plan",
+      "--model",
+      input.model,
+      "--gpu",
+      input.gpu,
+      "--images-per-sample",
+      "2",
+    ]).stdout;
+    expect(human).toContain("Images    2 per sample × 330 tokens (5,120 patches in the vision tower)");
+    expect(human).toContain("660 of the 2,048 tokens");
+    expect(planReport(analyzePlan({ ...input, imagesPerSample: 0 })).batch).not.toHaveProperty("imageTokens");
   });
 
   it("counts the tower's eager attention scores unless FlashAttention-2 runs it", () => {
