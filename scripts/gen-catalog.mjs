@@ -81,6 +81,19 @@ function moeOf(m) {
   throw new Error(`no MoE mapping for ${m.key}`);
 }
 
+/** A SigLIP tower's dimensions (Gemma 3's, MiniCPM-V's). */
+function siglipTower(v) {
+  return {
+    numLayers: v.num_hidden_layers,
+    hiddenSize: v.hidden_size,
+    intermediateSize: v.intermediate_size,
+    numHeads: v.num_attention_heads,
+    inChannels: v.num_channels,
+    imageSize: v.image_size,
+    patchSize: v.patch_size,
+  };
+}
+
 function visionOf(m) {
   const v = m.vision;
   if (!v) return null;
@@ -112,17 +125,7 @@ function visionOf(m) {
         outHiddenSize: v.out_hidden_size,
       };
     case "gemma3":
-      return {
-        kind: "siglip",
-        numLayers: v.num_hidden_layers,
-        hiddenSize: v.hidden_size,
-        intermediateSize: v.intermediate_size,
-        numHeads: v.num_attention_heads,
-        inChannels: v.num_channels,
-        imageSize: v.image_size,
-        patchSize: v.patch_size,
-        mmTokensPerImage: v.mm_tokens_per_image,
-      };
+      return { kind: "siglip", ...siglipTower(v), mmTokensPerImage: v.mm_tokens_per_image };
     case "mllama":
       return {
         kind: "mllama",
@@ -141,13 +144,7 @@ function visionOf(m) {
     case "minicpmv":
       return {
         kind: "minicpmv",
-        numLayers: v.num_hidden_layers,
-        hiddenSize: v.hidden_size,
-        intermediateSize: v.intermediate_size,
-        numHeads: v.num_attention_heads,
-        inChannels: v.num_channels,
-        imageSize: v.image_size,
-        patchSize: v.patch_size,
+        ...siglipTower(v),
         queryNum: v.query_num,
         sliceResolution: v.scale_resolution,
         maxSliceNums: v.max_slice_nums,

@@ -528,6 +528,19 @@ function textFor(modelType: ModelType, f: Fields): TextArchitecture {
   }
 }
 
+/** A SiglipVisionConfig's tower dimensions (Gemma 3's tower, MiniCPM-V's NaViT SigLIP). */
+function siglipTower(v: Fields) {
+  return {
+    numLayers: v.size("num_hidden_layers"),
+    hiddenSize: v.size("hidden_size"),
+    intermediateSize: v.size("intermediate_size"),
+    numHeads: v.size("num_attention_heads"),
+    inChannels: v.size("num_channels"),
+    imageSize: v.size("image_size"),
+    patchSize: v.size("patch_size"),
+  };
+}
+
 function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionArchitecture | null {
   switch (modelType) {
     case "qwen2_vl": {
@@ -561,17 +574,7 @@ function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionA
         outHiddenSize: v.optionalSize("out_hidden_size") ?? textHidden,
       };
     case "gemma3":
-      return {
-        kind: "siglip",
-        numLayers: v.size("num_hidden_layers"),
-        hiddenSize: v.size("hidden_size"),
-        intermediateSize: v.size("intermediate_size"),
-        numHeads: v.size("num_attention_heads"),
-        inChannels: v.size("num_channels"),
-        imageSize: v.size("image_size"),
-        patchSize: v.size("patch_size"),
-        mmTokensPerImage: 256,
-      };
+      return { kind: "siglip", ...siglipTower(v), mmTokensPerImage: 256 };
     case "mllama": {
       const ratios = v.list("supported_aspect_ratios");
       return {
@@ -590,20 +593,8 @@ function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionA
       };
     }
     case "minicpmv":
-      return {
-        kind: "minicpmv",
-        numLayers: v.size("num_hidden_layers"),
-        hiddenSize: v.size("hidden_size"),
-        intermediateSize: v.size("intermediate_size"),
-        numHeads: v.size("num_attention_heads"),
-        inChannels: v.size("num_channels"),
-        imageSize: v.size("image_size"),
-        patchSize: v.size("patch_size"),
-        // set from the top level below
-        queryNum: 64,
-        sliceResolution: 448,
-        maxSliceNums: 9,
-      };
+      // the image fields are set from the top level (minicpmvTop)
+      return { kind: "minicpmv", ...siglipTower(v), queryNum: 64, sliceResolution: 448, maxSliceNums: 9 };
     default:
       return null;
   }
