@@ -46,7 +46,7 @@ const DOCTOR_SWITCHES = new Set(["--json", "--fix", "--force", "--debug", "--hel
 
 /**
  * The model ids of an argv that only the Hub can resolve: `--model ID` / `--model=ID` of plan, emit and init; for
- * doctor without --model, the YAML's model_name_or_path (a `model_name_or_path=…` override first), looked for as a
+ * doctor and import without --model, the YAML's model_name_or_path (a `model_name_or_path=…` override first), looked for as a
  * folder under --launch-dir as doctor does. Nothing for --help.
  */
 export function hubIdsOf(argv: readonly string[], cwd: string): string[] {
@@ -59,7 +59,7 @@ export function hubIdsOf(argv: readonly string[], cwd: string): string[] {
   let id: string | undefined;
   let where = cwd;
   if (command === "plan" || command === "emit" || command === "init") id = flag("--model");
-  else if (command === "doctor" && flag("--model") === undefined) {
+  else if ((command === "doctor" || command === "import") && flag("--model") === undefined) {
     const positionals: string[] = [];
     for (let i = 1; i < argv.length; i++) {
       const arg = argv[i] ?? "";

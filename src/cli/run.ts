@@ -519,6 +519,13 @@ function humanExtras(
   return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
 
+/** The YAML's model_name_or_path as the Hub gave it (src/cli/hub.ts), when it was read from there. */
+function hubModelOfYaml(yaml: Readonly<Record<string, unknown>>, io: CliIo): ModelDefinition | undefined {
+  const id = typeof yaml.model_name_or_path === "string" ? yaml.model_name_or_path : undefined;
+  const fetched = id === undefined ? undefined : io.hubConfigs?.get(id);
+  return id !== undefined && fetched !== undefined ? hubDefinition(id, fetched) : undefined;
+}
+
 /** A model read from the Hub, as the library takes it: its id, config.json and shard count. */
 function hubDefinition(id: string, fetched: HubModel): ModelDefinition {
   return { id, config: fetched.config, ...(fetched.shards === null ? {} : { shards: fetched.shards }) };
@@ -694,7 +701,7 @@ function runImport(values: Values, [yamlFile]: readonly string[], io: CliIo): nu
     );
   }
   const { yaml, deepspeed, accelerate } = readSetup(yamlFile, [], values, io);
-  const model = typeof values.model === "string" ? values.model : undefined;
+  const model = typeof values.model === "string" ? values.model : hubModelOfYaml(yaml, io);
   const result = importTrainYaml(yaml, {
     ...(hw.gpu === undefined
       ? {}
@@ -793,12 +800,7 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
   const launcher: Launcher = launcherFlag ?? (accelerate !== null ? "accelerate" : "torchrun");
   const hardware = hw as Hardware;
   const flagModel = typeof values.model === "string" ? values.model : undefined;
-  // model_name_or_path read from the Hub (src/cli/hub.ts) enters as its config.json, under its id
-  const yamlModel = typeof yaml.model_name_or_path === "string" ? yaml.model_name_or_path : undefined;
-  const fetched = yamlModel === undefined ? undefined : io.hubConfigs?.get(yamlModel);
-  const model =
-    flagModel ??
-    (fetched !== undefined && yamlModel !== undefined ? hubDefinition(yamlModel, fetched) : undefined);
+  const model = flagModel ?? hubModelOfYaml(yaml, io);
   const report = doctor({
     yaml,
     yamlName: yamlFile,

@@ -10,7 +10,7 @@ import { trainYaml } from "../emit/train-yaml.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { resolvePlan } from "../plan/resolve.ts";
 import type { Architecture } from "../schema/architecture.ts";
-import type { Plan, PlanInput } from "../schema/plan.ts";
+import type { ModelDefinition, Plan, PlanInput } from "../schema/plan.ts";
 
 // ts-morph (with the TypeScript compiler) takes about half a second to load: loaded on first use only, so the CLI's
 // other commands do not pay for it
@@ -30,8 +30,11 @@ function morph(): typeof TsMorph {
 export interface ImportOptions {
   /** the GPUs to plan for (as PlanBuilder.hardware takes them); absent: one h100-80g, marked as a placeholder */
   readonly hardware?: ImportHardware;
-  /** a config.json folder (or catalog id) giving the dimensions of a model the catalog lacks */
-  readonly model?: string;
+  /**
+   * a config.json folder (or catalog id) giving the dimensions of a model the catalog lacks, or its definition
+   * (`{ id, config }`: the config.json the CLI read from the Hugging Face Hub)
+   */
+  readonly model?: string | ModelDefinition;
   /** the DeepSpeed config `deepspeed:` names, as `readDeepSpeed` reads it; default none */
   readonly deepspeed?: DeepSpeedSource;
   /** the accelerate config the YAML is launched with (FSDP), if any */
@@ -129,7 +132,8 @@ type ModelSource =
       readonly kind: "dimensions";
       readonly id: string;
       readonly architecture: Architecture;
-      readonly from: string;
+      /** the folder (or definition) the dimensions were read from */
+      readonly from: string | ModelDefinition;
     }
   | { readonly kind: "unknown"; readonly id: string };
 
@@ -259,8 +263,13 @@ function modelSource(yaml: Readonly<Record<string, unknown>>, options: ImportOpt
     if (options.model !== undefined || !isUsageError(e)) throw e;
     return { kind: "unknown", id: named };
   }
-  if (resolved.source === "catalog") return { kind: "catalog", ref };
-  return { kind: "dimensions", id: named || ref, architecture: resolved.architecture, from: ref };
+  if (resolved.source === "catalog" && typeof ref === "string") return { kind: "catalog", ref };
+  return {
+    kind: "dimensions",
+    id: named || (typeof ref === "string" ? ref : ref.id),
+    architecture: resolved.architecture,
+    from: ref,
+  };
 }
 
 /** A catalog model with a vision tower: the stand-in that resolves an unknown model's plan. */
@@ -601,7 +610,12 @@ function headerParagraphs(p: ScriptParts): string[] {
     paragraphs.push("Run: npx tsx THIS_FILE [OUT_DIR] (default ./out; an existing folder is replaced).");
   }
   if (p.model.kind === "dimensions") {
-    paragraphs.push(`The model's dimensions are read from ${p.model.from}/config.json, written inline.`);
+    const from = p.model.from;
+    paragraphs.push(
+      typeof from === "string"
+        ? `The model's dimensions are read from ${from}/config.json, written inline.`
+        : `The model's dimensions are read from the config.json of ${from.id} on the Hugging Face Hub, written inline.`,
+    );
   }
   if (p.placeholder) {
     paragraphs.push(

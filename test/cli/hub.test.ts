@@ -86,6 +86,12 @@ describe("reading an unknown model's config.json from the Hub", () => {
     expect(report.code).toBe(0);
     const json = JSON.parse(report.stdout) as { model: { id: string; params: { total: number } } };
     expect(json.model).toMatchObject({ id: "someone/new-model", params: { total: 7_248_023_552 } });
+    // import writes the dimensions inline, saying where they came from
+    expect(hubIdsOf(["import", "train.yaml", "--gpu", "h100"], dir)).toEqual(["someone/new-model"]);
+    const script = cli(["import", "train.yaml", "--gpu", "h100"], dir, { hubConfigs: configs });
+    expect(script.code).toBe(0);
+    expect(script.stdout).toContain("read from the config.json of someone/new-model on the Hugging Face Hub");
+    expect(script.stderr).not.toMatch(/not in the catalog/);
   });
 
   it("reads config.json with the token, and says why one could not be read", async () => {
