@@ -872,7 +872,7 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
     ...r.verdict.map((v) => `  ${v}`),
     "",
   ];
-  if (r.issues.length > 0) out.push(formatIssuesForYaml(r.issues, basename(yamlFile)), "");
+  if (r.issues.length > 0) out.push(formatIssuesForYaml(r.issues, yamlFile), "");
   if (r.setup.unmodelled.length > 0) {
     out.push(
       `Kept as written (${r.setup.unmodelled.length} keys tunefit does not model): ${r.setup.unmodelled.join(", ")}`,
