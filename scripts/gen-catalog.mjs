@@ -124,6 +124,21 @@ function visionOf(m) {
         spatialMergeSize: v.spatial_merge_size,
         outHiddenSize: v.out_hidden_size,
       };
+    case "qwen3_vl":
+      return {
+        kind: "qwen3_vl",
+        depth: v.depth,
+        hiddenSize: v.hidden_size,
+        intermediateSize: v.intermediate_size,
+        numHeads: v.num_heads,
+        inChannels: v.in_channels,
+        patchSize: v.patch_size,
+        temporalPatchSize: v.temporal_patch_size,
+        spatialMergeSize: v.spatial_merge_size,
+        outHiddenSize: v.out_hidden_size,
+        numPositionEmbeddings: v.num_position_embeddings,
+        deepstackLayers: v.deepstack_visual_indexes.length,
+      };
     case "gemma3":
       return { kind: "siglip", ...siglipTower(v), mmTokensPerImage: v.mm_tokens_per_image };
     case "mllama":
@@ -451,6 +466,14 @@ layerClasses.gemma = {
   decoder: ["GemmaDecoderLayer"],
   decoderByHiddenSize: null,
   vision: [],
+  trustRemoteCode: false,
+};
+// qwen3_vl is not in the reference file: transformers' models/qwen3_vl/modeling_qwen3_vl.py names its layers
+// Qwen3VLTextDecoderLayer and Qwen3VLVisionBlock (Qwen3VLPreTrainedModel._no_split_modules).
+layerClasses.qwen3_vl = {
+  decoder: ["Qwen3VLTextDecoderLayer"],
+  decoderByHiddenSize: null,
+  vision: ["Qwen3VLVisionBlock"],
   trustRemoteCode: false,
 };
 // qwen (Qwen-1's remote code) is not in the reference file: modeling_qwen.py's decoder layer is QWenBlock.

@@ -28,6 +28,13 @@ const MODEL_TYPE_ALIASES: Readonly<Record<string, ModelType>> = {
   mllama_text_model: "llama",
 };
 
+/** Model types whose language model's fields sit in a nested text_config, with its config class's defaults. */
+const NESTED_TEXT_CONFIG: Readonly<Partial<Record<ModelType, string>>> = {
+  gemma3: "gemma3_text",
+  mllama: "mllama_text",
+  qwen3_vl: "qwen3_vl_text",
+};
+
 /** Defaults of each family's transformers config class, used for keys a config.json leaves out. */
 const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
   llama: { tie_word_embeddings: false, attention_bias: false, mlp_bias: false },
@@ -115,6 +122,17 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
   },
   qwen2_vl: { tie_word_embeddings: false },
   qwen2_5_vl: { tie_word_embeddings: false },
+  // Qwen3VLTextConfig (Qwen3VLConfig's text_config class)
+  qwen3_vl_text: {
+    vocab_size: 151_936,
+    hidden_size: 4096,
+    intermediate_size: 22_016,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 32,
+    head_dim: 128,
+    tie_word_embeddings: false,
+  },
   // MiniCPMVConfig subclasses Qwen2Config (MiniCPM-V 2.6) or LlamaConfig (MiniCPM-Llama3-V 2.5)
   minicpmv: { tie_word_embeddings: false },
   mllama_text: {
@@ -130,6 +148,20 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
 };
 
 const VISION_DEFAULTS: Readonly<Record<string, Json>> = {
+  // Qwen3VLVisionConfig
+  qwen3_vl: {
+    depth: 27,
+    hidden_size: 1152,
+    intermediate_size: 4304,
+    num_heads: 16,
+    in_channels: 3,
+    patch_size: 16,
+    spatial_merge_size: 2,
+    temporal_patch_size: 2,
+    out_hidden_size: 3584,
+    num_position_embeddings: 2304,
+    deepstack_visual_indexes: [8, 16, 24],
+  },
   // MiniCPM-V's configuration_minicpm.py default_vision_config (SigLIP-400M, NaViT)
   minicpmv: {
     hidden_size: 1152,
@@ -379,6 +411,7 @@ function textFor(modelType: ModelType, f: Fields): TextArchitecture {
       // Qwen2's q/k/v bias is hard-coded in the modeling code, not a config flag.
       return standardText(f, modelType, { qkvBias: true, oBias: false });
     case "qwen3":
+    case "qwen3_vl":
       return standardText(f, modelType, { qkNorm: true });
     case "glm":
       // GlmAttention: q/k/v carry config.attention_bias, o_proj has none.
@@ -573,6 +606,21 @@ function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionA
         spatialMergeSize: v.size("spatial_merge_size"),
         outHiddenSize: v.optionalSize("out_hidden_size") ?? textHidden,
       };
+    case "qwen3_vl":
+      return {
+        kind: "qwen3_vl",
+        depth: v.size("depth"),
+        hiddenSize: v.size("hidden_size"),
+        intermediateSize: v.size("intermediate_size"),
+        numHeads: v.size("num_heads"),
+        inChannels: v.size("in_channels"),
+        patchSize: v.size("patch_size"),
+        temporalPatchSize: v.size("temporal_patch_size"),
+        spatialMergeSize: v.size("spatial_merge_size"),
+        outHiddenSize: v.optionalSize("out_hidden_size") ?? textHidden,
+        numPositionEmbeddings: v.size("num_position_embeddings"),
+        deepstackLayers: v.intList("deepstack_visual_indexes").length,
+      };
     case "gemma3":
       return { kind: "siglip", ...siglipTower(v), mmTokensPerImage: 256 };
     case "mllama": {
@@ -702,10 +750,10 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
   let textCfg: Json = config;
   let textDefaults: Json = CLASS_DEFAULTS[modelType] ?? {};
   let prefix = "";
-  if (modelType === "gemma3" || modelType === "mllama") {
+  const nestedText = NESTED_TEXT_CONFIG[modelType];
+  if (nestedText !== undefined) {
     textCfg = isObject(config.text_config) ? config.text_config : {};
-    textDefaults =
-      modelType === "gemma3" ? (CLASS_DEFAULTS.gemma3_text ?? {}) : (CLASS_DEFAULTS.mllama_text ?? {});
+    textDefaults = CLASS_DEFAULTS[nestedText] ?? {};
     prefix = "text_config.";
   } else if ((modelType === "qwen2_vl" || modelType === "qwen2_5_vl") && isObject(config.text_config)) {
     // Newer transformers also write a text_config; its values win over the flat copies.
@@ -714,9 +762,10 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
   if (declared === "qwen") textCfg = qwen1AsQwen2(config, source);
   const f = new Fields(textCfg, textDefaults, prefix, source, declared);
   const text = textFor(modelType, f);
-  if (modelType === "gemma3" && textCfg.tie_word_embeddings === undefined) {
+  if ((modelType === "gemma3" || modelType === "qwen3_vl") && textCfg.tie_word_embeddings === undefined) {
+    // the top-level flag is what PreTrainedModel ties by (Gemma 3 ties by default, Qwen3-VL does not)
     text.tieWordEmbeddings =
-      typeof config.tie_word_embeddings === "boolean" ? config.tie_word_embeddings : true;
+      typeof config.tie_word_embeddings === "boolean" ? config.tie_word_embeddings : modelType === "gemma3";
   }
 
   let vision: VisionArchitecture | null = null;

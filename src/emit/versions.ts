@@ -14,6 +14,14 @@ export const TARGET_VERSIONS = {
   kubeflowTrainingOperator: "kubeflow.org/v1 PyTorchJob (training-operator v1.x)",
 } as const;
 
+/**
+ * Model types newer than the bottom of the transformers range: the least version that has them (transformers
+ * release notes: Qwen3-VL arrived in v4.57.0, which the range leaves out).
+ */
+export const MODEL_TYPE_MIN_TRANSFORMERS: Readonly<Partial<Record<string, string>>> = {
+  qwen3_vl: ">=4.57.1",
+};
+
 /** One line naming the targeted versions, for file headers. */
 export function targetsLine(): string {
   return `Targets LLaMA-Factory ${TARGET_VERSIONS.llamaFactory}, transformers ${TARGET_VERSIONS.transformers}, DeepSpeed <=0.18.4, accelerate <=1.11.0.`;

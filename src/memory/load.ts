@@ -1,5 +1,5 @@
 import { linearModules } from "../model/modules.ts";
-import { countParams, type ParamBreakdown } from "../model/params.ts";
+import { countParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
 import { isFsdp, type Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 
@@ -56,7 +56,8 @@ export function shardGroupOf(plan: Plan): number {
 /** The vision tower's blocks (Qwen2-VL's `depth`, the others' layers); 0 without a vision tower. */
 function visionBlocks(plan: Plan): number {
   const v = plan.model.architecture.vision;
-  return v ? (v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl" ? v.depth : v.numLayers) : 0;
+  // mllama's global layers are not counted here: loading splits by the local ones
+  return v ? (v.kind === "mllama" ? v.numLayers : visionDepth(v)) : 0;
 }
 
 /** Bytes per parameter of a quantized linear weight for QLoRA plans; null for every other method. */

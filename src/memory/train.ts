@@ -1,6 +1,6 @@
 import { range } from "../_util.ts";
 import { type LinearGroup, linearModules } from "../model/modules.ts";
-import { countParams, type ParamBreakdown } from "../model/params.ts";
+import { countParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
 import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
@@ -727,7 +727,8 @@ export function imagePatches(plan: Plan): { patches: number; tokens: number } {
   if (!v || plan.imagesPerSample === 0) return { patches: 0, tokens: 0 };
   switch (v.kind) {
     case "qwen2_vl":
-    case "qwen2_5_vl": {
+    case "qwen2_5_vl":
+    case "qwen3_vl": {
       const patches = Math.floor(plan.imageMaxPixels / v.patchSize ** 2);
       return { patches, tokens: Math.floor(patches / v.spatialMergeSize ** 2) };
     }
@@ -780,10 +781,7 @@ function visionActivationBytes(
   const n = patches * plan.imagesPerSample * plan.microBatch;
   const width = v.kind === "qwen2_vl" ? v.embedDim : v.hiddenSize;
   const mlp = v.kind === "qwen2_vl" ? v.mlpHiddenSize : v.intermediateSize;
-  const depth =
-    v.kind === "qwen2_vl" || v.kind === "qwen2_5_vl"
-      ? v.depth
-      : v.numLayers + (v.kind === "mllama" ? v.numGlobalLayers : 0);
+  const depth = visionDepth(v);
   // one ViT block: two norms (fp32), q/k/v/out, the MLP hidden (twice for the activation)
   const block = 2 * 4 * width + a * 4 * width + 2 * a * mlp + 2 * a * width;
   // MiniCPM-V's NaViT SigLIP (remote code) runs eager attention unless FlashAttention-2 is asked for: per head, the

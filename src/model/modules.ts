@@ -172,6 +172,20 @@ function visionLinears(v: VisionArchitecture, textHidden: number, add: Add, addP
       addProjector("2", merged, v.outHiddenSize, 1);
       return;
     }
+    case "qwen3_vl": {
+      const D = v.hiddenSize;
+      add("qkv", D, 3 * D, v.depth);
+      add("proj", D, D, v.depth);
+      add("linear_fc1", D, v.intermediateSize, v.depth);
+      add("linear_fc2", v.intermediateSize, D, v.depth);
+      const merged = D * v.spatialMergeSize ** 2;
+      // the DeepStack mergers belong to the tower (LLaMA-Factory's vision_model_keys), the last merger is the projector
+      add("linear_fc1", merged, merged, v.deepstackLayers);
+      add("linear_fc2", merged, v.outHiddenSize, v.deepstackLayers);
+      addProjector("linear_fc1", merged, merged, 1);
+      addProjector("linear_fc2", merged, v.outHiddenSize, 1);
+      return;
+    }
     case "siglip": {
       const D = v.hiddenSize;
       for (const name of ["q_proj", "k_proj", "v_proj", "out_proj"]) add(name, D, D, v.numLayers);

@@ -4,6 +4,7 @@ import type {
   MinicpmvVision,
   MllamaVision,
   Qwen2VlVision,
+  Qwen3VlVision,
   Qwen25VlVision,
   SiglipVision,
   TextArchitecture,
@@ -143,6 +144,23 @@ function countQwen25Vl(v: z.infer<typeof Qwen25VlVision>) {
   return { visionTower: patch + v.depth * block, projector };
 }
 
+/** Qwen3-VL: the tower's blocks, position table and DeepStack mergers (frozen with it), and the merger. */
+function countQwen3Vl(v: z.infer<typeof Qwen3VlVision>) {
+  const D = v.hiddenSize;
+  const I = v.intermediateSize;
+  const patch = v.inChannels * v.temporalPatchSize * v.patchSize ** 2 * D + D; // Conv3d with bias
+  const positions = v.numPositionEmbeddings * D;
+  const block = 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * I + I) + (I * D + D); // 2 LayerNorm, qkv, proj, fc1, fc2
+  const merged = D * v.spatialMergeSize ** 2;
+  const mlp = merged * merged + merged + (merged * v.outHiddenSize + v.outHiddenSize);
+  const merger = 2 * D + mlp; // LayerNorm over the patch, before the shuffle
+  const deepstack = 2 * merged + mlp; // LayerNorm after the shuffle (use_postshuffle_norm)
+  return {
+    visionTower: patch + positions + v.depth * block + v.deepstackLayers * deepstack,
+    projector: merger,
+  };
+}
+
 function countSiglip(v: z.infer<typeof SiglipVision>, textHidden: number) {
   const D = v.hiddenSize;
   const I = v.intermediateSize;
@@ -194,6 +212,21 @@ function countMinicpmv(v: z.infer<typeof MinicpmvVision>, textHidden: number) {
   return { visionTower: patch + positions + v.numLayers * layer + postLayernorm, projector: resampler };
 }
 
+/** The vision tower's blocks: Qwen-VL's `depth`, the others' layers (mllama's global layers included). */
+export function visionDepth(v: VisionArchitecture): number {
+  switch (v.kind) {
+    case "qwen2_vl":
+    case "qwen2_5_vl":
+    case "qwen3_vl":
+      return v.depth;
+    case "mllama":
+      return v.numLayers + v.numGlobalLayers;
+    case "siglip":
+    case "minicpmv":
+      return v.numLayers;
+  }
+}
+
 export function countVision(
   v: VisionArchitecture,
   textHidden: number,
@@ -203,6 +236,8 @@ export function countVision(
       return countQwen2Vl(v);
     case "qwen2_5_vl":
       return countQwen25Vl(v);
+    case "qwen3_vl":
+      return countQwen3Vl(v);
     case "siglip":
       return countSiglip(v, textHidden);
     case "mllama":

@@ -85,6 +85,19 @@ function visionBlocks(v: VisionArchitecture): { count: number; params: number }[
       const I = v.intermediateSize;
       return [{ count: v.depth, params: 2 * D + 4 * D * D + 4 * D + 3 * D * I + 2 * I + D }];
     }
+    case "qwen3_vl": {
+      const D = v.hiddenSize;
+      const I = v.intermediateSize;
+      const merged = D * v.spatialMergeSize ** 2;
+      return [
+        { count: v.depth, params: 4 * D + 4 * D * D + 4 * D + 2 * D * I + I + D },
+        // deepstack_merger_list.{i}: its LayerNorm after the shuffle and two linears
+        {
+          count: v.deepstackLayers,
+          params: 2 * merged + merged * merged + merged + merged * v.outHiddenSize + v.outHiddenSize,
+        },
+      ];
+    }
     case "siglip":
     case "minicpmv": {
       const D = v.hiddenSize;
@@ -181,7 +194,8 @@ function loraTargets(arch: Architecture, groups: LinearGroup[], opts: TrainableO
 /** The projector's module name as PEFT's modules_to_save matches it (LLaMA-Factory's projector keys). */
 function projectorName(arch: Architecture): string | null {
   if (!arch.vision) return null;
-  if (arch.vision.kind === "qwen2_vl" || arch.vision.kind === "qwen2_5_vl") return "merger";
+  if (arch.vision.kind === "qwen2_vl" || arch.vision.kind === "qwen2_5_vl" || arch.vision.kind === "qwen3_vl")
+    return "merger";
   return arch.vision.kind === "minicpmv" ? "resampler" : "multi_modal_projector";
 }
 

@@ -275,7 +275,7 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
       "MODEL_HAS_NO_VISION",
       imagesPerSample > 0 ? "imagesPerSample" : "imageMaxPixels",
       `${model.id} is a text-only model (${model.architecture.modelType}); it takes no images`,
-      "Drop the image flags, or pick a vision-language model (qwen2_vl, qwen2_5_vl, gemma3, mllama, minicpmv).",
+      "Drop the image flags, or pick a vision-language model (qwen2_vl, qwen2_5_vl, qwen3_vl, gemma3, mllama, minicpmv).",
     );
   }
   const loraRank = lora ? (input.loraRank ?? PLAN_DEFAULTS.loraRank) : null;

@@ -38,6 +38,7 @@ export const ModelType = z.enum([
   "deepseek_v3",
   "qwen2_vl",
   "qwen2_5_vl",
+  "qwen3_vl",
   "mllama",
   "minicpmv",
 ]);
@@ -121,6 +122,26 @@ export const Qwen25VlVision = z.strictObject({
   outHiddenSize: positive,
 });
 
+/**
+ * Qwen3-VL's ViT: LayerNorm, plain GELU MLP with biases, a learned position table (numPositionEmbeddings rows) and
+ * DeepStack: the merged features of a few blocks (deepstack_visual_indexes) go through mergers of their own into
+ * the first decoder layers.
+ */
+export const Qwen3VlVision = z.strictObject({
+  kind: z.literal("qwen3_vl"),
+  depth: layers,
+  hiddenSize: positive,
+  intermediateSize: positive,
+  numHeads: positive,
+  inChannels: positive,
+  patchSize: positive,
+  temporalPatchSize: positive,
+  spatialMergeSize: positive,
+  outHiddenSize: positive,
+  numPositionEmbeddings: positive,
+  deepstackLayers: count.meta({ description: "DeepStack mergers (len(deepstack_visual_indexes))" }),
+});
+
 /** Gemma 3's SigLIP tower and its projector (avg-pooled to mmTokensPerImage tokens). */
 export const SiglipVision = z.strictObject({
   kind: z.literal("siglip"),
@@ -175,6 +196,7 @@ export const MinicpmvVision = z.strictObject({
 export const VisionArchitecture = z.discriminatedUnion("kind", [
   Qwen2VlVision,
   Qwen25VlVision,
+  Qwen3VlVision,
   SiglipVision,
   MllamaVision,
   MinicpmvVision,

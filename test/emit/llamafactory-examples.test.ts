@@ -75,6 +75,10 @@ const CASES: readonly [string, PlanInput][] = [
       sharding: "fsdp",
     },
   ],
+  [
+    "qwen3vl_lora_sft.yaml",
+    { model: "Qwen/Qwen3-VL-4B-Instruct", gpu: "a100-80g", imagesPerSample: 1, imageMaxPixels: 262144 },
+  ],
 ];
 
 describe("train.yaml equals LLaMA-Factory's example for the equivalent plan", () => {
@@ -85,6 +89,8 @@ describe("train.yaml equals LLaMA-Factory's example for the equivalent plan", ()
     if (!("resume_from_checkpoint" in theirs)) delete ours.resume_from_checkpoint;
     // overwrite_cache: true (re-tokenize on every run) appears only in the older fsdp_qlora example
     delete theirs.overwrite_cache;
+    // tunefit plans images, not videos: LLaMA-Factory reads video_max_pixels only for a dataset's video samples
+    delete theirs.video_max_pixels;
     compare(ours, theirs);
   });
 

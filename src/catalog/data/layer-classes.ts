@@ -202,6 +202,16 @@ export const LAYER_CLASSES: Readonly<
     "vision": [],
     "trustRemoteCode": false
   },
+  "qwen3_vl": {
+    "decoder": [
+      "Qwen3VLTextDecoderLayer"
+    ],
+    "decoderByHiddenSize": null,
+    "vision": [
+      "Qwen3VLVisionBlock"
+    ],
+    "trustRemoteCode": false
+  },
   "qwen": {
     "decoder": [
       "QWenBlock"
