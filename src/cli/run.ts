@@ -38,7 +38,7 @@ import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../sch
 import { type ModelDefinition, PlanInput } from "../schema/plan.ts";
 import { checkTrainYaml } from "../schema/targets/index.ts";
 import { VERSION } from "../version.ts";
-import { flagName, flagsToInput, PLAN_FLAGS } from "./flags.ts";
+import { flagName, flagsToInput, PLAN_FLAGS, parseFlagValue } from "./flags.ts";
 import {
   formatCount,
   formatGib,
@@ -170,6 +170,10 @@ function usage(command?: string): string {
         ],
         ["--fix --out DIR", "write the fixed files (YAML with every other key kept, configs, launch.sh)"],
         ["--assume NAME=VALUE", "override a memory-model assumption, as for tunefit plan (repeatable)"],
+        [
+          "--images-per-sample N",
+          "images each sample of the dataset carries (default: 1 for mllm_demo, else 0)",
+        ],
         ["--json", "print the plan --json object with verdict, unmodelled keys and the fix"],
       ]),
       "",
@@ -519,6 +523,15 @@ function humanExtras(
   return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
 
+/** doctor's --images-per-sample: a whole number of images, 0 or more. */
+function imagesFlag(values: Values): { imagesPerSample?: number } {
+  const raw = values["images-per-sample"];
+  if (typeof raw !== "string") return {};
+  const parsed = parseFlagValue("imagesPerSample", raw);
+  if (typeof parsed === "object" && parsed !== null) throw new TunefitError("usage", [parsed as Issue]);
+  return { imagesPerSample: parsed as number };
+}
+
 /** The YAML's model_name_or_path as the Hub gave it (src/cli/hub.ts), when it was read from there. */
 function hubModelOfYaml(yaml: Readonly<Record<string, unknown>>, io: CliIo): ModelDefinition | undefined {
   const id = typeof yaml.model_name_or_path === "string" ? yaml.model_name_or_path : undefined;
@@ -812,6 +825,7 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
     cwd: flagModel === undefined ? launchDir : io.cwd,
     readIssues,
     assumptions: assumptionsOf(values),
+    ...imagesFlag(values),
   });
   const json = {
     ...planReport(report.analysis),
@@ -1087,6 +1101,7 @@ const COMMANDS = {
       launcher: { type: "string" },
       fix: { type: "boolean" },
       assume: { type: "string", multiple: true },
+      "images-per-sample": { type: "string" },
     },
     args: {
       name: "TRAIN_YAML",

@@ -55,6 +55,8 @@ export interface DoctorInput {
   readonly readIssues?: readonly Issue[];
   /** overrides of the memory model's assumptions, for the verdict and every candidate fix */
   readonly assumptions?: Partial<MemoryAssumptions>;
+  /** images each training sample carries (the dataset's; a YAML holds none) */
+  readonly imagesPerSample?: number;
 }
 
 /** One edit of the setup. */
@@ -682,6 +684,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   const deepspeed: DeepSpeedSource =
     missing?.config === undefined ? input.deepspeed : { kind: "inline", config: missing.config };
   const setup = setupToPlan(input.yaml, deepspeed, input.accelerate, input.hardware, input.model, {
+    ...(input.imagesPerSample === undefined ? {} : { imagesPerSample: input.imagesPerSample }),
     ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
     ...(input.yamlName === undefined ? {} : { yamlName: input.yamlName }),
   });

@@ -282,7 +282,7 @@ export function setupToPlan(
   accelerate: Readonly<Record<string, unknown>> | null,
   hardware: Hardware,
   model: string | ModelDefinition | undefined,
-  where: { readonly cwd?: string; readonly yamlName?: string } = {},
+  where: { readonly cwd?: string; readonly yamlName?: string; readonly imagesPerSample?: number } = {},
 ): SetupPlan {
   const issues: Issue[] = [];
   const input: Record<string, unknown> = { ...hardware };
@@ -389,6 +389,20 @@ export function setupToPlan(
     typeof y.dataset === "string" ? y.dataset : names(y.dataset) ? list(y.dataset).join(",") : "";
   if (DATASET_NAMES.test(dataset)) {
     input.dataset = dataset;
+  }
+  // Images per sample are the dataset's: given (doctor's --images-per-sample), or one for LLaMA-Factory's own
+  // mllm_demo (data/mllm_demo.json: one image per sample); other datasets are not read
+  if (where.imagesPerSample !== undefined) input.imagesPerSample = where.imagesPerSample;
+  else if (list(dataset).includes("mllm_demo") && takesImages(modelRef, where.cwd)) {
+    input.imagesPerSample = 1;
+    issues.push({
+      code: "IMAGES_ASSUMED",
+      severity: "info",
+      path: `${where.yamlName ?? "train.yaml"}:dataset`,
+      message:
+        "mllm_demo carries one image per sample (LLaMA-Factory's data/mllm_demo.json): the memory counts one image per sample at image_max_pixels",
+      hint: "For datasets with more images per sample, pass --images-per-sample N.",
+    });
   }
   if (typeof y.template === "string" && TEMPLATE_NAME.test(y.template)) input.template = y.template;
 

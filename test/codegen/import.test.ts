@@ -117,7 +117,7 @@ const CASES: readonly Case[] = [
       '.freeze({ trainableLayers: 4, trainableModules: ["mlp"] })',
       '.offload("optimizer")',
       '.training({ seqLen: 4096, microBatch: 2, gradAccum: 4, precision: "bf16", attention: "fa2", liger: true })',
-      ".multimodal({ imageMaxPixels: 262144, freezeVisionTower: false, freezeProjector: true })",
+      ".multimodal({ imagesPerSample: 1, imageMaxPixels: 262144, freezeVisionTower: false, freezeProjector: true })",
     ],
   },
   {

@@ -69,6 +69,27 @@ describe("tunefit doctor: verdicts and fixes", () => {
     );
   });
 
+  it("counts mllm_demo's one image per sample, or the images --images-per-sample gives", () => {
+    const run = (...extra: string[]) =>
+      doctorJson(["doctor", "seed/train.yaml", "--gpu", "h200", "--gpus", "8", ...extra]).json as unknown as {
+        issues: { code: string; path: string }[];
+        batch: { imagesPerSample?: number; imageTokens?: number };
+      };
+    const demo = run();
+    expect(demo.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "IMAGES_ASSUMED", path: "seed/train.yaml:dataset" }),
+      ]),
+    );
+    // image_max_pixels 262144 over 14-px patches merged 2 × 2: 1,337 patches, 334 tokens
+    expect(demo.batch).toMatchObject({ imagesPerSample: 1, imageTokens: 334 });
+    const none = run("--images-per-sample", "0");
+    expect(none.batch.imagesPerSample).toBeUndefined();
+    expect(none.issues.map((i) => i.code)).not.toContain("IMAGES_ASSUMED");
+    expect(run("--images-per-sample", "3").batch.imagesPerSample).toBe(3);
+    expect(cli(["doctor", "seed/train.yaml", "--gpu", "h200", "--images-per-sample", "two"]).code).toBe(2);
+  });
+
   it("says what to change in the YAML's own terms, not as plan flags", () => {
     const { json } = doctorJson(["doctor", "seed/train.yaml", "--gpu", "rtx4090", "--gpus", "8"]);
     const hints = (json.issues as unknown as { hint: string }[]).map((i) => i.hint).join("\n");
