@@ -42,7 +42,17 @@ export function hubOffline(env: Env): boolean {
 }
 
 /** doctor's flags that take no value (every other flag takes the next argument unless written --flag=value). */
-const DOCTOR_SWITCHES = new Set(["--json", "--fix", "--force", "--debug", "--help", "-h", "--allow-unfit"]);
+const DOCTOR_SWITCHES = new Set([
+  "--json",
+  "--fix",
+  "--force",
+  "--debug",
+  "--help",
+  "-h",
+  "--version",
+  "--allow-unfit",
+  "--",
+]);
 
 /**
  * The model ids of an argv that only the Hub can resolve: `--model ID` / `--model=ID` of plan, emit and init; for
@@ -72,8 +82,9 @@ export function hubIdsOf(argv: readonly string[], cwd: string): string[] {
       override !== undefined
         ? yamlString(override.slice("model_name_or_path=".length))
         : yamlModelOf(positionals[0], cwd);
+    // doctor finds a model folder under --launch-dir; import under the current folder
     const launchDir = flag("--launch-dir");
-    if (launchDir !== undefined) where = resolve(cwd, launchDir);
+    if (command === "doctor" && launchDir !== undefined) where = resolve(cwd, launchDir);
   }
   return id !== undefined && isUnknownHubId(id, where) ? [id] : [];
 }

@@ -397,9 +397,11 @@ function humanPlan(a: PlanAnalysis, color = false): string {
       `${formatInt(p.microBatch * p.gradAccum * p.gpus * p.nodes * p.seqLen)} tokens per step`,
     ...(p.imagesPerSample > 0
       ? [
-          `Images    ${p.imagesPerSample} per sample × ${formatInt(imagePatches(p).tokens)} tokens ` +
-            `(${formatInt(imagePatches(p).patches)} patches in the vision tower) at up to ${formatInt(p.imageMaxPixels)} pixels: ` +
-            `${formatInt(p.imagesPerSample * imagePatches(p).tokens)} of the ${formatInt(p.seqLen)} tokens`,
+          imagePatches(p).tokens === 0
+            ? `Images    ${p.imagesPerSample} per sample, ${formatInt(imagePatches(p).patches)} patches each in the vision tower, read through cross-attention (no tokens in the sequence)`
+            : `Images    ${p.imagesPerSample} per sample × ${formatInt(imagePatches(p).tokens)} tokens ` +
+              `(${formatInt(imagePatches(p).patches)} patches in the vision tower) at up to ${formatInt(p.imageMaxPixels)} pixels: ` +
+              `${formatInt(p.imagesPerSample * imagePatches(p).tokens)} of the ${formatInt(p.seqLen)} tokens`,
         ]
       : []),
     `Template  ${p.template ?? "not set: LLaMA-Factory reads the tokenizer's chat template (or uses empty)"}`,

@@ -727,6 +727,12 @@ export function doctor(input: DoctorInput): DoctorReport {
     ...analysis.issues
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
       .map((i) => ({ ...i, hint: yamlHint(i.hint) }))
+      // the images are the dataset's, which the YAML cannot change: the template is what to mend
+      .map((i) =>
+        i.code === "TEMPLATE_NOT_MULTIMODAL"
+          ? { ...i, path: `${input.yamlName ?? "train.yaml"}:template` }
+          : i,
+      )
       .map((i) =>
         i.code === "TRAIN_OOM" && upperBound.length > 0
           ? {
@@ -745,12 +751,26 @@ export function doctor(input: DoctorInput): DoctorReport {
   const alternatives: Fix[] = [];
   const yamlName = input.yamlName ?? "train.yaml";
   const keyFixes = valid ? [] : keyChanges(issues, yamlName, input.yaml);
+  // a text template for samples with images: the model's own multimodal template mends it, in every candidate
+  let searched = setup.input;
+  const textTemplate = issues.some((i) => i.code === "TEMPLATE_NOT_MULTIMODAL" && i.severity === "error");
+  const mmTemplate = analysis.plan.model.defaultTemplate ?? analysis.plan.model.groupTemplate;
+  if (textTemplate && mmTemplate !== null) {
+    keyFixes.push({
+      kind: "yaml",
+      target: "template",
+      to: mmTemplate,
+      text: `template: ${mmTemplate} (the model's template, with its image plugin)`,
+    });
+    searched = { ...setup.input, template: mmTemplate };
+  }
   // values no change can choose: corrected by hand before any fix is worth searching
   // and LLaMA-Factory's stops for GaLore, APOLLO and BAdam, whose keys no candidate plan changes
   const byHand = issues.filter(
     (i) =>
       i.severity === "error" &&
       (i.code === "LLAMAFACTORY_REJECTS" ||
+        (i.code === "TEMPLATE_NOT_MULTIMODAL" && mmTemplate === null) ||
         (i.code === "TARGET_BAD_VALUE" &&
           i.path.startsWith(`${yamlName}:`) &&
           !keyFixes.some((c) => `${yamlName}:${c.target}` === i.path))),
@@ -768,8 +788,8 @@ export function doctor(input: DoctorInput): DoctorReport {
     const found: Fix[] = [];
     const seen = new Set<string>();
     const hostBound = input.hardware.hostRam === undefined ? { hostRam: ASSUMED_HOST_RAM_GIB } : {};
-    for (const v of variants(setup.input)) {
-      const candidate = applyVariant(setup.input, v);
+    for (const v of variants(searched)) {
+      const candidate = applyVariant(searched, v);
       let a: PlanAnalysis;
       try {
         a = analyzePlan({ ...candidate, ...hostBound }, opts);

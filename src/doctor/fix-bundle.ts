@@ -50,7 +50,7 @@ export function fixFiles(
   const header = [
     "LLaMA-Factory training config fixed by tunefit doctor. Changes:",
     ...fix.changes.map((c) => `  - ${c.text}`),
-    `Every other key is as it was. ${targetsLine()}`,
+    `Every other key is as it was. ${targetsLine(plan.model.architecture.modelType)}`,
   ];
   const fixed = fixedYaml(yaml, fix);
   const newDeepSpeed = usesDeepSpeed(plan) && changedFiles.has(BUNDLE_FILES.deepspeed);
@@ -84,7 +84,9 @@ export function fixFiles(
       files.push({
         path: BUNDLE_FILES.accelerate,
         contents: toYaml(config, {
-          header: [`accelerate FSDP config written by tunefit doctor. ${targetsLine()}`],
+          header: [
+            `accelerate FSDP config written by tunefit doctor. ${targetsLine(plan.model.architecture.modelType)}`,
+          ],
         }),
       });
     }

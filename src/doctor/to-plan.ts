@@ -263,12 +263,12 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
 
 const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|yes|y|on|1)$/i.test(v));
 
-/** Whether a model takes images; true when it cannot be resolved here (resolving the plan reports that). */
-function takesImages(model: string | ModelDefinition, cwd: string | undefined): boolean {
+/** Whether a model takes images: null when it cannot be resolved here (resolving the plan reports that). */
+function visionOf(model: string | ModelDefinition, cwd: string | undefined): boolean | null {
   try {
     return resolveModel(model, cwd).architecture.vision !== null;
   } catch {
-    return true;
+    return null;
   }
 }
 
@@ -373,7 +373,8 @@ export function setupToPlan(
     input.freezeProjector = y.freeze_multi_modal_projector;
   if (num(y.image_max_pixels) !== undefined) {
     // LLaMA-Factory reads image_max_pixels for every model and uses it only on images
-    if (takesImages(modelRef, where.cwd)) input.imageMaxPixels = y.image_max_pixels;
+    // a model that does not resolve here keeps the setting (resolving the plan reports the model)
+    if (visionOf(modelRef, where.cwd) !== false) input.imageMaxPixels = y.image_max_pixels;
     else
       issues.push({
         code: "IMAGE_SETTING_UNUSED",
@@ -392,8 +393,18 @@ export function setupToPlan(
   }
   // Images per sample are the dataset's: given (doctor's --images-per-sample), or one for LLaMA-Factory's own
   // mllm_demo (data/mllm_demo.json: one image per sample); other datasets are not read
+  const demoImages = list(dataset).includes("mllm_demo");
+  const vision = demoImages ? visionOf(modelRef, where.cwd) : null;
   if (where.imagesPerSample !== undefined) input.imagesPerSample = where.imagesPerSample;
-  else if (list(dataset).includes("mllm_demo") && takesImages(modelRef, where.cwd)) {
+  else if (demoImages && vision === false) {
+    issues.push({
+      code: "IMAGES_ON_TEXT_MODEL",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:dataset`,
+      message: `mllm_demo carries images, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support image input" (data/mm_plugin.py)`,
+      hint: "Use a text dataset (e.g. identity, alpaca_en_demo), or a vision-language model.",
+    });
+  } else if (demoImages && vision === true) {
     input.imagesPerSample = 1;
     issues.push({
       code: "IMAGES_ASSUMED",

@@ -33,7 +33,7 @@ const modeline = (schema: string | undefined) =>
 
 const headerFor = (plan: Plan, what: string) => [
   `${what} for ${planSummary(plan)}.`,
-  `Written by tunefit. ${targetsLine()}`,
+  `Written by tunefit. ${targetsLine(plan.model.architecture.modelType)}`,
 ];
 
 /**

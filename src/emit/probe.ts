@@ -225,7 +225,7 @@ export function probeScript(analysis: PlanAnalysis, options: ProbeOptions = {}):
   const header = [
     "#!/usr/bin/env python3",
     `# probe.py: measures the GPU memory of a few training steps of this bundle: ${commentText(planSummary(analysis.plan))}.`,
-    `# Written by tunefit ${VERSION}. ${commentText(targetsLine())}`,
+    `# Written by tunefit ${VERSION}. ${commentText(targetsLine(analysis.plan.model.architecture.modelType))}`,
     `# Run: python probe.py (LLaMA-Factory, launched as launch.sh launches it); python probe.py --mode hf (no LLaMA-Factory); --help for the rest.`,
   ];
   const body = PROBE_BODY.replace(PLACEHOLDER, () => pythonJsonLiteral(facts));

@@ -5,7 +5,7 @@ import { BUNDLE_MOUNT } from "./kubeflow.ts";
 import { IMAGE_PLACEHOLDER } from "./options.ts";
 import { PROBE_FILE, PROBE_README_LINE } from "./probe.ts";
 import { commentText, planSummary } from "./scripts.ts";
-import { MODEL_TYPE_MIN_TRANSFORMERS, TARGET_VERSIONS, VERSION_CHOICES } from "./versions.ts";
+import { TARGET_VERSIONS, transformersRange, VERSION_CHOICES } from "./versions.ts";
 
 /** Markdown text with no line breaks or table pipes from user-given values. */
 export const md = (s: string) => commentText(s).replace(/\|/g, "\\|");
@@ -151,11 +151,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
   out.push("## Targeted versions", "");
   out.push(
     `- LLaMA-Factory ${TARGET_VERSIONS.llamaFactory}`,
-    `- transformers ${TARGET_VERSIONS.transformers}${
-      MODEL_TYPE_MIN_TRANSFORMERS[plan.model.architecture.modelType]
-        ? ` (${MODEL_TYPE_MIN_TRANSFORMERS[plan.model.architecture.modelType]} for ${plan.model.architecture.modelType}, which older releases do not have)`
-        : ""
-    }`,
+    `- transformers ${transformersRange(plan.model.architecture.modelType)}`,
     `- DeepSpeed ${TARGET_VERSIONS.deepspeed}`,
     `- accelerate ${TARGET_VERSIONS.accelerate}`,
     `- peft ${TARGET_VERSIONS.peft}`,

@@ -50,7 +50,7 @@ export function launchScript(plan: Plan, options: EmitOptions = {}): string {
     "#!/usr/bin/env bash",
     header([
       `Launches the training of this bundle: ${planSummary(plan)}.`,
-      `Written by tunefit. ${targetsLine()}`,
+      `Written by tunefit. ${targetsLine(plan.model.architecture.modelType)}`,
       multiNode
         ? `Run it on each of the ${plan.nodes} nodes: NODE_RANK=<0..${plan.nodes - 1}> MASTER_ADDR=<first node's address> ./launch.sh`
         : "Run: ./launch.sh",
@@ -150,7 +150,7 @@ export function slurmScript(plan: Plan, options: EmitOptions = {}): string {
     "#SBATCH --output=slurm-%j.out",
     header([
       `Runs this bundle on ${plan.nodes} nodes: ${planSummary(plan)}.`,
-      `Written by tunefit. ${targetsLine()}`,
+      `Written by tunefit. ${targetsLine(plan.model.architecture.modelType)}`,
       "Submit from the bundle's folder: sbatch slurm.sbatch",
     ]),
     "set -euo pipefail",

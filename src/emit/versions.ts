@@ -22,9 +22,17 @@ export const MODEL_TYPE_MIN_TRANSFORMERS: Readonly<Partial<Record<string, string
   qwen3_vl: ">=4.57.1",
 };
 
-/** One line naming the targeted versions, for file headers. */
-export function targetsLine(): string {
-  return `Targets LLaMA-Factory ${TARGET_VERSIONS.llamaFactory}, transformers ${TARGET_VERSIONS.transformers}, DeepSpeed <=0.18.4, accelerate <=1.11.0.`;
+/** The transformers range for a model type: the targeted one, with the least version that has the type. */
+export function transformersRange(modelType?: string): string {
+  const least = modelType === undefined ? undefined : MODEL_TYPE_MIN_TRANSFORMERS[modelType];
+  return least === undefined
+    ? TARGET_VERSIONS.transformers
+    : `${TARGET_VERSIONS.transformers} (${least} for ${modelType}, which older releases do not have)`;
+}
+
+/** One line naming the targeted versions, for file headers (with the model type's least transformers). */
+export function targetsLine(modelType?: string): string {
+  return `Targets LLaMA-Factory ${TARGET_VERSIONS.llamaFactory}, transformers ${transformersRange(modelType)}, DeepSpeed <=0.18.4, accelerate <=1.11.0.`;
 }
 
 /**

@@ -79,6 +79,8 @@ describe("reading an unknown model's config.json from the Hub", () => {
     ]);
     mkdirSync(join(dir, "run", "someone", "new-model"), { recursive: true });
     expect(hubIdsOf(["doctor", "train.yaml", "--launch-dir", "run"], dir)).toEqual([]);
+    // import finds model folders under the current folder, as importTrainYaml resolves them
+    expect(hubIdsOf(["import", "train.yaml", "--launch-dir", "run"], dir)).toEqual(["someone/new-model"]);
     expect(hubIdsOf(["doctor", "train.yaml", "--help"], dir)).toEqual([]);
     expect(hubIdsOf(["plan", "--model", "someone/new-model", "--help"], dir)).toEqual([]);
     const { configs } = await fetchHubConfigs(["someone/new-model"], { HF_ENDPOINT: endpoint });

@@ -90,6 +90,38 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(cli(["doctor", "seed/train.yaml", "--gpu", "h200", "--images-per-sample", "two"]).code).toBe(2);
   });
 
+  it("mends a text template for mllm_demo's images with the model's own, and warns on a text-only model", () => {
+    const dir = tempDir();
+    const base =
+      "stage: sft\ndo_train: true\nfinetuning_type: lora\ndataset: mllm_demo\noutput_dir: saves/x\nbf16: true\n";
+    writeFileSync(
+      join(dir, "vl.yaml"),
+      `model_name_or_path: Qwen/Qwen3-VL-4B-Instruct\ntemplate: qwen3\n${base}`,
+    );
+    const vl = doctorJson(["doctor", "vl.yaml", "--gpu", "a100-80g"], dir).json as unknown as DoctorJson & {
+      issues: { code: string; path: string }[];
+    };
+    expect(vl.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "TEMPLATE_NOT_MULTIMODAL", path: "vl.yaml:template" }),
+      ]),
+    );
+    expect(vl.doctor.fix?.changes.map((c) => c.text)).toEqual([
+      "template: qwen3_vl_nothink (the model's template, with its image plugin)",
+    ]);
+    writeFileSync(join(dir, "text.yaml"), `model_name_or_path: Qwen/Qwen3-8B\ntemplate: qwen3\n${base}`);
+    const text = doctorJson(["doctor", "text.yaml", "--gpu", "a100-80g"], dir).json as unknown as {
+      issues: { code: string; severity: string }[];
+      batch: { imagesPerSample?: number };
+    };
+    expect(text.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "IMAGES_ON_TEXT_MODEL", severity: "warning" }),
+      ]),
+    );
+    expect(text.batch.imagesPerSample).toBeUndefined();
+  });
+
   it("says what to change in the YAML's own terms, not as plan flags", () => {
     const { json } = doctorJson(["doctor", "seed/train.yaml", "--gpu", "rtx4090", "--gpus", "8"]);
     const hints = (json.issues as unknown as { hint: string }[]).map((i) => i.hint).join("\n");

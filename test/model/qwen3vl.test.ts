@@ -103,6 +103,9 @@ describe("Qwen3-VL", () => {
     const plan = resolvePlan({ model: "Qwen/Qwen3-VL-4B-Instruct", gpu: "a100-80g" }).plan;
     const readme = emitFiles(plan).find((f) => f.path === "README.md")?.contents ?? "";
     expect(readme).toContain("(>=4.57.1 for qwen3_vl, which older releases do not have)");
+    // and in the header of every file it writes
+    const yaml = emitFiles(plan).find((f) => f.path === "train.yaml")?.contents ?? "";
+    expect(yaml).toContain("transformers >=4.55.0,<=5.8.0, not 4.57.0 or 5.6.0 (>=4.57.1 for qwen3_vl");
     const other = emitFiles(resolvePlan({ model: "Qwen/Qwen3-8B", gpu: "a100-80g" }).plan);
     expect(other.find((f) => f.path === "README.md")?.contents).not.toContain(
       "which older releases do not have",
