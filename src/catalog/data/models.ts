@@ -5746,5 +5746,129 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen3-VL-8B-Instruct config.json (Qwen3VLForConditionalGeneration): text_config with Qwen3-8B's dimensions (rope_theta 5e6, 262,144 positions); vision_config depth 27, hidden 1152, MLP 4304, 16 heads, patch 16, merge 2, out_hidden_size 4096, 2,304 learned positions, deepstack_visual_indexes [8, 16, 24]"
     ]
+  },
+  {
+    "key": "Qwen3-VL-2B",
+    "id": "Qwen/Qwen3-VL-2B-Instruct",
+    "ids": [
+      {
+        "id": "Qwen/Qwen3-VL-2B-Instruct",
+        "defaultTemplate": "qwen3_vl_nothink",
+        "groupTemplate": "qwen3_vl_nothink",
+        "llamafactoryName": "Qwen3-VL-2B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-VL-2B-Thinking",
+        "defaultTemplate": "qwen3_vl",
+        "groupTemplate": "qwen3_vl",
+        "llamafactoryName": "Qwen3-VL-2B-Thinking",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen3_vl",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2048,
+        "numLayers": 28,
+        "numHeads": 16,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 6144,
+        "tieWordEmbeddings": true,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 262144,
+        "moe": null,
+        "mla": null
+      },
+      "vision": {
+        "kind": "qwen3_vl",
+        "depth": 24,
+        "hiddenSize": 1024,
+        "intermediateSize": 4096,
+        "numHeads": 16,
+        "inChannels": 3,
+        "patchSize": 16,
+        "temporalPatchSize": 2,
+        "spatialMergeSize": 2,
+        "outHiddenSize": 2048,
+        "numPositionEmbeddings": 2304,
+        "deepstackLayers": 3
+      }
+    },
+    "sources": [
+      "Qwen/Qwen3-VL-2B-Instruct config.json (Qwen3VLForConditionalGeneration): text_config with Qwen3-1.7B's dimensions (rope_theta 5e6, 262,144 positions); vision_config depth 24, hidden 1024, MLP 4096, 16 heads, patch 16, merge 2, out_hidden_size 2048, 2,304 learned positions, deepstack_visual_indexes [5, 11, 17]"
+    ]
+  },
+  {
+    "key": "Qwen3-VL-32B",
+    "id": "Qwen/Qwen3-VL-32B-Instruct",
+    "ids": [
+      {
+        "id": "Qwen/Qwen3-VL-32B-Instruct",
+        "defaultTemplate": "qwen3_vl_nothink",
+        "groupTemplate": "qwen3_vl_nothink",
+        "llamafactoryName": "Qwen3-VL-32B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-VL-32B-Thinking",
+        "defaultTemplate": "qwen3_vl",
+        "groupTemplate": "qwen3_vl",
+        "llamafactoryName": "Qwen3-VL-32B-Thinking",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen3_vl",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 5120,
+        "numLayers": 64,
+        "numHeads": 64,
+        "numKvHeads": 8,
+        "headDim": 128,
+        "intermediateSize": 25600,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 262144,
+        "moe": null,
+        "mla": null
+      },
+      "vision": {
+        "kind": "qwen3_vl",
+        "depth": 27,
+        "hiddenSize": 1152,
+        "intermediateSize": 4304,
+        "numHeads": 16,
+        "inChannels": 3,
+        "patchSize": 16,
+        "temporalPatchSize": 2,
+        "spatialMergeSize": 2,
+        "outHiddenSize": 5120,
+        "numPositionEmbeddings": 2304,
+        "deepstackLayers": 3
+      }
+    },
+    "sources": [
+      "Qwen/Qwen3-VL-32B-Instruct config.json (Qwen3VLForConditionalGeneration): text_config with Qwen3-32B's dimensions (rope_theta 5e6, 262,144 positions); vision_config depth 27, hidden 1152, MLP 4304, 16 heads, patch 16, merge 2, out_hidden_size 5120, 2,304 learned positions, deepstack_visual_indexes [8, 16, 24]"
+    ]
   }
 ];
