@@ -108,9 +108,8 @@ export const Qwen2VlVision = z.strictObject({
   outHiddenSize: positive,
 });
 
-/** Qwen2.5-VL's ViT: RMSNorm, gated SiLU MLP with biases, window attention. */
-export const Qwen25VlVision = z.strictObject({
-  kind: z.literal("qwen2_5_vl"),
+/** The dimensions Qwen2.5-VL's and Qwen3-VL's ViTs share. */
+const qwenVitFields = {
   depth: layers,
   hiddenSize: positive,
   intermediateSize: positive,
@@ -120,7 +119,10 @@ export const Qwen25VlVision = z.strictObject({
   temporalPatchSize: positive,
   spatialMergeSize: positive,
   outHiddenSize: positive,
-});
+};
+
+/** Qwen2.5-VL's ViT: RMSNorm, gated SiLU MLP with biases, window attention. */
+export const Qwen25VlVision = z.strictObject({ kind: z.literal("qwen2_5_vl"), ...qwenVitFields });
 
 /**
  * Qwen3-VL's ViT: LayerNorm, plain GELU MLP with biases, a learned position table (numPositionEmbeddings rows) and
@@ -129,15 +131,7 @@ export const Qwen25VlVision = z.strictObject({
  */
 export const Qwen3VlVision = z.strictObject({
   kind: z.literal("qwen3_vl"),
-  depth: layers,
-  hiddenSize: positive,
-  intermediateSize: positive,
-  numHeads: positive,
-  inChannels: positive,
-  patchSize: positive,
-  temporalPatchSize: positive,
-  spatialMergeSize: positive,
-  outHiddenSize: positive,
+  ...qwenVitFields,
   numPositionEmbeddings: positive,
   deepstackLayers: count.meta({ description: "DeepStack mergers (len(deepstack_visual_indexes))" }),
 });
