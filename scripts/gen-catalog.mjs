@@ -53,7 +53,7 @@ function moeOf(m) {
       moeLayers: range(L),
     };
   }
-  if (m.model_type === "qwen3_moe" || m.model_type === "qwen2_moe") {
+  if (m.model_type === "qwen3_moe" || m.model_type === "qwen2_moe" || m.model_type === "qwen3_vl_moe") {
     const step = moe.decoder_sparse_step ?? 1;
     const only = new Set(moe.mlp_only_layers ?? []);
     return {
@@ -125,6 +125,7 @@ function visionOf(m) {
         outHiddenSize: v.out_hidden_size,
       };
     case "qwen3_vl":
+    case "qwen3_vl_moe":
       return {
         kind: "qwen3_vl",
         depth: v.depth,
@@ -474,6 +475,12 @@ layerClasses.qwen3_vl = {
   decoder: ["Qwen3VLTextDecoderLayer"],
   decoderByHiddenSize: null,
   vision: ["Qwen3VLVisionBlock"],
+  trustRemoteCode: false,
+};
+layerClasses.qwen3_vl_moe = {
+  decoder: ["Qwen3VLMoeTextDecoderLayer"],
+  decoderByHiddenSize: null,
+  vision: ["Qwen3VLMoeVisionBlock"],
   trustRemoteCode: false,
 };
 // qwen (Qwen-1's remote code) is not in the reference file: modeling_qwen.py's decoder layer is QWenBlock.

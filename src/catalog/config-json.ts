@@ -33,6 +33,7 @@ const NESTED_TEXT_CONFIG: Readonly<Partial<Record<ModelType, string>>> = {
   gemma3: "gemma3_text",
   mllama: "mllama_text",
   qwen3_vl: "qwen3_vl_text",
+  qwen3_vl_moe: "qwen3_vl_moe_text",
 };
 
 /** Defaults of each family's transformers config class, used for keys a config.json leaves out. */
@@ -122,6 +123,13 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
   },
   qwen2_vl: { tie_word_embeddings: false },
   qwen2_5_vl: { tie_word_embeddings: false },
+  // Qwen3VLMoeTextConfig (Qwen3VLMoeConfig's text_config class): the sizes a released config states are required
+  qwen3_vl_moe_text: {
+    tie_word_embeddings: false,
+    attention_bias: false,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+  },
   // Qwen3VLTextConfig (Qwen3VLConfig's text_config class)
   qwen3_vl_text: {
     vocab_size: 151_936,
@@ -150,6 +158,20 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
 const VISION_DEFAULTS: Readonly<Record<string, Json>> = {
   // Qwen3VLVisionConfig
   qwen3_vl: {
+    depth: 27,
+    hidden_size: 1152,
+    intermediate_size: 4304,
+    num_heads: 16,
+    in_channels: 3,
+    patch_size: 16,
+    spatial_merge_size: 2,
+    temporal_patch_size: 2,
+    out_hidden_size: 3584,
+    num_position_embeddings: 2304,
+    deepstack_visual_indexes: [8, 16, 24],
+  },
+  // Qwen3VLMoeVisionConfig: the same tower
+  qwen3_vl_moe: {
     depth: 27,
     hidden_size: 1152,
     intermediate_size: 4304,
@@ -472,7 +494,8 @@ function textFor(modelType: ModelType, f: Fields): TextArchitecture {
       return { ...text, intermediateSize: 0, moe };
     }
     case "qwen2_moe":
-    case "qwen3_moe": {
+    case "qwen3_moe":
+    case "qwen3_vl_moe": {
       const text =
         modelType === "qwen2_moe"
           ? standardText(f, modelType, { qkvBias: true, oBias: false })
@@ -607,6 +630,7 @@ function visionFor(modelType: ModelType, v: Fields, textHidden: number): VisionA
         outHiddenSize: v.optionalSize("out_hidden_size") ?? textHidden,
       };
     case "qwen3_vl":
+    case "qwen3_vl_moe":
       return {
         kind: "qwen3_vl",
         depth: v.size("depth"),
@@ -762,7 +786,10 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
   if (declared === "qwen") textCfg = qwen1AsQwen2(config, source);
   const f = new Fields(textCfg, textDefaults, prefix, source, declared);
   const text = textFor(modelType, f);
-  if ((modelType === "gemma3" || modelType === "qwen3_vl") && textCfg.tie_word_embeddings === undefined) {
+  if (
+    (modelType === "gemma3" || modelType === "qwen3_vl" || modelType === "qwen3_vl_moe") &&
+    textCfg.tie_word_embeddings === undefined
+  ) {
     // the top-level flag is what PreTrainedModel ties by (Gemma 3 ties by default, Qwen3-VL does not)
     text.tieWordEmbeddings =
       typeof config.tie_word_embeddings === "boolean" ? config.tie_word_embeddings : modelType === "gemma3";

@@ -122,7 +122,7 @@ function textLinears(arch: Architecture, add: Add, opts: ModuleOptions): void {
   denseMlpLinears(type, H, t.intermediateSize, add, t.numLayers - moeLayers);
   const moe = t.moe;
   if (!moe || moeLayers === 0) return;
-  const expertsAsLinear = opts.expertsAsLinear ?? true;
+  const expertsAsLinear = expertsAreLinear(type, opts);
   const E = moe.numExperts;
   const Ie = moe.expertIntermediateSize;
   if (type === "mixtral") {
@@ -134,6 +134,8 @@ function textLinears(arch: Architecture, add: Add, opts: ModuleOptions): void {
     }
     return;
   }
+  // Qwen3-VL-MoE keeps its router an nn.Linear beside fused experts
+  if (type === "qwen3_vl_moe") add("gate", H, E, moeLayers);
   if (expertsAsLinear) {
     // Qwen-MoE's router is an nn.Linear named "gate"; DeepSeek's MoEGate is not a Linear.
     if (type === "qwen2_moe" || type === "qwen3_moe") add("gate", H, E, moeLayers);
@@ -213,6 +215,18 @@ function visionLinears(v: VisionArchitecture, textHidden: number, add: Add, addP
       return;
     }
   }
+}
+
+/**
+ * Model types whose routed experts are fused 3-D parameters in every transformers release (Qwen3-VL-MoE's
+ * `experts.gate_up_proj` / `experts.down_proj`, as its checkpoints store them): no nn.Linear for LoRA or
+ * bitsandbytes to find.
+ */
+const FUSED_EXPERTS: ReadonlySet<ModelType> = new Set(["qwen3_vl_moe"]);
+
+/** Whether a model's routed experts are nn.Linear modules under the transformers the options name. */
+export function expertsAreLinear(type: ModelType, opts: ModuleOptions): boolean {
+  return (opts.expertsAsLinear ?? true) && !FUSED_EXPERTS.has(type);
 }
 
 const MODULE_CACHE = new WeakMap<Architecture, Map<boolean, LinearGroup[]>>();

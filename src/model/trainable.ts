@@ -2,7 +2,13 @@ import { range } from "../_util.ts";
 import { usageError } from "../errors.ts";
 import type { Architecture, VisionArchitecture } from "../schema/architecture.ts";
 import type { Method } from "../schema/plan.ts";
-import { embeddingModuleNames, freezeModuleNames, type LinearGroup, linearModules } from "./modules.ts";
+import {
+  embeddingModuleNames,
+  expertsAreLinear,
+  freezeModuleNames,
+  type LinearGroup,
+  linearModules,
+} from "./modules.ts";
 import { attentionParamsPerLayer, countParams, denseMlpParams } from "./params.ts";
 
 /*
@@ -151,7 +157,7 @@ function freezeTrainable(arch: Architecture, opts: TrainableOptions): { params: 
   if (modules === "all") {
     // ".{id}." is a plain substring: it also matches experts.{id} in the other MoE layers (transformers 4.x)…
     const moe = t.moe;
-    if (moe && (opts.expertsAsLinear ?? true)) {
+    if (moe && expertsAreLinear(arch.modelType, opts)) {
       const expert = denseMlpParams(t, moe.expertIntermediateSize);
       const hits = layers.filter((id) => id < moe.numExperts).length;
       const otherMoeLayers = moe.moeLayers.filter((l) => !layers.includes(l)).length;

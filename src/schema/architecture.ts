@@ -39,6 +39,7 @@ export const ModelType = z.enum([
   "qwen2_vl",
   "qwen2_5_vl",
   "qwen3_vl",
+  "qwen3_vl_moe",
   "mllama",
   "minicpmv",
 ]);

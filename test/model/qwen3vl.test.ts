@@ -3,7 +3,10 @@ import { architectureFromConfig } from "../../src/catalog/config-json.ts";
 import { findCatalogModel } from "../../src/catalog/models.ts";
 import { accelerateConfig } from "../../src/emit/accelerate.ts";
 import { emitFiles } from "../../src/emit/bundle.ts";
+import { DEFAULT_ASSUMPTIONS } from "../../src/memory/assumptions.ts";
+import { loadedWeightBytes } from "../../src/memory/load.ts";
 import { imagePatches } from "../../src/memory/train.ts";
+import { linearModules } from "../../src/model/modules.ts";
 import { countParams } from "../../src/model/params.ts";
 import { countTrainable } from "../../src/model/trainable.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
@@ -110,6 +113,36 @@ describe("Qwen3-VL", () => {
     expect(other.find((f) => f.path === "README.md")?.contents).not.toContain(
       "which older releases do not have",
     );
+  });
+
+  it("counts Qwen3-VL-30B-A3B's fused experts, which LoRA-all and bitsandbytes do not reach", () => {
+    const arch = catalog("Qwen/Qwen3-VL-30B-A3B-Instruct");
+    const p = countParams(arch);
+    expect(p.total).toBe(31_070_754_032);
+    expect(p.text).toBe(30_532_122_624); // Qwen3-30B-A3B
+    const names = linearModules(arch).map((g) => g.name);
+    expect(names).toContain("gate"); // the router is an nn.Linear
+    expect(linearModules(arch).some((g) => g.expert)).toBe(false);
+    // the same text model as Qwen3-30B-A3B: there LoRA-all adapts the experts too
+    const lora = (id: string) =>
+      countTrainable(catalog(id), { method: "lora", loraRank: 8, loraTarget: "all" }).adapter;
+    expect(lora("Qwen/Qwen3-30B-A3B")).toBeGreaterThan(10 * lora("Qwen/Qwen3-VL-30B-A3B-Instruct"));
+    // QLoRA: bitsandbytes quantizes nn.Linear modules only, so the fused experts load in 16 bits
+    const loaded = (id: string) =>
+      loadedWeightBytes(
+        resolvePlan({ model: id, gpu: "h100-80g", method: "qlora" }).plan,
+        countParams(catalog(id)),
+        DEFAULT_ASSUMPTIONS,
+      );
+    const experts = 48 * 128 * 3 * 2048 * 768;
+    expect(loaded("Qwen/Qwen3-VL-30B-A3B-Instruct") - loaded("Qwen/Qwen3-30B-A3B")).toBeGreaterThan(
+      experts * 1.4,
+    );
+    const fsdp = accelerateConfig(
+      resolvePlan({ model: "Qwen/Qwen3-VL-30B-A3B-Instruct", gpu: "h100-80g", gpus: 4, sharding: "fsdp" })
+        .plan,
+    )?.fsdp_config as Record<string, unknown> | undefined;
+    expect(fsdp?.fsdp_transformer_layer_cls_to_wrap).toBe("Qwen3VLMoeTextDecoderLayer,Qwen3VLMoeVisionBlock");
   });
 
   it("wraps Qwen3VLTextDecoderLayer and Qwen3VLVisionBlock under FSDP", () => {

@@ -212,6 +212,16 @@ export const LAYER_CLASSES: Readonly<
     ],
     "trustRemoteCode": false
   },
+  "qwen3_vl_moe": {
+    "decoder": [
+      "Qwen3VLMoeTextDecoderLayer"
+    ],
+    "decoderByHiddenSize": null,
+    "vision": [
+      "Qwen3VLMoeVisionBlock"
+    ],
+    "trustRemoteCode": false
+  },
   "qwen": {
     "decoder": [
       "QWenBlock"

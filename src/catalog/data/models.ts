@@ -5870,5 +5870,124 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen3-VL-32B-Instruct config.json (Qwen3VLForConditionalGeneration): text_config with Qwen3-32B's dimensions (rope_theta 5e6, 262,144 positions); vision_config depth 27, hidden 1152, MLP 4304, 16 heads, patch 16, merge 2, out_hidden_size 5120, 2,304 learned positions, deepstack_visual_indexes [8, 16, 24]"
     ]
+  },
+  {
+    "key": "Qwen3-VL-30B-A3B",
+    "id": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+    "ids": [
+      {
+        "id": "Qwen/Qwen3-VL-30B-A3B-Instruct",
+        "defaultTemplate": "qwen3_vl_nothink",
+        "groupTemplate": "qwen3_vl_nothink",
+        "llamafactoryName": "Qwen3-VL-30B-A3B-Instruct",
+        "shards": null
+      },
+      {
+        "id": "Qwen/Qwen3-VL-30B-A3B-Thinking",
+        "defaultTemplate": "qwen3_vl",
+        "groupTemplate": "qwen3_vl",
+        "llamafactoryName": "Qwen3-VL-30B-A3B-Thinking",
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "qwen3_vl_moe",
+      "text": {
+        "vocabSize": 151936,
+        "embedRows": 151936,
+        "hiddenSize": 2048,
+        "numLayers": 48,
+        "numHeads": 32,
+        "numKvHeads": 4,
+        "headDim": 128,
+        "intermediateSize": 6144,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": true,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 262144,
+        "moe": {
+          "numExperts": 128,
+          "expertsPerToken": 8,
+          "expertIntermediateSize": 768,
+          "sharedExpertIntermediateSize": 0,
+          "sharedExpertGate": false,
+          "routerBias": false,
+          "moeLayers": [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            15,
+            16,
+            17,
+            18,
+            19,
+            20,
+            21,
+            22,
+            23,
+            24,
+            25,
+            26,
+            27,
+            28,
+            29,
+            30,
+            31,
+            32,
+            33,
+            34,
+            35,
+            36,
+            37,
+            38,
+            39,
+            40,
+            41,
+            42,
+            43,
+            44,
+            45,
+            46,
+            47
+          ]
+        },
+        "mla": null
+      },
+      "vision": {
+        "kind": "qwen3_vl",
+        "depth": 27,
+        "hiddenSize": 1152,
+        "intermediateSize": 4304,
+        "numHeads": 16,
+        "inChannels": 3,
+        "patchSize": 16,
+        "temporalPatchSize": 2,
+        "spatialMergeSize": 2,
+        "outHiddenSize": 2048,
+        "numPositionEmbeddings": 2304,
+        "deepstackLayers": 3
+      }
+    },
+    "sources": [
+      "Qwen/Qwen3-VL-30B-A3B-Instruct config.json (Qwen3VLMoeForConditionalGeneration): text_config with Qwen3-30B-A3B's dimensions (48 layers of 2,048, 128 experts of 768, top 8; rope_theta 5e6, 262,144 positions), the routed experts fused as experts.gate_up_proj / experts.down_proj; vision_config depth 27, hidden 1152, MLP 4304, out_hidden_size 2048, deepstack_visual_indexes [8, 16, 24]"
+    ]
   }
 ];
