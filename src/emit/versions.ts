@@ -66,7 +66,7 @@ export const VERSION_CHOICES = {
     why: "accelerate 1.11's FSDP2 casts the whole model, frozen weights included, to fp32 after sharding (only trainable ones from 1.13); the memory model follows 1.11.",
   },
   moeExperts: {
-    why: "transformers 5.x stores MoE experts as fused 3-D tensors, which `lora_target: all` (nn.Linear modules only) does not adapt; in 4.x each expert is a set of nn.Linear modules it does adapt. The trainable count follows the memory model's transformersExpertsAsLinear assumption.",
+    why: "transformers 5.x stores MoE experts as fused 3-D tensors, which `lora_target: all` (nn.Linear modules only) does not adapt; in 4.x each expert is a set of nn.Linear modules it does adapt. The trainable count follows the memory model's transformersExpertsAsLinear assumption; Qwen3-VL-MoE's experts are fused in every release.",
   },
   deepspeedAuto: {
     why: "batch sizes, gradient clipping, fp16/bf16 and ZeRO-3 bucket sizes are 'auto': transformers' HfTrainerDeepSpeedConfig fills them from the training arguments, so they cannot disagree with train.yaml.",
