@@ -155,35 +155,25 @@ const CLASS_DEFAULTS: Readonly<Record<string, Json>> = {
   },
 };
 
+/** Qwen3VLVisionConfig's defaults (Qwen3-VL-MoE's vision config class has the same). */
+const QWEN3_VL_VISION: Json = {
+  depth: 27,
+  hidden_size: 1152,
+  intermediate_size: 4304,
+  num_heads: 16,
+  in_channels: 3,
+  patch_size: 16,
+  spatial_merge_size: 2,
+  temporal_patch_size: 2,
+  out_hidden_size: 3584,
+  num_position_embeddings: 2304,
+  deepstack_visual_indexes: [8, 16, 24],
+};
+
 const VISION_DEFAULTS: Readonly<Record<string, Json>> = {
-  // Qwen3VLVisionConfig
-  qwen3_vl: {
-    depth: 27,
-    hidden_size: 1152,
-    intermediate_size: 4304,
-    num_heads: 16,
-    in_channels: 3,
-    patch_size: 16,
-    spatial_merge_size: 2,
-    temporal_patch_size: 2,
-    out_hidden_size: 3584,
-    num_position_embeddings: 2304,
-    deepstack_visual_indexes: [8, 16, 24],
-  },
+  qwen3_vl: QWEN3_VL_VISION,
   // Qwen3VLMoeVisionConfig: the same tower
-  qwen3_vl_moe: {
-    depth: 27,
-    hidden_size: 1152,
-    intermediate_size: 4304,
-    num_heads: 16,
-    in_channels: 3,
-    patch_size: 16,
-    spatial_merge_size: 2,
-    temporal_patch_size: 2,
-    out_hidden_size: 3584,
-    num_position_embeddings: 2304,
-    deepstack_visual_indexes: [8, 16, 24],
-  },
+  qwen3_vl_moe: QWEN3_VL_VISION,
   // MiniCPM-V's configuration_minicpm.py default_vision_config (SigLIP-400M, NaViT)
   minicpmv: {
     hidden_size: 1152,
