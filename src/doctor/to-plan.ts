@@ -393,6 +393,17 @@ export function setupToPlan(
   }
   // Images per sample are the dataset's: given (doctor's --images-per-sample), or one for LLaMA-Factory's own
   // mllm_demo (data/mllm_demo.json: one image per sample); other datasets are not read
+  // LLaMA-Factory's video demos: tunefit plans images only, so their frames are not in the figures
+  const videoDemo = list(dataset).find((d) => d === "mllm_video_demo" || d === "mllm_video_audio_demo");
+  if (videoDemo !== undefined) {
+    issues.push({
+      code: "VIDEOS_NOT_COUNTED",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:dataset`,
+      message: `${videoDemo} carries videos, whose frames tunefit does not count (it plans images only): the memory shown is a lower bound`,
+      hint: "Read the figures as a floor, or plan with --images-per-sample set to the frames a video becomes.",
+    });
+  }
   const demoImages = list(dataset).includes("mllm_demo");
   const vision = demoImages ? visionOf(modelRef, where.cwd) : null;
   if (where.imagesPerSample !== undefined) input.imagesPerSample = where.imagesPerSample;

@@ -120,6 +120,19 @@ describe("tunefit doctor: verdicts and fixes", () => {
       ]),
     );
     expect(text.batch.imagesPerSample).toBeUndefined();
+    // LLaMA-Factory's video demo: its frames are not counted, and doctor says the figures are a floor
+    writeFileSync(
+      join(dir, "video.yaml"),
+      `model_name_or_path: Qwen/Qwen3-VL-4B-Instruct\n${base.replace("mllm_demo", "mllm_video_demo")}`,
+    );
+    const video = doctorJson(["doctor", "video.yaml", "--gpu", "a100-80g"], dir).json as unknown as {
+      issues: { code: string; path: string }[];
+    };
+    expect(video.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "VIDEOS_NOT_COUNTED", path: "video.yaml:dataset" }),
+      ]),
+    );
   });
 
   it("says what to change in the YAML's own terms, not as plan flags", () => {
