@@ -5513,7 +5513,7 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
       "vision": null
     },
     "sources": [
-      "mistralai/Mixtral-8x22B-v0.1 config.json (MixtralForCausalLM): hidden 6144, 56 layers, 48 heads (8 KV) of 128, 8 experts of 16384 (top 2), vocab_size 32000, untied"
+      "mistralai/Mixtral-8x22B-v0.1 config.json (MixtralForCausalLM): hidden 6144, 56 layers, 48 heads (8 KV) of 128, 8 experts of 16384 (top 2), 65,536 positions, rope_theta 1e6, as public copies of the config show; vocab_size 32000 is not read from a copy (the Instruct release's tokenizer v3 has 32,768 tokens, the base's 32,000)"
     ]
   },
   {
@@ -5620,7 +5620,7 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
       "vision": null
     },
     "sources": [
-      "mistralai/Mixtral-8x22B-Instruct-v0.1 config.json (MixtralForCausalLM): hidden 6144, 56 layers, 48 heads (8 KV) of 128, 8 experts of 16384 (top 2), vocab_size 32768, untied"
+      "mistralai/Mixtral-8x22B-Instruct-v0.1 config.json (MixtralForCausalLM): hidden 6144, 56 layers, 48 heads (8 KV) of 128, 8 experts of 16384 (top 2), 65,536 positions, rope_theta 1e6, as public copies of the config show; vocab_size 32768 is not read from a copy (the Instruct release's tokenizer v3 has 32,768 tokens, the base's 32,000)"
     ]
   },
   {
