@@ -4940,7 +4940,7 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
       }
     },
     "sources": [
-      "openbmb/MiniCPM-V-2_6 config.json (MiniCPMV, model_type minicpmv: Qwen2-7B's dimensions with vocab_size 151666 at the top level; vision_config SigLIP-400M 27 x 1152, MLP 4304, image_size 980, patch 14; query_num 64; slice_config max_slice_nums 9, scale_resolution 448)",
+      "openbmb/MiniCPM-V-2_6 (MiniCPMV, model_type minicpmv): Qwen2-7B's dimensions at the top level; vocab_size 151666 as public copies of MiniCPM-o-2.6's config.json (the same Qwen2-7B language model) state it, not read from MiniCPM-V-2.6's own; vision_config SigLIP-400M 27 x 1152, MLP 4304, image_size 980, patch 14 (as public MiniCPM-V/o configs state it); query_num 64; slice_config max_slice_nums 9, scale_resolution 448; drop_vision_last_layer taken as false",
       "modeling_minicpmv.py / resampler.py (remote code): vpm = SiglipVisionTransformer without head; Resampler(num_queries=query_num, embed_dim=hidden_size, num_heads=hidden_size // 128, kv_dim=1152, adaptive=True)"
     ]
   },
@@ -4995,7 +4995,7 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
       }
     },
     "sources": [
-      "openbmb/MiniCPM-Llama3-V-2_5 config.json (MiniCPMV, model_type minicpmv: Llama-3-8B's dimensions at the top level; the same SigLIP-400M vision_config; query_num 96; slice_config max_slice_nums 9, scale_resolution 448)",
+      "openbmb/MiniCPM-Llama3-V-2_5 (MiniCPMV, model_type minicpmv): Llama-3-8B's dimensions at the top level (vocab_size 128256 taken from Llama 3, not read from its own config.json); the same SigLIP-400M vision_config; query_num 96; slice_config max_slice_nums 9, scale_resolution 448; drop_vision_last_layer taken as false",
       "modeling_minicpmv.py / resampler.py (remote code): vpm = SiglipVisionTransformer without head; Resampler(num_queries=query_num, embed_dim=hidden_size, num_heads=hidden_size // 128, kv_dim=1152, adaptive=True)"
     ]
   },
