@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse } from "yaml";
-import { isUnknownHubId } from "../catalog/resolve-model.ts";
+import { isUnknownHubId, MAX_CONFIG_JSON_BYTES } from "../catalog/resolve-model.ts";
 
 /*
  * Reading an unknown model's config.json from the Hugging Face Hub, for the CLI only: the library never touches
@@ -27,8 +27,6 @@ export interface HubConfigs {
 export const DEFAULT_HUB_ENDPOINT = "https://huggingface.co";
 /** How long one request may take before it is given up. */
 export const HUB_TIMEOUT_MS = 15_000;
-/** The largest config.json accepted from the Hub (real ones are a few KiB). */
-const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -104,7 +102,7 @@ function yamlModelOf(file: string | undefined, cwd: string): string | undefined 
   if (file === undefined) return undefined;
   try {
     const text = readFileSync(resolve(cwd, file), "utf8");
-    if (text.length > MAX_CONFIG_BYTES) return undefined;
+    if (text.length > MAX_CONFIG_JSON_BYTES) return undefined;
     const doc: unknown = parse(text, { version: "1.1" });
     const value =
       typeof doc === "object" && doc !== null
@@ -146,7 +144,7 @@ export async function fetchHubConfigs(
         continue;
       }
       const text = await response.text();
-      if (text.length > MAX_CONFIG_BYTES) {
+      if (text.length > MAX_CONFIG_JSON_BYTES) {
         notes.push(`config.json of ${id} from ${endpoint} is over 4 MiB: not read`);
         continue;
       }

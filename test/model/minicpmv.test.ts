@@ -1,7 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { architectureFromConfig } from "../../src/catalog/config-json.ts";
-import { findCatalogModel } from "../../src/catalog/models.ts";
-import { accelerateConfig } from "../../src/emit/accelerate.ts";
 import { trainYaml } from "../../src/emit/train-yaml.ts";
 import { TunefitError } from "../../src/errors.ts";
 import { estimateTrainMemory, imagePatches, minicpmvSlices } from "../../src/memory/train.ts";
@@ -9,7 +7,7 @@ import { countParams } from "../../src/model/params.ts";
 import { countTrainable } from "../../src/model/trainable.ts";
 import { analyzePlan, planReport } from "../../src/plan/analyze.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
-import type { Architecture } from "../../src/schema/architecture.ts";
+import { catalogArchitecture, fsdpWrapOf } from "../support/catalog.ts";
 import { cli } from "../support/cli.ts";
 
 // MiniCPM-V (remote code, model_type minicpmv): the language model's fields at the top level, a NaViT SigLIP
@@ -57,12 +55,6 @@ const llamaBased = {
   slice_config: { max_slice_nums: 9, patch_size: 14, scale_resolution: 448 },
   vision_config: vision,
 };
-
-function catalogArchitecture(id: string): Architecture {
-  const match = findCatalogModel(id);
-  if (!match) throw new Error(`no catalog model ${id}`);
-  return match.record.architecture;
-}
 
 describe("MiniCPM-V accounting", () => {
   it("reads a Qwen2-based config (2.6) as the catalog's MiniCPM-V-2.6", () => {
@@ -208,11 +200,8 @@ describe("MiniCPM-V bundles", () => {
   });
 
   it("wraps the Qwen2 decoder layers and the SigLIP blocks under FSDP", () => {
-    const wrap = (p: typeof plan) =>
-      (accelerateConfig(p)?.fsdp_config as Record<string, unknown> | undefined)
-        ?.fsdp_transformer_layer_cls_to_wrap;
-    expect(wrap(plan)).toBe("Qwen2DecoderLayer,SiglipEncoderLayer");
+    expect(fsdpWrapOf(plan)).toBe("Qwen2DecoderLayer,SiglipEncoderLayer");
     const llama = resolvePlan({ model: "openbmb/MiniCPM-Llama3-V-2_5", template: "default", ...input }).plan;
-    expect(wrap(llama)).toBe("LlamaDecoderLayer,SiglipEncoderLayer");
+    expect(fsdpWrapOf(llama)).toBe("LlamaDecoderLayer,SiglipEncoderLayer");
   });
 });

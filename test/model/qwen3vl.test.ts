@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { architectureFromConfig } from "../../src/catalog/config-json.ts";
 import { findCatalogModel } from "../../src/catalog/models.ts";
-import { accelerateConfig } from "../../src/emit/accelerate.ts";
 import { emitFiles } from "../../src/emit/bundle.ts";
 import { DEFAULT_ASSUMPTIONS } from "../../src/memory/assumptions.ts";
 import { loadedWeightBytes } from "../../src/memory/load.ts";
@@ -10,7 +9,7 @@ import { linearModules } from "../../src/model/modules.ts";
 import { countParams } from "../../src/model/params.ts";
 import { countTrainable } from "../../src/model/trainable.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
-import type { Architecture } from "../../src/schema/architecture.ts";
+import { catalogArchitecture, fsdpWrapOf } from "../support/catalog.ts";
 
 // Qwen3-VL (transformers' qwen3_vl): Qwen3's decoder in a nested text_config, and a ViT with a learned position
 // table, a merger and DeepStack mergers. The config below has the layout of Qwen/Qwen3-VL-4B-Instruct's config.json
@@ -47,16 +46,10 @@ const qwen3vl4b = {
   },
 };
 
-function catalog(id: string): Architecture {
-  const match = findCatalogModel(id);
-  if (!match) throw new Error(`no catalog model ${id}`);
-  return match.record.architecture;
-}
-
 describe("Qwen3-VL", () => {
   it("reads its config.json (text_config nested, tied by the top-level flag) as the catalog's 4B", () => {
     const arch = architectureFromConfig(qwen3vl4b);
-    expect(arch).toEqual(catalog("Qwen/Qwen3-VL-4B-Instruct"));
+    expect(arch).toEqual(catalogArchitecture("Qwen/Qwen3-VL-4B-Instruct"));
     expect(arch.text).toMatchObject({ qkNorm: true, tieWordEmbeddings: true, headDim: 128 });
     const p = countParams(arch);
     expect(p.total).toBe(4_437_815_808);
@@ -67,7 +60,7 @@ describe("Qwen3-VL", () => {
   });
 
   it("counts the 8B as Qwen3-8B and a 27 × 1,152 tower", () => {
-    const p = countParams(catalog("Qwen/Qwen3-VL-8B-Instruct"));
+    const p = countParams(catalogArchitecture("Qwen/Qwen3-VL-8B-Instruct"));
     expect(p.total).toBe(8_767_123_696);
     expect(p.text).toBe(8_190_735_360);
     // the Thinking release keeps the Instruct one's shapes, with LLaMA-Factory's thinking template
@@ -88,7 +81,7 @@ describe("Qwen3-VL", () => {
   });
 
   it("trains the tower's linears and DeepStack mergers with LoRA only when the tower is not frozen", () => {
-    const arch = catalog("Qwen/Qwen3-VL-4B-Instruct");
+    const arch = catalogArchitecture("Qwen/Qwen3-VL-4B-Instruct");
     const frozen = countTrainable(arch, { method: "lora", loraRank: 8, loraTarget: "all" });
     const open = countTrainable(arch, {
       method: "lora",
@@ -116,7 +109,7 @@ describe("Qwen3-VL", () => {
   });
 
   it("counts Qwen3-VL-30B-A3B's fused experts, which LoRA-all and bitsandbytes do not reach", () => {
-    const arch = catalog("Qwen/Qwen3-VL-30B-A3B-Instruct");
+    const arch = catalogArchitecture("Qwen/Qwen3-VL-30B-A3B-Instruct");
     const p = countParams(arch);
     expect(p.total).toBe(31_070_754_032);
     expect(p.text).toBe(30_532_122_624); // Qwen3-30B-A3B
@@ -125,24 +118,26 @@ describe("Qwen3-VL", () => {
     expect(linearModules(arch).some((g) => g.expert)).toBe(false);
     // the same text model as Qwen3-30B-A3B: there LoRA-all adapts the experts too
     const lora = (id: string) =>
-      countTrainable(catalog(id), { method: "lora", loraRank: 8, loraTarget: "all" }).adapter;
+      countTrainable(catalogArchitecture(id), { method: "lora", loraRank: 8, loraTarget: "all" }).adapter;
     expect(lora("Qwen/Qwen3-30B-A3B")).toBeGreaterThan(10 * lora("Qwen/Qwen3-VL-30B-A3B-Instruct"));
     // QLoRA: bitsandbytes quantizes nn.Linear modules only, so the fused experts load in 16 bits
     const loaded = (id: string) =>
       loadedWeightBytes(
         resolvePlan({ model: id, gpu: "h100-80g", method: "qlora" }).plan,
-        countParams(catalog(id)),
+        countParams(catalogArchitecture(id)),
         DEFAULT_ASSUMPTIONS,
       );
     const experts = 48 * 128 * 3 * 2048 * 768;
     expect(loaded("Qwen/Qwen3-VL-30B-A3B-Instruct") - loaded("Qwen/Qwen3-30B-A3B")).toBeGreaterThan(
       experts * 1.4,
     );
-    const fsdp = accelerateConfig(
-      resolvePlan({ model: "Qwen/Qwen3-VL-30B-A3B-Instruct", gpu: "h100-80g", gpus: 4, sharding: "fsdp" })
-        .plan,
-    )?.fsdp_config as Record<string, unknown> | undefined;
-    expect(fsdp?.fsdp_transformer_layer_cls_to_wrap).toBe("Qwen3VLMoeTextDecoderLayer,Qwen3VLMoeVisionBlock");
+    const moe = resolvePlan({
+      model: "Qwen/Qwen3-VL-30B-A3B-Instruct",
+      gpu: "h100-80g",
+      gpus: 4,
+      sharding: "fsdp",
+    });
+    expect(fsdpWrapOf(moe.plan)).toBe("Qwen3VLMoeTextDecoderLayer,Qwen3VLMoeVisionBlock");
   });
 
   it("wraps Qwen3VLTextDecoderLayer and Qwen3VLVisionBlock under FSDP", () => {
@@ -152,7 +147,6 @@ describe("Qwen3-VL", () => {
       gpus: 4,
       sharding: "fsdp",
     }).plan;
-    const fsdp = accelerateConfig(plan)?.fsdp_config as Record<string, unknown> | undefined;
-    expect(fsdp?.fsdp_transformer_layer_cls_to_wrap).toBe("Qwen3VLTextDecoderLayer,Qwen3VLVisionBlock");
+    expect(fsdpWrapOf(plan)).toBe("Qwen3VLTextDecoderLayer,Qwen3VLVisionBlock");
   });
 });
