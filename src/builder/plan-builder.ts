@@ -3,6 +3,7 @@ import { type ResolveOptions, resolvePlan } from "../plan/resolve.ts";
 import type {
   Attention,
   FsdpStrategy,
+  LowMemoryOptimizer,
   ModelDefinition,
   Offload,
   Plan,
@@ -12,7 +13,7 @@ import type {
   QuantMethod,
   Sharding,
 } from "../schema/plan.ts";
-import { ALL_METHOD_FIELDS } from "../schema/plan.ts";
+import { ALL_METHOD_FIELDS, METHOD_FIELDS } from "../schema/plan.ts";
 
 /*
  * An immutable fluent builder over PlanInput. Every method returns a new builder; the draft is a frozen,
@@ -70,6 +71,13 @@ export interface FreezeOptions {
   readonly trainableModules?: "all" | readonly string[];
 }
 
+export interface ProjectionOptions {
+  /** rank of the projected gradients and optimizer states @default 16 */
+  readonly rank?: number;
+  /** step each parameter in its gradient hook (one GPU, gradient accumulation 1) @default false */
+  readonly layerwise?: boolean;
+}
+
 export interface TrainingOptions {
   readonly seqLen?: number;
   readonly microBatch?: number;
@@ -98,6 +106,11 @@ function without(draft: Draft, fields: readonly (keyof PlanInput)[]): Draft {
   for (const f of fields) delete copy[f];
   return copy as Draft;
 }
+
+/** What full() and freeze() replace: the other methods' fields (the memory-efficient optimizer stays). */
+const OTHER_METHOD_FIELDS: readonly (keyof PlanInput)[] = ALL_METHOD_FIELDS.filter(
+  (f) => !(METHOD_FIELDS.lowMemory as readonly string[]).includes(f),
+);
 
 /** Drops undefined values so a draft only holds what was set (PlanInput uses exact optional properties). */
 function defined<T extends Record<string, unknown>>(values: T): Partial<T> {
@@ -156,7 +169,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** Full fine-tuning. */
   full(): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, ALL_METHOD_FIELDS),
+      ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "full",
     });
   }
@@ -164,7 +177,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** Freeze tuning: the last (or first) layers train. */
   freeze(o: FreezeOptions = {}): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, ALL_METHOD_FIELDS),
+      ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "freeze",
       ...defined({ freezeTrainableLayers: o.trainableLayers, freezeTrainableModules: o.trainableModules }),
     } as Draft);
@@ -187,6 +200,32 @@ export class PlanBuilder<S extends Draft = Empty> {
       ...loraFields(o),
       ...defined({ quantBits: o.bits, quantMethod: o.quantMethod }),
     });
+  }
+
+  /**
+   * GaLore for full (or freeze) tuning: every language-model linear's optimizer states at a low rank
+   * (LLaMA-Factory `use_galore`). Combine with `.full()` or `.freeze()`, in either order.
+   */
+  galore(o: ProjectionOptions = {}): PlanBuilder<S> {
+    return this.#lowMemory("galore", o);
+  }
+
+  /** APOLLO for full (or freeze) tuning: low-rank auxiliary optimizer states (LLaMA-Factory `use_apollo`). */
+  apollo(o: ProjectionOptions = {}): PlanBuilder<S> {
+    return this.#lowMemory("apollo", o);
+  }
+
+  /** Layer-wise BAdam for full tuning: one decoder layer trains at a time (LLaMA-Factory `use_badam`). */
+  badam(): PlanBuilder<S> {
+    return this.#lowMemory("badam", {});
+  }
+
+  #lowMemory(optimizer: LowMemoryOptimizer, o: ProjectionOptions): PlanBuilder<S> {
+    return this.#with({
+      ...without(this.#draft, METHOD_FIELDS.lowMemory),
+      lowMemoryOptimizer: optimizer,
+      ...defined({ lowMemoryRank: o.rank, lowMemoryLayerwise: o.layerwise }),
+    } as Draft);
   }
 
   /** DeepSpeed ZeRO (stage 1, 2 or 3). */

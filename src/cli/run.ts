@@ -428,12 +428,24 @@ function humanPlan(a: PlanAnalysis, color = false): string {
             ],
           ]
         : []),
-      ["trainable", formatCount(a.trainable.trainable), formatInt(a.trainable.trainable)],
+      [
+        a.plan.lowMemoryOptimizer === "badam" ? "trainable (one layer at a time)" : "trainable",
+        formatCount(a.trainable.trainable),
+        formatInt(a.trainable.trainable),
+      ],
     ]),
   ];
   if (a.trainable.loraTargets.length > 0) lines.push(`LoRA targets: ${a.trainable.loraTargets.join(", ")}`);
-  if (a.trainable.trainableLayers.length > 0)
+  if (a.plan.lowMemoryOptimizer === "badam")
+    lines.push(
+      `BAdam trains one decoder layer at a time (the embeddings and lm_head stay frozen); the figures are for the largest, layer ${a.trainable.trainableLayers.join(", ")}`,
+    );
+  else if (a.trainable.trainableLayers.length > 0)
     lines.push(`Trained layers: ${a.trainable.trainableLayers.join(", ")}`);
+  if (a.plan.lowMemoryOptimizer === "galore" || a.plan.lowMemoryOptimizer === "apollo")
+    lines.push(
+      `${a.plan.lowMemoryOptimizer === "galore" ? "GaLore" : "APOLLO"} rank ${a.plan.lowMemoryRank}${a.plan.lowMemoryLayerwise ? ", layer-wise" : ""}: optimizer states of every language-model linear at rank ${a.plan.lowMemoryRank}; embeddings, norms and lm_head keep full states`,
+    );
   const m = a.memory;
   const per = m.train.perGpu;
   const load = m.load.fits

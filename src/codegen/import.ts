@@ -449,6 +449,18 @@ function chainCalls(c: Input, model: ModelSource, hardware: ImportHardware, plac
       args: objArgs(defined([["bits", c.quantBits], ["quantMethod", c.quantMethod], ...lora()])),
     });
   } else calls.push({ name: "lora", args: objArgs(defined(lora())) });
+  const lowMemory = c.lowMemoryOptimizer;
+  if (lowMemory === "galore" || lowMemory === "apollo" || lowMemory === "badam") {
+    calls.push({
+      name: lowMemory,
+      args: objArgs(
+        defined([
+          ["rank", c.lowMemoryRank],
+          ["layerwise", c.lowMemoryLayerwise],
+        ]),
+      ),
+    });
+  }
 
   const sharding = c.sharding;
   if (sharding === "zero1" || sharding === "zero2" || sharding === "zero3") {

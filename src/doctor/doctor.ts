@@ -23,6 +23,7 @@ import {
   acceleratorConfigOf,
   type Hardware,
   type Launcher,
+  lowMemoryOf,
   type SetupPlan,
   setupToPlan,
   upperBoundSwitches,
@@ -188,9 +189,14 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
   // LLaMA-Factory's "distributed" is torchrun's: several processes, or DeepSpeed, which runs under torchrun even
   // on one GPU
   const distributed = world > 1 || input.deepspeed.kind !== "none";
-  issues.push(...optimizerSwitchIssues(input.yaml, name, distributed, setup.input.sharding === "zero3"));
+  // a switch the plan carries is checked by the plan's own rules (LAYERWISE_*, PROJECTED_OPTIMIZER_*, BADAM_NEEDS_ZERO3)
+  if (lowMemoryOf(input.yaml) === null)
+    issues.push(...optimizerSwitchIssues(input.yaml, name, distributed, setup.input.sharding === "zero3"));
   return issues;
 }
+
+/** Plan rules on keys no candidate of the fix search changes (layer-wise updates, GaLore's optim). */
+const BY_HAND_RULES = new Set(["LAYERWISE_DISTRIBUTED", "LAYERWISE_GRAD_ACCUM", "PROJECTED_OPTIMIZER_OPTIM"]);
 
 /**
  * The memory-saving switches of a YAML that could bring an over-the-card training figure under the card: the
@@ -770,6 +776,7 @@ export function doctor(input: DoctorInput): DoctorReport {
     (i) =>
       i.severity === "error" &&
       (i.code === "LLAMAFACTORY_REJECTS" ||
+        BY_HAND_RULES.has(i.code) ||
         (i.code === "TEMPLATE_NOT_MULTIMODAL" && mmTemplate === null) ||
         (i.code === "TARGET_BAD_VALUE" &&
           i.path.startsWith(`${yamlName}:`) &&

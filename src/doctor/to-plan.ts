@@ -49,6 +49,9 @@ export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
   attention: "flash_attn",
   liger: "enable_liger_kernel",
   optimizer: "optim",
+  lowMemoryOptimizer: "use_galore / use_apollo / use_badam",
+  lowMemoryRank: "galore_rank / apollo_rank",
+  lowMemoryLayerwise: "galore_layerwise / apollo_layerwise",
   loraRank: "lora_rank",
   loraAlpha: "lora_alpha",
   loraDropout: "lora_dropout",
@@ -91,6 +94,17 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--offload optimizer/g, "optimizer offload (offload_optimizer in the deepspeed: config)"],
   [/--offload none/g, "no offload settings"],
   [/--offload/g, "the DeepSpeed or FSDP offload settings"],
+  [/--low-memory-optimizer badam with --sharding zero3/g, "use_badam: true with a ZeRO-3 deepspeed: config"],
+  [/--low-memory-optimizer (galore|apollo) \(or apollo\)/g, "use_$1: true (or use_apollo: true)"],
+  [/--low-memory-optimizer (galore|apollo|badam)/g, "use_$1: true"],
+  [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam"],
+  [
+    /--low-memory-rank\/--low-memory-layerwise/g,
+    "galore_rank/galore_layerwise (apollo_rank/apollo_layerwise)",
+  ],
+  [/--low-memory-layerwise off/g, "galore_layerwise: false (apollo_layerwise: false)"],
+  [/--low-memory-layerwise/g, "galore_layerwise (apollo_layerwise)"],
+  [/--low-memory-rank/g, "galore_rank (apollo_rank)"],
   [/--method lora or qlora/g, "finetuning_type: lora, or QLoRA with quantization_bit: 4"],
   [/--method lora \(or qlora\)/g, "finetuning_type: lora (QLoRA: with quantization_bit: 4)"],
   [/--method qlora/g, "finetuning_type: lora with quantization_bit: 4"],
@@ -149,6 +163,13 @@ function syncEachBatchOf(value: unknown): boolean {
   );
 }
 
+/** The keys of a memory-efficient optimizer the plan carries (the others, such as galore_scale, are kept as written). */
+function lowMemoryKeys(optimizer: "galore" | "apollo" | "badam"): string[] {
+  return optimizer === "badam"
+    ? ["use_badam", "badam_mode"]
+    : [`use_${optimizer}`, `${optimizer}_target`, `${optimizer}_rank`, `${optimizer}_layerwise`];
+}
+
 /** YAML keys that map onto plan fields (or are decided by them). */
 export const MODELLED_KEYS = [
   "model_name_or_path",
@@ -188,11 +209,11 @@ export const MODELLED_KEYS = [
  */
 const NOT_MODELLED: Readonly<Record<string, string>> = {
   use_galore:
-    "GaLore keeps the targeted matrices' optimizer states in a low-rank projection, where tunefit counts full AdamW states (the optimizer figure is an upper bound)",
+    "GaLore (here with LoRA, beside APOLLO or BAdam, or on targets other than every attention and MLP linear) keeps the targeted matrices' optimizer states in a low-rank projection, where tunefit counts full AdamW states (the optimizer figure is an upper bound)",
   use_apollo:
-    "APOLLO keeps low-rank auxiliary optimizer states, where tunefit counts full AdamW states (the optimizer figure is an upper bound)",
+    "APOLLO (here with LoRA, beside GaLore or BAdam, or on targets other than every attention and MLP linear) keeps low-rank optimizer states, where tunefit counts full AdamW states (the optimizer figure is an upper bound)",
   use_badam:
-    "BAdam trains one block at a time, with an fp32 copy and Adam states for that block only, where tunefit counts every trainable parameter (an upper bound)",
+    "BAdam (here in ratio mode, with LoRA or freeze tuning, or beside GaLore or APOLLO) trains a part of the weights at a time, where tunefit counts every trainable parameter (an upper bound)",
   use_adam_mini:
     "Adam-mini keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
   use_muon:
@@ -222,7 +243,45 @@ const UPPER_BOUND_SWITCHES = [
 
 /** The switches on in a YAML that make tunefit's training figure an upper bound (empty for most YAMLs). */
 export function upperBoundSwitches(yaml: Readonly<Record<string, unknown>>): string[] {
-  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true);
+  const planned = lowMemoryOf(yaml);
+  return UPPER_BOUND_SWITCHES.filter(
+    (k) => yaml[k] === true && k !== (planned && `use_${planned.optimizer}`),
+  );
+}
+
+/** Targets that reach every linear of a decoder layer by LLaMA-Factory's substring match (`target in name`). */
+function coversEveryLinear(value: unknown): boolean {
+  if (value === undefined || value === null || isAll(value)) return true;
+  if (!names(value)) return false;
+  const targets = list(value);
+  return (
+    targets.some((t) => /^(self_attn|attn|attention|self_attention)$/.test(t)) &&
+    targets.some((t) => /^(mlp|feed_forward)$/.test(t))
+  );
+}
+
+/**
+ * GaLore, APOLLO or layer-mode BAdam as the plan carries them (lowMemoryOptimizer), or null where the YAML's switch
+ * stays an upper bound: LoRA (LLaMA-Factory rejects it), more than one switch (rejected too), BAdam's ratio mode or
+ * BAdam under freeze tuning, and GaLore/APOLLO on fewer modules than every language-model linear.
+ */
+export function lowMemoryOf(
+  yaml: Readonly<Record<string, unknown>>,
+): { optimizer: "galore" | "apollo" | "badam"; rank?: number; layerwise?: boolean } | null {
+  const on = (["galore", "apollo", "badam"] as const).filter((k) => yaml[`use_${k}`] === true);
+  const type = typeof yaml.finetuning_type === "string" ? yaml.finetuning_type : "lora";
+  if (on.length !== 1 || (type !== "full" && type !== "freeze")) return null;
+  const optimizer = on[0] as "galore" | "apollo" | "badam";
+  if (optimizer === "badam")
+    return type === "full" && (yaml.badam_mode ?? "layer") === "layer" ? { optimizer } : null;
+  if (!coversEveryLinear(yaml[`${optimizer}_target`])) return null;
+  const rank = num(yaml[`${optimizer}_rank`]);
+  const layerwise = yaml[`${optimizer}_layerwise`];
+  return {
+    optimizer,
+    ...(rank !== undefined && Number.isInteger(rank) && rank >= 1 ? { rank } : {}),
+    ...(typeof layerwise === "boolean" ? { layerwise } : {}),
+  };
 }
 
 /** Whether a key's value turns on what NOT_MODELLED describes. */
@@ -385,6 +444,22 @@ export function setupToPlan(
       });
   }
   if (typeof y.optim === "string") input.optimizer = y.optim;
+  const lowMemory = lowMemoryOf(y);
+  if ((lowMemory?.optimizer === "galore" || lowMemory?.optimizer === "apollo") && y.optim === undefined) {
+    const which = lowMemory.optimizer === "galore" ? "GaLore" : "APOLLO";
+    issues.push({
+      code: "OPTIM_DEFAULT_FUSED",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:optim`,
+      message: `optim is not set, so transformers' default applies: adamw_torch_fused from torch 2.8 on, from which LLaMA-Factory builds no ${which} optimizer ("Unknown optim: adamw_torch_fused.", train/trainer_utils.py); the figures here are for adamw_torch`,
+      hint: "Add optim: adamw_torch (what LLaMA-Factory builds GaLore and APOLLO from).",
+    });
+  }
+  if (lowMemory !== null) {
+    input.lowMemoryOptimizer = lowMemory.optimizer;
+    if (lowMemory.rank !== undefined) input.lowMemoryRank = lowMemory.rank;
+    if (lowMemory.layerwise !== undefined) input.lowMemoryLayerwise = lowMemory.layerwise;
+  }
   // a YAML list of dataset names is written back comma-separated (split_arg reads both alike)
   const dataset =
     typeof y.dataset === "string" ? y.dataset : names(y.dataset) ? list(y.dataset).join(",") : "";
@@ -432,6 +507,7 @@ export function setupToPlan(
   for (const [key, effect] of Object.entries(NOT_MODELLED)) {
     const value = y[key];
     if (!notModelledOn(key, value)) continue;
+    if (lowMemory !== null && key === `use_${lowMemory.optimizer}`) continue;
     issues.push({
       code: "NOT_MODELLED",
       severity: "warning",
@@ -441,7 +517,9 @@ export function setupToPlan(
     });
   }
 
-  const modelled = Object.keys(y).filter((k) => (MODELLED_KEYS as readonly string[]).includes(k));
-  const unmodelled = Object.keys(y).filter((k) => !(MODELLED_KEYS as readonly string[]).includes(k));
+  const planned = lowMemory === null ? [] : lowMemoryKeys(lowMemory.optimizer);
+  const isModelled = (k: string) => (MODELLED_KEYS as readonly string[]).includes(k) || planned.includes(k);
+  const modelled = Object.keys(y).filter(isModelled);
+  const unmodelled = Object.keys(y).filter((k) => !isModelled(k));
   return { input: input as PlanInput, modelled, unmodelled, issues, ramEfficientLoading };
 }

@@ -31,8 +31,20 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
       "model",
       `${md(plan.model.id)} (${plan.model.architecture.modelType}, ${formatCount(params.total)} parameters)`,
     ],
-    ["trainable parameters", `${formatCount(trainable.trainable)}`],
-    ["method", plan.method === "qlora" ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})` : plan.method],
+    [
+      "trainable parameters",
+      `${formatCount(trainable.trainable)}${plan.lowMemoryOptimizer === "badam" ? " (one decoder layer at a time)" : ""}`,
+    ],
+    [
+      "method",
+      plan.method === "qlora"
+        ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})`
+        : plan.lowMemoryOptimizer === "badam"
+          ? `${plan.method} with BAdam (layer mode)`
+          : plan.lowMemoryOptimizer !== null
+            ? `${plan.method} with ${plan.lowMemoryOptimizer === "galore" ? "GaLore" : "APOLLO"} (rank ${plan.lowMemoryRank}${plan.lowMemoryLayerwise ? ", layer-wise" : ""})`
+            : plan.method,
+    ],
     ["hardware", `${plan.nodes} node(s) × ${plan.gpus}× ${md(plan.gpu.name)}`],
     ["sharding", plan.sharding === "fsdp" ? `fsdp (FSDP1 ${plan.fsdpStrategy})` : plan.sharding],
     ["offload", plan.offload],
@@ -161,6 +173,10 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
     out.push(
       "- bitsandbytes >=0.43.0 (LLaMA-Factory checks it for 4-bit weights under ZeRO-3 or FSDP: model_utils/quantization.py)",
     );
+  // LLaMA-Factory requires each optimizer's package when its switch is on (hparams/parser.py:278-291)
+  if (plan.lowMemoryOptimizer === "galore") out.push("- galore_torch (`pip install galore-torch`)");
+  if (plan.lowMemoryOptimizer === "apollo") out.push("- apollo_torch (`pip install apollo-torch`)");
+  if (plan.lowMemoryOptimizer === "badam") out.push("- badam >=1.2.1 (`pip install badam`)");
   out.push("");
 
   out.push("## What was assumed, and what was not executed", "");

@@ -24,7 +24,11 @@ export function commentText(value: string): string {
 /** One line describing the plan, for headers. */
 export function planSummary(plan: Plan): string {
   const hw = `${plan.nodes > 1 ? `${plan.nodes} nodes × ` : ""}${plan.gpus}× ${plan.gpu.name}`;
-  const method = plan.method === "qlora" ? `qlora ${plan.quantBits}-bit ${plan.quantMethod}` : plan.method;
+  const optimizer =
+    plan.lowMemoryOptimizer === null
+      ? ""
+      : ` with ${plan.lowMemoryOptimizer === "galore" ? "GaLore" : plan.lowMemoryOptimizer === "apollo" ? "APOLLO" : "BAdam"}`;
+  const method = `${plan.method === "qlora" ? `qlora ${plan.quantBits}-bit ${plan.quantMethod}` : plan.method}${optimizer}`;
   const strategy =
     plan.sharding === "none"
       ? plan.gpus * plan.nodes > 1

@@ -61,6 +61,21 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
     y.freeze_trainable_modules =
       plan.freezeTrainableModules === "all" ? "all" : (plan.freezeTrainableModules ?? []).join(",");
   }
+  // the memory-efficient optimizers (finetuning_args.py GaloreArguments, ApolloArguments, BAdamArgument)
+  if (plan.lowMemoryOptimizer === "galore" || plan.lowMemoryOptimizer === "apollo") {
+    const k = plan.lowMemoryOptimizer;
+    y[`use_${k}`] = true;
+    y[`${k}_target`] = "all";
+    y[`${k}_rank`] = plan.lowMemoryRank;
+    if (plan.lowMemoryLayerwise) y[`${k}_layerwise`] = true;
+  }
+  if (plan.lowMemoryOptimizer === "badam") {
+    y.use_badam = true;
+    // LLaMA-Factory's defaults, written out as its example (examples/extras/badam/llama3_full_sft.yaml) does
+    y.badam_mode = "layer";
+    y.badam_switch_mode = "ascending";
+    y.badam_switch_interval = 50;
+  }
   if (multimodal) {
     y.freeze_vision_tower = plan.freezeVisionTower;
     y.freeze_multi_modal_projector = plan.freezeProjector;

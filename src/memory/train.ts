@@ -211,6 +211,71 @@ function adafactorBytes(trainable: TrainableBreakdown, groups: readonly LinearGr
   return share * groups.reduce((n, g) => n + g.count * 4 * (g.inFeatures + g.outFeatures), 0);
 }
 
+/** GaLore's and APOLLO's optimizer side (zero for other plans). */
+interface Projection {
+  /** trainable parameters in projected matrices (their states are the low-rank ones below) */
+  readonly params: number;
+  /** states of the projected matrices: two moments of the r × max(in, out) gradient, and the projector */
+  readonly bytes: number;
+  /** the step's largest temporaries, parameter by parameter */
+  readonly stepTempBytes: number;
+  /** the largest trainable parameter: layer-wise, the only gradient alive at a time */
+  readonly largestParams: number;
+}
+
+/**
+ * GaLore and APOLLO (LLaMA-Factory ff6d4d12ee train/trainer_utils.py _create_galore_optimizer,
+ * _create_apollo_optimizer; galore_target/apollo_target `all` = every nn.Linear of the language model but lm_head).
+ * Each 2-D weight's gradient is projected to rank r: right (grad · Pᵀ, in × r) when in ≥ out, else left (Pᵀ · grad,
+ * r × out), so the two Adam moments hold r × max(in, out) elements and the projector r × min(in, out), in the
+ * parameter's dtype (galore_torch galore_projector.py; APOLLO's random projector from a seed, kept the same way).
+ * Embeddings, norms and lm_head keep full optimizer states. Both optimizers step parameter by parameter (no foreach
+ * buffer): GaLore's SVD of the largest gradient (fp32 copy, U and Vᵀ of width min(in, out)) every update_proj_gap
+ * steps and the full-size update it projects back; APOLLO's scaled full-size gradient.
+ */
+function projectedStates(
+  plan: Plan,
+  trainable: TrainableBreakdown,
+  groups: readonly LinearGroup[],
+  paramBytes: number,
+): Projection {
+  const kind = plan.lowMemoryOptimizer;
+  const t = plan.model.architecture.text;
+  if (kind !== "galore" && kind !== "apollo")
+    return { params: 0, bytes: 0, stepTempBytes: 0, largestParams: 0 };
+  const r = plan.lowMemoryRank ?? 16;
+  const share = plan.method === "freeze" ? trainable.trainableLayers.length / t.numLayers : 1;
+  const text = groups.filter((g) => g.region === "text");
+  const stateBytes = optimizerBytesPerParam(plan.optimizer, paramBytes);
+  let params = 0;
+  let bytes = 0;
+  for (const g of text) {
+    const n = g.count * share;
+    const rank = Math.min(r, g.inFeatures, g.outFeatures);
+    params += n * g.inFeatures * g.outFeatures;
+    bytes +=
+      n *
+      (rank * Math.max(g.inFeatures, g.outFeatures) * stateBytes +
+        rank * Math.min(g.inFeatures, g.outFeatures) * paramBytes);
+  }
+  params = Math.min(params, trainable.fullModules);
+  const largest = text.reduce(
+    (best, g) => (g.inFeatures * g.outFeatures > best.inFeatures * best.outFeatures ? g : best),
+    text[0] ?? { inFeatures: 0, outFeatures: 0 },
+  );
+  const largestLinear = largest.inFeatures * largest.outFeatures;
+  const k = Math.min(largest.inFeatures, largest.outFeatures);
+  const projectTemp =
+    kind === "galore"
+      ? (paramBytes === 4 ? 0 : 4 * largestLinear) +
+        4 * k * (largest.inFeatures + largest.outFeatures) +
+        paramBytes * largestLinear
+      : 2 * paramBytes * largestLinear;
+  const embeddings = plan.method === "full" ? Math.max(t.vocabSize * t.hiddenSize, 0) : 0;
+  const largestParams = Math.max(largestLinear, embeddings);
+  return { params, bytes, stepTempBytes: Math.max(projectTemp, embeddings * paramBytes), largestParams };
+}
+
 export interface TrainInputs {
   readonly params: ParamBreakdown;
   readonly trainable: TrainableBreakdown;
@@ -257,10 +322,13 @@ export function estimateTrainMemory(
   const mixed = !fp32 && !pure;
   const a = fp32 ? 4 : 2; // compute dtype
   const deepspeed = isDeepSpeed(plan.sharding);
-  // LLaMA-Factory upcasts trainable parameters to fp32 unless pure_bf16 (model/adapter.py:337-349).
-  const m = pure ? 2 : 4;
+  // BAdam trains one decoder layer at a time (trainable.ts) and keeps its own fp32 copy of that layer
+  const badam = plan.lowMemoryOptimizer === "badam";
+  // LLaMA-Factory upcasts trainable parameters to fp32 unless pure_bf16 or BAdam (model/adapter.py:337-349).
+  const m = pure || (badam && !fp32) ? 2 : 4;
   const isLora = plan.method === "lora" || plan.method === "qlora";
-  const isFull = plan.method === "full";
+  /** every language-model weight trains at once (full tuning without BAdam) */
+  const isFull = plan.method === "full" && !badam;
   const split = partition(plan);
 
   // ---- weights
@@ -326,7 +394,12 @@ export function estimateTrainMemory(
   }
 
   // ---- gradients and optimizer
+  const projection = projectedStates(plan, trainable, groups, m);
   let gradients = trainableCopy / split.gradients;
+  // layer-wise GaLore/APOLLO steps each parameter in its post-accumulate-grad hook and frees its gradient there
+  // (trainer_utils.py optimizer_hook): one parameter's gradient is alive at a time
+  const layerwise = plan.lowMemoryLayerwise === true;
+  if (layerwise) gradients = projection.largestParams * fullBytes;
   if (offloadParams) gradients = 0;
   /** what the optimizer step sees: the shards of the reduced gradients */
   const stepGradients = gradients;
@@ -338,23 +411,27 @@ export function estimateTrainMemory(
   // gradient shards) until the eventual sync"), on the GPU even with CPU offload. The last micro-batch starts
   // with them, so the backward peak holds the whole model's trainable gradients in 16 bits.
   if (fsdpAccumulatesUnsharded(plan) && split.gradients > 1) gradients = trainable.trainable * a;
-  const masterBytes = deepspeed && mixed ? 4 : 0; // DeepSpeed's fp32 master copy of its partition
+  // DeepSpeed's fp32 master copy of its partition; BAdam's fp32 copy of the active layer, which its base optimizer
+  // steps (block_optim.py _switch_trainable_params_single_gpu: `param.clone().float()`)
+  const masterBytes = (deepspeed && mixed) || (badam && !deepspeed) ? 4 : 0;
   const stateBytes =
     plan.optimizer === "adafactor"
       ? adafactorBytes(trainable, groups, plan)
       : deepspeed
         ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
         : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
-          trainable.fullModules * optimizerBytesPerParam(plan.optimizer, fullBytes);
+          (trainable.fullModules - projection.params) *
+            optimizerBytesPerParam(plan.optimizer, badam ? 4 : fullBytes) +
+          projection.bytes;
   let optimizer = (trainable.trainable * masterBytes + stateBytes) / split.optimizer;
   if (plan.offload !== "none") optimizer = 0;
 
   // ---- activations
   const tokens = plan.microBatch * plan.seqLen;
   const trainableLayers = new Set(
-    plan.method === "freeze" ? trainable.trainableLayers : isFull ? range(t.numLayers) : [],
+    plan.method === "freeze" || badam ? trainable.trainableLayers : isFull ? range(t.numLayers) : [],
   );
-  const layerTraining = freezeSelection(plan);
+  const layerTraining = badam ? ALL : freezeSelection(plan);
   // PEFT casts each adapted input to the adapter dtype (under autocast the matmul casts it back to 16 bits)
   const copyBytes = mixed ? a : adapterBytes;
   // LLaMA-Factory skips Liger for some families; Gemma-2 under `auto` runs eager attention unless
@@ -456,6 +533,7 @@ export function estimateTrainMemory(
     buffers += autocastCache;
   }
   if (plan.sharding === "none" && split.world > 1) buffers += trainableCopy; // DDP buckets
+  if (layerwise) buffers += projection.stepTempBytes; // each parameter's step runs in its gradient hook
   /** ZeRO-1/2's gradient bucket: allocated by the first gradient hook of a backward, dropped at its end */
   let zeroBucket = 0;
   if (deepspeed) {
@@ -480,15 +558,21 @@ export function estimateTrainMemory(
   // (`self.flatten(self.averaged_gradients[i]).to(fp32)`: stage_1_and_2.py step per parameter group, stage3.py
   // _prepare_fp32_grad_for_sub_group per sub_group_size = 1e9 parameters), so both are live at once: 2 + 4 B per
   // parameter (4 B in fp32 training, where `.to` returns the flattened tensor itself). Its fused Adam adds none.
+  // BAdam converts the active layer's 16-bit gradients to fp32 ones for its fp32 copy (`_grad_to_hp`), then its base
+  // optimizer steps that copy (foreach AdamW's temporary); layer-wise GaLore/APOLLO step inside backward.
   const stepTemp =
-    plan.offload !== "none"
+    plan.offload !== "none" || layerwise
       ? 0
-      : deepspeed
-        ? Math.min(
-            trainable.trainable / split.optimizer,
-            plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-          ) * (fp32 ? 4 : a + 4)
-        : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
+      : projection.params > 0
+        ? projection.stepTempBytes
+        : badam && !deepspeed
+          ? trainable.fullModules * 4 * (1 + as.optimizerStepTempCopies)
+          : deepspeed
+            ? Math.min(
+                trainable.trainable / split.optimizer,
+                plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
+              ) * (fp32 ? 4 : a + 4)
+            : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
   const fullGradients = stepGradients;
   const states = weights + gradients + optimizer;

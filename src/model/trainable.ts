@@ -1,7 +1,7 @@
 import { range } from "../_util.ts";
 import { usageError } from "../errors.ts";
 import type { Architecture, VisionArchitecture } from "../schema/architecture.ts";
-import type { Method } from "../schema/plan.ts";
+import type { LowMemoryOptimizer, Method } from "../schema/plan.ts";
 import {
   embeddingModuleNames,
   expertsAreLinear,
@@ -20,7 +20,11 @@ import { attentionParamsPerLayer, countParams, denseMlpParams } from "./params.t
  *   and vision blocks {id} when the vision tower is not frozen;
  * - lora/qlora: rank-r A and B matrices on each targeted nn.Linear (`all` = every Linear of the language
  *   model, plus the vision tower's when it is not frozen; never lm_head or the projector), a magnitude
- *   vector per module with DoRA, and `additional_target` modules trained in full.
+ *   vector per module with DoRA, and `additional_target` modules trained in full;
+ * - full with BAdam (layer mode): one decoder layer at a time. BAdam's BlockOptimizer makes a block of each
+ *   `layers.N.` prefix and, with LLaMA-Factory's call (include_embedding and include_lm_head false), never trains
+ *   the embeddings, the final norm, lm_head or a vision tower (badam/block_optim.py infer_param_groups). The figures
+ *   are for the largest layer, the one whose block peaks.
  */
 
 export interface TrainableOptions {
@@ -33,6 +37,8 @@ export interface TrainableOptions {
   readonly freezeTrainableModules?: "all" | readonly string[] | null;
   readonly freezeVisionTower?: boolean;
   readonly freezeProjector?: boolean;
+  /** BAdam trains one decoder layer at a time */
+  readonly lowMemoryOptimizer?: LowMemoryOptimizer | null;
   /** transformers 4.x (default): MoE experts are nn.Linear modules. */
   readonly expertsAsLinear?: boolean;
 }
@@ -236,6 +242,21 @@ export function countTrainable(arch: Architecture, opts: TrainableOptions): Trai
   const counts = countParams(arch);
   switch (opts.method) {
     case "full": {
+      if (opts.lowMemoryOptimizer === "badam") {
+        const sizes = range(arch.text.numLayers).map((l) => {
+          const p = layerParts(arch, l);
+          return p.attention + p.mlp + arch.text.normsPerLayer * p.norm;
+        });
+        const largest = Math.max(...sizes);
+        const layer = sizes.indexOf(largest);
+        return {
+          trainable: largest,
+          adapter: 0,
+          fullModules: largest,
+          loraTargets: [],
+          trainableLayers: [layer],
+        };
+      }
       const frozen =
         (opts.freezeVisionTower === false ? 0 : counts.visionTower) +
         (opts.freezeProjector === false ? 0 : counts.projector);

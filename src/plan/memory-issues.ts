@@ -53,6 +53,13 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
   if (world === 1) states.push("use more GPUs with --sharding zero3 or fsdp");
   if (plan.method === "full" || plan.method === "freeze")
     states.push("train adapters (--method lora or qlora)");
+  // LLaMA-Factory's BAdam trains full weights one decoder layer at a time (on one GPU, or under ZeRO-3)
+  if (
+    plan.method === "full" &&
+    plan.lowMemoryOptimizer === null &&
+    (world === 1 || plan.sharding === "zero3")
+  )
+    states.push("train one layer at a time (--low-memory-optimizer badam)");
   else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
   // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
   const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";

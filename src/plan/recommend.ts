@@ -94,12 +94,18 @@ interface Candidate {
 /** Method inputs are resolved once; the other dimensions vary fields of the resolved plan directly. */
 function* candidates(base: PlanInput, options: RecommendOptions): Generator<Candidate> {
   const given = base.method ?? "lora";
-  const methods: Method[] = [...new Set<Method>([given, "lora", "qlora"])];
+  // full fine-tuning is also tried with layer-wise BAdam: LLaMA-Factory's full tuning of one layer at a time
+  const variants: { method: Method; badam: boolean }[] = [{ method: given, badam: false }];
+  if (given === "full" && base.lowMemoryOptimizer === undefined)
+    variants.push({ method: "full", badam: true });
+  for (const method of ["lora", "qlora"] as const)
+    if (method !== given) variants.push({ method, badam: false });
   const micro0 = base.microBatch ?? 1;
   const global = micro0 * (base.gradAccum ?? 8);
-  for (const method of methods) {
+  for (const { method, badam } of variants) {
     const methodInput: Record<string, unknown> = { ...base, method };
     if (method !== given) for (const k of ALL_METHOD_FIELDS) delete methodInput[k];
+    if (badam) methodInput.lowMemoryOptimizer = "badam";
     delete methodInput.fsdpStrategy;
     let resolved: Plan;
     try {
@@ -188,6 +194,7 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
                         : method,
                   );
                 }
+                if (badam) changes.push("BAdam (one decoder layer trains at a time)");
                 if (sharding !== (base.sharding ?? "none")) changes.push(`sharding ${sharding}`);
                 if (offload !== (base.offload ?? "none")) changes.push(`offload ${offload}`);
                 if (eightBit && base.optimizer !== EIGHT_BIT) changes.push("8-bit AdamW");

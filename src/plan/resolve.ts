@@ -33,6 +33,8 @@ export const PLAN_DEFAULTS = {
   useDora: false,
   freezeTrainableLayers: 2,
   freezeTrainableModules: "all",
+  lowMemoryRank: 16, // galore_rank, apollo_rank
+  lowMemoryLayerwise: false, // galore_layerwise, apollo_layerwise
   freezeVisionTower: true,
   freezeProjector: true,
   imagesPerSample: 0,
@@ -125,6 +127,23 @@ function qualifierIssues(input: PlanInput): Issue[] {
     method === "freeze",
     `with method freeze (got ${method})`,
     "Add --method freeze, or drop the freeze flags.",
+  );
+  const lowMemory = input.lowMemoryOptimizer;
+  // LLaMA-Factory: "Cannot use LoRA with GaLore, APOLLO or BAdam together." (finetuning_args.py:616). BAdam picks
+  // the trained layer itself (its BlockOptimizer sets requires_grad block by block), so freeze's choice would not hold.
+  need(
+    ["lowMemoryOptimizer"],
+    method === "full" || (method === "freeze" && lowMemory !== "badam"),
+    lowMemory === "badam"
+      ? `with method full (got ${method}): BAdam chooses the trained layer itself`
+      : `with method full or freeze (got ${method}): LLaMA-Factory stops with "Cannot use LoRA with GaLore, APOLLO or BAdam together."`,
+    "Add --method full, or drop --low-memory-optimizer.",
+  );
+  need(
+    ["lowMemoryRank", "lowMemoryLayerwise"],
+    lowMemory === "galore" || lowMemory === "apollo",
+    `with low-memory optimizer galore or apollo (got ${lowMemory ?? "none"})`,
+    "Add --low-memory-optimizer galore (or apollo), or drop --low-memory-rank/--low-memory-layerwise.",
   );
   return issues;
 }
@@ -279,6 +298,7 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     );
   }
   const loraRank = lora ? (input.loraRank ?? PLAN_DEFAULTS.loraRank) : null;
+  const projected = input.lowMemoryOptimizer === "galore" || input.lowMemoryOptimizer === "apollo";
   const plan: Plan = {
     model,
     gpu,
@@ -292,8 +312,13 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     sharding: input.sharding ?? PLAN_DEFAULTS.sharding,
     fsdpStrategy: input.sharding === "fsdp" ? (input.fsdpStrategy ?? PLAN_DEFAULTS.fsdpStrategy) : null,
     offload: input.offload ?? PLAN_DEFAULTS.offload,
+    lowMemoryOptimizer: input.lowMemoryOptimizer ?? null,
+    lowMemoryRank: projected ? (input.lowMemoryRank ?? PLAN_DEFAULTS.lowMemoryRank) : null,
+    lowMemoryLayerwise: projected ? (input.lowMemoryLayerwise ?? PLAN_DEFAULTS.lowMemoryLayerwise) : null,
     precision: input.precision ?? (gpu.bf16 ? "bf16" : "fp16"),
-    optimizer: input.optimizer ?? null,
+    // LLaMA-Factory builds GaLore and APOLLO only from `adamw_torch` (or 8-bit AdamW, Adafactor), while
+    // transformers' default optim is adamw_torch_fused from torch 2.8 on ("Unknown optim"): written explicitly
+    optimizer: input.optimizer ?? (projected ? "adamw_torch" : null),
     seqLen: input.seqLen ?? PLAN_DEFAULTS.seqLen,
     packing: input.packing ?? PLAN_DEFAULTS.packing,
     microBatch: input.microBatch ?? PLAN_DEFAULTS.microBatch,

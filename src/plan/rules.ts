@@ -47,6 +47,19 @@ const ADAMW_32BIT = new Set([
   "paged_adamw_32bit",
 ]);
 
+/** `optim` values LLaMA-Factory builds a GaLore optimizer from (train/trainer_utils.py _create_galore_optimizer). */
+const GALORE_OPTIMS = new Set([
+  "adamw_torch",
+  "adamw_bnb_8bit",
+  "adamw_8bit",
+  "paged_adamw_8bit",
+  "adafactor",
+]);
+
+function lowMemoryName(p: Plan): string {
+  return p.lowMemoryOptimizer === "apollo" ? "APOLLO" : p.lowMemoryOptimizer === "badam" ? "BAdam" : "GaLore";
+}
+
 /** Every rule tunefit checks, in report order. */
 export const PLAN_RULES: readonly PlanRule[] = [
   {
@@ -138,6 +151,88 @@ export const PLAN_RULES: readonly PlanRule[] = [
     message: (p) => `DoRA is not compatible with pre-quantized ${p.quantMethod?.toUpperCase()} models`,
     hint: () => "Use --use-dora off, or --quant-method bnb.",
     source: "LLaMA-Factory model/adapter.py:244",
+  },
+  {
+    code: "LAYERWISE_DISTRIBUTED",
+    fields: ["lowMemoryLayerwise", "gpus"],
+    severity: "error",
+    applies: (p) => p.lowMemoryLayerwise === true && (p.gpus * p.nodes > 1 || isDeepSpeed(p.sharding)),
+    message: (p) =>
+      `LLaMA-Factory stops with "Distributed training does not support layer-wise ${lowMemoryName(p)}." (${p.gpus * p.nodes} GPU(s), sharding ${p.sharding})`,
+    hint: () => "Use --low-memory-layerwise off, or train on one GPU without DeepSpeed.",
+    source: "LLaMA-Factory hparams/parser.py:507-510",
+  },
+  {
+    code: "LAYERWISE_GRAD_ACCUM",
+    fields: ["lowMemoryLayerwise", "gradAccum"],
+    severity: "error",
+    applies: (p) => p.lowMemoryLayerwise === true && p.gradAccum !== 1,
+    message: (p) =>
+      `LLaMA-Factory stops with "Per-layer ${lowMemoryName(p)} does not support gradient accumulation." (grad-accum ${p.gradAccum}): each parameter steps in its gradient hook`,
+    hint: (p) =>
+      `Use --grad-accum 1 (and --micro-batch ${p.microBatch * p.gradAccum} for the same batch, if it fits), or --low-memory-layerwise off.`,
+    source: "LLaMA-Factory train/trainer_utils.py:251, :338",
+  },
+  {
+    code: "PROJECTED_OPTIMIZER_DEEPSPEED",
+    fields: ["lowMemoryOptimizer", "sharding"],
+    severity: "error",
+    applies: (p) =>
+      (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && isDeepSpeed(p.sharding),
+    message: () => `LLaMA-Factory stops with "GaLore and APOLLO are incompatible with DeepSpeed yet."`,
+    hint: () => "Use --sharding none (DDP), or --low-memory-optimizer badam with --sharding zero3.",
+    source: "LLaMA-Factory hparams/parser.py:519",
+  },
+  {
+    code: "PROJECTED_OPTIMIZER_FSDP",
+    fields: ["lowMemoryOptimizer", "sharding"],
+    severity: "error",
+    applies: (p) =>
+      (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && isFsdp(p.sharding),
+    message: (p) =>
+      `${lowMemoryName(p)} under ${p.sharding} is not modelled: the Trainer builds the optimizer after FSDP wraps the model, and FSDP1 then shows each weight as a 1-D view of its shard, which ${lowMemoryName(p)} does not project (it keeps only 2-D weights), so the states would be full AdamW ones; FSDP2's sharded DTensors are untested with it`,
+    hint: () =>
+      "Use --sharding none (one GPU, or DDP), or --low-memory-optimizer badam with --sharding zero3.",
+    source:
+      "LLaMA-Factory train/trainer_utils.py _create_galore_optimizer (`len(param.shape) > 1`); torch FSDP1 use_orig_params sharded views",
+  },
+  {
+    code: "PROJECTED_OPTIMIZER_OPTIM",
+    fields: ["optimizer", "lowMemoryOptimizer"],
+    severity: "error",
+    applies: (p) =>
+      (p.lowMemoryOptimizer === "galore" && p.optimizer !== null && !GALORE_OPTIMS.has(p.optimizer)) ||
+      (p.lowMemoryOptimizer === "apollo" && p.optimizer !== null && p.optimizer !== "adamw_torch"),
+    message: (p) => `LLaMA-Factory stops with "Unknown optim: ${p.optimizer}." for ${lowMemoryName(p)}`,
+    hint: (p) =>
+      p.lowMemoryOptimizer === "galore"
+        ? "Use --optimizer adamw_torch, adamw_8bit, paged_adamw_8bit or adafactor."
+        : "Use --optimizer adamw_torch.",
+    source: "LLaMA-Factory train/trainer_utils.py:246 (GaLore), :333 (APOLLO)",
+  },
+  {
+    code: "BADAM_NEEDS_ZERO3",
+    fields: ["lowMemoryOptimizer", "sharding"],
+    severity: "error",
+    applies: (p) =>
+      p.lowMemoryOptimizer === "badam" &&
+      (p.gpus * p.nodes > 1 || isDeepSpeed(p.sharding)) &&
+      p.sharding !== "zero3",
+    message: (p) =>
+      `LLaMA-Factory stops with "Layer-wise BAdam only supports DeepSpeed ZeRO-3 training." (${p.gpus * p.nodes} GPU(s), sharding ${p.sharding})`,
+    hint: () => "Use --sharding zero3, or train on one GPU.",
+    source: "LLaMA-Factory hparams/parser.py:516",
+  },
+  {
+    code: "PROJECTED_OPTIMIZER_MIXED",
+    fields: ["lowMemoryOptimizer", "precision"],
+    severity: "warning",
+    applies: (p) =>
+      (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && p.precision !== "pure_bf16",
+    message: (p) =>
+      `${lowMemoryName(p)} in ${p.precision} keeps fp32 weights and gradients (LLaMA-Factory upcasts the trainable parameters): LLaMA-Factory warns "Using GaLore or APOLLO with mixed precision training may significantly increases GPU memory usage."`,
+    hint: () => "Use --precision pure_bf16, as LLaMA-Factory's GaLore and APOLLO examples do.",
+    source: "LLaMA-Factory hparams/parser.py:569-576",
   },
   {
     code: "IMAGE_PIXELS_BELOW_MIN",

@@ -32,6 +32,13 @@ export const Attention = z.enum(["auto", "eager", "sdpa", "fa2"]);
 export type Attention = z.infer<typeof Attention>;
 export const QuantMethod = z.enum(["bnb", "gptq", "awq"]);
 export type QuantMethod = z.infer<typeof QuantMethod>;
+/**
+ * LLaMA-Factory's memory-efficient optimizers for full (or freeze) tuning: GaLore and APOLLO project each
+ * matrix's gradient to a low rank and keep the optimizer states there (use_galore, use_apollo); BAdam trains one
+ * decoder layer at a time, in layer mode (use_badam, badam_mode: layer).
+ */
+export const LowMemoryOptimizer = z.enum(["galore", "apollo", "badam"]);
+export type LowMemoryOptimizer = z.infer<typeof LowMemoryOptimizer>;
 export const QuantBits = z.union([z.literal(4), z.literal(8)], { error: "expected 4 or 8" });
 export type QuantBits = z.infer<typeof QuantBits>;
 
@@ -90,6 +97,14 @@ export const PlanInput = z.strictObject({
     description: "FSDP1 strategy (sharding fsdp); default full_shard",
   }),
   offload: Offload.optional().meta({ description: "CPU offload; default none" }),
+  lowMemoryOptimizer: LowMemoryOptimizer.optional().meta({
+    description: "GaLore, APOLLO or layer-wise BAdam (method full; GaLore/APOLLO also freeze); default none",
+  }),
+  lowMemoryRank: int(1).optional().meta({ description: "GaLore/APOLLO projection rank; default 16" }),
+  lowMemoryLayerwise: z.boolean().optional().meta({
+    description:
+      "GaLore/APOLLO: step each parameter in its gradient hook (one GPU, grad-accum 1); default false",
+  }),
   precision: Precision.optional().meta({ description: "default bf16 where the GPU supports it, else fp16" }),
   optimizer: z.string().min(1).optional().meta({ description: "LLaMA-Factory optim; default its own" }),
   seqLen: int(1).optional().meta({ description: "cutoff_len; default 2048" }),
@@ -185,6 +200,9 @@ export const Plan = z.strictObject({
   sharding: Sharding,
   fsdpStrategy: FsdpStrategy.nullable(),
   offload: Offload,
+  lowMemoryOptimizer: LowMemoryOptimizer.nullable(),
+  lowMemoryRank: int(1).nullable(),
+  lowMemoryLayerwise: z.boolean().nullable(),
   precision: Precision,
   optimizer: z.string().nullable().meta({ description: "null: LLaMA-Factory's default, not written" }),
   seqLen: int(1),
@@ -214,11 +232,15 @@ export const Plan = z.strictObject({
 });
 export type Plan = z.infer<typeof Plan>;
 
-/** Plan fields that belong to one method (LoRA/QLoRA, QLoRA's quantization, freeze): the qualifier groups. */
+/**
+ * Plan fields that belong to one method (LoRA/QLoRA, QLoRA's quantization, freeze, the memory-efficient optimizers
+ * of full and freeze tuning): the qualifier groups.
+ */
 export const METHOD_FIELDS = {
   lora: ["loraRank", "loraAlpha", "loraDropout", "loraTarget", "useDora", "additionalTarget"],
   quant: ["quantBits", "quantMethod"],
   freeze: ["freezeTrainableLayers", "freezeTrainableModules"],
+  lowMemory: ["lowMemoryOptimizer", "lowMemoryRank", "lowMemoryLayerwise"],
 } as const satisfies Record<string, readonly (keyof PlanInput)[]>;
 
 /** Every method-specific field. */
@@ -226,6 +248,7 @@ export const ALL_METHOD_FIELDS: readonly (keyof PlanInput)[] = [
   ...METHOD_FIELDS.lora,
   ...METHOD_FIELDS.quant,
   ...METHOD_FIELDS.freeze,
+  ...METHOD_FIELDS.lowMemory,
 ];
 
 /** The JSON Schema (draft 2020-12) of plan input: what a `--spec` file holds. */

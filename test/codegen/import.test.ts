@@ -104,6 +104,15 @@ const CASES: readonly Case[] = [
     snippets: ['.model("meta-llama/Meta-Llama-3-8B-Instruct")', ".fsdp()", 'remove: ["quantization_method"'],
   },
   {
+    name: "galore_llama3_full_sft",
+    file: "llamafactory-examples/galore_llama3_full_sft.yaml",
+    options: () => ({ hardware: { gpu: "a100-80g" } }),
+    calls: ["model", "hardware", "full", "galore", "training", "data"],
+    escapedModelled: [],
+    // mlp,self_attn reaches every linear, as `all` does; the example sets no optim (written by tunefit: removed)
+    snippets: [".galore({ rank: 128, layerwise: true })", 'galore_target: "mlp,self_attn"', '"optim"'],
+  },
+  {
     name: "qwen2_vl_freeze",
     file: "import/qwen2_vl_freeze.yaml",
     options: (y) => ({

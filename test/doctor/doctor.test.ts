@@ -14,6 +14,7 @@ const cli = (argv: string[], cwd = FIXTURES) => runCli(argv, cwd);
 
 interface DoctorJson {
   issues: { code: string; severity: string; path: string }[];
+  plan: Record<string, unknown>;
   memory: { load: { fits: boolean; oomAtShard?: { index: number; of: number } }; train: { fits: boolean } };
   doctor: {
     verdict: string[];
@@ -395,8 +396,13 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
       qwenSetup(y)
         .issues.filter((i) => i.code === "NOT_MODELLED")
         .map((i) => i.path);
-    expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: false })).toEqual([
+    // GaLore over every linear is planned (lowMemoryOptimizer); on a few modules, its figure stays an upper bound
+    expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: false })).toEqual([]);
+    expect(warn({ finetuning_type: "full", use_galore: true, galore_target: "q_proj,v_proj" })).toEqual([
       "train.yaml:use_galore",
+    ]);
+    expect(warn({ finetuning_type: "full", use_badam: true, badam_mode: "ratio" })).toEqual([
+      "train.yaml:use_badam",
     ]);
     expect(warn({ finetuning_type: "oft" })).toEqual(["train.yaml:finetuning_type"]);
     expect(warn({ stage: "dpo" })).toEqual(["train.yaml:stage"]);
@@ -432,28 +438,46 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(codes("yarn.yaml")).not.toContain("SEQ_LEN_BEYOND_CONTEXT");
   });
 
-  it("checks LLaMA-Factory's own stops for GaLore, APOLLO and BAdam, and reads their memory as an upper bound", () => {
+  it("plans GaLore, APOLLO and layer-mode BAdam from their switches and checks LLaMA-Factory's stops for them", () => {
     const dir = tempDir();
     const base =
       "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nfinetuning_type: full\npure_bf16: true\ncutoff_len: 1024\n";
-    writeFileSync(join(dir, "galore.yaml"), `${base}use_galore: true\ngalore_layerwise: true\n`);
+    writeFileSync(
+      join(dir, "galore.yaml"),
+      `${base}use_galore: true\ngalore_layerwise: true\ngalore_rank: 128\n`,
+    );
     writeFileSync(join(dir, "badam.yaml"), `${base}use_badam: true\nbadam_mode: layer\n`);
     writeFileSync(join(dir, "lora.yaml"), `${base.replace("full", "lora")}use_apollo: true\n`);
+    writeFileSync(join(dir, "ratio.yaml"), `${base}use_badam: true\nbadam_mode: ratio\n`);
     const run = (f: string, gpus: string) =>
       doctorJson(["doctor", f, "--gpu", "a100-80g", "--gpus", gpus], dir);
-    const rejects = (f: string, gpus: string) =>
+    const errors = (f: string, gpus: string) =>
       run(f, gpus)
-        .json.issues.filter((i) => i.code === "LLAMAFACTORY_REJECTS")
-        .map((i) => i.path);
-    expect(rejects("galore.yaml", "8")).toEqual(["galore.yaml:galore_layerwise"]);
-    expect(rejects("badam.yaml", "8")).toEqual(["badam.yaml:use_badam"]);
-    expect(rejects("lora.yaml", "1")).toEqual(["lora.yaml:finetuning_type"]);
-    // on the one GPU these recipes are written for, LLaMA-Factory runs them; tunefit's full-AdamW figure is over
-    // the card, but only an upper bound: a warning, not a stop
+        .json.issues.filter((i) => i.severity === "error")
+        .map((i) => `${i.code} ${i.path}`);
+    // the switches the plan carries are checked by its rules
+    expect(errors("galore.yaml", "8")).toEqual(["LAYERWISE_DISTRIBUTED lowMemoryLayerwise"]);
+    expect(run("galore.yaml", "8").json.doctor.byHand).toEqual(["lowMemoryLayerwise"]);
+    expect(errors("badam.yaml", "8")).toEqual(["BADAM_NEEDS_ZERO3 lowMemoryOptimizer"]);
+    // the fix search finds LLaMA-Factory's one distributed BAdam: ZeRO-3
+    expect(
+      run("badam.yaml", "8")
+        .json.doctor.fix?.changes.map((c) => c.text)
+        .join(" "),
+    ).toContain("ZeRO-3");
+    // what LLaMA-Factory rejects outright, and BAdam's ratio mode, stay doctor's own checks
+    expect(errors("lora.yaml", "1")).toEqual(["LLAMAFACTORY_REJECTS lora.yaml:finetuning_type"]);
+    expect(errors("ratio.yaml", "8")).toEqual(["LLAMAFACTORY_REJECTS ratio.yaml:badam_mode"]);
+    // on one GPU: planned, not an upper bound; full fine-tuning with AdamW would not fit the same card
     const one = run("badam.yaml", "1");
     expect(one.code).toBe(0);
-    expect(one.json.issues.find((i) => i.code === "TRAIN_OOM")?.severity).toBe("warning");
-    expect(one.json.doctor.verdict.join(" ")).toMatch(/upper bound with use_badam.*may not fit/);
+    expect(one.json.issues.map((i) => i.code)).not.toContain("NOT_MODELLED");
+    expect(one.json.doctor.verdict.join(" ")).not.toMatch(/upper bound/);
+    const galore = run("galore.yaml", "1");
+    expect(galore.code).toBe(0);
+    expect(galore.json.plan.lowMemoryRank).toBe(128);
+    writeFileSync(join(dir, "adam.yaml"), base);
+    expect(run("adam.yaml", "1").code).toBe(3);
   });
 
   it("keeps the stop where no memory-saving switch could cover the gap, and leaves LLaMA-Factory's stops to the user", () => {
@@ -464,16 +488,16 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     const unsloth = doctorJson(["doctor", "unsloth.yaml", "--gpu", "h100"], dir);
     expect(unsloth.code).toBe(3);
     expect(unsloth.json.issues.find((i) => i.code === "TRAIN_OOM")?.severity).toBe("error");
-    // layer-wise BAdam under ZeRO-2 on one GPU: DeepSpeed runs under torchrun, which LLaMA-Factory calls distributed
+    // layer-wise GaLore with gradient accumulation: LLaMA-Factory stops, and only the YAML's author can choose
     writeFileSync(
-      join(dir, "z2.json"),
-      JSON.stringify({ zero_optimization: { stage: 2 }, train_micro_batch_size_per_gpu: "auto" }),
+      join(dir, "galore.yaml"),
+      `${base}use_galore: true\ngalore_layerwise: true\ngradient_accumulation_steps: 4\n`,
     );
-    writeFileSync(join(dir, "badam.yaml"), `${base}use_badam: true\ndeepspeed: z2.json\n`);
-    const badam = doctorJson(["doctor", "badam.yaml", "--gpu", "h100", "--launch-dir", dir], dir);
-    expect(badam.code).toBe(3);
-    expect(badam.json.doctor.byHand).toContain("badam.yaml:use_badam");
-    expect(badam.json.doctor.fix).toBeNull();
+    const galore = doctorJson(["doctor", "galore.yaml", "--gpu", "h100"], dir);
+    expect(galore.code).toBe(3);
+    expect(galore.json.doctor.byHand).toEqual(["lowMemoryLayerwise"]);
+    expect(galore.json.issues.map((i) => i.code)).toContain("LAYERWISE_GRAD_ACCUM");
+    expect(galore.json.doctor.fix).toBeNull();
   });
 
   it("reads an unquoted flash_attn: off (YAML 1.1's false) as the old spelling of disabled", () => {

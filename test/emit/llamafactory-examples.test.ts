@@ -100,6 +100,44 @@ describe("train.yaml equals LLaMA-Factory's example for the equivalent plan", ()
   });
 });
 
+describe("the memory-efficient optimizers' keys equal LLaMA-Factory's extras examples", () => {
+  /** the example's `### method` keys, and the precision it trains in */
+  const methodKeys = (y: Record<string, unknown>, prefix: string) =>
+    Object.fromEntries(
+      Object.entries(y).filter(([k]) => k.startsWith(prefix) || k === "finetuning_type" || k === "pure_bf16"),
+    );
+  const llama3 = { model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "a100-80g", method: "full" } as const;
+  it("GaLore, layer-wise at rank 128 (galore_target mlp,self_attn reaches the same linears as all)", () => {
+    const theirs = methodKeys(example("galore_llama3_full_sft.yaml"), "galore_");
+    const ours = trainYaml(
+      plan({
+        ...llama3,
+        lowMemoryOptimizer: "galore",
+        lowMemoryRank: 128,
+        lowMemoryLayerwise: true,
+        gradAccum: 1,
+        precision: "pure_bf16",
+      }),
+    );
+    const { galore_target: target, galore_scale: scale, ...rest } = theirs as Record<string, unknown>;
+    expect(target).toBe("mlp,self_attn");
+    expect(scale).toBe(2); // a step-size factor: no memory, left at LLaMA-Factory's default
+    expect(ours.galore_target).toBe("all");
+    expect(methodKeys(ours, "galore_")).toMatchObject(rest);
+    expect(ours.use_galore).toBe(true);
+    expect(ours.optim).toBe("adamw_torch");
+  });
+  it("BAdam in layer mode", () => {
+    const theirs = methodKeys(example("badam_llama3_full_sft.yaml"), "badam_");
+    const { badam_verbose: verbose, ...rest } = theirs as Record<string, unknown>;
+    expect(verbose).toBe(2); // logging only
+    const ours = trainYaml(plan({ ...llama3, lowMemoryOptimizer: "badam" }));
+    expect(methodKeys(ours, "badam_")).toEqual(rest);
+    expect(ours.use_badam).toBe(true);
+    expect(ours.pure_bf16).toBeUndefined();
+  });
+});
+
 describe("deepspeed.json equals LLaMA-Factory's examples/deepspeed files", () => {
   const ds = (name: string) => JSON.parse(fixture("targets", name)) as Record<string, unknown>;
   const base = { model: "Qwen/Qwen3-4B", gpu: "a100-80g", gpus: 4, method: "full" } as const;

@@ -16,6 +16,9 @@ const CONTEXT: Partial<Record<keyof PlanInput, string[]>> = {
   fsdpStrategy: ["--sharding", "fsdp"],
   freezeTrainableLayers: ["--method", "freeze"],
   freezeTrainableModules: ["--method", "freeze"],
+  lowMemoryOptimizer: ["--method", "full"],
+  lowMemoryRank: ["--method", "full", "--low-memory-optimizer", "galore"],
+  lowMemoryLayerwise: ["--method", "full", "--low-memory-optimizer", "galore"],
   gpuMemory: [],
 };
 
@@ -34,6 +37,9 @@ const BAD: Record<keyof PlanInput, readonly string[]> = {
   sharding: ["zero4", "ddp"],
   fsdpStrategy: ["hybrid", "FULL"],
   offload: ["nvme", "all"],
+  lowMemoryOptimizer: ["adam_mini", "GaLore"],
+  lowMemoryRank: ["0", "1.5", "-16"],
+  lowMemoryLayerwise: ["per-layer"],
   precision: ["fp8", "int8"],
   optimizer: ["adamw_9bit", "sgdd"],
   seqLen: ["0", "-512", "2k"],

@@ -813,3 +813,66 @@ describe("sharding mechanisms", () => {
     }
   });
 });
+
+describe("memory-efficient optimizers (GaLore, APOLLO, layer-mode BAdam)", () => {
+  const llama8b = (input: Record<string, unknown>) =>
+    estimateTrainMemory(
+      plan({ model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "h200", method: "full", ...input }),
+    );
+  /** Llama-3-8B: 128,256 × 4,096 embeddings and lm_head (untied), 2 norms per layer and a final one */
+  const unprojected = 2 * 128_256 * 4_096 + (32 * 2 + 1) * 4_096;
+
+  it("GaLore keeps two moments of each linear's rank-r gradient and its projector; the rest keeps AdamW states", () => {
+    // per layer, rank 16: q, o 4096²; k, v 4096→1024; gate, up 4096→14336; down 14336→4096 — moments 16 × max(in,
+    // out) × 2 states × 2 B, projector 16 × min(in, out) × 2 B
+    const perLayer =
+      2 * (16 * 4096 * 4 + 16 * 4096 * 2) +
+      2 * (16 * 4096 * 4 + 16 * 1024 * 2) +
+      3 * (16 * 14336 * 4 + 16 * 4096 * 2);
+    const galore = llama8b({ precision: "pure_bf16", lowMemoryOptimizer: "galore" });
+    expect(galore.breakdown.optimizer).toBe(unprojected * 4 + 32 * perLayer);
+    // AdamW on the same plan: 4 B of states per parameter
+    expect(llama8b({ precision: "pure_bf16" }).breakdown.optimizer).toBe(8_030_261_248 * 4);
+  });
+
+  it("grows GaLore's states with the rank, and prices APOLLO's the same way", () => {
+    const opt = (input: Record<string, unknown>) =>
+      llama8b({ precision: "pure_bf16", lowMemoryOptimizer: "galore", ...input }).breakdown.optimizer;
+    expect(opt({ lowMemoryRank: 128 })).toBeGreaterThan(opt({ lowMemoryRank: 16 }));
+    expect(opt({ lowMemoryOptimizer: "apollo" })).toBe(opt({}));
+  });
+
+  it("layer-wise GaLore holds one parameter's gradient at a time, not the model's", () => {
+    const peak = (layerwise: boolean) =>
+      llama8b({
+        precision: "pure_bf16",
+        lowMemoryOptimizer: "galore",
+        lowMemoryLayerwise: layerwise,
+        gradAccum: 1,
+      }).allocatedBytes;
+    // the gradients of every parameter but the largest (the embeddings) are never alive together; the peaks also
+    // differ in where they fall (the end of backward against the loss), hence not the whole difference
+    expect(peak(false) - peak(true)).toBeGreaterThan((8_030_261_248 - 128_256 * 4_096) * 2 * 0.8);
+  });
+
+  it("BAdam trains the largest decoder layer: 16-bit weights, its gradients, an fp32 copy and AdamW states", () => {
+    const layer = 4096 * (4096 * 2 + 1024 * 2) + 3 * 4096 * 14336 + 2 * 4096; // 218,112,000
+    const badam = llama8b({ lowMemoryOptimizer: "badam" });
+    expect(badam.breakdown.weights).toBe(8_030_261_248 * 2);
+    expect(badam.breakdown.optimizer).toBe(layer * (4 + 8));
+    expect(badam.breakdown.gradients).toBe(layer * 2);
+    // under ZeRO-3 (LLaMA-Factory's only distributed BAdam) DeepSpeed partitions that layer's states
+    const z3 = estimateTrainMemory(
+      plan({
+        model: "meta-llama/Meta-Llama-3-8B-Instruct",
+        gpu: "h200",
+        gpus: 4,
+        method: "full",
+        sharding: "zero3",
+        lowMemoryOptimizer: "badam",
+      }),
+    );
+    expect(z3.breakdown.optimizer).toBe((layer * (4 + 8)) / 4);
+    expect(badam.allocatedBytes).toBeLessThan(llama8b({}).allocatedBytes / 4);
+  });
+});

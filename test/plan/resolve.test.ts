@@ -246,6 +246,7 @@ describe("input that does not form a plan", () => {
 
 describe("rules that stop a run", () => {
   const base = { model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "a100-80g", gpus: 2 } as const;
+  const GALORE = { method: "full", lowMemoryOptimizer: "galore", precision: "pure_bf16" } as const;
   const cases: [string, Record<string, unknown>][] = [
     ["QLORA_8BIT_SHARDED", { method: "qlora", quantBits: 8, sharding: "zero3" }],
     ["PREQUANTIZED_SHARDED", { method: "qlora", quantMethod: "gptq", sharding: "fsdp" }],
@@ -285,6 +286,13 @@ describe("rules that stop a run", () => {
       "OFFLOAD_REPLACES_OPTIMIZER",
       { optimizer: "adamw_8bit", sharding: "zero2", offload: "optimizer", hostRam: 512 },
     ],
+    ["LAYERWISE_DISTRIBUTED", { ...GALORE, lowMemoryLayerwise: true, gradAccum: 1 }],
+    ["LAYERWISE_GRAD_ACCUM", { ...GALORE, gpus: 1, lowMemoryLayerwise: true }],
+    ["PROJECTED_OPTIMIZER_DEEPSPEED", { ...GALORE, sharding: "zero2" }],
+    ["PROJECTED_OPTIMIZER_FSDP", { ...GALORE, lowMemoryOptimizer: "apollo", sharding: "fsdp" }],
+    ["PROJECTED_OPTIMIZER_OPTIM", { ...GALORE, gpus: 1, optimizer: "adamw_torch_fused" }],
+    ["BADAM_NEEDS_ZERO3", { method: "full", lowMemoryOptimizer: "badam" }],
+    ["PROJECTED_OPTIMIZER_MIXED", { method: "full", gpus: 1, lowMemoryOptimizer: "galore" }],
   ];
   it("FSDP2_PEFT_ONE_UNIT is silent when its assumption is turned off", () => {
     const input = { ...base, method: "lora", sharding: "fsdp2" } as const;
@@ -347,5 +355,48 @@ describe("rules that stop a run", () => {
     expect(codes({ optimizer: "sgd", sharding: "fsdp", offload: "params" })).not.toContain(
       "OFFLOAD_REPLACES_OPTIMIZER",
     );
+  });
+});
+
+describe("memory-efficient optimizers in a plan", () => {
+  const base = { model: "Qwen/Qwen2.5-0.5B-Instruct", gpu: "a100-80g" } as const;
+  const codes = (input: Record<string, unknown>) => {
+    try {
+      resolvePlan({ ...base, ...input });
+      return [];
+    } catch (e) {
+      return (e as TunefitError).issues.map((i) => `${i.code} ${i.path}`);
+    }
+  };
+  it("takes GaLore and APOLLO on full or freeze tuning, BAdam on full tuning only", () => {
+    expect(codes({ method: "full", lowMemoryOptimizer: "galore" })).toEqual([]);
+    expect(codes({ method: "freeze", lowMemoryOptimizer: "apollo" })).toEqual([]);
+    expect(codes({ method: "full", lowMemoryOptimizer: "badam" })).toEqual([]);
+    expect(codes({ method: "lora", lowMemoryOptimizer: "galore" })).toEqual([
+      "FLAG_WITHOUT_QUALIFIED lowMemoryOptimizer",
+    ]);
+    expect(codes({ method: "freeze", lowMemoryOptimizer: "badam" })).toEqual([
+      "FLAG_WITHOUT_QUALIFIED lowMemoryOptimizer",
+    ]);
+    expect(codes({ method: "full", lowMemoryOptimizer: "badam", lowMemoryRank: 8 })).toEqual([
+      "FLAG_WITHOUT_QUALIFIED lowMemoryRank",
+    ]);
+  });
+  it("fills the rank and layer-wise switch for GaLore and APOLLO only, and writes their optim", () => {
+    const galore = resolvePlan({ ...base, method: "full", lowMemoryOptimizer: "galore" }).plan;
+    expect([galore.lowMemoryRank, galore.lowMemoryLayerwise, galore.optimizer]).toEqual([
+      16,
+      false,
+      "adamw_torch",
+    ]);
+    const badam = resolvePlan({ ...base, method: "full", lowMemoryOptimizer: "badam" }).plan;
+    expect([badam.lowMemoryRank, badam.lowMemoryLayerwise, badam.optimizer]).toEqual([null, null, null]);
+    const eight = resolvePlan({
+      ...base,
+      method: "full",
+      lowMemoryOptimizer: "galore",
+      optimizer: "adamw_8bit",
+    }).plan;
+    expect(eight.optimizer).toBe("adamw_8bit");
   });
 });

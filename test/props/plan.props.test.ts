@@ -14,6 +14,7 @@ import { PLAN_RULES } from "../../src/plan/rules.ts";
 import {
   Attention,
   FsdpStrategy,
+  LowMemoryOptimizer,
   Method,
   Offload,
   type PlanInput,
@@ -43,6 +44,13 @@ const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
 
 const methodArb: fc.Arbitrary<Partial<PlanInput>> = fc.oneof(
   fc.record({ method: fc.constant("full" as const) }),
+  fc.record({ method: fc.constant("full" as const), lowMemoryOptimizer: fc.constant("badam" as const) }),
+  fc.record({
+    method: fc.constantFrom("full" as const, "freeze" as const),
+    lowMemoryOptimizer: fc.constantFrom("galore" as const, "apollo" as const),
+    lowMemoryRank: opt(fc.constantFrom(4, 16, 128)),
+    lowMemoryLayerwise: opt(fc.boolean()),
+  }),
   fc.record({
     method: fc.constant("freeze" as const),
     freezeTrainableLayers: opt(fc.integer({ min: -3, max: 3 }).filter((n) => n !== 0)),
@@ -123,6 +131,7 @@ describe(`plan properties (${RUNS} runs)`, () => {
             "attention",
             "quantBits",
             "quantMethod",
+            "lowMemoryOptimizer",
           ] as const) {
             note(k, p[k]);
           }
@@ -167,6 +176,9 @@ describe(`plan properties (${RUNS} runs)`, () => {
       expect([...(seen.precision ?? [])].sort()).toEqual([...Precision.options].sort());
       expect([...(seen.attention ?? [])].sort()).toEqual([...Attention.options].sort());
       expect([...(seen.quantBits ?? [])].filter(Boolean).sort()).toEqual([4, 8]);
+      expect([...(seen.lowMemoryOptimizer ?? [])].filter(Boolean).sort()).toEqual(
+        [...LowMemoryOptimizer.options].sort(),
+      );
       expect([...(seen.quantMethod ?? [])].filter(Boolean).sort()).toEqual([...QuantMethod.options].sort());
       // and made most rules fire (the rest need rarer combinations, covered by the rule fixtures)
       expect(fired.size).toBeGreaterThanOrEqual(10);
