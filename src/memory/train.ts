@@ -229,6 +229,8 @@ interface Projection {
  * Each 2-D weight's gradient is projected to rank r: right (grad · Pᵀ, in × r) when in ≥ out, else left (Pᵀ · grad,
  * r × out), so the two Adam moments hold r × max(in, out) elements and the projector r × min(in, out), in the
  * parameter's dtype (galore_torch galore_projector.py; APOLLO's random projector from a seed, kept the same way).
+ * An fp32 gradient (mixed precision: LLaMA-Factory upcasts) is not converted after GaLore's SVD, and its r-row
+ * projector is a view that keeps the SVD's whole min(in, out)² factor alive.
  * Embeddings, norms and lm_head keep full optimizer states. Both optimizers step parameter by parameter (no foreach
  * buffer): GaLore's SVD of the largest gradient (fp32 copy, U and Vᵀ of width min(in, out)) every update_proj_gap
  * steps and the full-size update it projects back; APOLLO's scaled full-size gradient.
@@ -253,10 +255,11 @@ function projectedStates(
     const n = g.count * share;
     const rank = Math.min(r, g.inFeatures, g.outFeatures);
     params += n * g.inFeatures * g.outFeatures;
-    bytes +=
-      n *
-      (rank * Math.max(g.inFeatures, g.outFeatures) * stateBytes +
-        rank * Math.min(g.inFeatures, g.outFeatures) * paramBytes);
+    const k = Math.min(g.inFeatures, g.outFeatures);
+    // GaLore's projector of an fp32 gradient is a slice of the SVD's factor, which keeps the whole k × k factor
+    // alive (get_orthogonal_matrix: `B = Vh[:rank, :]`, converted, so copied, only for 16-bit data)
+    const projector = kind === "galore" && paramBytes === 4 ? 4 * k * k : rank * k * paramBytes;
+    bytes += n * (rank * Math.max(g.inFeatures, g.outFeatures) * stateBytes + projector);
   }
   params = Math.min(params, trainable.fullModules);
   const largest = text.reduce(

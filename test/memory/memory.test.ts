@@ -835,7 +835,18 @@ describe("memory-efficient optimizers (GaLore, APOLLO, layer-mode BAdam)", () =>
     expect(llama8b({ precision: "pure_bf16" }).breakdown.optimizer).toBe(8_030_261_248 * 4);
   });
 
-  it("grows GaLore's states with the rank, and prices APOLLO's the same way", () => {
+  it("GaLore in mixed precision keeps each fp32 projector's whole SVD factor, min(in, out)², alive", () => {
+    const galore = llama8b({ lowMemoryOptimizer: "galore" });
+    // fp32 moments 16 × max(in, out) × 8 B; factors 4096² (q, o, gate, up, down) and 1024² (k, v) × 4 B
+    const perLayer = 16 * (4 * 4096 + 3 * 14336) * 8 + (5 * 4096 ** 2 + 2 * 1024 ** 2) * 4;
+    expect(galore.breakdown.optimizer).toBe(unprojected * 8 + 32 * perLayer);
+    // APOLLO's seeded projector has no SVD factor behind it
+    expect(llama8b({ lowMemoryOptimizer: "apollo" }).breakdown.optimizer).toBeLessThan(
+      galore.breakdown.optimizer - 10e9,
+    );
+  });
+
+  it("grows GaLore's states with the rank, and prices APOLLO's the same way in pure bf16", () => {
     const opt = (input: Record<string, unknown>) =>
       llama8b({ precision: "pure_bf16", lowMemoryOptimizer: "galore", ...input }).breakdown.optimizer;
     expect(opt({ lowMemoryRank: 128 })).toBeGreaterThan(opt({ lowMemoryRank: 16 }));
