@@ -107,7 +107,10 @@ function without(draft: Draft, fields: readonly (keyof PlanInput)[]): Draft {
   return copy as Draft;
 }
 
-/** What full() and freeze() replace: the other methods' fields (the memory-efficient optimizer stays). */
+/**
+ * What a method call replaces: the other methods' fields. The memory-efficient optimizer stays, so `.full().galore()`
+ * and `.galore().full()` are the same plan (and `.galore().lora()` an error when built, as LLaMA-Factory rejects it).
+ */
 const OTHER_METHOD_FIELDS: readonly (keyof PlanInput)[] = ALL_METHOD_FIELDS.filter(
   (f) => !(METHOD_FIELDS.lowMemory as readonly string[]).includes(f),
 );
@@ -186,7 +189,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** LoRA adapters on a 16-bit base. */
   lora(o: LoraOptions = {}): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, ALL_METHOD_FIELDS),
+      ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "lora",
       ...loraFields(o),
     });
@@ -195,7 +198,7 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** LoRA adapters on a quantized base (bitsandbytes 4-bit unless told otherwise). */
   qlora(o: QloraOptions = {}): PlanBuilder<S> {
     return this.#with({
-      ...without(this.#draft, ALL_METHOD_FIELDS),
+      ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "qlora",
       ...loraFields(o),
       ...defined({ quantBits: o.bits, quantMethod: o.quantMethod }),
@@ -218,6 +221,11 @@ export class PlanBuilder<S extends Draft = Empty> {
   /** Layer-wise BAdam for full tuning: one decoder layer trains at a time (LLaMA-Factory `use_badam`). */
   badam(): PlanBuilder<S> {
     return this.#lowMemory("badam", {});
+  }
+
+  /** Adam-mini: one second moment per block (per head for q/k), AdamW's only for embeddings and lm_head. */
+  adamMini(): PlanBuilder<S> {
+    return this.#lowMemory("adam_mini", {});
   }
 
   #lowMemory(optimizer: LowMemoryOptimizer, o: ProjectionOptions): PlanBuilder<S> {

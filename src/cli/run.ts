@@ -442,6 +442,10 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     );
   else if (a.trainable.trainableLayers.length > 0)
     lines.push(`Trained layers: ${a.trainable.trainableLayers.join(", ")}`);
+  if (a.plan.lowMemoryOptimizer === "adam_mini")
+    lines.push(
+      "Adam-mini: an fp32 first moment per trainable parameter; one second moment per head or block (per parameter only for the embeddings and lm_head)",
+    );
   if (a.plan.lowMemoryOptimizer === "galore" || a.plan.lowMemoryOptimizer === "apollo")
     lines.push(
       `${a.plan.lowMemoryOptimizer === "galore" ? "GaLore" : "APOLLO"} rank ${a.plan.lowMemoryRank}${a.plan.lowMemoryLayerwise ? ", layer-wise" : ""}: optimizer states of every language-model linear at rank ${a.plan.lowMemoryRank}; embeddings, norms and lm_head keep full states`,

@@ -450,9 +450,14 @@ function chainCalls(c: Input, model: ModelSource, hardware: ImportHardware, plac
     });
   } else calls.push({ name: "lora", args: objArgs(defined(lora())) });
   const lowMemory = c.lowMemoryOptimizer;
-  if (lowMemory === "galore" || lowMemory === "apollo" || lowMemory === "badam") {
+  if (
+    lowMemory === "galore" ||
+    lowMemory === "apollo" ||
+    lowMemory === "badam" ||
+    lowMemory === "adam_mini"
+  ) {
     calls.push({
-      name: lowMemory,
+      name: lowMemory === "adam_mini" ? "adamMini" : lowMemory,
       args: objArgs(
         defined([
           ["rank", c.lowMemoryRank],

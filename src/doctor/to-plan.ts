@@ -1,6 +1,12 @@
 import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
-import { DATASET_NAMES, type ModelDefinition, type PlanInput, TEMPLATE_NAME } from "../schema/plan.ts";
+import {
+  DATASET_NAMES,
+  LowMemoryOptimizer,
+  type ModelDefinition,
+  type PlanInput,
+  TEMPLATE_NAME,
+} from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
 
 /*
@@ -49,7 +55,7 @@ export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
   attention: "flash_attn",
   liger: "enable_liger_kernel",
   optimizer: "optim",
-  lowMemoryOptimizer: "use_galore / use_apollo / use_badam",
+  lowMemoryOptimizer: "use_galore / use_apollo / use_badam / use_adam_mini",
   lowMemoryRank: "galore_rank / apollo_rank",
   lowMemoryLayerwise: "galore_layerwise / apollo_layerwise",
   loraRank: "lora_rank",
@@ -96,8 +102,8 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--offload/g, "the DeepSpeed or FSDP offload settings"],
   [/--low-memory-optimizer badam with --sharding zero3/g, "use_badam: true with a ZeRO-3 deepspeed: config"],
   [/--low-memory-optimizer (galore|apollo) \(or apollo\)/g, "use_$1: true (or use_apollo: true)"],
-  [/--low-memory-optimizer (galore|apollo|badam)/g, "use_$1: true"],
-  [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam"],
+  [/--low-memory-optimizer (galore|apollo|badam|adam_mini)/g, "use_$1: true"],
+  [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam / use_adam_mini"],
   [
     /--low-memory-rank\/--low-memory-layerwise/g,
     "galore_rank/galore_layerwise (apollo_rank/apollo_layerwise)",
@@ -164,7 +170,8 @@ function syncEachBatchOf(value: unknown): boolean {
 }
 
 /** The keys of a memory-efficient optimizer the plan carries (the others, such as galore_scale, are kept as written). */
-function lowMemoryKeys(optimizer: "galore" | "apollo" | "badam"): string[] {
+function lowMemoryKeys(optimizer: LowMemoryOptimizer): string[] {
+  if (optimizer === "adam_mini") return ["use_adam_mini"];
   return optimizer === "badam"
     ? ["use_badam", "badam_mode"]
     : [`use_${optimizer}`, `${optimizer}_target`, `${optimizer}_rank`, `${optimizer}_layerwise`];
@@ -215,7 +222,7 @@ const NOT_MODELLED: Readonly<Record<string, string>> = {
   use_badam:
     "BAdam (here in ratio mode, with LoRA or freeze tuning, or beside GaLore or APOLLO) trains a part of the weights at a time, where tunefit counts every trainable parameter (an upper bound)",
   use_adam_mini:
-    "Adam-mini keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
+    "Adam-mini (here beside GaLore, APOLLO or BAdam, which LLaMA-Factory builds first) keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
   use_muon:
     "Muon keeps one momentum buffer for the weight matrices, where tunefit counts AdamW's two states (an upper bound)",
   use_unsloth:
@@ -261,17 +268,20 @@ function coversEveryLinear(value: unknown): boolean {
 }
 
 /**
- * GaLore, APOLLO or layer-mode BAdam as the plan carries them (lowMemoryOptimizer), or null where the YAML's switch
- * stays an upper bound: LoRA (LLaMA-Factory rejects it), more than one switch (rejected too), BAdam's ratio mode or
- * BAdam under freeze tuning, and GaLore/APOLLO on fewer modules than every language-model linear.
+ * GaLore, APOLLO, layer-mode BAdam or Adam-mini as the plan carries them (lowMemoryOptimizer), or null where the
+ * YAML's switch stays an upper bound: GaLore/APOLLO/BAdam with LoRA (LLaMA-Factory rejects it), more than one switch
+ * (rejected too, or only the first LLaMA-Factory checks is used), BAdam's ratio mode or BAdam under freeze tuning,
+ * and GaLore/APOLLO on fewer modules than every language-model linear.
  */
 export function lowMemoryOf(
   yaml: Readonly<Record<string, unknown>>,
-): { optimizer: "galore" | "apollo" | "badam"; rank?: number; layerwise?: boolean } | null {
-  const on = (["galore", "apollo", "badam"] as const).filter((k) => yaml[`use_${k}`] === true);
+): { optimizer: LowMemoryOptimizer; rank?: number; layerwise?: boolean } | null {
+  const on = LowMemoryOptimizer.options.filter((k) => yaml[`use_${k}`] === true);
   const type = typeof yaml.finetuning_type === "string" ? yaml.finetuning_type : "lora";
-  if (on.length !== 1 || (type !== "full" && type !== "freeze")) return null;
-  const optimizer = on[0] as "galore" | "apollo" | "badam";
+  if (on.length !== 1) return null;
+  const optimizer = on[0] as LowMemoryOptimizer;
+  if (optimizer === "adam_mini") return { optimizer };
+  if (type !== "full" && type !== "freeze") return null;
   if (optimizer === "badam")
     return type === "full" && (yaml.badam_mode ?? "layer") === "layer" ? { optimizer } : null;
   if (!coversEveryLinear(yaml[`${optimizer}_target`])) return null;

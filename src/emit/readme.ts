@@ -1,5 +1,6 @@
 import { formatCount, formatGib } from "../_util.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
+import { LOW_MEMORY_OPTIMIZER_NAMES } from "../schema/plan.ts";
 import { BUNDLE_FILES, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { BUNDLE_MOUNT } from "./kubeflow.ts";
 import { IMAGE_PLACEHOLDER } from "./options.ts";
@@ -37,13 +38,15 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
     ],
     [
       "method",
-      plan.method === "qlora"
+      plan.method === "qlora" && plan.lowMemoryOptimizer !== "adam_mini"
         ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})`
         : plan.lowMemoryOptimizer === "badam"
           ? `${plan.method} with BAdam (layer mode)`
-          : plan.lowMemoryOptimizer !== null
-            ? `${plan.method} with ${plan.lowMemoryOptimizer === "galore" ? "GaLore" : "APOLLO"} (rank ${plan.lowMemoryRank}${plan.lowMemoryLayerwise ? ", layer-wise" : ""})`
-            : plan.method,
+          : plan.lowMemoryOptimizer === "adam_mini"
+            ? `${plan.method === "qlora" ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})` : plan.method} with Adam-mini`
+            : plan.lowMemoryOptimizer !== null
+              ? `${plan.method} with ${LOW_MEMORY_OPTIMIZER_NAMES[plan.lowMemoryOptimizer]} (rank ${plan.lowMemoryRank}${plan.lowMemoryLayerwise ? ", layer-wise" : ""})`
+              : plan.method,
     ],
     ["hardware", `${plan.nodes} node(s) × ${plan.gpus}× ${md(plan.gpu.name)}`],
     ["sharding", plan.sharding === "fsdp" ? `fsdp (FSDP1 ${plan.fsdpStrategy})` : plan.sharding],
@@ -177,6 +180,7 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
   if (plan.lowMemoryOptimizer === "galore") out.push("- galore_torch (`pip install galore-torch`)");
   if (plan.lowMemoryOptimizer === "apollo") out.push("- apollo_torch (`pip install apollo-torch`)");
   if (plan.lowMemoryOptimizer === "badam") out.push("- badam >=1.2.1 (`pip install badam`)");
+  if (plan.lowMemoryOptimizer === "adam_mini") out.push("- adam-mini (`pip install adam-mini`)");
   out.push("");
 
   out.push("## What was assumed, and what was not executed", "");

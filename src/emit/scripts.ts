@@ -1,4 +1,4 @@
-import type { Plan } from "../schema/plan.ts";
+import { LOW_MEMORY_OPTIMIZER_NAMES, type Plan } from "../schema/plan.ts";
 import { BUNDLE_FILES, modelSlug, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { type EmitOptions, resolveEmitOptions } from "./options.ts";
 import { targetsLine } from "./versions.ts";
@@ -25,9 +25,7 @@ export function commentText(value: string): string {
 export function planSummary(plan: Plan): string {
   const hw = `${plan.nodes > 1 ? `${plan.nodes} nodes × ` : ""}${plan.gpus}× ${plan.gpu.name}`;
   const optimizer =
-    plan.lowMemoryOptimizer === null
-      ? ""
-      : ` with ${plan.lowMemoryOptimizer === "galore" ? "GaLore" : plan.lowMemoryOptimizer === "apollo" ? "APOLLO" : "BAdam"}`;
+    plan.lowMemoryOptimizer === null ? "" : ` with ${LOW_MEMORY_OPTIMIZER_NAMES[plan.lowMemoryOptimizer]}`;
   const method = `${plan.method === "qlora" ? `qlora ${plan.quantBits}-bit ${plan.quantMethod}` : plan.method}${optimizer}`;
   const strategy =
     plan.sharding === "none"

@@ -279,6 +279,26 @@ function projectedStates(
   return { params, bytes, stepTempBytes: Math.max(projectTemp, embeddings * paramBytes), largestParams };
 }
 
+/** Trained embedding and lm_head parameters (full tuning, or LoRA's additional_target copies of them). */
+function trainedEmbeddingParams(plan: Plan, params: ParamBreakdown): number {
+  if (plan.method === "full" && plan.lowMemoryOptimizer !== "badam")
+    return params.embedTokens + params.lmHead;
+  const extra = plan.additionalTarget ?? [];
+  return (
+    (extra.some((m) => /embed|wte/.test(m)) ? params.embedTokens : 0) +
+    (extra.some((m) => /lm_head|output/.test(m)) ? params.lmHead : 0)
+  );
+}
+
+/** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
+function largestTrainableParam(plan: Plan, groups: readonly LinearGroup[], params: ParamBreakdown): number {
+  const text = groups.filter((g) => g.region === "text");
+  if (plan.method === "lora" || plan.method === "qlora")
+    return (plan.loraRank ?? 8) * Math.max(0, ...text.map((g) => Math.max(g.inFeatures, g.outFeatures)));
+  const linear = Math.max(0, ...text.map((g) => g.inFeatures * g.outFeatures));
+  return Math.max(linear, plan.method === "full" ? Math.max(params.embedTokens, params.lmHead) : 0);
+}
+
 export interface TrainInputs {
   readonly params: ParamBreakdown;
   readonly trainable: TrainableBreakdown;
@@ -417,8 +437,13 @@ export function estimateTrainMemory(
   // DeepSpeed's fp32 master copy of its partition; BAdam's fp32 copy of the active layer, which its base optimizer
   // steps (block_optim.py _switch_trainable_params_single_gpu: `param.clone().float()`)
   const masterBytes = (deepspeed && mixed) || (badam && !deepspeed) ? 4 : 0;
-  const stateBytes =
-    plan.optimizer === "adafactor"
+  // Adam-mini (adam_mini/adam_mini.py): an fp32 first moment for every trainable parameter, whatever its dtype; the
+  // second moment is AdamW's (fp32, per parameter) only for the embedding and output blocks ("embed", "wte",
+  // "lm_head.weight" in the name), and one value per head (q, k) or per block elsewhere
+  const adamMini = plan.lowMemoryOptimizer === "adam_mini";
+  const stateBytes = adamMini
+    ? trainable.trainable * 4 + trainedEmbeddingParams(plan, params) * 4
+    : plan.optimizer === "adafactor"
       ? adafactorBytes(trainable, groups, plan)
       : deepspeed
         ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
@@ -568,14 +593,17 @@ export function estimateTrainMemory(
       ? 0
       : projection.params > 0
         ? projection.stepTempBytes
-        : badam && !deepspeed
-          ? trainable.fullModules * 4 * (1 + as.optimizerStepTempCopies)
-          : deepspeed
-            ? Math.min(
-                trainable.trainable / split.optimizer,
-                plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-              ) * (fp32 ? 4 : a + 4)
-            : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
+        : adamMini && !deepspeed
+          ? // parameter by parameter: the gradient's fp32 copy and the update (or the embeddings' v.sqrt())
+            largestTrainableParam(plan, groups, params) * ((fullBytes === 4 && !isLora ? 0 : 4) + 4)
+          : badam && !deepspeed
+            ? trainable.fullModules * 4 * (1 + as.optimizerStepTempCopies)
+            : deepspeed
+              ? Math.min(
+                  trainable.trainable / split.optimizer,
+                  plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
+                ) * (fp32 ? 4 : a + 4)
+              : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
   const fullGradients = stepGradients;
   const states = weights + gradients + optimizer;

@@ -133,7 +133,7 @@ function qualifierIssues(input: PlanInput): Issue[] {
   // the trained layer itself (its BlockOptimizer sets requires_grad block by block), so freeze's choice would not hold.
   need(
     ["lowMemoryOptimizer"],
-    method === "full" || (method === "freeze" && lowMemory !== "badam"),
+    method === "full" || (method === "freeze" && lowMemory !== "badam") || lowMemory === "adam_mini",
     lowMemory === "badam"
       ? `with method full (got ${method}): BAdam chooses the trained layer itself`
       : `with method full or freeze (got ${method}): LLaMA-Factory stops with "Cannot use LoRA with GaLore, APOLLO or BAdam together."`,

@@ -6,7 +6,7 @@ import { fsdpAccumulatesUnsharded, imagePatches } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable } from "../model/trainable.ts";
-import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, LOW_MEMORY_OPTIMIZER_NAMES, type Plan } from "../schema/plan.ts";
 
 /**
  * A combination LLaMA-Factory, DeepSpeed, accelerate or the GPU stops the run for (severity error) or that
@@ -57,7 +57,7 @@ const GALORE_OPTIMS = new Set([
 ]);
 
 function lowMemoryName(p: Plan): string {
-  return p.lowMemoryOptimizer === "apollo" ? "APOLLO" : p.lowMemoryOptimizer === "badam" ? "BAdam" : "GaLore";
+  return LOW_MEMORY_OPTIMIZER_NAMES[p.lowMemoryOptimizer ?? "galore"];
 }
 
 /** Every rule tunefit checks, in report order. */

@@ -33,12 +33,20 @@ export type Attention = z.infer<typeof Attention>;
 export const QuantMethod = z.enum(["bnb", "gptq", "awq"]);
 export type QuantMethod = z.infer<typeof QuantMethod>;
 /**
- * LLaMA-Factory's memory-efficient optimizers for full (or freeze) tuning: GaLore and APOLLO project each
- * matrix's gradient to a low rank and keep the optimizer states there (use_galore, use_apollo); BAdam trains one
- * decoder layer at a time, in layer mode (use_badam, badam_mode: layer).
+ * LLaMA-Factory's memory-efficient optimizers: GaLore and APOLLO project each matrix's gradient to a low rank and
+ * keep the optimizer states there (use_galore, use_apollo; full or freeze tuning); BAdam trains one decoder layer at
+ * a time, in layer mode (use_badam, badam_mode: layer; full tuning); Adam-mini keeps one second moment per block
+ * (use_adam_mini; any method).
  */
-export const LowMemoryOptimizer = z.enum(["galore", "apollo", "badam"]);
+export const LowMemoryOptimizer = z.enum(["galore", "apollo", "badam", "adam_mini"]);
 export type LowMemoryOptimizer = z.infer<typeof LowMemoryOptimizer>;
+/** How each is written in prose. */
+export const LOW_MEMORY_OPTIMIZER_NAMES: Readonly<Record<LowMemoryOptimizer, string>> = {
+  galore: "GaLore",
+  apollo: "APOLLO",
+  badam: "BAdam",
+  adam_mini: "Adam-mini",
+};
 export const QuantBits = z.union([z.literal(4), z.literal(8)], { error: "expected 4 or 8" });
 export type QuantBits = z.infer<typeof QuantBits>;
 
@@ -98,7 +106,8 @@ export const PlanInput = z.strictObject({
   }),
   offload: Offload.optional().meta({ description: "CPU offload; default none" }),
   lowMemoryOptimizer: LowMemoryOptimizer.optional().meta({
-    description: "GaLore, APOLLO or layer-wise BAdam (method full; GaLore/APOLLO also freeze); default none",
+    description:
+      "GaLore or APOLLO (method full or freeze), layer-wise BAdam (full), Adam-mini (any method); default none",
   }),
   lowMemoryRank: int(1).optional().meta({ description: "GaLore/APOLLO projection rank; default 16" }),
   lowMemoryLayerwise: z.boolean().optional().meta({

@@ -404,6 +404,15 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(warn({ finetuning_type: "full", use_badam: true, badam_mode: "ratio" })).toEqual([
       "train.yaml:use_badam",
     ]);
+    // Adam-mini on any method is planned; beside GaLore (which LLaMA-Factory builds instead) neither is
+    expect(warn({ finetuning_type: "lora", use_adam_mini: true })).toEqual([]);
+    expect(qwenSetup({ finetuning_type: "lora", use_adam_mini: true }).input.lowMemoryOptimizer).toBe(
+      "adam_mini",
+    );
+    expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: true })).toEqual([
+      "train.yaml:use_galore",
+      "train.yaml:use_adam_mini",
+    ]);
     expect(warn({ finetuning_type: "oft" })).toEqual(["train.yaml:finetuning_type"]);
     expect(warn({ stage: "dpo" })).toEqual(["train.yaml:stage"]);
     expect(warn({ stage: "pt" })).toEqual([]);

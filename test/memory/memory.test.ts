@@ -846,6 +846,19 @@ describe("memory-efficient optimizers (GaLore, APOLLO, layer-mode BAdam)", () =>
     );
   });
 
+  it("Adam-mini keeps an fp32 first moment everywhere and AdamW's second moment for the embeddings only", () => {
+    const mini = (input: Record<string, unknown>) =>
+      llama8b({ lowMemoryOptimizer: "adam_mini", ...input }).breakdown.optimizer;
+    const embeddings = 2 * 128_256 * 4_096;
+    expect(mini({})).toBe(8_030_261_248 * 4 + embeddings * 4);
+    // the moment is fp32 in pure bf16 too, where AdamW's states are bf16
+    expect(mini({ precision: "pure_bf16" })).toBe(mini({}));
+    // LoRA's adapters: the first moment only
+    const lora = plan({ model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "h200", method: "lora" });
+    const adapters = estimateTrainMemory({ ...lora, lowMemoryOptimizer: "adam_mini" }).breakdown.optimizer;
+    expect(adapters * 2).toBe(estimateTrainMemory(lora).breakdown.optimizer);
+  });
+
   it("grows GaLore's states with the rank, and prices APOLLO's the same way in pure bf16", () => {
     const opt = (input: Record<string, unknown>) =>
       llama8b({ precision: "pure_bf16", lowMemoryOptimizer: "galore", ...input }).breakdown.optimizer;

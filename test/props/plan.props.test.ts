@@ -46,6 +46,10 @@ const methodArb: fc.Arbitrary<Partial<PlanInput>> = fc.oneof(
   fc.record({ method: fc.constant("full" as const) }),
   fc.record({ method: fc.constant("full" as const), lowMemoryOptimizer: fc.constant("badam" as const) }),
   fc.record({
+    method: fc.constantFrom(...Method.options),
+    lowMemoryOptimizer: fc.constant("adam_mini" as const),
+  }),
+  fc.record({
     method: fc.constantFrom("full" as const, "freeze" as const),
     lowMemoryOptimizer: fc.constantFrom("galore" as const, "apollo" as const),
     lowMemoryRank: opt(fc.constantFrom(4, 16, 128)),
