@@ -919,7 +919,7 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
     out.push("✔ It runs as it is: no change needed.");
   } else if (r.byHand.length > 0) {
     out.push(
-      `✖ Correct by hand first (no value can be chosen for you): ${r.byHand.map((i) => i.path.slice(i.path.lastIndexOf(":") + 1)).join(", ")}; then run doctor again.`,
+      `✖ Correct by hand first (no value can be chosen for you): ${[...new Set(r.byHand.map((i) => i.path.slice(i.path.lastIndexOf(":") + 1)))].join(", ")}; then run doctor again.`,
     );
   } else if (r.fix === null) {
     out.push(

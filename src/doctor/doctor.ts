@@ -10,6 +10,8 @@ import {
   type Attention,
   isDeepSpeed,
   isFsdp,
+  type LowMemoryOptimizer,
+  METHOD_FIELDS,
   type Method,
   type ModelDefinition,
   type Offload,
@@ -23,7 +25,6 @@ import {
   acceleratorConfigOf,
   type Hardware,
   type Launcher,
-  lowMemoryOf,
   type SetupPlan,
   setupToPlan,
   upperBoundSwitches,
@@ -186,13 +187,25 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
       }
     }
   }
-  // LLaMA-Factory's "distributed" is torchrun's: several processes, or DeepSpeed, which runs under torchrun even
-  // on one GPU
-  const distributed = world > 1 || input.deepspeed.kind !== "none";
-  // a switch the plan carries is checked by the plan's own rules (LAYERWISE_*, PROJECTED_OPTIMIZER_*, BADAM_NEEDS_ZERO3)
-  if (lowMemoryOf(input.yaml) === null)
+  // LLaMA-Factory's "distributed" is transformers' parallel_mode: several processes, or DeepSpeed (under torchrun) or
+  // FSDP (under accelerate) on any number
+  const distributed =
+    world > 1 ||
+    input.deepspeed.kind !== "none" ||
+    (input.launcher === "accelerate" && input.accelerate?.distributed_type === "FSDP");
+  // a switch the plan carries is checked by the plan's own rules (LAYERWISE_*, PROJECTED_OPTIMIZER_*, BADAM_*)
+  if (setup.input.lowMemoryOptimizer === undefined)
     issues.push(...optimizerSwitchIssues(input.yaml, name, distributed, setup.input.sharding === "zero3"));
   return issues;
+}
+
+/** The YAML key a memory-efficient optimizer's plan field is read from, or null for other paths. */
+function lowMemoryKey(path: string, optimizer: LowMemoryOptimizer | null): string | null {
+  if (optimizer === null) return null;
+  if (path === "lowMemoryOptimizer") return `use_${optimizer}`;
+  if (path === "lowMemoryRank") return `${optimizer}_rank`;
+  if (path === "lowMemoryLayerwise") return `${optimizer}_layerwise`;
+  return null;
 }
 
 /** Plan rules on keys no candidate of the fix search changes (layer-wise updates, GaLore's optim). */
@@ -205,7 +218,7 @@ const BY_HAND_RULES = new Set(["LAYERWISE_DISTRIBUTED", "LAYERWISE_GRAD_ACCUM", 
  * then the out-of-memory stands.
  */
 function coverableBySwitches(y: Readonly<Record<string, unknown>>, analysis: PlanAnalysis): string[] {
-  const switches = upperBoundSwitches(y);
+  const switches = upperBoundSwitches(y, analysis.plan.lowMemoryOptimizer);
   if (switches.length === 0) return [];
   const t = analysis.memory.train;
   const b = t.perGpu.breakdown;
@@ -324,6 +337,8 @@ const launcherOf = (sharding: Sharding): Launcher => (isFsdp(sharding) ? "accele
 interface Variant {
   method: Method;
   quantBits?: 4 | 8;
+  /** the setup's GaLore, APOLLO or BAdam is dropped (adapters cannot take them) */
+  dropLowMemory?: boolean;
   sharding: Sharding;
   offload: Offload;
   precision: Precision;
@@ -364,9 +379,20 @@ function changesFor(
       text: bits === undefined ? "remove quantization_bit" : `quantization_bit: ${bits}`,
     });
   }
+  if (v.dropLowMemory && base.lowMemoryOptimizer !== undefined) {
+    const key = `use_${base.lowMemoryOptimizer}`;
+    ch.push({ kind: "yaml", target: key, text: `remove ${key} (LLaMA-Factory trains adapters without it)` });
+  }
   if (v.precision !== base.precision) {
     if (base.precision === "pure_bf16")
       ch.push({ kind: "yaml", target: "pure_bf16", text: "remove pure_bf16" });
+    if (v.precision === "pure_bf16")
+      ch.push({
+        kind: "yaml",
+        target: "pure_bf16",
+        to: true,
+        text: "pure_bf16: true (16-bit weights and states)",
+      });
     if (v.precision === "bf16" && yaml.bf16 !== true) {
       ch.push({ kind: "yaml", target: "bf16", to: true, text: "bf16: true" });
     }
@@ -506,17 +532,29 @@ function withSyncEachBatch(value: unknown): Record<string, unknown> {
   };
 }
 
-function* variants(base: PlanInput): Generator<Variant> {
+/**
+ * The candidate plans of the fix search. `dropLowMemory`: adapters may replace the setup's GaLore, APOLLO or BAdam
+ * (offered only where the training step does not fit; a stop about how they run is mended where they are).
+ */
+function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> {
   const method = base.method ?? "lora";
-  const methods: { method: Method; quantBits?: 4 | 8 }[] = [
+  const methods: { method: Method; quantBits?: 4 | 8; dropLowMemory?: boolean }[] = [
     base.quantBits === undefined ? { method } : { method, quantBits: base.quantBits },
   ];
-  if (method === "full" || method === "freeze")
-    methods.push({ method: "lora" }, { method: "qlora", quantBits: 4 });
+  // adapters take no GaLore, APOLLO or BAdam (finetuning_args.py:616): those variants drop the switch
+  const lowMemory = base.lowMemoryOptimizer;
+  const keeps = lowMemory === undefined || lowMemory === "adam_mini";
+  if ((method === "full" || method === "freeze") && (keeps || dropLowMemory)) {
+    const drop = keeps ? {} : { dropLowMemory: true };
+    methods.push({ method: "lora", ...drop }, { method: "qlora", quantBits: 4, ...drop });
+  }
   if (method === "lora") methods.push({ method: "qlora", quantBits: 4 });
   if (method === "qlora" && base.quantBits === 8) methods.push({ method: "qlora", quantBits: 4 });
   const precisions: Precision[] = [base.precision ?? "bf16"];
   if (base.precision === "pure_bf16") precisions.push("bf16");
+  // GaLore and APOLLO are meant for pure bf16 (LLaMA-Factory warns otherwise): 16-bit weights, gradients and states
+  if ((lowMemory === "galore" || lowMemory === "apollo") && base.precision === "bf16")
+    precisions.push("pure_bf16");
   // what the GPU cannot run at all (BF16_UNSUPPORTED_GPU, FA2_UNSUPPORTED_GPU) has one way out each
   const gpu = findGpu(base.gpu);
   if (gpu && !gpu.bf16 && (base.precision === "bf16" || base.precision === "pure_bf16"))
@@ -554,7 +592,9 @@ function* variants(base: PlanInput): Generator<Variant> {
 }
 
 function applyVariant(base: PlanInput, v: Variant): PlanInput {
-  const out: Record<string, unknown> = { ...base, ...v };
+  const { dropLowMemory, ...fields } = v;
+  const out: Record<string, unknown> = { ...base, ...fields };
+  if (dropLowMemory) for (const k of METHOD_FIELDS.lowMemory) delete out[k];
   if (v.method !== "qlora") {
     delete out.quantBits;
     delete out.quantMethod;
@@ -739,6 +779,11 @@ export function doctor(input: DoctorInput): DoctorReport {
           ? { ...i, path: `${input.yamlName ?? "train.yaml"}:template` }
           : i,
       )
+      // the memory-efficient optimizer's fields are the YAML's own keys (use_galore, galore_layerwise, …)
+      .map((i) => {
+        const key = lowMemoryKey(i.path, analysis.plan.lowMemoryOptimizer);
+        return key === null ? i : { ...i, path: `${input.yamlName ?? "train.yaml"}:${key}` };
+      })
       .map((i) =>
         i.code === "TRAIN_OOM" && upperBound.length > 0
           ? {
@@ -795,7 +840,7 @@ export function doctor(input: DoctorInput): DoctorReport {
     const found: Fix[] = [];
     const seen = new Set<string>();
     const hostBound = input.hardware.hostRam === undefined ? { hostRam: ASSUMED_HOST_RAM_GIB } : {};
-    for (const v of variants(searched)) {
+    for (const v of variants(searched, !analysis.memory.train.fits)) {
       const candidate = applyVariant(searched, v);
       let a: PlanAnalysis;
       try {

@@ -1,5 +1,7 @@
 import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
+import { freezeModuleNames, linearModules } from "../model/modules.ts";
+import type { Architecture } from "../schema/architecture.ts";
 import {
   DATASET_NAMES,
   LowMemoryOptimizer,
@@ -248,23 +250,38 @@ const UPPER_BOUND_SWITCHES = [
   "use_unsloth_gc",
 ] as const;
 
-/** The switches on in a YAML that make tunefit's training figure an upper bound (empty for most YAMLs). */
-export function upperBoundSwitches(yaml: Readonly<Record<string, unknown>>): string[] {
-  const planned = lowMemoryOf(yaml);
-  return UPPER_BOUND_SWITCHES.filter(
-    (k) => yaml[k] === true && k !== (planned && `use_${planned.optimizer}`),
-  );
+/**
+ * The switches on in a YAML that make tunefit's training figure an upper bound (empty for most YAMLs); `planned` is
+ * the memory-efficient optimizer the plan carries, which is modelled.
+ */
+export function upperBoundSwitches(
+  yaml: Readonly<Record<string, unknown>>,
+  planned: LowMemoryOptimizer | null | undefined,
+): string[] {
+  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true && k !== `use_${planned}`);
 }
 
-/** Targets that reach every linear of a decoder layer by LLaMA-Factory's substring match (`target in name`). */
-function coversEveryLinear(value: unknown): boolean {
+/**
+ * Whether galore_target/apollo_target reach every language-model linear of `arch` by LLaMA-Factory's substring match
+ * on module names (`target in name`): `all`, or names inside each attention and MLP block's name (`self_attn`,
+ * `mlp`; Mixtral's experts sit in `block_sparse_moe`, Qwen-1's attention in `attn`), or inside every linear's own
+ * name. Without the model's architecture, only `all` is known to.
+ */
+function coversEveryLinear(value: unknown, arch: Architecture | null): boolean {
   if (value === undefined || value === null || isAll(value)) return true;
-  if (!names(value)) return false;
+  if (!names(value) || arch === null) return false;
   const targets = list(value);
-  return (
-    targets.some((t) => /^(self_attn|attn|attention|self_attention)$/.test(t)) &&
-    targets.some((t) => /^(mlp|feed_forward)$/.test(t))
-  );
+  const reached = (name: string) => targets.some((t) => name.includes(t));
+  const blocks = freezeModuleNames(arch);
+  const parents = [
+    ...blocks.attention,
+    ...blocks.mlp,
+    ...(arch.modelType === "mllama" ? ["cross_attn"] : []),
+  ];
+  const leaves = linearModules(arch)
+    .filter((g) => g.region === "text")
+    .map((g) => g.name);
+  return parents.every(reached) || leaves.every(reached);
 }
 
 /**
@@ -275,6 +292,7 @@ function coversEveryLinear(value: unknown): boolean {
  */
 export function lowMemoryOf(
   yaml: Readonly<Record<string, unknown>>,
+  arch: Architecture | null,
 ): { optimizer: LowMemoryOptimizer; rank?: number; layerwise?: boolean } | null {
   const on = LowMemoryOptimizer.options.filter((k) => yaml[`use_${k}`] === true);
   const type = typeof yaml.finetuning_type === "string" ? yaml.finetuning_type : "lora";
@@ -284,7 +302,7 @@ export function lowMemoryOf(
   if (type !== "full" && type !== "freeze") return null;
   if (optimizer === "badam")
     return type === "full" && (yaml.badam_mode ?? "layer") === "layer" ? { optimizer } : null;
-  if (!coversEveryLinear(yaml[`${optimizer}_target`])) return null;
+  if (!coversEveryLinear(yaml[`${optimizer}_target`], arch)) return null;
   const rank = num(yaml[`${optimizer}_rank`]);
   const layerwise = yaml[`${optimizer}_layerwise`];
   return {
@@ -334,8 +352,14 @@ const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|y
 
 /** Whether a model takes images: null when it cannot be resolved here (resolving the plan reports that). */
 function visionOf(model: string | ModelDefinition, cwd: string | undefined): boolean | null {
+  const arch = architectureOf(model, cwd);
+  return arch === null ? null : arch.vision !== null;
+}
+
+/** The model's architecture, or null when it does not resolve (resolving the plan reports the model). */
+function architectureOf(model: string | ModelDefinition, cwd: string | undefined): Architecture | null {
   try {
-    return resolveModel(model, cwd).architecture.vision !== null;
+    return resolveModel(model, cwd).architecture;
   } catch {
     return null;
   }
@@ -454,7 +478,7 @@ export function setupToPlan(
       });
   }
   if (typeof y.optim === "string") input.optimizer = y.optim;
-  const lowMemory = lowMemoryOf(y);
+  const lowMemory = lowMemoryOf(y, architectureOf(modelRef, where.cwd));
   if ((lowMemory?.optimizer === "galore" || lowMemory?.optimizer === "apollo") && y.optim === undefined) {
     const which = lowMemory.optimizer === "galore" ? "GaLore" : "APOLLO";
     issues.push({

@@ -217,6 +217,8 @@ interface Projection {
   readonly params: number;
   /** states of the projected matrices: two moments of the r × max(in, out) gradient, and the projector */
   readonly bytes: number;
+  /** of which the projectors */
+  readonly projectorBytes: number;
   /** the step's largest temporaries, parameter by parameter */
   readonly stepTempBytes: number;
   /** the largest trainable parameter: layer-wise, the only gradient alive at a time */
@@ -226,14 +228,17 @@ interface Projection {
 /**
  * GaLore and APOLLO (LLaMA-Factory ff6d4d12ee train/trainer_utils.py _create_galore_optimizer,
  * _create_apollo_optimizer; galore_target/apollo_target `all` = every nn.Linear of the language model but lm_head).
- * Each 2-D weight's gradient is projected to rank r: right (grad · Pᵀ, in × r) when in ≥ out, else left (Pᵀ · grad,
- * r × out), so the two Adam moments hold r × max(in, out) elements and the projector r × min(in, out), in the
- * parameter's dtype (galore_torch galore_projector.py; APOLLO's random projector from a seed, kept the same way).
+ * Each 2-D weight's (out × in) gradient is projected to rank r: right (grad · Pᵀ, out × r) when out ≥ in, else left
+ * (Pᵀ · grad, r × in), so the two Adam moments hold r × max(in, out) elements and the projector r × min(in, out), in
+ * the parameter's dtype (galore_torch galore_projector.py; APOLLO's random projector from a seed, kept the same way).
  * An fp32 gradient (mixed precision: LLaMA-Factory upcasts) is not converted after GaLore's SVD, and its r-row
  * projector is a view that keeps the SVD's whole min(in, out)² factor alive.
  * Embeddings, norms and lm_head keep full optimizer states. Both optimizers step parameter by parameter (no foreach
  * buffer): GaLore's SVD of the largest gradient (fp32 copy, U and Vᵀ of width min(in, out)) every update_proj_gap
- * steps and the full-size update it projects back; APOLLO's scaled full-size gradient.
+ * steps and the full-size update it projects back; APOLLO's scaled full-size gradient; for the embeddings and
+ * lm_head, AdamW's full-size denominator and normalised gradient. Under FSDP the Trainer builds the optimizer after
+ * wrapping, when FSDP1 shows each weight as a 1-D view of its shard: nothing is 2-D, nothing is projected, and the
+ * states are AdamW's (rule PROJECTED_OPTIMIZER_FSDP).
  */
 function projectedStates(
   plan: Plan,
@@ -243,14 +248,15 @@ function projectedStates(
 ): Projection {
   const kind = plan.lowMemoryOptimizer;
   const t = plan.model.architecture.text;
-  if (kind !== "galore" && kind !== "apollo")
-    return { params: 0, bytes: 0, stepTempBytes: 0, largestParams: 0 };
+  if ((kind !== "galore" && kind !== "apollo") || isFsdp(plan.sharding))
+    return { params: 0, bytes: 0, projectorBytes: 0, stepTempBytes: 0, largestParams: 0 };
   const r = plan.lowMemoryRank ?? 16;
   const share = plan.method === "freeze" ? trainable.trainableLayers.length / t.numLayers : 1;
   const text = groups.filter((g) => g.region === "text");
   const stateBytes = optimizerBytesPerParam(plan.optimizer, paramBytes);
   let params = 0;
   let bytes = 0;
+  let projectorBytes = 0;
   for (const g of text) {
     const n = g.count * share;
     const rank = Math.min(r, g.inFeatures, g.outFeatures);
@@ -260,6 +266,7 @@ function projectedStates(
     // alive (get_orthogonal_matrix: `B = Vh[:rank, :]`, converted, so copied, only for 16-bit data)
     const projector = kind === "galore" && paramBytes === 4 ? 4 * k * k : rank * k * paramBytes;
     bytes += n * (rank * Math.max(g.inFeatures, g.outFeatures) * stateBytes + projector);
+    projectorBytes += n * projector;
   }
   params = Math.min(params, trainable.fullModules);
   const largest = text.reduce(
@@ -276,7 +283,13 @@ function projectedStates(
       : 2 * paramBytes * largestLinear;
   const embeddings = plan.method === "full" ? Math.max(t.vocabSize * t.hiddenSize, 0) : 0;
   const largestParams = Math.max(largestLinear, embeddings);
-  return { params, bytes, stepTempBytes: Math.max(projectTemp, embeddings * paramBytes), largestParams };
+  return {
+    params,
+    bytes,
+    projectorBytes,
+    stepTempBytes: Math.max(projectTemp, 2 * embeddings * paramBytes),
+    largestParams,
+  };
 }
 
 /** Trained embedding and lm_head parameters (full tuning, or LoRA's additional_target copies of them). */
@@ -444,7 +457,8 @@ export function estimateTrainMemory(
   const stateBytes = adamMini
     ? trainable.trainable * 4 + trainedEmbeddingParams(plan, params) * 4
     : plan.optimizer === "adafactor"
-      ? adafactorBytes(trainable, groups, plan)
+      ? // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
+        adafactorBytes(trainable, groups, plan) + projection.projectorBytes
       : deepspeed
         ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
         : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
@@ -597,7 +611,8 @@ export function estimateTrainMemory(
           ? // parameter by parameter: the gradient's fp32 copy and the update (or the embeddings' v.sqrt())
             largestTrainableParam(plan, groups, params) * ((fullBytes === 4 && !isLora ? 0 : 4) + 4)
           : badam && !deepspeed
-            ? trainable.fullModules * 4 * (1 + as.optimizerStepTempCopies)
+            ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
+              trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * as.optimizerStepTempCopies)
             : deepspeed
               ? Math.min(
                   trainable.trainable / split.optimizer,

@@ -23,8 +23,9 @@ import { attentionParamsPerLayer, countParams, denseMlpParams } from "./params.t
  *   vector per module with DoRA, and `additional_target` modules trained in full;
  * - full with BAdam (layer mode): one decoder layer at a time. BAdam's BlockOptimizer makes a block of each
  *   `layers.N.` prefix and, with LLaMA-Factory's call (include_embedding and include_lm_head false), never trains
- *   the embeddings, the final norm, lm_head or a vision tower (badam/block_optim.py infer_param_groups). The figures
- *   are for the largest layer, the one whose block peaks.
+ *   the embeddings, the final norm or lm_head (badam/block_optim.py infer_param_groups). The figures are for the
+ *   largest language-model layer, the one whose block peaks (vision layers named `layers.N.` are blocks too, and
+ *   smaller: rule BADAM_TRAINS_VISION).
  */
 
 export interface TrainableOptions {

@@ -37,34 +37,54 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
   if (plan.attention !== "fa2" && plan.gpu.flashAttention2)
     add("use FlashAttention-2 (--attention fa2: no padding mask)", saving({ attention: "fa2" }));
   const states: string[] = [];
-  const fullySharded =
-    plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");
-  if (world > 1 && !fullySharded) states.push("shard the model states (--sharding zero3 or fsdp)");
-  if (world > 1 && fullySharded) states.push("use more GPUs (--gpus/--nodes)");
-  if (fsdpAccumulatesUnsharded(plan)) {
-    const saves = saving({ syncEachBatch: true });
-    if (saves >= 0.02 * now)
+  const lowMemory = plan.lowMemoryOptimizer;
+  if (lowMemory === "galore" || lowMemory === "apollo") {
+    // LLaMA-Factory runs GaLore and APOLLO without DeepSpeed (PROJECTED_OPTIMIZER_DEEPSPEED), and under FSDP they
+    // project nothing (PROJECTED_OPTIMIZER_FSDP): what is left is their own settings, or another method
+    if (plan.precision !== "pure_bf16" && plan.gpu.bf16)
+      states.push("train in --precision pure_bf16 (16-bit weights, gradients and states)");
+    if (!plan.lowMemoryLayerwise && world === 1)
       states.push(
-        `reduce the gradients after every micro-batch (--sync-each-batch on: FSDP1 keeps them sharded, ${gib(saves)} less)`,
+        "step each parameter in its gradient hook (--low-memory-layerwise on, with --grad-accum 1)",
       );
-  }
-  const offload = offloadHint(plan);
-  if (offload !== null) states.push(offload);
-  if (world === 1) states.push("use more GPUs with --sharding zero3 or fsdp");
-  if (plan.method === "full" || plan.method === "freeze")
-    states.push("train adapters (--method lora or qlora)");
-  // LLaMA-Factory's BAdam trains full weights one decoder layer at a time (on one GPU, or under ZeRO-3)
-  if (
-    plan.method === "full" &&
-    plan.lowMemoryOptimizer === null &&
-    (world === 1 || plan.sharding === "zero3")
-  )
-    states.push("train one layer at a time (--low-memory-optimizer badam)");
-  else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
-  // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
-  const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
-  if (plan.method === "full" && !cpuAdam && !(plan.optimizer ?? "").includes("8bit")) {
-    states.push("use an 8-bit optimizer (--optimizer adamw_8bit)");
+    if (plan.method === "full") states.push("train one layer at a time (--low-memory-optimizer badam)");
+    states.push("train adapters (--method lora or qlora, without --low-memory-optimizer)");
+  } else {
+    const badam = lowMemory === "badam";
+    const fullySharded =
+      plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");
+    // BAdam runs distributed only under ZeRO-3 (BADAM_NEEDS_ZERO3), and not with DeepSpeed's offload (BADAM_OFFLOAD)
+    const shardWith = badam ? "--sharding zero3" : "--sharding zero3 or fsdp";
+    if (world > 1 && !fullySharded) states.push(`shard the model states (${shardWith})`);
+    if (world > 1 && fullySharded) states.push("use more GPUs (--gpus/--nodes)");
+    if (fsdpAccumulatesUnsharded(plan)) {
+      const saves = saving({ syncEachBatch: true });
+      if (saves >= 0.02 * now)
+        states.push(
+          `reduce the gradients after every micro-batch (--sync-each-batch on: FSDP1 keeps them sharded, ${gib(saves)} less)`,
+        );
+    }
+    const offload = badam ? null : offloadHint(plan);
+    if (offload !== null) states.push(offload);
+    if (world === 1) states.push(`use more GPUs with ${shardWith}`);
+    if (plan.method === "full" || plan.method === "freeze")
+      states.push(
+        `train adapters (--method lora or qlora${badam ? ", without --low-memory-optimizer" : ""})`,
+      );
+    else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
+    // LLaMA-Factory's BAdam trains full weights one decoder layer at a time (on one GPU, or under ZeRO-3)
+    if (plan.method === "full" && lowMemory === null && (world === 1 || plan.sharding === "zero3"))
+      states.push("train one layer at a time (--low-memory-optimizer badam)");
+    // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
+    const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
+    if (
+      plan.method === "full" &&
+      lowMemory !== "adam_mini" &&
+      !cpuAdam &&
+      !(plan.optimizer ?? "").includes("8bit")
+    ) {
+      states.push("use an 8-bit optimizer (--optimizer adamw_8bit)");
+    }
   }
   const tokenWays = perToken.sort((x, y) => y.saves - x.saves).map((w) => w.text);
   const dynamicFirst = (perToken[0]?.saves ?? 0) > 0.25 * now;

@@ -60,6 +60,22 @@ function lowMemoryName(p: Plan): string {
   return LOW_MEMORY_OPTIMIZER_NAMES[p.lowMemoryOptimizer ?? "galore"];
 }
 
+/** Models whose vision towers name their layers `…layers.N.` as the language model does (BAdam's block pattern). */
+const VISION_LAYERS_NAMED_LAYERS = new Set(["gemma3", "mllama", "minicpmv"]);
+
+/**
+ * torchrun's and accelerate's distributed mode as transformers' parallel_mode reads it: several processes, or
+ * DeepSpeed or FSDP on any number (accelerate's distributed_type is then not NO).
+ */
+function distributed(p: Plan): boolean {
+  return p.gpus * p.nodes > 1 || isDeepSpeed(p.sharding) || isFsdp(p.sharding);
+}
+
+/** The client optimizer DeepSpeed's offload replaces. */
+function replaced(p: Plan): string {
+  return p.lowMemoryOptimizer === "adam_mini" ? "Adam-mini" : (p.optimizer ?? "AdamW");
+}
+
 /** Every rule tunefit checks, in report order. */
 export const PLAN_RULES: readonly PlanRule[] = [
   {
@@ -156,10 +172,10 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "LAYERWISE_DISTRIBUTED",
     fields: ["lowMemoryLayerwise", "gpus"],
     severity: "error",
-    applies: (p) => p.lowMemoryLayerwise === true && (p.gpus * p.nodes > 1 || isDeepSpeed(p.sharding)),
+    applies: (p) => p.lowMemoryLayerwise === true && distributed(p),
     message: (p) =>
       `LLaMA-Factory stops with "Distributed training does not support layer-wise ${lowMemoryName(p)}." (${p.gpus * p.nodes} GPU(s), sharding ${p.sharding})`,
-    hint: () => "Use --low-memory-layerwise off, or train on one GPU without DeepSpeed.",
+    hint: () => "Use --low-memory-layerwise off, or train on one GPU without DeepSpeed or FSDP.",
     source: "LLaMA-Factory hparams/parser.py:507-510",
   },
   {
@@ -186,15 +202,15 @@ export const PLAN_RULES: readonly PlanRule[] = [
   {
     code: "PROJECTED_OPTIMIZER_FSDP",
     fields: ["lowMemoryOptimizer", "sharding"],
-    severity: "error",
+    severity: "warning",
     applies: (p) =>
       (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && isFsdp(p.sharding),
     message: (p) =>
-      `${lowMemoryName(p)} under ${p.sharding} is not modelled: the Trainer builds the optimizer after FSDP wraps the model, and FSDP1 then shows each weight as a 1-D view of its shard, which ${lowMemoryName(p)} does not project (it keeps only 2-D weights), so the states would be full AdamW ones; FSDP2's sharded DTensors are untested with it`,
+      `${lowMemoryName(p)} under ${p.sharding} projects nothing: the Trainer builds the optimizer after FSDP wraps the model, when FSDP1 shows each weight as a 1-D view of its shard, and ${lowMemoryName(p)} projects only 2-D weights; the figures count full AdamW states (FSDP2's sharded DTensors are untested with it)`,
     hint: () =>
-      "Use --sharding none (one GPU, or DDP), or --low-memory-optimizer badam with --sharding zero3.",
+      "Use --sharding none (one GPU, or DDP) for low-rank states, or --low-memory-optimizer badam with --sharding zero3.",
     source:
-      "LLaMA-Factory train/trainer_utils.py _create_galore_optimizer (`len(param.shape) > 1`); torch FSDP1 use_orig_params sharded views",
+      "LLaMA-Factory train/trainer_utils.py _create_galore_optimizer (`len(param.shape) > 1`); transformers Trainer (optimizer created after FSDP wrapping); torch FSDP1 use_orig_params sharded views",
   },
   {
     code: "PROJECTED_OPTIMIZER_OPTIM",
@@ -214,14 +230,49 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "BADAM_NEEDS_ZERO3",
     fields: ["lowMemoryOptimizer", "sharding"],
     severity: "error",
-    applies: (p) =>
-      p.lowMemoryOptimizer === "badam" &&
-      (p.gpus * p.nodes > 1 || isDeepSpeed(p.sharding)) &&
-      p.sharding !== "zero3",
+    applies: (p) => p.lowMemoryOptimizer === "badam" && distributed(p) && p.sharding !== "zero3",
     message: (p) =>
       `LLaMA-Factory stops with "Layer-wise BAdam only supports DeepSpeed ZeRO-3 training." (${p.gpus * p.nodes} GPU(s), sharding ${p.sharding})`,
-    hint: () => "Use --sharding zero3, or train on one GPU.",
+    hint: (p) =>
+      p.gpus * p.nodes > 1
+        ? "Use --sharding zero3."
+        : "Use --sharding zero3, or --sharding none (one GPU without DeepSpeed or FSDP is not distributed).",
     source: "LLaMA-Factory hparams/parser.py:516",
+  },
+  {
+    code: "BADAM_NO_LAYER_BLOCKS",
+    fields: ["lowMemoryOptimizer", "model"],
+    severity: "error",
+    applies: (p) => p.lowMemoryOptimizer === "badam" && p.model.architecture.modelType === "qwen",
+    message: (p) =>
+      `BAdam finds no block in ${p.model.id}: it makes one of each parameter prefix with \`layers.N.\`, and Qwen-1 names its layers transformer.h.N, so its block list is empty and its first switch fails (IndexError)`,
+    hint: () =>
+      "Use another optimizer (--low-memory-optimizer galore, or none), or train adapters (--method lora).",
+    source: "badam/block_optim.py infer_param_groups (pattern `.*layers.[^.]*\\.`), switch_trainable_params",
+  },
+  {
+    code: "BADAM_TRAINS_VISION",
+    fields: ["lowMemoryOptimizer", "freezeVisionTower"],
+    severity: "warning",
+    applies: (p) =>
+      p.lowMemoryOptimizer === "badam" &&
+      p.freezeVisionTower &&
+      VISION_LAYERS_NAMED_LAYERS.has(p.model.architecture.modelType),
+    message: (p) =>
+      `${p.model.id}'s vision layers are named \`…layers.N.\` too, so BAdam makes blocks of them and trains them in turn (it sets requires_grad block by block), whatever freeze_vision_tower says; the figures are for the largest language-model layer`,
+    hint: () => "Expect the vision tower to change; train adapters (--method lora) to keep it frozen.",
+    source: "badam/block_optim.py infer_param_groups, _switch_trainable_params_single_gpu",
+  },
+  {
+    code: "BADAM_OFFLOAD",
+    fields: ["lowMemoryOptimizer", "offload"],
+    severity: "error",
+    applies: (p) => p.lowMemoryOptimizer === "badam" && isDeepSpeed(p.sharding) && p.offload !== "none",
+    message: () =>
+      "with the optimizer offloaded, accelerate replaces BAdam's block optimizer by DeepSpeed's CPU Adam: BAdam's step never runs, so the blocks never switch and the first one trains for the whole run",
+    hint: () => "Use --offload none with BAdam (its states are one layer's), or another method.",
+    source:
+      "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default); badam/block_optim.py step",
   },
   {
     code: "PROJECTED_OPTIMIZER_MIXED",
@@ -311,12 +362,11 @@ export const PLAN_RULES: readonly PlanRule[] = [
     applies: (p) =>
       p.offload !== "none" &&
       isDeepSpeed(p.sharding) &&
-      p.optimizer !== null &&
-      !ADAMW_32BIT.has(p.optimizer),
+      ((p.optimizer !== null && !ADAMW_32BIT.has(p.optimizer)) || p.lowMemoryOptimizer === "adam_mini"),
     message: (p) =>
-      `with the optimizer offloaded to the CPU, accelerate replaces ${p.optimizer} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
+      `with the optimizer offloaded to the CPU, accelerate replaces ${replaced(p)} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
     hint: (p) =>
-      `Leave --optimizer out (AdamW is what runs), or keep ${p.optimizer} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${p.optimizer} the CPU partitions instead, which it must support).`,
+      `Leave ${p.lowMemoryOptimizer === "adam_mini" ? "--low-memory-optimizer" : "--optimizer"} out (AdamW is what runs), or keep ${replaced(p)} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${replaced(p)} the CPU partitions instead, which it must support).`,
     source:
       "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)",
   },

@@ -465,15 +465,16 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
         .json.issues.filter((i) => i.severity === "error")
         .map((i) => `${i.code} ${i.path}`);
     // the switches the plan carries are checked by its rules
-    expect(errors("galore.yaml", "8")).toEqual(["LAYERWISE_DISTRIBUTED lowMemoryLayerwise"]);
-    expect(run("galore.yaml", "8").json.doctor.byHand).toEqual(["lowMemoryLayerwise"]);
-    expect(errors("badam.yaml", "8")).toEqual(["BADAM_NEEDS_ZERO3 lowMemoryOptimizer"]);
-    // the fix search finds LLaMA-Factory's one distributed BAdam: ZeRO-3
-    expect(
-      run("badam.yaml", "8")
-        .json.doctor.fix?.changes.map((c) => c.text)
-        .join(" "),
-    ).toContain("ZeRO-3");
+    expect(errors("galore.yaml", "8")).toEqual(["LAYERWISE_DISTRIBUTED galore.yaml:galore_layerwise"]);
+    expect(run("galore.yaml", "8").json.doctor.byHand).toEqual(["galore.yaml:galore_layerwise"]);
+    expect(errors("badam.yaml", "8")).toEqual(["BADAM_NEEDS_ZERO3 badam.yaml:use_badam"]);
+    // the fix search mends it where it is (LLaMA-Factory's one distributed BAdam: ZeRO-3), and does not trade BAdam
+    // for adapters while the step fits
+    const badam8 = run("badam.yaml", "8").json.doctor;
+    expect(badam8.fix?.changes.map((c) => c.text).join(" ")).toContain("ZeRO-3");
+    expect([badam8.fix, ...badam8.alternatives].every((f) => !/use_badam/.test(JSON.stringify(f)))).toBe(
+      true,
+    );
     // what LLaMA-Factory rejects outright, and BAdam's ratio mode, stay doctor's own checks
     expect(errors("lora.yaml", "1")).toEqual(["LLAMAFACTORY_REJECTS lora.yaml:finetuning_type"]);
     expect(errors("ratio.yaml", "8")).toEqual(["LLAMAFACTORY_REJECTS ratio.yaml:badam_mode"]);
@@ -487,6 +488,35 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(galore.json.plan.lowMemoryRank).toBe(128);
     writeFileSync(join(dir, "adam.yaml"), base);
     expect(run("adam.yaml", "1").code).toBe(3);
+  });
+
+  it("GaLore over targets that reach every linear of this model is planned; Mixtral's experts are not under `mlp`", () => {
+    const dir = tempDir();
+    const yaml = (model: string) =>
+      `model_name_or_path: ${model}\nfinetuning_type: full\npure_bf16: true\nuse_galore: true\ngalore_target: mlp,self_attn\n`;
+    writeFileSync(join(dir, "llama.yaml"), yaml("meta-llama/Meta-Llama-3-8B-Instruct"));
+    writeFileSync(join(dir, "mixtral.yaml"), yaml("mistralai/Mixtral-8x7B-Instruct-v0.1"));
+    const codes = (f: string) =>
+      doctorJson(["doctor", f, "--gpu", "h200"], dir).json.issues.map((i) => `${i.code} ${i.path}`);
+    expect(codes("llama.yaml")).not.toContain("NOT_MODELLED llama.yaml:use_galore");
+    expect(codes("mixtral.yaml")).toContain("NOT_MODELLED mixtral.yaml:use_galore");
+  });
+
+  it("finds fixes for an out-of-memory GaLore run: pure bf16, or adapters without the switch", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "galore.yaml"),
+      "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nfinetuning_type: full\nbf16: true\nuse_galore: true\ncutoff_len: 1024\nper_device_train_batch_size: 1\n",
+    );
+    const { code, json } = doctorJson(["doctor", "galore.yaml", "--gpu", "a100-80g"], dir);
+    expect(code).toBe(3);
+    const fixes = [json.doctor.fix, ...json.doctor.alternatives].map((f) =>
+      (f?.changes ?? []).map((c) => c.text).join("; "),
+    );
+    expect(fixes.some((f) => f.includes("pure_bf16: true"))).toBe(true);
+    expect(fixes.some((f) => f.includes("remove use_galore") && f.includes("finetuning_type: lora"))).toBe(
+      true,
+    );
   });
 
   it("keeps the stop where no memory-saving switch could cover the gap, and leaves LLaMA-Factory's stops to the user", () => {
@@ -504,7 +534,7 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     );
     const galore = doctorJson(["doctor", "galore.yaml", "--gpu", "h100"], dir);
     expect(galore.code).toBe(3);
-    expect(galore.json.doctor.byHand).toEqual(["lowMemoryLayerwise"]);
+    expect(galore.json.doctor.byHand).toEqual(["galore.yaml:galore_layerwise"]);
     expect(galore.json.issues.map((i) => i.code)).toContain("LAYERWISE_GRAD_ACCUM");
     expect(galore.json.doctor.fix).toBeNull();
   });

@@ -289,7 +289,22 @@ describe("rules that stop a run", () => {
     ["LAYERWISE_DISTRIBUTED", { ...GALORE, lowMemoryLayerwise: true, gradAccum: 1 }],
     ["LAYERWISE_GRAD_ACCUM", { ...GALORE, gpus: 1, lowMemoryLayerwise: true }],
     ["PROJECTED_OPTIMIZER_DEEPSPEED", { ...GALORE, sharding: "zero2" }],
-    ["PROJECTED_OPTIMIZER_FSDP", { ...GALORE, lowMemoryOptimizer: "apollo", sharding: "fsdp" }],
+    [
+      "PROJECTED_OPTIMIZER_FSDP",
+      { ...GALORE, lowMemoryOptimizer: "apollo", sharding: "fsdp", syncEachBatch: true },
+    ],
+    [
+      "BADAM_NO_LAYER_BLOCKS",
+      { method: "full", gpus: 1, lowMemoryOptimizer: "badam", model: "Qwen/Qwen-7B" },
+    ],
+    [
+      "BADAM_TRAINS_VISION",
+      { method: "full", gpus: 1, lowMemoryOptimizer: "badam", model: "google/gemma-3-4b-it" },
+    ],
+    [
+      "BADAM_OFFLOAD",
+      { method: "full", lowMemoryOptimizer: "badam", sharding: "zero3", offload: "optimizer" },
+    ],
     ["PROJECTED_OPTIMIZER_OPTIM", { ...GALORE, gpus: 1, optimizer: "adamw_torch_fused" }],
     ["BADAM_NEEDS_ZERO3", { method: "full", lowMemoryOptimizer: "badam" }],
     ["PROJECTED_OPTIMIZER_MIXED", { method: "full", gpus: 1, lowMemoryOptimizer: "galore" }],
