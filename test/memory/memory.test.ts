@@ -900,3 +900,36 @@ describe("memory-efficient optimizers (GaLore, APOLLO, layer-mode BAdam)", () =>
     expect(badam.allocatedBytes).toBeLessThan(llama8b({}).allocatedBytes / 4);
   });
 });
+
+describe("the memory-efficient optimizers' own claims (their papers' abstracts)", () => {
+  const fits = (input: Record<string, unknown>) =>
+    estimateMemory(plan({ method: "full", ...input })).train.fits;
+  it("BAdam: Llama 3-8B on one RTX 3090-24GB, Llama 3-70B on 4 × A100-80GB (arXiv 2404.02827)", () => {
+    const llama8 = { model: "meta-llama/Meta-Llama-3-8B-Instruct", gpu: "rtx3090", seqLen: 1024 };
+    expect(fits({ ...llama8, lowMemoryOptimizer: "badam" })).toBe(true);
+    expect(fits(llama8)).toBe(false);
+    const llama70 = {
+      model: "meta-llama/Meta-Llama-3-70B-Instruct",
+      gpu: "a100-80g",
+      gpus: 4,
+      sharding: "zero3",
+      seqLen: 1024,
+    };
+    expect(fits({ ...llama70, lowMemoryOptimizer: "badam" })).toBe(true);
+    expect(fits(llama70)).toBe(false);
+  });
+  it("GaLore: a 7B model on one RTX 4090 (24 GB) with 8-bit GaLore, layer by layer (arXiv 2403.03507)", () => {
+    const llama7 = {
+      model: "meta-llama/Llama-2-7b-hf",
+      gpu: "rtx4090",
+      precision: "pure_bf16",
+      seqLen: 256,
+      gradAccum: 1,
+      optimizer: "adamw_8bit",
+    };
+    expect(
+      fits({ ...llama7, lowMemoryOptimizer: "galore", lowMemoryRank: 128, lowMemoryLayerwise: true }),
+    ).toBe(true);
+    expect(fits(llama7)).toBe(false);
+  });
+});
