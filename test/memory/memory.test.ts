@@ -928,7 +928,7 @@ describe("the memory-efficient optimizers' own claims (their papers' abstracts)"
       optimizer: "adamw_8bit",
     };
     expect(
-      fits({ ...llama7, lowMemoryOptimizer: "galore", lowMemoryRank: 128, lowMemoryLayerwise: true }),
+      fits({ ...llama7, lowMemoryOptimizer: "galore", lowMemoryRank: 1024, lowMemoryLayerwise: true }),
     ).toBe(true);
     expect(fits(llama7)).toBe(false);
   });
