@@ -228,6 +228,11 @@ export class PlanBuilder<S extends Draft = Empty> {
     return this.#lowMemory("adam_mini", {});
   }
 
+  /** Muon: one momentum buffer per weight matrix (Newton-Schulz orthogonalised updates), AdamW for the rest. */
+  muon(): PlanBuilder<S> {
+    return this.#lowMemory("muon", {});
+  }
+
   #lowMemory(optimizer: LowMemoryOptimizer, o: ProjectionOptions): PlanBuilder<S> {
     return this.#with({
       ...without(this.#draft, METHOD_FIELDS.lowMemory),

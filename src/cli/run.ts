@@ -442,6 +442,10 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     );
   else if (a.trainable.trainableLayers.length > 0)
     lines.push(`Trained layers: ${a.trainable.trainableLayers.join(", ")}`);
+  if (a.plan.lowMemoryOptimizer === "muon")
+    lines.push(
+      "Muon: one momentum buffer per weight matrix; AdamW's two moments for the embeddings, lm_head and norms",
+    );
   if (a.plan.lowMemoryOptimizer === "adam_mini")
     lines.push(
       "Adam-mini: an fp32 first moment per trainable parameter; one second moment per head or block (per parameter only for the embeddings and lm_head)",

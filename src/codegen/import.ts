@@ -454,7 +454,8 @@ function chainCalls(c: Input, model: ModelSource, hardware: ImportHardware, plac
     lowMemory === "galore" ||
     lowMemory === "apollo" ||
     lowMemory === "badam" ||
-    lowMemory === "adam_mini"
+    lowMemory === "adam_mini" ||
+    lowMemory === "muon"
   ) {
     calls.push({
       name: lowMemory === "adam_mini" ? "adamMini" : lowMemory,

@@ -8,6 +8,7 @@ import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
 import {
   type Attention,
+  anyMethodOptimizer,
   isDeepSpeed,
   isFsdp,
   type LowMemoryOptimizer,
@@ -543,7 +544,7 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   ];
   // adapters take no GaLore, APOLLO or BAdam (finetuning_args.py:616): those variants drop the switch
   const lowMemory = base.lowMemoryOptimizer;
-  const keeps = lowMemory === undefined || lowMemory === "adam_mini";
+  const keeps = lowMemory === undefined || anyMethodOptimizer(lowMemory);
   if ((method === "full" || method === "freeze") && (keeps || dropLowMemory)) {
     const drop = keeps ? {} : { dropLowMemory: true };
     methods.push({ method: "lora", ...drop }, { method: "qlora", quantBits: 4, ...drop });

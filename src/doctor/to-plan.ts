@@ -3,6 +3,7 @@ import type { Issue } from "../errors.ts";
 import { freezeModuleNames, linearModules } from "../model/modules.ts";
 import type { Architecture } from "../schema/architecture.ts";
 import {
+  anyMethodOptimizer,
   DATASET_NAMES,
   LowMemoryOptimizer,
   type ModelDefinition,
@@ -173,7 +174,7 @@ function syncEachBatchOf(value: unknown): boolean {
 
 /** The keys of a memory-efficient optimizer the plan carries (the others, such as galore_scale, are kept as written). */
 function lowMemoryKeys(optimizer: LowMemoryOptimizer): string[] {
-  if (optimizer === "adam_mini") return ["use_adam_mini"];
+  if (anyMethodOptimizer(optimizer)) return [`use_${optimizer}`];
   return optimizer === "badam"
     ? ["use_badam", "badam_mode"]
     : [`use_${optimizer}`, `${optimizer}_target`, `${optimizer}_rank`, `${optimizer}_layerwise`];
@@ -226,7 +227,7 @@ const NOT_MODELLED: Readonly<Record<string, string>> = {
   use_adam_mini:
     "Adam-mini (here beside GaLore, APOLLO or BAdam, which LLaMA-Factory builds first) keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
   use_muon:
-    "Muon keeps one momentum buffer for the weight matrices, where tunefit counts AdamW's two states (an upper bound)",
+    "Muon (here beside GaLore, APOLLO, BAdam or Adam-mini, which LLaMA-Factory builds first) keeps one momentum buffer for the weight matrices, where tunefit counts AdamW's two states (an upper bound)",
   use_unsloth:
     "Unsloth replaces kernels and offloads the checkpointed activations to the CPU, where tunefit keeps them on the GPU (an upper bound)",
   use_unsloth_gc:
@@ -298,7 +299,7 @@ export function lowMemoryOf(
   const type = typeof yaml.finetuning_type === "string" ? yaml.finetuning_type : "lora";
   if (on.length !== 1) return null;
   const optimizer = on[0] as LowMemoryOptimizer;
-  if (optimizer === "adam_mini") return { optimizer };
+  if (anyMethodOptimizer(optimizer)) return { optimizer };
   if (type !== "full" && type !== "freeze") return null;
   if (optimizer === "badam")
     return type === "full" && (yaml.badam_mode ?? "layer") === "layer" ? { optimizer } : null;

@@ -1,6 +1,6 @@
 import { formatCount, formatGib } from "../_util.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
-import { LOW_MEMORY_OPTIMIZER_NAMES } from "../schema/plan.ts";
+import { anyMethodOptimizer, LOW_MEMORY_OPTIMIZER_NAMES } from "../schema/plan.ts";
 import { BUNDLE_FILES, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { BUNDLE_MOUNT } from "./kubeflow.ts";
 import { IMAGE_PLACEHOLDER } from "./options.ts";
@@ -38,12 +38,12 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
     ],
     [
       "method",
-      plan.method === "qlora" && plan.lowMemoryOptimizer !== "adam_mini"
+      plan.method === "qlora" && !anyMethodOptimizer(plan.lowMemoryOptimizer)
         ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})`
         : plan.lowMemoryOptimizer === "badam"
           ? `${plan.method} with BAdam (layer mode)`
-          : plan.lowMemoryOptimizer === "adam_mini"
-            ? `${plan.method === "qlora" ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})` : plan.method} with Adam-mini`
+          : plan.lowMemoryOptimizer !== null && anyMethodOptimizer(plan.lowMemoryOptimizer)
+            ? `${plan.method === "qlora" ? `qlora (${plan.quantBits}-bit ${plan.quantMethod})` : plan.method} with ${LOW_MEMORY_OPTIMIZER_NAMES[plan.lowMemoryOptimizer]}`
             : plan.lowMemoryOptimizer !== null
               ? `${plan.method} with ${LOW_MEMORY_OPTIMIZER_NAMES[plan.lowMemoryOptimizer]} (rank ${plan.lowMemoryRank}${plan.lowMemoryLayerwise ? ", layer-wise" : ""})`
               : plan.method,

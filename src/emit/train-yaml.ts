@@ -1,4 +1,4 @@
-import type { Plan } from "../schema/plan.ts";
+import { anyMethodOptimizer, type Plan } from "../schema/plan.ts";
 import { DATASET_DIR, DEMO_DATASET, finetuningType, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { type EmitOptions, resolveEmitOptions } from "./options.ts";
 
@@ -69,7 +69,7 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
     y[`${k}_rank`] = plan.lowMemoryRank;
     if (plan.lowMemoryLayerwise) y[`${k}_layerwise`] = true;
   }
-  if (plan.lowMemoryOptimizer === "adam_mini") y.use_adam_mini = true;
+  if (anyMethodOptimizer(plan.lowMemoryOptimizer)) y[`use_${plan.lowMemoryOptimizer}`] = true;
   if (plan.lowMemoryOptimizer === "badam") {
     y.use_badam = true;
     // LLaMA-Factory's defaults, written out as its example (examples/extras/badam/llama3_full_sft.yaml) does

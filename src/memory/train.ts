@@ -303,6 +303,37 @@ function trainedEmbeddingParams(plan: Plan, params: ParamBreakdown): number {
   );
 }
 
+/**
+ * Muon's step, parameter by parameter: for the largest matrix, the Nesterov update (parameter dtype) and the
+ * Newton-Schulz iteration in bf16 (the normalised copy, X·Xᵀ, its square and their sum, B·X and a·X); for the
+ * embeddings and lm_head, AdamW's full-size denominator and update (muon.py `buf1 / (eps + buf2.sqrt())`).
+ */
+function muonStepBytes(
+  plan: Plan,
+  groups: readonly LinearGroup[],
+  params: ParamBreakdown,
+  bytes: number,
+): number {
+  const text = groups.filter((g) => g.region === "text");
+  const r = plan.loraRank ?? 8;
+  const lora = plan.method === "lora" || plan.method === "qlora";
+  let matrix = 0;
+  let square = 0;
+  for (const g of text) {
+    const [rows, cols] = lora ? [r, Math.max(g.inFeatures, g.outFeatures)] : [g.outFeatures, g.inFeatures];
+    if (rows * cols > matrix) {
+      matrix = rows * cols;
+      square = Math.min(rows, cols) ** 2;
+    }
+  }
+  const newtonSchulz = matrix * (bytes + 2 * 3) + square * 2 * 3;
+  const embeddings = Math.max(
+    plan.method === "full" ? Math.max(params.embedTokens, params.lmHead) : 0,
+    trainedEmbeddingParams(plan, params) > 0 && plan.method !== "full" ? params.embedTokens : 0,
+  );
+  return Math.max(newtonSchulz, 2 * embeddings * bytes);
+}
+
 /** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
 function largestTrainableParam(plan: Plan, groups: readonly LinearGroup[], params: ParamBreakdown): number {
   const text = groups.filter((g) => g.region === "text");
@@ -454,17 +485,30 @@ export function estimateTrainMemory(
   // second moment is AdamW's (fp32, per parameter) only for the embedding and output blocks ("embed", "wte",
   // "lm_head.weight" in the name), and one value per head (q, k) or per block elsewhere
   const adamMini = plan.lowMemoryOptimizer === "adam_mini";
+  // Muon (LLaMA-Factory third_party/muon/muon.py): one momentum buffer per 2-D trainable parameter, the embeddings and
+  // lm_head excepted, in the gradient's dtype; AdamW's two moments for those and the 1-D ones (norms, counted with
+  // the matrices here: their share is < 0.1 %)
+  // Under FSDP the Trainer builds it after wrapping, when FSDP1's parameters are 1-D views of their shards, and
+  // LLaMA-Factory hands every 1-D parameter to AdamW (rule MUON_SHARDED)
+  const muon = plan.lowMemoryOptimizer === "muon" && !isFsdp(plan.sharding);
+  const trainedEmbeddings = trainedEmbeddingParams(plan, params);
   const stateBytes = adamMini
-    ? trainable.trainable * 4 + trainedEmbeddingParams(plan, params) * 4
-    : plan.optimizer === "adafactor"
-      ? // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
-        adafactorBytes(trainable, groups, plan) + projection.projectorBytes
-      : deepspeed
-        ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
-        : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
-          (trainable.fullModules - projection.params) *
-            optimizerBytesPerParam(plan.optimizer, badam ? 4 : fullBytes) +
-          projection.bytes;
+    ? trainable.trainable * 4 + trainedEmbeddings * 4
+    : muon
+      ? deepspeed
+        ? trainable.trainable * 4 + trainedEmbeddings * 4
+        : trainable.adapter * adapterBytes +
+          (trainable.fullModules - trainedEmbeddings) * fullBytes +
+          trainedEmbeddings * 2 * fullBytes
+      : plan.optimizer === "adafactor"
+        ? // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
+          adafactorBytes(trainable, groups, plan) + projection.projectorBytes
+        : deepspeed
+          ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
+          : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
+            (trainable.fullModules - projection.params) *
+              optimizerBytesPerParam(plan.optimizer, badam ? 4 : fullBytes) +
+            projection.bytes;
   let optimizer = (trainable.trainable * masterBytes + stateBytes) / split.optimizer;
   if (plan.offload !== "none") optimizer = 0;
 
@@ -610,15 +654,17 @@ export function estimateTrainMemory(
         : adamMini && !deepspeed
           ? // parameter by parameter: the gradient's fp32 copy and the update (or the embeddings' v.sqrt())
             largestTrainableParam(plan, groups, params) * ((fullBytes === 4 && !isLora ? 0 : 4) + 4)
-          : badam && !deepspeed
-            ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
-              trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * as.optimizerStepTempCopies)
-            : deepspeed
-              ? Math.min(
-                  trainable.trainable / split.optimizer,
-                  plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-                ) * (fp32 ? 4 : a + 4)
-              : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
+          : muon && !deepspeed
+            ? muonStepBytes(plan, groups, params, isLora ? adapterBytes : fullBytes)
+            : badam && !deepspeed
+              ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
+                trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * as.optimizerStepTempCopies)
+              : deepspeed
+                ? Math.min(
+                    trainable.trainable / split.optimizer,
+                    plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
+                  ) * (fp32 ? 4 : a + 4)
+                : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
 
   const fullGradients = stepGradients;
   const states = weights + gradients + optimizer;

@@ -4,7 +4,7 @@ import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
 import { estimateTrainMemory, fsdpAccumulatesUnsharded } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
-import { isDeepSpeed, type Plan } from "../schema/plan.ts";
+import { anyMethodOptimizer, isDeepSpeed, type Plan } from "../schema/plan.ts";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
@@ -79,7 +79,7 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
     if (
       plan.method === "full" &&
-      lowMemory !== "adam_mini" &&
+      !anyMethodOptimizer(lowMemory) &&
       !cpuAdam &&
       !(plan.optimizer ?? "").includes("8bit")
     ) {

@@ -6,7 +6,14 @@ import { findMirroredModel } from "../catalog/models.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { countTrainable } from "../model/trainable.ts";
-import { METHOD_FIELDS, Plan, PlanInput, type ResolvedGpu, type ResolvedModel } from "../schema/plan.ts";
+import {
+  anyMethodOptimizer,
+  METHOD_FIELDS,
+  Plan,
+  PlanInput,
+  type ResolvedGpu,
+  type ResolvedModel,
+} from "../schema/plan.ts";
 
 /** LLaMA-Factory's defaults for what a plan leaves out (hparams/*_args.py at ff6d4d12ee). */
 export const PLAN_DEFAULTS = {
@@ -133,7 +140,7 @@ function qualifierIssues(input: PlanInput): Issue[] {
   // the trained layer itself (its BlockOptimizer sets requires_grad block by block), so freeze's choice would not hold.
   need(
     ["lowMemoryOptimizer"],
-    method === "full" || (method === "freeze" && lowMemory !== "badam") || lowMemory === "adam_mini",
+    method === "full" || (method === "freeze" && lowMemory !== "badam") || anyMethodOptimizer(lowMemory),
     lowMemory === "badam"
       ? `with method full (got ${method}): BAdam chooses the trained layer itself`
       : `with method full or freeze (got ${method}): LLaMA-Factory stops with "Cannot use LoRA with GaLore, APOLLO or BAdam together."`,

@@ -6,7 +6,13 @@ import { fsdpAccumulatesUnsharded, imagePatches } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable } from "../model/trainable.ts";
-import { isDeepSpeed, isFsdp, LOW_MEMORY_OPTIMIZER_NAMES, type Plan } from "../schema/plan.ts";
+import {
+  anyMethodOptimizer,
+  isDeepSpeed,
+  isFsdp,
+  LOW_MEMORY_OPTIMIZER_NAMES,
+  type Plan,
+} from "../schema/plan.ts";
 
 /**
  * A combination LLaMA-Factory, DeepSpeed, accelerate or the GPU stops the run for (severity error) or that
@@ -73,7 +79,9 @@ function distributed(p: Plan): boolean {
 
 /** The client optimizer DeepSpeed's offload replaces. */
 function replaced(p: Plan): string {
-  return p.lowMemoryOptimizer === "adam_mini" ? "Adam-mini" : (p.optimizer ?? "AdamW");
+  return anyMethodOptimizer(p.lowMemoryOptimizer)
+    ? LOW_MEMORY_OPTIMIZER_NAMES[p.lowMemoryOptimizer ?? "adam_mini"]
+    : (p.optimizer ?? "AdamW");
 }
 
 /** Every rule tunefit checks, in report order. */
@@ -227,6 +235,19 @@ export const PLAN_RULES: readonly PlanRule[] = [
     source: "LLaMA-Factory train/trainer_utils.py:246 (GaLore), :333 (APOLLO)",
   },
   {
+    code: "MUON_SHARDED",
+    fields: ["lowMemoryOptimizer", "sharding"],
+    severity: "warning",
+    applies: (p) => p.lowMemoryOptimizer === "muon" && p.sharding !== "none",
+    message: (p) =>
+      isFsdp(p.sharding)
+        ? `Muon under ${p.sharding} is AdamW: the Trainer builds the optimizer after FSDP wraps the model, when FSDP1 shows each weight as a 1-D view of its shard, and LLaMA-Factory gives every parameter that is not 2-D to AdamW (the figures count AdamW's states; FSDP2's DTensors are untested with it)`
+        : `Muon under DeepSpeed is untested: DeepSpeed steps its own flattened fp32 partitions, for which LLaMA-Factory's Muon has no \`use_muon\` state entry (expect it to fail at the first step); the figures count Muon's states on the partitions`,
+    hint: () => "Use --sharding none (one GPU, or DDP) for Muon.",
+    source:
+      "LLaMA-Factory train/trainer_utils.py _create_muon_optimizer (`param.ndim == 2`), third_party/muon/muon.py step",
+  },
+  {
     code: "BADAM_NEEDS_ZERO3",
     fields: ["lowMemoryOptimizer", "sharding"],
     severity: "error",
@@ -362,11 +383,11 @@ export const PLAN_RULES: readonly PlanRule[] = [
     applies: (p) =>
       p.offload !== "none" &&
       isDeepSpeed(p.sharding) &&
-      ((p.optimizer !== null && !ADAMW_32BIT.has(p.optimizer)) || p.lowMemoryOptimizer === "adam_mini"),
+      ((p.optimizer !== null && !ADAMW_32BIT.has(p.optimizer)) || anyMethodOptimizer(p.lowMemoryOptimizer)),
     message: (p) =>
       `with the optimizer offloaded to the CPU, accelerate replaces ${replaced(p)} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
     hint: (p) =>
-      `Leave ${p.lowMemoryOptimizer === "adam_mini" ? "--low-memory-optimizer" : "--optimizer"} out (AdamW is what runs), or keep ${replaced(p)} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${replaced(p)} the CPU partitions instead, which it must support).`,
+      `Leave ${anyMethodOptimizer(p.lowMemoryOptimizer) ? "--low-memory-optimizer" : "--optimizer"} out (AdamW is what runs), or keep ${replaced(p)} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${replaced(p)} the CPU partitions instead, which it must support).`,
     source:
       "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)",
   },

@@ -36,16 +36,21 @@ export type QuantMethod = z.infer<typeof QuantMethod>;
  * LLaMA-Factory's memory-efficient optimizers: GaLore and APOLLO project each matrix's gradient to a low rank and
  * keep the optimizer states there (use_galore, use_apollo; full or freeze tuning); BAdam trains one decoder layer at
  * a time, in layer mode (use_badam, badam_mode: layer; full tuning); Adam-mini keeps one second moment per block
- * (use_adam_mini; any method).
+ * (use_adam_mini) and Muon one momentum buffer per weight matrix (use_muon), for any method.
  */
-export const LowMemoryOptimizer = z.enum(["galore", "apollo", "badam", "adam_mini"]);
+export const LowMemoryOptimizer = z.enum(["galore", "apollo", "badam", "adam_mini", "muon"]);
 export type LowMemoryOptimizer = z.infer<typeof LowMemoryOptimizer>;
+/** The ones LLaMA-Factory builds for any finetuning method (the others: full, and GaLore/APOLLO freeze, tuning). */
+export function anyMethodOptimizer(o: LowMemoryOptimizer | null | undefined): boolean {
+  return o === "adam_mini" || o === "muon";
+}
 /** How each is written in prose. */
 export const LOW_MEMORY_OPTIMIZER_NAMES: Readonly<Record<LowMemoryOptimizer, string>> = {
   galore: "GaLore",
   apollo: "APOLLO",
   badam: "BAdam",
   adam_mini: "Adam-mini",
+  muon: "Muon",
 };
 export const QuantBits = z.union([z.literal(4), z.literal(8)], { error: "expected 4 or 8" });
 export type QuantBits = z.infer<typeof QuantBits>;
@@ -107,7 +112,7 @@ export const PlanInput = z.strictObject({
   offload: Offload.optional().meta({ description: "CPU offload; default none" }),
   lowMemoryOptimizer: LowMemoryOptimizer.optional().meta({
     description:
-      "GaLore or APOLLO (method full or freeze), layer-wise BAdam (full), Adam-mini (any method); default none",
+      "GaLore or APOLLO (method full or freeze), layer-wise BAdam (full), Adam-mini or Muon (any method); default none",
   }),
   lowMemoryRank: int(1).optional().meta({ description: "GaLore/APOLLO projection rank; default 16" }),
   lowMemoryLayerwise: z.boolean().optional().meta({

@@ -406,6 +406,8 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     ]);
     // Adam-mini on any method is planned; beside GaLore (which LLaMA-Factory builds instead) neither is
     expect(warn({ finetuning_type: "lora", use_adam_mini: true })).toEqual([]);
+    expect(warn({ finetuning_type: "full", use_muon: true })).toEqual([]);
+    expect(qwenSetup({ finetuning_type: "full", use_muon: true }).input.lowMemoryOptimizer).toBe("muon");
     expect(qwenSetup({ finetuning_type: "lora", use_adam_mini: true }).input.lowMemoryOptimizer).toBe(
       "adam_mini",
     );

@@ -37,7 +37,7 @@ const BAD: Record<keyof PlanInput, readonly string[]> = {
   sharding: ["zero4", "ddp"],
   fsdpStrategy: ["hybrid", "FULL"],
   offload: ["nvme", "all"],
-  lowMemoryOptimizer: ["muon", "GaLore"],
+  lowMemoryOptimizer: ["lion", "GaLore"],
   lowMemoryRank: ["0", "1.5", "-16"],
   lowMemoryLayerwise: ["per-layer"],
   precision: ["fp8", "int8"],

@@ -859,6 +859,27 @@ describe("memory-efficient optimizers (GaLore, APOLLO, layer-mode BAdam)", () =>
     expect(adapters * 2).toBe(estimateTrainMemory(lora).breakdown.optimizer);
   });
 
+  it("Muon keeps one momentum buffer per weight matrix and AdamW's two moments for the embeddings and lm_head", () => {
+    const muon = (input: Record<string, unknown>) =>
+      llama8b({ lowMemoryOptimizer: "muon", ...input }).breakdown.optimizer;
+    const embeddings = 2 * 128_256 * 4_096;
+    expect(muon({})).toBe((8_030_261_248 - embeddings) * 4 + embeddings * 8);
+    expect(muon({ precision: "pure_bf16" })).toBe(muon({}) / 2);
+    // under FSDP, LLaMA-Factory hands the 1-D shards to AdamW: AdamW's states (rule MUON_SHARDED)
+    const fsdp = (o: string | undefined) =>
+      estimateTrainMemory(
+        plan({
+          model: "meta-llama/Meta-Llama-3-8B-Instruct",
+          gpu: "h200",
+          gpus: 8,
+          method: "full",
+          sharding: "fsdp2",
+          ...(o ? { lowMemoryOptimizer: o } : {}),
+        }),
+      ).breakdown.optimizer;
+    expect(fsdp("muon")).toBe(fsdp(undefined));
+  });
+
   it("grows GaLore's states with the rank, and prices APOLLO's the same way in pure bf16", () => {
     const opt = (input: Record<string, unknown>) =>
       llama8b({ precision: "pure_bf16", lowMemoryOptimizer: "galore", ...input }).breakdown.optimizer;

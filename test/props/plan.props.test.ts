@@ -47,7 +47,7 @@ const methodArb: fc.Arbitrary<Partial<PlanInput>> = fc.oneof(
   fc.record({ method: fc.constant("full" as const), lowMemoryOptimizer: fc.constant("badam" as const) }),
   fc.record({
     method: fc.constantFrom(...Method.options),
-    lowMemoryOptimizer: fc.constant("adam_mini" as const),
+    lowMemoryOptimizer: fc.constantFrom("adam_mini" as const, "muon" as const),
   }),
   fc.record({
     method: fc.constantFrom("full" as const, "freeze" as const),
