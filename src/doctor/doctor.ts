@@ -219,7 +219,7 @@ const BY_HAND_RULES = new Set(["LAYERWISE_DISTRIBUTED", "LAYERWISE_GRAD_ACCUM", 
  * then the out-of-memory stands.
  */
 function coverableBySwitches(y: Readonly<Record<string, unknown>>, analysis: PlanAnalysis): string[] {
-  const switches = upperBoundSwitches(y, analysis.plan.lowMemoryOptimizer);
+  const switches = upperBoundSwitches(y, analysis.plan.model.architecture);
   if (switches.length === 0) return [];
   const t = analysis.memory.train;
   const b = t.perGpu.breakdown;

@@ -5,7 +5,8 @@ import type { Architecture } from "../schema/architecture.ts";
 import {
   anyMethodOptimizer,
   DATASET_NAMES,
-  LowMemoryOptimizer,
+  LOW_MEMORY_OPTIMIZER_NAMES,
+  type LowMemoryOptimizer,
   type ModelDefinition,
   type PlanInput,
   TEMPLATE_NAME,
@@ -58,7 +59,7 @@ export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
   attention: "flash_attn",
   liger: "enable_liger_kernel",
   optimizer: "optim",
-  lowMemoryOptimizer: "use_galore / use_apollo / use_badam / use_adam_mini",
+  lowMemoryOptimizer: "use_galore / use_apollo / use_badam / use_adam_mini / use_muon",
   lowMemoryRank: "galore_rank / apollo_rank",
   lowMemoryLayerwise: "galore_layerwise / apollo_layerwise",
   loraRank: "lora_rank",
@@ -105,8 +106,8 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--offload/g, "the DeepSpeed or FSDP offload settings"],
   [/--low-memory-optimizer badam with --sharding zero3/g, "use_badam: true with a ZeRO-3 deepspeed: config"],
   [/--low-memory-optimizer (galore|apollo) \(or apollo\)/g, "use_$1: true (or use_apollo: true)"],
-  [/--low-memory-optimizer (galore|apollo|badam|adam_mini)/g, "use_$1: true"],
-  [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam / use_adam_mini"],
+  [/--low-memory-optimizer (galore|apollo|badam|adam_mini|muon)/g, "use_$1: true"],
+  [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam / use_adam_mini / use_muon"],
   [
     /--low-memory-rank\/--low-memory-layerwise/g,
     "galore_rank/galore_layerwise (apollo_rank/apollo_layerwise)",
@@ -225,9 +226,9 @@ const NOT_MODELLED: Readonly<Record<string, string>> = {
   use_badam:
     "BAdam (here in ratio mode, with LoRA or freeze tuning, or beside GaLore or APOLLO) trains a part of the weights at a time, where tunefit counts every trainable parameter (an upper bound)",
   use_adam_mini:
-    "Adam-mini (here beside GaLore, APOLLO or BAdam, which LLaMA-Factory builds first) keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
+    "Adam-mini keeps one second moment per parameter block, where tunefit counts AdamW's per-parameter second moments (an upper bound)",
   use_muon:
-    "Muon (here beside GaLore, APOLLO, BAdam or Adam-mini, which LLaMA-Factory builds first) keeps one momentum buffer for the weight matrices, where tunefit counts AdamW's two states (an upper bound)",
+    "Muon keeps one momentum buffer for the weight matrices, where tunefit counts AdamW's two states (an upper bound)",
   use_unsloth:
     "Unsloth replaces kernels and offloads the checkpointed activations to the CPU, where tunefit keeps them on the GPU (an upper bound)",
   use_unsloth_gc:
@@ -257,9 +258,11 @@ const UPPER_BOUND_SWITCHES = [
  */
 export function upperBoundSwitches(
   yaml: Readonly<Record<string, unknown>>,
-  planned: LowMemoryOptimizer | null | undefined,
+  arch: Architecture | null,
 ): string[] {
-  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true && k !== `use_${planned}`);
+  const { planned, ignored } = optimizerSwitches(yaml, arch);
+  const accounted = new Set([`use_${planned?.optimizer}`, ...ignored.map((i) => i.key)]);
+  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true && !accounted.has(k));
 }
 
 /**
@@ -286,30 +289,62 @@ function coversEveryLinear(value: unknown, arch: Architecture | null): boolean {
 }
 
 /**
- * GaLore, APOLLO, layer-mode BAdam or Adam-mini as the plan carries them (lowMemoryOptimizer), or null where the
- * YAML's switch stays an upper bound: GaLore/APOLLO/BAdam with LoRA (LLaMA-Factory rejects it), more than one switch
- * (rejected too, or only the first LLaMA-Factory checks is used), BAdam's ratio mode or BAdam under freeze tuning,
- * and GaLore/APOLLO on fewer modules than every language-model linear.
+ * The order in which LLaMA-Factory builds its optimizers, the first switch on winning (train/trainer_utils.py
+ * create_custom_optimizer at ff6d4d12ee; GaLore, APOLLO and BAdam together are rejected before that).
  */
-export function lowMemoryOf(
+const BUILD_ORDER = ["galore", "apollo", "loraplus", "badam", "adam_mini", "muon"] as const;
+
+/** What LLaMA-Factory builds from a YAML's optimizer switches, and the switches it then leaves unused. */
+export interface OptimizerSwitches {
+  /** the switch as the plan carries it (lowMemoryOptimizer), or null: none, LoRA+, or one tunefit does not model */
+  readonly planned: { optimizer: LowMemoryOptimizer; rank?: number; layerwise?: boolean } | null;
+  /** switches on that LLaMA-Factory does not use, and what it builds instead */
+  readonly ignored: readonly { key: string; builds: string }[];
+}
+
+/**
+ * The optimizer switches of a YAML. The one LLaMA-Factory builds is planned where tunefit models it: Adam-mini and Muon
+ * on any method, BAdam in layer mode on full tuning, GaLore and APOLLO on full or freeze tuning over targets that reach
+ * every language-model linear. With LoRA+ (`loraplus_lr_ratio`) or GaLore/APOLLO before them, the later switches are
+ * unused. Two of GaLore, APOLLO and BAdam, or one with LoRA, are LLaMA-Factory's stops (doctor checks them).
+ */
+export function optimizerSwitches(
   yaml: Readonly<Record<string, unknown>>,
   arch: Architecture | null,
-): { optimizer: LowMemoryOptimizer; rank?: number; layerwise?: boolean } | null {
-  const on = LowMemoryOptimizer.options.filter((k) => yaml[`use_${k}`] === true);
+): OptimizerSwitches {
+  const on = (k: (typeof BUILD_ORDER)[number]) =>
+    k === "loraplus"
+      ? yaml.loraplus_lr_ratio !== undefined && yaml.loraplus_lr_ratio !== null
+      : yaml[`use_${k}`] === true;
   const type = typeof yaml.finetuning_type === "string" ? yaml.finetuning_type : "lora";
-  if (on.length !== 1) return null;
-  const optimizer = on[0] as LowMemoryOptimizer;
-  if (anyMethodOptimizer(optimizer)) return { optimizer };
-  if (type !== "full" && type !== "freeze") return null;
+  const exclusive = (["galore", "apollo", "badam"] as const).filter(on);
+  if (exclusive.length > 1 || (exclusive.length > 0 && type !== "full" && type !== "freeze"))
+    return { planned: null, ignored: [] };
+  const winner = BUILD_ORDER.find(on);
+  if (winner === undefined) return { planned: null, ignored: [] };
+  const builds = winner === "loraplus" ? "LoRA+ (loraplus_lr_ratio)" : LOW_MEMORY_OPTIMIZER_NAMES[winner];
+  const ignored = BUILD_ORDER.filter((k) => k !== winner && k !== "loraplus" && on(k)).map((k) => ({
+    key: `use_${k}`,
+    builds,
+  }));
+  if (winner === "loraplus") return { planned: null, ignored };
+  const optimizer: LowMemoryOptimizer = winner;
+  if (anyMethodOptimizer(optimizer)) return { planned: { optimizer }, ignored };
   if (optimizer === "badam")
-    return type === "full" && (yaml.badam_mode ?? "layer") === "layer" ? { optimizer } : null;
-  if (!coversEveryLinear(yaml[`${optimizer}_target`], arch)) return null;
+    return {
+      planned: type === "full" && (yaml.badam_mode ?? "layer") === "layer" ? { optimizer } : null,
+      ignored,
+    };
+  if (!coversEveryLinear(yaml[`${optimizer}_target`], arch)) return { planned: null, ignored };
   const rank = num(yaml[`${optimizer}_rank`]);
   const layerwise = yaml[`${optimizer}_layerwise`];
   return {
-    optimizer,
-    ...(rank !== undefined && Number.isInteger(rank) && rank >= 1 ? { rank } : {}),
-    ...(typeof layerwise === "boolean" ? { layerwise } : {}),
+    planned: {
+      optimizer,
+      ...(rank !== undefined && Number.isInteger(rank) && rank >= 1 ? { rank } : {}),
+      ...(typeof layerwise === "boolean" ? { layerwise } : {}),
+    },
+    ignored,
   };
 }
 
@@ -479,7 +514,16 @@ export function setupToPlan(
       });
   }
   if (typeof y.optim === "string") input.optimizer = y.optim;
-  const lowMemory = lowMemoryOf(y, architectureOf(modelRef, where.cwd));
+  const switches = optimizerSwitches(y, architectureOf(modelRef, where.cwd));
+  const lowMemory = switches.planned;
+  for (const { key, builds } of switches.ignored)
+    issues.push({
+      code: "OPTIMIZER_SWITCH_UNUSED",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:${key}`,
+      message: `${key}: true is not used: LLaMA-Factory builds ${builds} first (train/trainer_utils.py create_custom_optimizer); the figures are for ${builds}`,
+      hint: `Remove ${key}, or the switch LLaMA-Factory builds first, to say which optimizer is meant.`,
+    });
   if ((lowMemory?.optimizer === "galore" || lowMemory?.optimizer === "apollo") && y.optim === undefined) {
     const which = lowMemory.optimizer === "galore" ? "GaLore" : "APOLLO";
     issues.push({
@@ -543,6 +587,7 @@ export function setupToPlan(
     const value = y[key];
     if (!notModelledOn(key, value)) continue;
     if (lowMemory !== null && key === `use_${lowMemory.optimizer}`) continue;
+    if (switches.ignored.some((i) => i.key === key)) continue;
     issues.push({
       code: "NOT_MODELLED",
       severity: "warning",

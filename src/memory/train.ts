@@ -1,6 +1,6 @@
 import { range } from "../_util.ts";
-import { type LinearGroup, linearModules } from "../model/modules.ts";
-import { countParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
+import { embeddingModuleNames, expertsAreLinear, type LinearGroup, linearModules } from "../model/modules.ts";
+import { countParams, denseMlpParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
 import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
@@ -292,55 +292,103 @@ function projectedStates(
   };
 }
 
-/** Trained embedding and lm_head parameters (full tuning, or LoRA's additional_target copies of them). */
-function trainedEmbeddingParams(plan: Plan, params: ParamBreakdown): number {
+/**
+ * The trained vocabulary × hidden tensors: the embeddings and an untied lm_head under full tuning, or the trained
+ * copies LoRA's additional_target makes of them (PEFT modules_to_save copies the module, tied or not).
+ */
+function trainedVocabTensors(plan: Plan, params: ParamBreakdown): { embed: number; head: number } {
   if (plan.method === "full" && plan.lowMemoryOptimizer !== "badam")
-    return params.embedTokens + params.lmHead;
+    return { embed: params.embedTokens, head: params.lmHead };
+  if (plan.method === "freeze") return { embed: 0, head: 0 };
+  const t = plan.model.architecture.text;
+  const names = embeddingModuleNames(plan.model.architecture.modelType);
   const extra = plan.additionalTarget ?? [];
-  return (
-    (extra.some((m) => /embed|wte/.test(m)) ? params.embedTokens : 0) +
-    (extra.some((m) => /lm_head|output/.test(m)) ? params.lmHead : 0)
-  );
+  const vh = t.vocabSize * t.hiddenSize;
+  return {
+    embed: extra.some((m) => m === names.embed || /embed|wte/.test(m)) ? vh : 0,
+    head: extra.some((m) => m === names.head || /lm_head|output/.test(m)) ? vh : 0,
+  };
 }
 
 /**
- * Muon's step, parameter by parameter: for the largest matrix, the Nesterov update (parameter dtype) and the
- * Newton-Schulz iteration in bf16 (the normalised copy, X·Xᵀ, its square and their sum, B·X and a·X); for the
- * embeddings and lm_head, AdamW's full-size denominator and update (muon.py `buf1 / (eps + buf2.sqrt())`).
+ * Of those, the ones an optimizer picks out by name for AdamW's full states. Adam-mini: names with "embed", "embd",
+ * "wte", "lm_head.weight" or "output.weight" (adam_mini.py embd_names; a LoRA copy of lm_head is
+ * "lm_head.modules_to_save.default.weight"). LLaMA-Factory's Muon: names with "embed" or "lm_head"
+ * (trainer_utils.py _create_muon_optimizer), so Qwen-1's wte and InternLM2's and ChatGLM's output layers are Muon's.
+ */
+function vocabTensorsWithFullStates(
+  plan: Plan,
+  params: ParamBreakdown,
+  optimizer: "adam_mini" | "muon",
+): number {
+  const { embed, head } = trainedVocabTensors(plan, params);
+  const names = embeddingModuleNames(plan.model.architecture.modelType);
+  const lora = plan.method === "lora" || plan.method === "qlora";
+  if (optimizer === "adam_mini")
+    return (
+      (/embed|embd|wte/.test(names.embed) ? embed : 0) +
+      (!lora && (names.head === "lm_head" || names.head === "output") ? head : 0)
+    );
+  return (/embed/.test(names.embed) ? embed : 0) + (/lm_head/.test(names.head) ? head : 0);
+}
+
+/** Trained routed experts stored as fused 3-D tensors (not nn.Linear): Muon leaves them to AdamW. */
+function fusedExpertParams(plan: Plan, trainable: TrainableBreakdown, expertsAsLinear: boolean): number {
+  const arch = plan.model.architecture;
+  const moe = arch.text.moe;
+  if (moe === null || expertsAreLinear(arch.modelType, { expertsAsLinear })) return 0;
+  const perLayer = moe.numExperts * denseMlpParams(arch.text, moe.expertIntermediateSize);
+  if (plan.method === "full") return moe.moeLayers.length * perLayer;
+  if (plan.method === "freeze")
+    return moe.moeLayers.filter((l) => trainable.trainableLayers.includes(l)).length * perLayer;
+  return 0;
+}
+
+/**
+ * Muon's step, parameter by parameter: for its largest matrix, the Nesterov update (gradient dtype) and the
+ * Newton-Schulz iteration in bf16 (the normalised copy, X·Xᵀ, its square and their sum, B·X and a·X); for what
+ * AdamW steps (embeddings, lm_head, fused experts), its full-size denominator and update (muon.py
+ * `buf1 / (eps + buf2.sqrt())`).
  */
 function muonStepBytes(
   plan: Plan,
   groups: readonly LinearGroup[],
   params: ParamBreakdown,
   bytes: number,
+  fusedExperts: number,
 ): number {
+  const t = plan.model.architecture.text;
   const text = groups.filter((g) => g.region === "text");
   const r = plan.loraRank ?? 8;
   const lora = plan.method === "lora" || plan.method === "qlora";
-  let matrix = 0;
-  let square = 0;
-  for (const g of text) {
-    const [rows, cols] = lora ? [r, Math.max(g.inFeatures, g.outFeatures)] : [g.outFeatures, g.inFeatures];
-    if (rows * cols > matrix) {
-      matrix = rows * cols;
-      square = Math.min(rows, cols) ** 2;
-    }
-  }
-  const newtonSchulz = matrix * (bytes + 2 * 3) + square * 2 * 3;
-  const embeddings = Math.max(
-    plan.method === "full" ? Math.max(params.embedTokens, params.lmHead) : 0,
-    trainedEmbeddingParams(plan, params) > 0 && plan.method !== "full" ? params.embedTokens : 0,
+  const shapes: [number, number][] = text.map((g) =>
+    lora ? [r, Math.max(g.inFeatures, g.outFeatures)] : [g.outFeatures, g.inFeatures],
   );
-  return Math.max(newtonSchulz, 2 * embeddings * bytes);
+  // a trained vocabulary tensor whose name Muon does not exclude is one of its matrices
+  const vocab = trainedVocabTensors(plan, params);
+  const adamw = vocabTensorsWithFullStates(plan, params, "muon");
+  if (vocab.embed + vocab.head > adamw) shapes.push([t.vocabSize, t.hiddenSize]);
+  let newtonSchulz = 0;
+  for (const [rows, cols] of shapes)
+    newtonSchulz = Math.max(newtonSchulz, rows * cols * (bytes + 2 * 3) + Math.min(rows, cols) ** 2 * 2 * 3);
+  const moe = t.moe;
+  // per layer, the fused gate_up projection (experts × 2·intermediate × hidden) is the larger of its two tensors
+  const expertTensor = moe && fusedExperts > 0 ? ((fusedExperts / moe.moeLayers.length) * 2) / 3 : 0;
+  const adamwLargest = Math.max(adamw > 0 ? t.vocabSize * t.hiddenSize : 0, expertTensor);
+  return Math.max(newtonSchulz, 2 * adamwLargest * bytes);
 }
 
 /** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
 function largestTrainableParam(plan: Plan, groups: readonly LinearGroup[], params: ParamBreakdown): number {
   const text = groups.filter((g) => g.region === "text");
+  const vocab = trainedVocabTensors(plan, params);
+  const vocabLargest = Math.max(vocab.embed, vocab.head);
   if (plan.method === "lora" || plan.method === "qlora")
-    return (plan.loraRank ?? 8) * Math.max(0, ...text.map((g) => Math.max(g.inFeatures, g.outFeatures)));
-  const linear = Math.max(0, ...text.map((g) => g.inFeatures * g.outFeatures));
-  return Math.max(linear, plan.method === "full" ? Math.max(params.embedTokens, params.lmHead) : 0);
+    return Math.max(
+      vocabLargest,
+      (plan.loraRank ?? 8) * Math.max(0, ...text.map((g) => Math.max(g.inFeatures, g.outFeatures))),
+    );
+  return Math.max(vocabLargest, ...text.map((g) => g.inFeatures * g.outFeatures));
 }
 
 export interface TrainInputs {
@@ -491,15 +539,19 @@ export function estimateTrainMemory(
   // Under FSDP the Trainer builds it after wrapping, when FSDP1's parameters are 1-D views of their shards, and
   // LLaMA-Factory hands every 1-D parameter to AdamW (rule MUON_SHARDED)
   const muon = plan.lowMemoryOptimizer === "muon" && !isFsdp(plan.sharding);
-  const trainedEmbeddings = trainedEmbeddingParams(plan, params);
+  const fusedExperts = muon ? fusedExpertParams(plan, trainable, as.transformersExpertsAsLinear) : 0;
+  /** parameters with AdamW's two moments beside Adam-mini's or Muon's one */
+  const fullStates = adamMini
+    ? vocabTensorsWithFullStates(plan, params, "adam_mini")
+    : muon
+      ? vocabTensorsWithFullStates(plan, params, "muon") + fusedExperts
+      : 0;
   const stateBytes = adamMini
-    ? trainable.trainable * 4 + trainedEmbeddings * 4
+    ? trainable.trainable * 4 + fullStates * 4
     : muon
       ? deepspeed
-        ? trainable.trainable * 4 + trainedEmbeddings * 4
-        : trainable.adapter * adapterBytes +
-          (trainable.fullModules - trainedEmbeddings) * fullBytes +
-          trainedEmbeddings * 2 * fullBytes
+        ? trainable.trainable * 4 + fullStates * 4
+        : trainable.adapter * adapterBytes + trainable.fullModules * fullBytes + fullStates * fullBytes
       : plan.optimizer === "adafactor"
         ? // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
           adafactorBytes(trainable, groups, plan) + projection.projectorBytes
@@ -652,10 +704,12 @@ export function estimateTrainMemory(
       : projection.params > 0
         ? projection.stepTempBytes
         : adamMini && !deepspeed
-          ? // parameter by parameter: the gradient's fp32 copy and the update (or the embeddings' v.sqrt())
-            largestTrainableParam(plan, groups, params) * ((fullBytes === 4 && !isLora ? 0 : 4) + 4)
+          ? // parameter by parameter: a 16-bit gradient's fp32 copy, and two fp32 temporaries (v.sqrt() and its
+            // quotient for the embeddings; the update and its negation elsewhere)
+            largestTrainableParam(plan, groups, params) *
+            (((isLora ? adapterBytes : fullBytes) === 4 ? 0 : 4) + 8)
           : muon && !deepspeed
-            ? muonStepBytes(plan, groups, params, isLora ? adapterBytes : fullBytes)
+            ? muonStepBytes(plan, groups, params, isLora ? adapterBytes : fullBytes, fusedExperts)
             : badam && !deepspeed
               ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
                 trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * as.optimizerStepTempCopies)

@@ -38,17 +38,22 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     add("use FlashAttention-2 (--attention fa2: no padding mask)", saving({ attention: "fa2" }));
   const states: string[] = [];
   const lowMemory = plan.lowMemoryOptimizer;
-  if (lowMemory === "galore" || lowMemory === "apollo") {
-    // LLaMA-Factory runs GaLore and APOLLO without DeepSpeed (PROJECTED_OPTIMIZER_DEEPSPEED), and under FSDP they
-    // project nothing (PROJECTED_OPTIMIZER_FSDP): what is left is their own settings, or another method
+  if (lowMemory === "galore" || lowMemory === "apollo" || lowMemory === "muon") {
+    // LLaMA-Factory runs GaLore and APOLLO without DeepSpeed (PROJECTED_OPTIMIZER_DEEPSPEED), Muon fails under it
+    // (MUON_DEEPSPEED), and under FSDP they become AdamW (PROJECTED_OPTIMIZER_FSDP, MUON_SHARDED): what is left is
+    // their own settings, or another method
     if (plan.precision !== "pure_bf16" && plan.gpu.bf16)
       states.push("train in --precision pure_bf16 (16-bit weights, gradients and states)");
-    if (!plan.lowMemoryLayerwise && world === 1)
+    if (lowMemory !== "muon" && !plan.lowMemoryLayerwise && world === 1)
       states.push(
         "step each parameter in its gradient hook (--low-memory-layerwise on, with --grad-accum 1)",
       );
     if (plan.method === "full") states.push("train one layer at a time (--low-memory-optimizer badam)");
-    states.push("train adapters (--method lora or qlora, without --low-memory-optimizer)");
+    if (lowMemory !== "muon")
+      states.push("train adapters (--method lora or qlora, without --low-memory-optimizer)");
+    else if (plan.method === "full" || plan.method === "freeze")
+      states.push("train adapters (--method lora or qlora)");
+    else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
   } else {
     const badam = lowMemory === "badam";
     const fullySharded =

@@ -77,12 +77,8 @@ function distributed(p: Plan): boolean {
   return p.gpus * p.nodes > 1 || isDeepSpeed(p.sharding) || isFsdp(p.sharding);
 }
 
-/** The client optimizer DeepSpeed's offload replaces. */
-function replaced(p: Plan): string {
-  return anyMethodOptimizer(p.lowMemoryOptimizer)
-    ? LOW_MEMORY_OPTIMIZER_NAMES[p.lowMemoryOptimizer ?? "adam_mini"]
-    : (p.optimizer ?? "AdamW");
-}
+const OFFLOAD_REPLACES_SOURCE =
+  "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)";
 
 /** Every rule tunefit checks, in report order. */
 export const PLAN_RULES: readonly PlanRule[] = [
@@ -238,14 +234,22 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "MUON_SHARDED",
     fields: ["lowMemoryOptimizer", "sharding"],
     severity: "warning",
-    applies: (p) => p.lowMemoryOptimizer === "muon" && p.sharding !== "none",
+    applies: (p) => p.lowMemoryOptimizer === "muon" && isFsdp(p.sharding),
     message: (p) =>
-      isFsdp(p.sharding)
-        ? `Muon under ${p.sharding} is AdamW: the Trainer builds the optimizer after FSDP wraps the model, when FSDP1 shows each weight as a 1-D view of its shard, and LLaMA-Factory gives every parameter that is not 2-D to AdamW (the figures count AdamW's states; FSDP2's DTensors are untested with it)`
-        : `Muon under DeepSpeed is untested: DeepSpeed steps its own flattened fp32 partitions, for which LLaMA-Factory's Muon has no \`use_muon\` state entry (expect it to fail at the first step); the figures count Muon's states on the partitions`,
+      `Muon under ${p.sharding} is AdamW: the Trainer builds the optimizer after FSDP wraps the model, when FSDP1 shows each weight as a 1-D view of its shard, and LLaMA-Factory gives every parameter that is not 2-D to AdamW (the figures count AdamW's states; FSDP2's DTensors are untested with it)`,
     hint: () => "Use --sharding none (one GPU, or DDP) for Muon.",
+    source: "LLaMA-Factory train/trainer_utils.py _create_muon_optimizer (`param.ndim == 2`)",
+  },
+  {
+    code: "MUON_DEEPSPEED",
+    fields: ["lowMemoryOptimizer", "sharding"],
+    severity: "error",
+    applies: (p) => p.lowMemoryOptimizer === "muon" && isDeepSpeed(p.sharding) && p.offload === "none",
+    message: () =>
+      "Muon fails under DeepSpeed at its first step (KeyError 'use_muon'): DeepSpeed hands it its own flattened fp32 partitions, for which LLaMA-Factory's Muon has no state entry",
+    hint: () => "Use --sharding none (one GPU, or DDP) for Muon, or another optimizer under DeepSpeed.",
     source:
-      "LLaMA-Factory train/trainer_utils.py _create_muon_optimizer (`param.ndim == 2`), third_party/muon/muon.py step",
+      'LLaMA-Factory third_party/muon/muon.py step (`self.state[p]["use_muon"]`); LLaMA-Factory issue #8041',
   },
   {
     code: "BADAM_NEEDS_ZERO3",
@@ -383,13 +387,26 @@ export const PLAN_RULES: readonly PlanRule[] = [
     applies: (p) =>
       p.offload !== "none" &&
       isDeepSpeed(p.sharding) &&
-      ((p.optimizer !== null && !ADAMW_32BIT.has(p.optimizer)) || anyMethodOptimizer(p.lowMemoryOptimizer)),
+      p.optimizer !== null &&
+      !ADAMW_32BIT.has(p.optimizer) &&
+      !anyMethodOptimizer(p.lowMemoryOptimizer),
     message: (p) =>
-      `with the optimizer offloaded to the CPU, accelerate replaces ${replaced(p)} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
+      `with the optimizer offloaded to the CPU, accelerate replaces ${p.optimizer} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
     hint: (p) =>
-      `Leave ${anyMethodOptimizer(p.lowMemoryOptimizer) ? "--low-memory-optimizer" : "--optimizer"} out (AdamW is what runs), or keep ${replaced(p)} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${replaced(p)} the CPU partitions instead, which it must support).`,
-    source:
-      "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)",
+      `Leave --optimizer out (AdamW is what runs), or keep ${p.optimizer} on the GPU with --offload none (a DeepSpeed config with "zero_force_ds_cpu_optimizer": false hands ${p.optimizer} the CPU partitions instead, which it must support).`,
+    source: OFFLOAD_REPLACES_SOURCE,
+  },
+  {
+    code: "OFFLOAD_REPLACES_LOW_MEMORY_OPTIMIZER",
+    fields: ["lowMemoryOptimizer", "offload"],
+    severity: "warning",
+    applies: (p) =>
+      p.offload !== "none" && isDeepSpeed(p.sharding) && anyMethodOptimizer(p.lowMemoryOptimizer),
+    message: (p) =>
+      `with the optimizer offloaded to the CPU, accelerate replaces ${lowMemoryName(p)} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
+    hint: (p) =>
+      `Leave --low-memory-optimizer out (AdamW is what runs), or keep ${lowMemoryName(p)} on the GPU with --offload none.`,
+    source: OFFLOAD_REPLACES_SOURCE,
   },
   {
     code: "FSDP_UNSHARDED_ACCUMULATION",

@@ -404,17 +404,23 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(warn({ finetuning_type: "full", use_badam: true, badam_mode: "ratio" })).toEqual([
       "train.yaml:use_badam",
     ]);
-    // Adam-mini on any method is planned; beside GaLore (which LLaMA-Factory builds instead) neither is
+    // Adam-mini on any method is planned; beside GaLore, which LLaMA-Factory builds first, it is unused
     expect(warn({ finetuning_type: "lora", use_adam_mini: true })).toEqual([]);
     expect(warn({ finetuning_type: "full", use_muon: true })).toEqual([]);
     expect(qwenSetup({ finetuning_type: "full", use_muon: true }).input.lowMemoryOptimizer).toBe("muon");
     expect(qwenSetup({ finetuning_type: "lora", use_adam_mini: true }).input.lowMemoryOptimizer).toBe(
       "adam_mini",
     );
-    expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: true })).toEqual([
-      "train.yaml:use_galore",
-      "train.yaml:use_adam_mini",
-    ]);
+    const both = qwenSetup({ finetuning_type: "full", use_galore: true, use_adam_mini: true });
+    expect(both.input.lowMemoryOptimizer).toBe("galore");
+    expect(both.issues.map((i) => `${i.code} ${i.path}`)).toContain(
+      "OPTIMIZER_SWITCH_UNUSED train.yaml:use_adam_mini",
+    );
+    expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: true })).toEqual([]);
+    // LoRA+ is built before BAdam, Adam-mini and Muon: Muon is unused, and the plan is plain AdamW
+    const loraplus = qwenSetup({ finetuning_type: "lora", loraplus_lr_ratio: 16, use_muon: true });
+    expect(loraplus.input.lowMemoryOptimizer).toBeUndefined();
+    expect(loraplus.issues.map((i) => i.code)).toEqual(["OPTIMIZER_SWITCH_UNUSED"]);
     expect(warn({ finetuning_type: "oft" })).toEqual(["train.yaml:finetuning_type"]);
     expect(warn({ stage: "dpo" })).toEqual(["train.yaml:stage"]);
     expect(warn({ stage: "pt" })).toEqual([]);

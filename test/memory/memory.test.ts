@@ -880,6 +880,31 @@ describe("memory-efficient optimizers (GaLore, APOLLO, layer-mode BAdam)", () =>
     expect(fsdp("muon")).toBe(fsdp(undefined));
   });
 
+  it("Muon leaves fused 3-D experts and a LoRA copy of a tied lm_head to AdamW", () => {
+    // Qwen3-VL-30B-A3B's experts are fused tensors in every transformers release: 48 layers × 128 experts
+    const moe = plan({ model: "Qwen/Qwen3-VL-30B-A3B-Instruct", gpu: "h200", method: "full" });
+    const t = moe.model.architecture.text;
+    const m = t.moe as NonNullable<typeof t.moe>;
+    const experts = m.moeLayers.length * m.numExperts * 3 * t.hiddenSize * m.expertIntermediateSize;
+    const p = countParams(moe.model.architecture);
+    const trainable = p.total - p.visionTower - p.projector;
+    // fp32 (upcast) parameters: one moment each, a second one for the experts, embeddings and lm_head
+    expect(estimateTrainMemory({ ...moe, lowMemoryOptimizer: "muon" }).breakdown.optimizer).toBe(
+      trainable * 4 + (experts + p.embedTokens + p.lmHead) * 4,
+    );
+    // Llama-3.2-1B ties lm_head to the embeddings; additional_target trains a copy, which AdamW steps under Muon
+    const tied = plan({
+      model: "meta-llama/Llama-3.2-1B",
+      gpu: "h200",
+      method: "lora",
+      additionalTarget: ["lm_head"],
+    });
+    const withHead = estimateTrainMemory({ ...tied, lowMemoryOptimizer: "muon" }).breakdown.optimizer;
+    const without = estimateTrainMemory({ ...tied, additionalTarget: [], lowMemoryOptimizer: "muon" })
+      .breakdown.optimizer;
+    expect(withHead - without).toBe(128_256 * 2048 * 4 * 2);
+  });
+
   it("grows GaLore's states with the rank, and prices APOLLO's the same way in pure bf16", () => {
     const opt = (input: Record<string, unknown>) =>
       llama8b({ precision: "pure_bf16", lowMemoryOptimizer: "galore", ...input }).breakdown.optimizer;

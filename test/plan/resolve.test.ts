@@ -308,7 +308,12 @@ describe("rules that stop a run", () => {
     ["PROJECTED_OPTIMIZER_OPTIM", { ...GALORE, gpus: 1, optimizer: "adamw_torch_fused" }],
     ["BADAM_NEEDS_ZERO3", { method: "full", lowMemoryOptimizer: "badam" }],
     ["PROJECTED_OPTIMIZER_MIXED", { method: "full", gpus: 1, lowMemoryOptimizer: "galore" }],
-    ["MUON_SHARDED", { method: "lora", lowMemoryOptimizer: "muon", sharding: "zero3" }],
+    ["MUON_SHARDED", { method: "lora", lowMemoryOptimizer: "muon", sharding: "fsdp" }],
+    ["MUON_DEEPSPEED", { method: "lora", lowMemoryOptimizer: "muon", sharding: "zero3" }],
+    [
+      "OFFLOAD_REPLACES_LOW_MEMORY_OPTIMIZER",
+      { lowMemoryOptimizer: "adam_mini", sharding: "zero3", offload: "optimizer", hostRam: 512 },
+    ],
   ];
   it("FSDP2_PEFT_ONE_UNIT is silent when its assumption is turned off", () => {
     const input = { ...base, method: "lora", sharding: "fsdp2" } as const;
