@@ -562,7 +562,15 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
     precisions.push("fp16");
   const attention: Attention | undefined =
     gpu && !gpu.flashAttention2 && base.attention === "fa2" ? "sdpa" : undefined;
-  const shardings = [...new Set<Sharding>([base.sharding ?? "none", "none", "zero2", "zero3", "fsdp"])];
+  // GaLore, APOLLO and Muon run without DeepSpeed and become AdamW under FSDP: their fixes keep one replica per GPU
+  const replicated = lowMemory === "galore" || lowMemory === "apollo" || lowMemory === "muon";
+  const shardings = [
+    ...new Set<Sharding>(
+      replicated
+        ? [base.sharding ?? "none", "none"]
+        : [base.sharding ?? "none", "none", "zero2", "zero3", "fsdp"],
+    ),
+  ];
   const micro0 = base.microBatch ?? 1;
   const global = micro0 * (base.gradAccum ?? 1);
   const micros = [micro0];
