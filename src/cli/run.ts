@@ -35,7 +35,7 @@ import {
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
-import { type ModelDefinition, PlanInput } from "../schema/plan.ts";
+import { LOW_MEMORY_OPTIMIZER_NAMES, type ModelDefinition, PlanInput } from "../schema/plan.ts";
 import { checkTrainYaml } from "../schema/targets/index.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS, parseFlagValue } from "./flags.ts";
@@ -442,17 +442,18 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     );
   else if (a.trainable.trainableLayers.length > 0)
     lines.push(`Trained layers: ${a.trainable.trainableLayers.join(", ")}`);
-  if (a.plan.lowMemoryOptimizer === "muon")
+  const lowMemory = a.plan.lowMemoryOptimizer;
+  if (lowMemory === "muon")
     lines.push(
-      "Muon: one momentum buffer per weight matrix; AdamW's two moments for the embeddings, lm_head and norms",
+      "Muon: one momentum buffer per weight matrix; AdamW's two moments for the embeddings, lm_head, norms and fused experts",
     );
-  if (a.plan.lowMemoryOptimizer === "adam_mini")
+  if (lowMemory === "adam_mini")
     lines.push(
       "Adam-mini: an fp32 first moment per trainable parameter; one second moment per head or block (per parameter only for the embeddings and lm_head)",
     );
-  if (a.plan.lowMemoryOptimizer === "galore" || a.plan.lowMemoryOptimizer === "apollo")
+  if (lowMemory === "galore" || lowMemory === "apollo")
     lines.push(
-      `${a.plan.lowMemoryOptimizer === "galore" ? "GaLore" : "APOLLO"} rank ${a.plan.lowMemoryRank}${a.plan.lowMemoryLayerwise ? ", layer-wise" : ""}: optimizer states of every language-model linear at rank ${a.plan.lowMemoryRank}; embeddings, norms and lm_head keep full states`,
+      `${LOW_MEMORY_OPTIMIZER_NAMES[lowMemory]} rank ${a.plan.lowMemoryRank}${a.plan.lowMemoryLayerwise ? ", layer-wise" : ""}: optimizer states of every language-model linear at rank ${a.plan.lowMemoryRank}; embeddings, norms and lm_head keep full states`,
     );
   const m = a.memory;
   const per = m.train.perGpu;
