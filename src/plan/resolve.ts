@@ -141,9 +141,9 @@ function qualifierIssues(input: PlanInput): Issue[] {
   need(
     ["lowMemoryOptimizer"],
     method === "full" || (method === "freeze" && lowMemory !== "badam") || anyMethodOptimizer(lowMemory),
-    lowMemory === "badam"
-      ? `with method full (got ${method}): BAdam chooses the trained layer itself`
-      : `with method full or freeze (got ${method}): LLaMA-Factory stops with "Cannot use LoRA with GaLore, APOLLO or BAdam together."`,
+    method === "freeze"
+      ? `with method full (got freeze): BAdam chooses the trained layer itself`
+      : `with method full${lowMemory === "badam" ? "" : " or freeze"} (got ${method}): LLaMA-Factory stops with "Cannot use LoRA with GaLore, APOLLO or BAdam together."`,
     "Add --method full, or drop --low-memory-optimizer.",
   );
   need(
