@@ -418,6 +418,12 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     );
     expect(warn({ finetuning_type: "full", use_galore: true, use_adam_mini: true })).toEqual([]);
     // LoRA+ is built before BAdam, Adam-mini and Muon: Muon is unused, and the plan is plain AdamW
+    // GaLore without optim: transformers' default (adamw_torch_fused from torch 2.8) is one LLaMA-Factory rejects
+    const codes = (y: Record<string, unknown>) => qwenSetup(y).issues.map((i) => `${i.code} ${i.path}`);
+    expect(codes({ finetuning_type: "full", use_galore: true })).toContain(
+      "OPTIM_DEFAULT_FUSED train.yaml:optim",
+    );
+    expect(codes({ finetuning_type: "full", use_galore: true, optim: "adamw_torch" })).toEqual([]);
     const loraplus = qwenSetup({ finetuning_type: "lora", loraplus_lr_ratio: 16, use_muon: true });
     expect(loraplus.input.lowMemoryOptimizer).toBeUndefined();
     expect(loraplus.issues.map((i) => i.code)).toEqual(["OPTIMIZER_SWITCH_UNUSED"]);
