@@ -105,6 +105,7 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--offload none/g, "no offload settings"],
   [/--offload/g, "the DeepSpeed or FSDP offload settings"],
   [/--low-memory-optimizer badam with --sharding zero3/g, "use_badam: true with a ZeRO-3 deepspeed: config"],
+  [/without --low-memory-optimizer (galore|apollo|badam|adam_mini|muon)/g, "without use_$1"],
   [/--low-memory-optimizer (galore|apollo) \(or apollo\)/g, "use_$1: true (or use_apollo: true)"],
   [/--low-memory-optimizer (galore|apollo|badam|adam_mini|muon)/g, "use_$1: true"],
   [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam / use_adam_mini / use_muon"],

@@ -50,7 +50,7 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
       );
     if (plan.method === "full") states.push("train one layer at a time (--low-memory-optimizer badam)");
     if (lowMemory !== "muon")
-      states.push("train adapters (--method lora or qlora, without --low-memory-optimizer)");
+      states.push(`train adapters (--method lora or qlora, without --low-memory-optimizer ${lowMemory})`);
     else if (plan.method === "full" || plan.method === "freeze")
       states.push("train adapters (--method lora or qlora)");
     else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
@@ -74,7 +74,7 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     if (world === 1) states.push(`use more GPUs with ${shardWith}`);
     if (plan.method === "full" || plan.method === "freeze")
       states.push(
-        `train adapters (--method lora or qlora${badam ? ", without --low-memory-optimizer" : ""})`,
+        `train adapters (--method lora or qlora${badam ? ", without --low-memory-optimizer badam" : ""})`,
       );
     else if (plan.method === "lora") states.push("quantize the base (--method qlora)");
     // LLaMA-Factory's BAdam trains full weights one decoder layer at a time (on one GPU, or under ZeRO-3)
