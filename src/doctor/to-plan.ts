@@ -1,3 +1,4 @@
+import { findGpu } from "../catalog/gpus.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
 import { freezeModuleNames, linearModules } from "../model/modules.ts";
@@ -458,11 +459,24 @@ export function setupToPlan(
     ramEfficientLoading = truthy(f.fsdp_cpu_ram_efficient_loading);
   }
 
+  const switches = optimizerSwitches(y, architectureOf(modelRef, where.cwd));
   // precision as LLaMA-Factory resolves it
   if (y.pure_bf16 === true) input.precision = "pure_bf16";
   else if (y.bf16 === true) input.precision = "bf16";
   else if (y.fp16 === true) input.precision = "fp16";
-  else input.precision = "fp32";
+  else if (switches.planned?.optimizer === "badam" && findGpu(hardware.gpu)?.bf16 === true) {
+    // Without bf16 or fp16 LLaMA-Factory loads a bf16 checkpoint in bf16 on a bf16 card (parser.py:640-643), does
+    // not upcast under BAdam, and nothing autocasts: pure bf16 training (its BAdam example is written this way)
+    input.precision = "pure_bf16";
+    issues.push({
+      code: "BADAM_PRECISION_FROM_CHECKPOINT",
+      severity: "info",
+      path: `${where.yamlName ?? "train.yaml"}:bf16`,
+      message:
+        "neither bf16 nor fp16 is set: LLaMA-Factory loads a bf16 checkpoint in bf16 on this card, BAdam keeps the weights 16-bit and nothing autocasts, so the figures are for pure bf16 training (for an fp32 checkpoint they would be twice the weights)",
+      hint: "Set pure_bf16: true to say so, or bf16: true for mixed precision.",
+    });
+  } else input.precision = "fp32";
 
   const seq = num(y.cutoff_len);
   input.seqLen = seq ?? 2048; // LLaMA-Factory's default cutoff_len
@@ -515,7 +529,6 @@ export function setupToPlan(
       });
   }
   if (typeof y.optim === "string") input.optimizer = y.optim;
-  const switches = optimizerSwitches(y, architectureOf(modelRef, where.cwd));
   const lowMemory = switches.planned;
   for (const { key, builds } of switches.ignored)
     issues.push({

@@ -504,6 +504,21 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(run("adam.yaml", "1").code).toBe(3);
   });
 
+  it("LLaMA-Factory's BAdam example (no bf16 or fp16) is pure bf16 training, and fits one RTX 3090 as BAdam's paper says", () => {
+    const dir = tempDir();
+    cpSync(
+      new URL("../fixtures/llamafactory-examples/badam_llama3_full_sft.yaml", import.meta.url),
+      join(dir, "badam.yaml"),
+    );
+    const { code, json } = doctorJson(["doctor", "badam.yaml", "--gpu", "rtx3090"], dir);
+    expect(code).toBe(0);
+    expect(json.plan.precision).toBe("pure_bf16");
+    expect(json.plan.lowMemoryOptimizer).toBe("badam");
+    expect(json.issues.map((i) => i.code)).toEqual(["BADAM_PRECISION_FROM_CHECKPOINT"]);
+    // on a card without bf16 the checkpoint's dtype is not bf16: read as fp32, as before
+    expect(doctorJson(["doctor", "badam.yaml", "--gpu", "v100-32g"], dir).json.plan.precision).toBe("fp32");
+  });
+
   it("GaLore over targets that reach every linear of this model is planned; Mixtral's experts are not under `mlp`", () => {
     const dir = tempDir();
     const yaml = (model: string) =>
