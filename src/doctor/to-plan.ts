@@ -464,16 +464,20 @@ export function setupToPlan(
   if (y.pure_bf16 === true) input.precision = "pure_bf16";
   else if (y.bf16 === true) input.precision = "bf16";
   else if (y.fp16 === true) input.precision = "fp16";
-  else if (switches.planned?.optimizer === "badam" && findGpu(hardware.gpu)?.bf16 === true) {
-    // Without bf16 or fp16 LLaMA-Factory loads a bf16 checkpoint in bf16 on a bf16 card (parser.py:640-643), does
-    // not upcast under BAdam, and nothing autocasts: pure bf16 training (its BAdam example is written this way)
+  else if (
+    findGpu(hardware.gpu)?.bf16 === true &&
+    (input.method === "lora" || input.method === "qlora" || switches.planned?.optimizer === "badam")
+  ) {
+    // Without bf16 or fp16 LLaMA-Factory loads a bf16 checkpoint in bf16 on a bf16 card (parser.py:640-643) and
+    // nothing autocasts. It upcasts only what trains: LoRA's adapters (fp32 under pure_bf16 too), and nothing under
+    // BAdam. That is pure bf16 training (LLaMA-Factory's own BAdam example is written this way); full and freeze
+    // tuning, whose trained weights it upcasts, stay fp32 (FP32_NOT_EXPRESSIBLE)
     input.precision = "pure_bf16";
     issues.push({
-      code: "BADAM_PRECISION_FROM_CHECKPOINT",
+      code: "PRECISION_FROM_CHECKPOINT",
       severity: "info",
       path: `${where.yamlName ?? "train.yaml"}:bf16`,
-      message:
-        "neither bf16 nor fp16 is set: LLaMA-Factory loads a bf16 checkpoint in bf16 on this card, BAdam keeps the weights 16-bit and nothing autocasts, so the figures are for pure bf16 training (for an fp32 checkpoint they would be twice the weights)",
+      message: `neither bf16 nor fp16 is set: LLaMA-Factory loads a bf16 checkpoint in bf16 on this card and nothing autocasts; ${input.method === "full" ? "BAdam keeps the weights 16-bit" : "only the adapters are fp32"}, so the figures are for pure bf16 training (for an fp32 checkpoint the weights would take twice as much)`,
       hint: "Set pure_bf16: true to say so, or bf16: true for mixed precision.",
     });
   } else input.precision = "fp32";

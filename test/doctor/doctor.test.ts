@@ -345,6 +345,7 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     const yaml = {
       model_name_or_path: "Qwen/Qwen2.5-7B-Instruct",
       finetuning_type: "lora",
+      bf16: true,
       image_max_pixels: 262144,
     };
     const text = setupToPlan(yaml, { kind: "none" }, null, { gpu: "a100-80g" }, undefined);
@@ -424,7 +425,12 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
       "OPTIM_DEFAULT_FUSED train.yaml:optim",
     );
     expect(codes({ finetuning_type: "full", use_galore: true, optim: "adamw_torch" })).toEqual([]);
-    const loraplus = qwenSetup({ finetuning_type: "lora", loraplus_lr_ratio: 16, use_muon: true });
+    const loraplus = qwenSetup({
+      finetuning_type: "lora",
+      bf16: true,
+      loraplus_lr_ratio: 16,
+      use_muon: true,
+    });
     expect(loraplus.input.lowMemoryOptimizer).toBeUndefined();
     expect(loraplus.issues.map((i) => i.code)).toEqual(["OPTIMIZER_SWITCH_UNUSED"]);
     expect(warn({ finetuning_type: "oft" })).toEqual(["train.yaml:finetuning_type"]);
@@ -514,9 +520,17 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(code).toBe(0);
     expect(json.plan.precision).toBe("pure_bf16");
     expect(json.plan.lowMemoryOptimizer).toBe("badam");
-    expect(json.issues.map((i) => i.code)).toEqual(["BADAM_PRECISION_FROM_CHECKPOINT"]);
+    expect(json.issues.map((i) => i.code)).toEqual(["PRECISION_FROM_CHECKPOINT"]);
     // on a card without bf16 the checkpoint's dtype is not bf16: read as fp32, as before
     expect(doctorJson(["doctor", "badam.yaml", "--gpu", "v100-32g"], dir).json.plan.precision).toBe("fp32");
+    // LoRA alike (only the adapters are upcast); full tuning upcasts every weight: fp32, with its warning
+    const bare = "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\ncutoff_len: 1024\n";
+    writeFileSync(join(dir, "lora.yaml"), `${bare}finetuning_type: lora\n`);
+    writeFileSync(join(dir, "full.yaml"), `${bare}finetuning_type: full\n`);
+    expect(doctorJson(["doctor", "lora.yaml", "--gpu", "h100"], dir).json.plan.precision).toBe("pure_bf16");
+    const full = doctorJson(["doctor", "full.yaml", "--gpu", "h100"], dir).json;
+    expect(full.plan.precision).toBe("fp32");
+    expect(full.issues.map((i) => i.code)).toContain("FP32_NOT_EXPRESSIBLE");
   });
 
   it("GaLore over targets that reach every linear of this model is planned; Mixtral's experts are not under `mlp`", () => {
