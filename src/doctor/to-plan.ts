@@ -477,7 +477,7 @@ export function setupToPlan(
       code: "PRECISION_FROM_CHECKPOINT",
       severity: "info",
       path: `${where.yamlName ?? "train.yaml"}:bf16`,
-      message: `neither bf16 nor fp16 is set: LLaMA-Factory loads a bf16 checkpoint in bf16 on this card and nothing autocasts; ${input.method === "full" ? "BAdam keeps the weights 16-bit" : "only the adapters are fp32"}, so the figures are for pure bf16 training (for an fp32 checkpoint the weights would take twice as much)`,
+      message: `neither bf16 nor fp16 is set: LLaMA-Factory loads a bf16 checkpoint in bf16 on this card and nothing autocasts; ${input.method === "full" ? "BAdam keeps the weights 16-bit" : "only the adapters are fp32"}, so the figures are for pure bf16 training of a bf16 checkpoint`,
       hint: "Set pure_bf16: true to say so, or bf16: true for mixed precision.",
     });
   } else input.precision = "fp32";
