@@ -11,7 +11,7 @@ import {
   anyMethodOptimizer,
   isDeepSpeed,
   isFsdp,
-  type LowMemoryOptimizer,
+  LowMemoryOptimizer,
   METHOD_FIELDS,
   type Method,
   type ModelDefinition,
@@ -380,12 +380,22 @@ function changesFor(
       text: bits === undefined ? "remove quantization_bit" : `quantization_bit: ${bits}`,
     });
   }
-  if (v.dropLowMemory && base.lowMemoryOptimizer !== undefined) {
-    const key = `use_${base.lowMemoryOptimizer}`;
-    ch.push({ kind: "yaml", target: key, text: `remove ${key} (LLaMA-Factory trains adapters without it)` });
+  // adapters take no GaLore, APOLLO or BAdam (finetuning_args.py:616), planned or not; where the plan's optimizer is
+  // dropped, the switches LLaMA-Factory left unused go too, or the next of them would be built in its place
+  const toLora = type(v.method) === "lora" && type(baseMethod) !== "lora";
+  for (const k of LowMemoryOptimizer.options) {
+    const key = `use_${k}`;
+    const rejected = k === "galore" || k === "apollo" || k === "badam";
+    if (yaml[key] === true && ((toLora && rejected) || v.dropLowMemory))
+      ch.push({
+        kind: "yaml",
+        target: key,
+        text: `remove ${key} (LLaMA-Factory trains adapters without it)`,
+      });
   }
   if (v.precision !== base.precision) {
-    if (base.precision === "pure_bf16")
+    // a precision read from the checkpoint (PRECISION_FROM_CHECKPOINT) is no key of the YAML
+    if (base.precision === "pure_bf16" && yaml.pure_bf16 === true)
       ch.push({ kind: "yaml", target: "pure_bf16", text: "remove pure_bf16" });
     if (v.precision === "pure_bf16")
       ch.push({
@@ -575,10 +585,11 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   const global = micro0 * (base.gradAccum ?? 1);
   const micros = [micro0];
   for (let m = micro0 >> 1; m >= 1; m >>= 1) if (global % m === 0) micros.push(m);
+  // replicated optimizers: DeepSpeed's offload would swap them for its CPU Adam
   for (const m of methods)
     for (const precision of precisions)
       for (const sharding of shardings)
-        for (const offload of ["none", "optimizer", "params"] as Offload[])
+        for (const offload of (replicated ? ["none"] : ["none", "optimizer", "params"]) as Offload[])
           for (const liger of [...new Set([base.liger ?? false, true])])
             for (const microBatch of micros) {
               const gradAccum = global / microBatch;

@@ -107,6 +107,7 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--offload/g, "the DeepSpeed or FSDP offload settings"],
   [/--low-memory-optimizer badam with --sharding zero3/g, "use_badam: true with a ZeRO-3 deepspeed: config"],
   [/without --low-memory-optimizer (galore|apollo|badam|adam_mini|muon)/g, "without use_$1"],
+  [/--low-memory-optimizer badam instead of (galore|apollo|muon)/g, "use_badam: true in place of use_$1"],
   [/--low-memory-optimizer (galore|apollo) \(or apollo\)/g, "use_$1: true (or use_apollo: true)"],
   [/--low-memory-optimizer (galore|apollo|badam|adam_mini|muon)/g, "use_$1: true"],
   [/--low-memory-optimizer/g, "use_galore / use_apollo / use_badam / use_adam_mini / use_muon"],
@@ -465,20 +466,26 @@ export function setupToPlan(
   else if (y.bf16 === true) input.precision = "bf16";
   else if (y.fp16 === true) input.precision = "fp16";
   else if (
-    findGpu(hardware.gpu)?.bf16 === true &&
-    (input.method === "lora" || input.method === "qlora" || switches.planned?.optimizer === "badam")
+    input.sharding === undefined &&
+    (input.method === "lora" || input.method === "qlora" || y.use_badam === true) &&
+    !(names(y.additional_target) && list(y.additional_target).length > 0)
   ) {
-    // Without bf16 or fp16 LLaMA-Factory loads a bf16 checkpoint in bf16 on a bf16 card (parser.py:640-643) and
-    // nothing autocasts. It upcasts only what trains: LoRA's adapters (fp32 under pure_bf16 too), and nothing under
-    // BAdam. That is pure bf16 training (LLaMA-Factory's own BAdam example is written this way); full and freeze
-    // tuning, whose trained weights it upcasts, stay fp32 (FP32_NOT_EXPRESSIBLE)
-    input.precision = "pure_bf16";
+    // Without bf16 or fp16 LLaMA-Factory takes a 16-bit compute dtype from the checkpoint (bf16 on a bf16 card, else
+    // fp16: parser.py:640-643, patcher.py infer_optim_dtype) and nothing autocasts. It upcasts only what trains: LoRA's
+    // adapters (fp32 under pure_bf16 too), and nothing under BAdam. That is pure 16-bit training (LLaMA-Factory's own
+    // BAdam example is written this way). Full and freeze tuning, whose trained weights it upcasts, stay fp32
+    // (FP32_NOT_EXPRESSIBLE), as do additional_target copies (upcast too) and DeepSpeed or FSDP, whose own precision
+    // settings then follow the Trainer's fp32.
+    const bf16 = hardware.gpu.toLowerCase() === "custom" || findGpu(hardware.gpu)?.bf16 === true;
+    input.precision = bf16 ? "pure_bf16" : "fp16";
     issues.push({
       code: "PRECISION_FROM_CHECKPOINT",
       severity: "info",
       path: `${where.yamlName ?? "train.yaml"}:bf16`,
-      message: `neither bf16 nor fp16 is set: LLaMA-Factory loads a bf16 checkpoint in bf16 on this card and nothing autocasts; ${input.method === "full" ? "BAdam keeps the weights 16-bit" : "only the adapters are fp32"}, so the figures are for pure bf16 training of a bf16 checkpoint`,
-      hint: "Set pure_bf16: true to say so, or bf16: true for mixed precision.",
+      message: `neither bf16 nor fp16 is set: LLaMA-Factory loads a ${bf16 ? "bf16 checkpoint in bf16 on this card" : "checkpoint in fp16 on this card (it has no bf16)"} and nothing autocasts; ${y.use_badam === true ? "BAdam keeps the weights 16-bit" : "only the adapters are fp32"}, so the figures are for 16-bit training${bf16 ? " of a bf16 checkpoint" : ""}`,
+      hint: bf16
+        ? "Set pure_bf16: true to say so, or bf16: true for mixed precision."
+        : "Set fp16: true for mixed precision.",
     });
   } else input.precision = "fp32";
 

@@ -339,7 +339,7 @@ function fusedExpertParams(plan: Plan, trainable: TrainableBreakdown, expertsAsL
   if (moe === null || expertsAreLinear(arch.modelType, { expertsAsLinear })) return 0;
   const perLayer = moe.numExperts * denseMlpParams(arch.text, moe.expertIntermediateSize);
   if (plan.method === "full") return moe.moeLayers.length * perLayer;
-  if (plan.method === "freeze")
+  if (plan.method === "freeze" && freezeSelection(plan).mlp)
     return moe.moeLayers.filter((l) => trainable.trainableLayers.includes(l)).length * perLayer;
   return 0;
 }

@@ -48,7 +48,8 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
       states.push(
         "step each parameter in its gradient hook (--low-memory-layerwise on, with --grad-accum 1)",
       );
-    if (plan.method === "full") states.push("train one layer at a time (--low-memory-optimizer badam)");
+    if (plan.method === "full")
+      states.push(`train one layer at a time (--low-memory-optimizer badam instead of ${lowMemory})`);
     if (lowMemory !== "muon")
       states.push(`train adapters (--method lora or qlora, without --low-memory-optimizer ${lowMemory})`);
     else if (plan.method === "full" || plan.method === "freeze")

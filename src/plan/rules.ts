@@ -389,7 +389,8 @@ export const PLAN_RULES: readonly PlanRule[] = [
       isDeepSpeed(p.sharding) &&
       p.optimizer !== null &&
       !ADAMW_32BIT.has(p.optimizer) &&
-      !anyMethodOptimizer(p.lowMemoryOptimizer),
+      !anyMethodOptimizer(p.lowMemoryOptimizer) &&
+      p.lowMemoryOptimizer !== "badam", // BADAM_OFFLOAD
     message: (p) =>
       `with the optimizer offloaded to the CPU, accelerate replaces ${p.optimizer} by DeepSpeed's CPU Adam: AdamW with fp32 states runs, and only the learning rate and weight decay carry over`,
     hint: (p) =>

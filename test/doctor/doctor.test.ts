@@ -521,8 +521,8 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(json.plan.precision).toBe("pure_bf16");
     expect(json.plan.lowMemoryOptimizer).toBe("badam");
     expect(json.issues.map((i) => i.code)).toEqual(["PRECISION_FROM_CHECKPOINT"]);
-    // on a card without bf16 the checkpoint's dtype is not bf16: read as fp32, as before
-    expect(doctorJson(["doctor", "badam.yaml", "--gpu", "v100-32g"], dir).json.plan.precision).toBe("fp32");
+    // on a card without bf16 LLaMA-Factory computes in fp16
+    expect(doctorJson(["doctor", "badam.yaml", "--gpu", "v100-32g"], dir).json.plan.precision).toBe("fp16");
     // LoRA alike (only the adapters are upcast); full tuning upcasts every weight: fp32, with its warning
     const bare = "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\ncutoff_len: 1024\n";
     writeFileSync(join(dir, "lora.yaml"), `${bare}finetuning_type: lora\n`);
@@ -531,6 +531,17 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     const full = doctorJson(["doctor", "full.yaml", "--gpu", "h100"], dir).json;
     expect(full.plan.precision).toBe("fp32");
     expect(full.issues.map((i) => i.code)).toContain("FP32_NOT_EXPRESSIBLE");
+    // an additional_target copy is upcast too, and DeepSpeed follows the Trainer's fp32: not read from the checkpoint
+    writeFileSync(join(dir, "head.yaml"), `${bare}finetuning_type: lora\nadditional_target: embed_tokens\n`);
+    expect(doctorJson(["doctor", "head.yaml", "--gpu", "h100"], dir).json.plan.precision).toBe("fp32");
+    writeFileSync(join(dir, "z3.json"), JSON.stringify({ zero_optimization: { stage: 3 } }));
+    writeFileSync(join(dir, "z3.yaml"), `${bare}finetuning_type: lora\ndeepspeed: z3.json\n`);
+    const z3 = doctorJson(
+      ["doctor", "z3.yaml", "--gpu", "h100", "--gpus", "2", "--launch-dir", dir],
+      dir,
+    ).json;
+    expect(z3.plan.precision).toBe("fp32");
+    expect(z3.issues.map((i) => i.code)).not.toContain("PURE_BF16_ZERO3");
   });
 
   it("GaLore over targets that reach every linear of this model is planned; Mixtral's experts are not under `mlp`", () => {
