@@ -35,7 +35,12 @@ import {
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
-import { LOW_MEMORY_OPTIMIZER_NAMES, type ModelDefinition, PlanInput } from "../schema/plan.ts";
+import {
+  LOW_MEMORY_OPTIMIZER_NAMES,
+  type ModelDefinition,
+  PlanInput,
+  projectsGradients,
+} from "../schema/plan.ts";
 import { checkTrainYaml } from "../schema/targets/index.ts";
 import { VERSION } from "../version.ts";
 import { flagName, flagsToInput, PLAN_FLAGS, parseFlagValue } from "./flags.ts";
@@ -451,7 +456,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     lines.push(
       "Adam-mini: an fp32 first moment per trainable parameter; one second moment per head or block (per parameter only for the embeddings and lm_head)",
     );
-  if (lowMemory === "galore" || lowMemory === "apollo")
+  if (projectsGradients(lowMemory))
     lines.push(
       `${LOW_MEMORY_OPTIMIZER_NAMES[lowMemory]} rank ${a.plan.lowMemoryRank}${a.plan.lowMemoryLayerwise ? ", layer-wise" : ""}: optimizer states of every language-model linear at rank ${a.plan.lowMemoryRank}; embeddings, norms and lm_head keep full states`,
     );

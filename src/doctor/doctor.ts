@@ -18,6 +18,7 @@ import {
   type Offload,
   type PlanInput,
   type Precision,
+  projectsGradients,
   type Sharding,
 } from "../schema/plan.ts";
 import { checkAccelerateFsdpConfig, checkDeepSpeedConfig, checkTrainYaml } from "../schema/targets/index.ts";
@@ -26,6 +27,7 @@ import {
   acceleratorConfigOf,
   type Hardware,
   type Launcher,
+  lowMemoryKey,
   type SetupPlan,
   setupToPlan,
   upperBoundSwitches,
@@ -198,15 +200,6 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
   if (setup.input.lowMemoryOptimizer === undefined)
     issues.push(...optimizerSwitchIssues(input.yaml, name, distributed, setup.input.sharding === "zero3"));
   return issues;
-}
-
-/** The YAML key a memory-efficient optimizer's plan field is read from, or null for other paths. */
-function lowMemoryKey(path: string, optimizer: LowMemoryOptimizer | null): string | null {
-  if (optimizer === null) return null;
-  if (path === "lowMemoryOptimizer") return `use_${optimizer}`;
-  if (path === "lowMemoryRank") return `${optimizer}_rank`;
-  if (path === "lowMemoryLayerwise") return `${optimizer}_layerwise`;
-  return null;
 }
 
 /** Plan rules on keys no candidate of the fix search changes (layer-wise updates, GaLore's optim). */
@@ -564,8 +557,7 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   const precisions: Precision[] = [base.precision ?? "bf16"];
   if (base.precision === "pure_bf16") precisions.push("bf16");
   // GaLore and APOLLO are meant for pure bf16 (LLaMA-Factory warns otherwise): 16-bit weights, gradients and states
-  if ((lowMemory === "galore" || lowMemory === "apollo") && base.precision === "bf16")
-    precisions.push("pure_bf16");
+  if (projectsGradients(lowMemory) && base.precision === "bf16") precisions.push("pure_bf16");
   // what the GPU cannot run at all (BF16_UNSUPPORTED_GPU, FA2_UNSUPPORTED_GPU) has one way out each
   const gpu = findGpu(base.gpu);
   if (gpu && !gpu.bf16 && (base.precision === "bf16" || base.precision === "pure_bf16"))
@@ -573,7 +565,7 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   const attention: Attention | undefined =
     gpu && !gpu.flashAttention2 && base.attention === "fa2" ? "sdpa" : undefined;
   // GaLore, APOLLO and Muon run without DeepSpeed and become AdamW under FSDP: their fixes keep one replica per GPU
-  const replicated = lowMemory === "galore" || lowMemory === "apollo" || lowMemory === "muon";
+  const replicated = projectsGradients(lowMemory) || lowMemory === "muon";
   const shardings = [
     ...new Set<Sharding>(
       replicated

@@ -10,6 +10,7 @@ import {
   type LowMemoryOptimizer,
   type ModelDefinition,
   type PlanInput,
+  projectsGradients,
   TEMPLATE_NAME,
 } from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
@@ -177,6 +178,15 @@ function syncEachBatchOf(value: unknown): boolean {
 }
 
 /** The keys of a memory-efficient optimizer the plan carries (the others, such as galore_scale, are kept as written). */
+/** The YAML key a memory-efficient optimizer's plan field is read from, or null for other paths. */
+export function lowMemoryKey(path: string, optimizer: LowMemoryOptimizer | null): string | null {
+  if (optimizer === null) return null;
+  if (path === "lowMemoryOptimizer") return `use_${optimizer}`;
+  if (path === "lowMemoryRank") return `${optimizer}_rank`;
+  if (path === "lowMemoryLayerwise") return `${optimizer}_layerwise`;
+  return null;
+}
+
 function lowMemoryKeys(optimizer: LowMemoryOptimizer): string[] {
   if (anyMethodOptimizer(optimizer)) return [`use_${optimizer}`];
   return optimizer === "badam"
@@ -549,8 +559,8 @@ export function setupToPlan(
       message: `${key}: true is not used: LLaMA-Factory builds ${builds} first (train/trainer_utils.py create_custom_optimizer); the figures are for ${builds}`,
       hint: `Remove ${key}, or the switch LLaMA-Factory builds first, to say which optimizer is meant.`,
     });
-  if ((lowMemory?.optimizer === "galore" || lowMemory?.optimizer === "apollo") && y.optim === undefined) {
-    const which = lowMemory.optimizer === "galore" ? "GaLore" : "APOLLO";
+  if (projectsGradients(lowMemory?.optimizer) && y.optim === undefined) {
+    const which = LOW_MEMORY_OPTIMIZER_NAMES[lowMemory?.optimizer ?? "galore"];
     issues.push({
       code: "OPTIM_DEFAULT_FUSED",
       severity: "warning",

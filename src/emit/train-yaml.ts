@@ -1,4 +1,4 @@
-import { anyMethodOptimizer, type Plan } from "../schema/plan.ts";
+import { anyMethodOptimizer, type Plan, projectsGradients } from "../schema/plan.ts";
 import { DATASET_DIR, DEMO_DATASET, finetuningType, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { type EmitOptions, resolveEmitOptions } from "./options.ts";
 
@@ -62,7 +62,7 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
       plan.freezeTrainableModules === "all" ? "all" : (plan.freezeTrainableModules ?? []).join(",");
   }
   // the memory-efficient optimizers (finetuning_args.py GaloreArguments, ApolloArguments, BAdamArgument)
-  if (plan.lowMemoryOptimizer === "galore" || plan.lowMemoryOptimizer === "apollo") {
+  if (projectsGradients(plan.lowMemoryOptimizer)) {
     const k = plan.lowMemoryOptimizer;
     y[`use_${k}`] = true;
     y[`${k}_target`] = "all";

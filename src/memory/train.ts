@@ -4,7 +4,7 @@ import { countParams, denseMlpParams, type ParamBreakdown, visionDepth } from ".
 import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
-import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, type Plan, projectsGradients } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 import {
   type FsdpUnits,
@@ -248,7 +248,7 @@ function projectedStates(
 ): Projection {
   const kind = plan.lowMemoryOptimizer;
   const t = plan.model.architecture.text;
-  if ((kind !== "galore" && kind !== "apollo") || isFsdp(plan.sharding))
+  if (!projectsGradients(kind) || isFsdp(plan.sharding))
     return { params: 0, bytes: 0, projectorBytes: 0, stepTempBytes: 0, largestParams: 0 };
   const r = plan.lowMemoryRank ?? 16;
   const share = plan.method === "freeze" ? trainable.trainableLayers.length / t.numLayers : 1;

@@ -4,7 +4,7 @@ import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
 import { estimateTrainMemory, fsdpAccumulatesUnsharded } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
-import { anyMethodOptimizer, isDeepSpeed, type Plan } from "../schema/plan.ts";
+import { anyMethodOptimizer, isDeepSpeed, type Plan, projectsGradients } from "../schema/plan.ts";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
@@ -38,7 +38,7 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     add("use FlashAttention-2 (--attention fa2: no padding mask)", saving({ attention: "fa2" }));
   const states: string[] = [];
   const lowMemory = plan.lowMemoryOptimizer;
-  if (lowMemory === "galore" || lowMemory === "apollo" || lowMemory === "muon") {
+  if (projectsGradients(lowMemory) || lowMemory === "muon") {
     // LLaMA-Factory runs GaLore and APOLLO without DeepSpeed (PROJECTED_OPTIMIZER_DEEPSPEED), Muon fails under it
     // (MUON_DEEPSPEED), and under FSDP they become AdamW (PROJECTED_OPTIMIZER_FSDP, MUON_SHARDED): what is left is
     // their own settings, or another method

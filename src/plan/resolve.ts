@@ -11,6 +11,7 @@ import {
   METHOD_FIELDS,
   Plan,
   PlanInput,
+  projectsGradients,
   type ResolvedGpu,
   type ResolvedModel,
 } from "../schema/plan.ts";
@@ -148,7 +149,7 @@ function qualifierIssues(input: PlanInput): Issue[] {
   );
   need(
     ["lowMemoryRank", "lowMemoryLayerwise"],
-    lowMemory === "galore" || lowMemory === "apollo",
+    projectsGradients(lowMemory),
     `with low-memory optimizer galore or apollo (got ${lowMemory ?? "none"})`,
     "Add --low-memory-optimizer galore (or apollo), or drop --low-memory-rank/--low-memory-layerwise.",
   );
@@ -305,7 +306,7 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     );
   }
   const loraRank = lora ? (input.loraRank ?? PLAN_DEFAULTS.loraRank) : null;
-  const projected = input.lowMemoryOptimizer === "galore" || input.lowMemoryOptimizer === "apollo";
+  const projected = projectsGradients(input.lowMemoryOptimizer);
   const plan: Plan = {
     model,
     gpu,

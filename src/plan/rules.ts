@@ -12,6 +12,7 @@ import {
   isFsdp,
   LOW_MEMORY_OPTIMIZER_NAMES,
   type Plan,
+  projectsGradients,
 } from "../schema/plan.ts";
 
 /**
@@ -197,8 +198,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "PROJECTED_OPTIMIZER_DEEPSPEED",
     fields: ["lowMemoryOptimizer", "sharding"],
     severity: "error",
-    applies: (p) =>
-      (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && isDeepSpeed(p.sharding),
+    applies: (p) => projectsGradients(p.lowMemoryOptimizer) && isDeepSpeed(p.sharding),
     message: () => `LLaMA-Factory stops with "GaLore and APOLLO are incompatible with DeepSpeed yet."`,
     hint: () => "Use --sharding none (DDP), or --low-memory-optimizer badam with --sharding zero3.",
     source: "LLaMA-Factory hparams/parser.py:519",
@@ -207,8 +207,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "PROJECTED_OPTIMIZER_FSDP",
     fields: ["lowMemoryOptimizer", "sharding"],
     severity: "warning",
-    applies: (p) =>
-      (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && isFsdp(p.sharding),
+    applies: (p) => projectsGradients(p.lowMemoryOptimizer) && isFsdp(p.sharding),
     message: (p) =>
       `${lowMemoryName(p)} under ${p.sharding} projects nothing: the Trainer builds the optimizer after FSDP wraps the model, when FSDP1 shows each weight as a 1-D view of its shard, and ${lowMemoryName(p)} projects only 2-D weights; the figures count full AdamW states (FSDP2's sharded DTensors are untested with it)`,
     hint: () =>
@@ -296,15 +295,13 @@ export const PLAN_RULES: readonly PlanRule[] = [
     message: () =>
       "with the optimizer offloaded, accelerate replaces BAdam's block optimizer by DeepSpeed's CPU Adam: BAdam's step never runs, so the blocks never switch and the first one trains for the whole run",
     hint: () => "Use --offload none with BAdam (its states are one layer's), or another method.",
-    source:
-      "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default); badam/block_optim.py step",
+    source: `${OFFLOAD_REPLACES_SOURCE}; badam/block_optim.py step`,
   },
   {
     code: "PROJECTED_OPTIMIZER_MIXED",
     fields: ["lowMemoryOptimizer", "precision"],
     severity: "warning",
-    applies: (p) =>
-      (p.lowMemoryOptimizer === "galore" || p.lowMemoryOptimizer === "apollo") && p.precision !== "pure_bf16",
+    applies: (p) => projectsGradients(p.lowMemoryOptimizer) && p.precision !== "pure_bf16",
     message: (p) =>
       `${lowMemoryName(p)} in ${p.precision} keeps fp32 weights and gradients (LLaMA-Factory upcasts the trainable parameters): LLaMA-Factory warns "Using GaLore or APOLLO with mixed precision training may significantly increases GPU memory usage."`,
     hint: () => "Use --precision pure_bf16, as LLaMA-Factory's GaLore and APOLLO examples do.",

@@ -40,6 +40,10 @@ export type QuantMethod = z.infer<typeof QuantMethod>;
  */
 export const LowMemoryOptimizer = z.enum(["galore", "apollo", "badam", "adam_mini", "muon"]);
 export type LowMemoryOptimizer = z.infer<typeof LowMemoryOptimizer>;
+/** GaLore and APOLLO: the two that keep their optimizer states on rank-r projections of each matrix's gradient. */
+export function projectsGradients(o: LowMemoryOptimizer | null | undefined): o is "galore" | "apollo" {
+  return o === "galore" || o === "apollo";
+}
 /** The ones LLaMA-Factory builds for any finetuning method (the others: full, and GaLore/APOLLO freeze, tuning). */
 export function anyMethodOptimizer(o: LowMemoryOptimizer | null | undefined): boolean {
   return o === "adam_mini" || o === "muon";
