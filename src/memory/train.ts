@@ -379,6 +379,21 @@ function muonStepBytes(
 }
 
 /** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
+/**
+ * GPTQ's training path dequantizes each linear's weight to the compute dtype and multiplies with `torch.matmul`
+ * (auto-gptq's qlinear_cuda_old/qlinear_cuda for 128 or more rows, which training takes: its CUDA kernels have no
+ * backward; GPTQModel's TorchQuantLinear), so autograd saves the dequantized weight for the input's gradient until
+ * the layer's backward. With gradient checkpointing that is one decoder layer's linears during its recompute;
+ * without, every layer's. bitsandbytes' MatMul4Bit and AutoAWQ's WQLinearMMFunction save the packed weight and
+ * dequantize again in backward (the transient counted beside this).
+ */
+function gptqSavedWeights(plan: Plan, groups: readonly LinearGroup[], a: number): number {
+  const text = groups.filter((g) => g.region === "text");
+  const all = text.reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
+  const layers = plan.model.architecture.text.numLayers;
+  return (plan.gradientCheckpointing ? all / layers : all) * a;
+}
+
 function largestTrainableParam(plan: Plan, groups: readonly LinearGroup[], params: ParamBreakdown): number {
   const text = groups.filter((g) => g.region === "text");
   const vocab = trainedVocabTensors(plan, params);
@@ -657,6 +672,7 @@ export function estimateTrainMemory(
   if (plan.method === "qlora") {
     const largest = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
     buffers += 2 * largest * a; // dequantized weight in forward and in backward
+    if (plan.quantMethod === "gptq") buffers += gptqSavedWeights(plan, groups, a);
   }
   let autocastCache = 0;
   if (isFull && mixed && !deepspeed) {

@@ -220,6 +220,18 @@ describe("mechanisms", () => {
     expect(q).toBeGreaterThan(2 * 544_997_376 * 2); // embed_tokens + lm_head stay bf16
   });
 
+  it("keeps GPTQ's dequantized 16-bit weights for backward: one decoder layer's with checkpointing, all without", () => {
+    // Qwen2.5-7B: 28 layers of q, k, v, o (3584·(3584 + 512 + 512 + 3584)) and gate, up, down (3·3584·18944)
+    const layerLinears = 3584 * (3584 + 512 + 512 + 3584) + 3 * 3584 * 18944;
+    const q = (input: Record<string, unknown>) =>
+      m({ method: "qlora", microBatch: 1, seqLen: 256, ...input }).buffers;
+    const bnb = q({ quantMethod: "bnb" });
+    expect(q({ quantMethod: "gptq" }) - bnb).toBe(layerLinears * 2);
+    expect(q({ quantMethod: "awq" })).toBe(bnb); // AutoAWQ saves the packed weight and dequantizes again
+    const noCkpt = (method: string) => q({ quantMethod: method, gradientCheckpointing: false });
+    expect(noCkpt("gptq") - noCkpt("bnb")).toBe(28 * layerLinears * 2);
+  });
+
   it("prices optimizers by their states", () => {
     expect(optimizerBytesPerParam(null, 4)).toBe(8);
     expect(optimizerBytesPerParam("adamw_8bit", 4)).toBe(2);
