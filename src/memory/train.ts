@@ -85,6 +85,28 @@ export function optimizerBytesPerParam(optimizer: string | null, paramBytes: num
   return ADAMW_LIKE * paramBytes; // AdamW and relatives: exp_avg + exp_avg_sq in the parameter dtype
 }
 
+/**
+ * How an optimizer's step makes its temporaries (replicated states; DeepSpeed's own step is counted apart):
+ * - "foreach": torch's multi-tensor AdamW, Adagrad and RMSprop build one list as large as the whole parameter group
+ *   (`torch._foreach_sqrt` of the squared averages, torch/optim/adamw.py `_multi_tensor_adamw`); LLaMA-Factory's
+ *   default `adamw_torch`, and any name not listed below;
+ * - "per-parameter": transformers' Adafactor steps one parameter at a time, with full-size fp32 temporaries of it
+ *   (the update and its negation, and the fp32 copies of a 16-bit gradient and parameter);
+ * - "in-place": fused kernels (`adamw_torch_fused`, apex), bitsandbytes' per-parameter kernels (8-bit, 32-bit and
+ *   paged AdamW, Lion, RMSprop, AdEMAMix), torchao's compiled per-parameter step (`adamw_torch_4bit`/`_8bit`), SGD
+ *   without momentum or weight decay, and LOMO/AdaLomo (which update inside backward) make none worth counting.
+ */
+export function optimizerStepKind(optimizer: string | null): "foreach" | "per-parameter" | "in-place" {
+  const name = optimizer ?? "adamw_torch";
+  if (name === "adafactor") return "per-parameter";
+  if (name === "sgd" || name === "lomo" || name === "adalomo") return "in-place";
+  if (name === "adamw_torch_fused" || name === "adamw_apex_fused" || name === "adamw_torch_npu_fused")
+    return "in-place";
+  if (name === "adamw_torch_4bit" || name === "adamw_torch_8bit") return "in-place";
+  if (/8bit|32bit|bnb|^paged_|lion|ademamix/.test(name)) return "in-place";
+  return "foreach";
+}
+
 interface Ctx {
   readonly arch: Architecture;
   /** bytes of a compute-dtype activation element */
@@ -378,7 +400,6 @@ function muonStepBytes(
   return Math.max(newtonSchulz, 2 * adamwLargest * bytes);
 }
 
-/** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
 /**
  * GPTQ's training path dequantizes each linear's weight to the compute dtype and multiplies with `torch.matmul`
  * (auto-gptq's qlinear_cuda_old/qlinear_cuda for 128 or more rows, which training takes: its CUDA kernels have no
@@ -394,6 +415,7 @@ function gptqSavedWeights(plan: Plan, groups: readonly LinearGroup[], a: number)
   return (plan.gradientCheckpointing ? all / layers : all) * a;
 }
 
+/** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
 function largestTrainableParam(plan: Plan, groups: readonly LinearGroup[], params: ParamBreakdown): number {
   const text = groups.filter((g) => g.region === "text");
   const vocab = trainedVocabTensors(plan, params);
@@ -714,6 +736,7 @@ export function estimateTrainMemory(
   // parameter (4 B in fp32 training, where `.to` returns the flattened tensor itself). Its fused Adam adds none.
   // BAdam converts the active layer's 16-bit gradients to fp32 ones for its fp32 copy (`_grad_to_hp`), then its base
   // optimizer steps that copy (foreach AdamW's temporary); layer-wise GaLore/APOLLO step inside backward.
+  const stepKind = optimizerStepKind(plan.optimizer);
   const stepTemp =
     plan.offload !== "none" || layerwise
       ? 0
@@ -728,13 +751,20 @@ export function estimateTrainMemory(
             ? muonStepBytes(plan, groups, params, isLora ? adapterBytes : fullBytes, fusedExperts)
             : badam && !deepspeed
               ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
-                trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * as.optimizerStepTempCopies)
+                trainable.fullModules *
+                ((m === 4 ? 0 : 4 - m) + (stepKind === "foreach" ? 4 * as.optimizerStepTempCopies : 0))
               : deepspeed
                 ? Math.min(
                     trainable.trainable / split.optimizer,
                     plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
                   ) * (fp32 ? 4 : a + 4)
-                : (trainableCopy * as.optimizerStepTempCopies) / split.optimizer;
+                : stepKind === "foreach"
+                  ? (trainableCopy * as.optimizerStepTempCopies) / split.optimizer
+                  : stepKind === "per-parameter"
+                    ? // Adafactor: the update and its negation in fp32, and fp32 copies of a 16-bit gradient and weight
+                      largestTrainableParam(plan, groups, params) *
+                      (((isLora ? adapterBytes : fullBytes) === 4 ? 0 : 8) + 8)
+                    : 0;
 
   const fullGradients = stepGradients;
   const states = weights + gradients + optimizer;

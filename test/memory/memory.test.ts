@@ -10,7 +10,7 @@ import {
   pinnedBytes,
   quantizedParams,
 } from "../../src/memory/load.ts";
-import { estimateTrainMemory, optimizerBytesPerParam } from "../../src/memory/train.ts";
+import { estimateTrainMemory, optimizerBytesPerParam, optimizerStepKind } from "../../src/memory/train.ts";
 import { countParams } from "../../src/model/params.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Plan } from "../../src/schema/plan.ts";
@@ -230,6 +230,36 @@ describe("mechanisms", () => {
     expect(q({ quantMethod: "awq" })).toBe(bnb); // AutoAWQ saves the packed weight and dequantizes again
     const noCkpt = (method: string) => q({ quantMethod: method, gradientCheckpointing: false });
     expect(noCkpt("gptq") - noCkpt("bnb")).toBe(28 * layerLinears * 2);
+  });
+
+  it("makes the step's temporaries by how each optimizer steps: a whole copy for foreach, none in place", () => {
+    // Qwen2.5-7B full fine-tuning at 256 tokens: with a temporary the step is the peak, without it backward is
+    const run = (optimizer: string) =>
+      estimateTrainMemory(
+        plan({
+          gpu: "h200",
+          model: "Qwen/Qwen2.5-7B",
+          method: "full",
+          seqLen: 256,
+          microBatch: 1,
+          optimizer,
+        }),
+      );
+    const fp32Copy = 7_615_616_512 * 4; // every parameter trains in fp32 (LLaMA-Factory's upcast)
+    expect(optimizerStepKind(null)).toBe("foreach");
+    const foreach = run("adamw_torch");
+    expect(foreach.phase).toBe("optimizer-step");
+    expect(foreach.breakdown.buffers).toBe(fp32Copy);
+    expect(run("adagrad").breakdown.buffers).toBe(fp32Copy);
+    const fused = run("adamw_torch_fused"); // the same states, stepped in place
+    expect(fused.phase).toBe("backward");
+    expect(foreach.allocatedBytes - fused.allocatedBytes).toBeGreaterThan(0.9 * fp32Copy);
+    for (const inPlace of ["adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "lion_8bit", "sgd"])
+      expect(optimizerStepKind(inPlace)).toBe("in-place");
+    // Adafactor steps one parameter at a time: two fp32 temporaries of the largest (embed_tokens, 152,064 × 3,584)
+    const adafactor = run("adafactor");
+    expect(adafactor.phase).toBe("optimizer-step");
+    expect(adafactor.breakdown.buffers).toBe(152_064 * 3584 * 8);
   });
 
   it("prices optimizers by their states", () => {
