@@ -211,8 +211,13 @@ const BY_HAND_RULES = new Set(["LAYERWISE_DISTRIBUTED", "LAYERWISE_GRAD_ACCUM", 
  * of the weights too, activations for Unsloth's offloaded checkpointing) fits. Empty when even that does not fit:
  * then the out-of-memory stands.
  */
-function coverableBySwitches(y: Readonly<Record<string, unknown>>, analysis: PlanAnalysis): string[] {
-  const switches = upperBoundSwitches(y, analysis.plan.model.architecture);
+function coverableBySwitches(
+  y: Readonly<Record<string, unknown>>,
+  analysis: PlanAnalysis,
+  setup: SetupPlan,
+): string[] {
+  const own = setup.optimWithoutDeepSpeedOptimizer !== undefined;
+  const switches = upperBoundSwitches(y, analysis.plan.model.architecture, own);
   if (switches.length === 0) return [];
   const t = analysis.memory.train;
   const b = t.perGpu.breakdown;
@@ -333,6 +338,8 @@ interface Variant {
   quantBits?: 4 | 8;
   /** the setup's GaLore, APOLLO or BAdam is dropped (adapters cannot take them) */
   dropLowMemory?: boolean;
+  /** the setup's DeepSpeed config is rewritten without its "optimizer" section, so the YAML's optim applies */
+  dropDeepSpeedOptimizer?: boolean;
   sharding: Sharding;
   offload: Offload;
   precision: Precision;
@@ -454,6 +461,14 @@ function changesFor(
     }
   } else if (isDeepSpeed(baseSharding) || deepspeedMissing) {
     ch.push({ kind: "yaml", target: "deepspeed", text: "remove deepspeed" });
+  }
+  if (v.dropDeepSpeedOptimizer) {
+    const optim = typeof yaml.optim === "string" ? `optim: ${yaml.optim}` : "the Trainer's default AdamW";
+    ch.push({
+      kind: "file",
+      target: "deepspeed.json",
+      text: `replace the DeepSpeed config by one without its "optimizer" section (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""}), so that ${optim} is what trains`,
+    });
   }
   if (isFsdp(v.sharding)) {
     const what = `${v.sharding === "fsdp2" ? "FSDP2" : "FSDP1"} with RAM-efficient loading${v.offload !== "none" ? ", parameter offload" : ""}`;
@@ -604,7 +619,7 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
 }
 
 function applyVariant(base: PlanInput, v: Variant): PlanInput {
-  const { dropLowMemory, ...fields } = v;
+  const { dropLowMemory, dropDeepSpeedOptimizer, ...fields } = v;
   const out: Record<string, unknown> = { ...base, ...fields };
   if (dropLowMemory) for (const k of METHOD_FIELDS.lowMemory) delete out[k];
   if (v.method !== "qlora") {
@@ -622,6 +637,31 @@ function applyVariant(base: PlanInput, v: Variant): PlanInput {
   if (v.sharding !== "fsdp") delete out.fsdpStrategy;
   if (v.quantBits === undefined) delete out.quantBits;
   return out as PlanInput;
+}
+
+/**
+ * A fix that replaces the setup's DeepSpeed config with tunefit's, or drops DeepSpeed, drops the optimizer that config
+ * built too: the run then trains with the YAML's `optim` (or the Trainer's default).
+ */
+function withoutDeepSpeedOptimizer(candidate: PlanInput, setup: SetupPlan, v: Variant): PlanInput {
+  const optim = setup.optimWithoutDeepSpeedOptimizer;
+  if (optim === undefined || (keepsDeepSpeedConfig(setup, v) && !v.dropDeepSpeedOptimizer)) return candidate;
+  const { optimizer: _, ...rest } = candidate;
+  return optim === null ? rest : { ...rest, optimizer: optim };
+}
+
+/** Whether a fix keeps the setup's DeepSpeed config (the same stage and offload). */
+function keepsDeepSpeedConfig(setup: SetupPlan, v: Variant): boolean {
+  return v.sharding === setup.input.sharding && v.offload === (setup.input.offload ?? "none");
+}
+
+/** The fix search's candidates, with one more where the setup's DeepSpeed config is kept but its optimizer dropped. */
+function* withDeepSpeedOptimizerDropped(variants: Iterable<Variant>, setup: SetupPlan): Generator<Variant> {
+  for (const v of variants) {
+    yield v;
+    if (setup.optimWithoutDeepSpeedOptimizer !== undefined && keepsDeepSpeedConfig(setup, v))
+      yield { ...v, dropDeepSpeedOptimizer: true };
+  }
 }
 
 /** Issues of an FSDP setup whose accelerate config leaves RAM-efficient loading off: every rank loads a replica. */
@@ -780,7 +820,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   const scaled = input.yaml.rope_scaling !== undefined && input.yaml.rope_scaling !== null;
   // with a memory-saving optimizer or kernel tunefit does not model, its training figure is only an upper bound:
   // over the card, it may still fit
-  const upperBound = coverableBySwitches(input.yaml, analysis);
+  const upperBound = coverableBySwitches(input.yaml, analysis, setup);
   issues.push(
     ...analysis.issues
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
@@ -852,8 +892,8 @@ export function doctor(input: DoctorInput): DoctorReport {
     const found: Fix[] = [];
     const seen = new Set<string>();
     const hostBound = input.hardware.hostRam === undefined ? { hostRam: ASSUMED_HOST_RAM_GIB } : {};
-    for (const v of variants(searched, !analysis.memory.train.fits)) {
-      const candidate = applyVariant(searched, v);
+    for (const v of withDeepSpeedOptimizerDropped(variants(searched, !analysis.memory.train.fits), setup)) {
+      const candidate = withoutDeepSpeedOptimizer(applyVariant(searched, v), setup, v);
       let a: PlanAnalysis;
       try {
         a = analyzePlan({ ...candidate, ...hostBound }, opts);

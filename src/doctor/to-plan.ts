@@ -39,6 +39,11 @@ export interface SetupPlan {
   readonly issues: readonly Issue[];
   /** accelerate's FSDP RAM-efficient loading (true when no accelerate config is used) */
   readonly ramEfficientLoading: boolean;
+  /**
+   * Set when the DeepSpeed config builds its own optimizer (the plan's optimizer then stands for it): the YAML's
+   * `optim` (null when absent), which a run without that config, or with tunefit's, trains with instead.
+   */
+  readonly optimWithoutDeepSpeedOptimizer?: string | null;
 }
 
 /** The LLaMA-Factory key a plan field is read from (setupToPlan below), for issues shown against a YAML. */
@@ -177,7 +182,6 @@ function syncEachBatchOf(value: unknown): boolean {
   );
 }
 
-/** The keys of a memory-efficient optimizer the plan carries (the others, such as galore_scale, are kept as written). */
 /** The YAML key a memory-efficient optimizer's plan field is read from, or null for other paths. */
 export function lowMemoryKey(path: string, optimizer: LowMemoryOptimizer | null): string | null {
   if (optimizer === null) return null;
@@ -187,6 +191,7 @@ export function lowMemoryKey(path: string, optimizer: LowMemoryOptimizer | null)
   return null;
 }
 
+/** The keys of a memory-efficient optimizer the plan carries (the others, such as galore_scale, are kept as written). */
 function lowMemoryKeys(optimizer: LowMemoryOptimizer): string[] {
   if (anyMethodOptimizer(optimizer)) return [`use_${optimizer}`];
   return optimizer === "badam"
@@ -272,10 +277,13 @@ const UPPER_BOUND_SWITCHES = [
 export function upperBoundSwitches(
   yaml: Readonly<Record<string, unknown>>,
   arch: Architecture | null,
+  deepspeedOwnOptimizer = false,
 ): string[] {
   const { planned, ignored } = optimizerSwitches(yaml, arch);
   const accounted = new Set([`use_${planned?.optimizer}`, ...ignored.map((i) => i.key)]);
-  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true && !accounted.has(k));
+  // a DeepSpeed config's own optimizer leaves every optimizer switch unbuilt (DEEPSPEED_OWN_OPTIMIZER)
+  const unbuilt = (k: string) => deepspeedOwnOptimizer && k !== "use_unsloth" && k !== "use_unsloth_gc";
+  return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true && !accounted.has(k) && !unbuilt(k));
 }
 
 /**
@@ -395,6 +403,24 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
   const optim = device(zero.offload_optimizer) === "cpu" || device(zero.offload_optimizer) === "nvme";
   const sharding = stage >= 3 ? "zero3" : stage === 2 ? "zero2" : stage === 1 ? "zero1" : "none";
   return { sharding, offload: param ? "params" : optim ? "optimizer" : "none" };
+}
+
+/**
+ * The optimizer a DeepSpeed config builds itself (its "optimizer" section), as the `optim` name with the same states
+ * and step; null without one. Adam and AdamW are DeepSpeed's FusedAdam and Lion its FusedLion (fp32 states updated in
+ * place; DeepSpeedCPUAdam when offloaded, which the plan's offload counts); Adagrad is torch's. Other types (LAMB,
+ * the 1-bit variants) are counted as AdamW and said so.
+ */
+function deepspeedOwnOptimizer(
+  ds: Record<string, unknown>,
+): { readonly type: string; readonly optim: string; readonly modelled: boolean } | null {
+  const section = ds.optimizer;
+  if (typeof section !== "object" || section === null) return null;
+  const type = String((section as { type?: unknown }).type ?? "AdamW");
+  const t = type.toLowerCase();
+  if (t === "lion") return { type, optim: "lion_32bit", modelled: true };
+  if (t === "adagrad") return { type, optim: "adagrad", modelled: true };
+  return { type, optim: "adamw_torch_fused", modelled: t === "adam" || t === "adamw" };
 }
 
 const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|yes|y|on|1)$/i.test(v));
@@ -549,9 +575,55 @@ export function setupToPlan(
         hint: "Nothing to change; remove the key if it was meant for a vision-language model.",
       });
   }
-  if (typeof y.optim === "string") input.optimizer = y.optim;
-  const lowMemory = switches.planned;
-  for (const { key, builds } of switches.ignored)
+  // A DeepSpeed config with an "optimizer" section builds that optimizer itself: the Trainer hands DeepSpeed a
+  // DummyOptim and never calls create_optimizer, so neither `optim` nor LLaMA-Factory's own optimizers are built
+  // LLaMA-Factory's parser stops GaLore and APOLLO under DeepSpeed, and BAdam under any DeepSpeed stage but 3, before
+  // any optimizer is built (PROJECTED_OPTIMIZER_DEEPSPEED, BADAM_NEEDS_ZERO3): those stops are what such a run meets
+  const stopsFirst =
+    projectsGradients(switches.planned?.optimizer) ||
+    (switches.planned?.optimizer === "badam" && input.sharding !== "zero3");
+  const own = deepspeed.kind === "none" || stopsFirst ? null : deepspeedOwnOptimizer(deepspeed.config);
+  const dsName =
+    deepspeed.kind === "file" ? deepspeed.path : typeof y.deepspeed === "string" ? y.deepspeed : "deepspeed";
+  const replaced = (key: string, what: string, trainWith: string) =>
+    issues.push({
+      code: "DEEPSPEED_OWN_OPTIMIZER",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:${key}`,
+      message: `${what} is not used: ${dsName} defines its own optimizer (${own?.type}), which the Trainer hands to DeepSpeed instead of building one (transformers integrations/deepspeed.py deepspeed_optim_sched)${own?.modelled ? "" : `; ${own?.type} is counted as AdamW (two fp32 states)`}`,
+      hint: `Remove the "optimizer" section from ${dsName} to train with ${trainWith}, or remove ${key}.`,
+    });
+  if (own === null) {
+    if (typeof y.optim === "string") input.optimizer = y.optim;
+  } else {
+    input.optimizer = own.optim;
+    if (typeof y.optim === "string") replaced("optim", `optim: ${y.optim}`, y.optim);
+    // nor are LLaMA-Factory's own optimizers (create_custom_optimizer)
+    if (switches.planned !== null)
+      replaced(
+        `use_${switches.planned.optimizer}`,
+        `use_${switches.planned.optimizer}: true`,
+        LOW_MEMORY_OPTIMIZER_NAMES[switches.planned.optimizer],
+      );
+    for (const { key } of switches.ignored)
+      replaced(
+        key,
+        `${key}: true`,
+        LOW_MEMORY_OPTIMIZER_NAMES[key.slice("use_".length) as LowMemoryOptimizer],
+      );
+    if (y.loraplus_lr_ratio !== undefined && y.loraplus_lr_ratio !== null)
+      replaced("loraplus_lr_ratio", "loraplus_lr_ratio (LoRA+)", "LoRA+");
+    if (!own.modelled && !issues.some((i) => i.code === "DEEPSPEED_OWN_OPTIMIZER"))
+      issues.push({
+        code: "DEEPSPEED_OWN_OPTIMIZER",
+        severity: "info",
+        path: `${dsName}:optimizer`,
+        message: `${dsName} defines its own optimizer (${own.type}); tunefit counts it as AdamW (two fp32 states per trained parameter)`,
+        hint: "Nothing to change; the figures are approximate for this optimizer.",
+      });
+  }
+  const lowMemory = own === null ? switches.planned : null;
+  for (const { key, builds } of own === null ? switches.ignored : [])
     issues.push({
       code: "OPTIMIZER_SWITCH_UNUSED",
       severity: "warning",
@@ -623,6 +695,7 @@ export function setupToPlan(
     if (!notModelledOn(key, value)) continue;
     if (lowMemory !== null && key === `use_${lowMemory.optimizer}`) continue;
     if (switches.ignored.some((i) => i.key === key)) continue;
+    if (issues.some((i) => i.code === "DEEPSPEED_OWN_OPTIMIZER" && i.path === `${name}:${key}`)) continue;
     issues.push({
       code: "NOT_MODELLED",
       severity: "warning",
@@ -636,5 +709,12 @@ export function setupToPlan(
   const isModelled = (k: string) => (MODELLED_KEYS as readonly string[]).includes(k) || planned.includes(k);
   const modelled = Object.keys(y).filter(isModelled);
   const unmodelled = Object.keys(y).filter((k) => !isModelled(k));
-  return { input: input as PlanInput, modelled, unmodelled, issues, ramEfficientLoading };
+  return {
+    input: input as PlanInput,
+    modelled,
+    unmodelled,
+    issues,
+    ramEfficientLoading,
+    ...(own === null ? {} : { optimWithoutDeepSpeedOptimizer: typeof y.optim === "string" ? y.optim : null }),
+  };
 }

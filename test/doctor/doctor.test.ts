@@ -455,6 +455,65 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(json.doctor.fix).toBeNull();
   });
 
+  it("counts the optimizer a DeepSpeed config builds itself, says optim is unused, and fixes by dropping it", () => {
+    const own = { type: "AdamW", params: { lr: "auto", betas: "auto", eps: "auto", weight_decay: "auto" } };
+    const zero2 = { zero_optimization: { stage: 2 }, bf16: { enabled: "auto" } };
+    const yaml = {
+      model_name_or_path: "Qwen/Qwen2.5-3B-Instruct",
+      finetuning_type: "full",
+      deepspeed: "ds.json",
+      cutoff_len: 512,
+      bf16: true,
+      optim: "adamw_8bit",
+    };
+    const setup = (ds: Record<string, unknown>, y: Record<string, unknown> = yaml) =>
+      setupToPlan(
+        y,
+        { kind: "file", path: "ds.json", config: ds },
+        null,
+        { gpu: "a100-40g", gpus: 2 },
+        undefined,
+      );
+    // without an "optimizer" section the YAML's optim trains
+    expect(setup(zero2).input.optimizer).toBe("adamw_8bit");
+    const withOwn = setup({ ...zero2, optimizer: own });
+    expect(withOwn.input.optimizer).toBe("adamw_torch_fused"); // DeepSpeed's FusedAdam: fp32 states, in place
+    expect(withOwn.issues.map((i) => `${i.code} ${i.path}`)).toEqual([
+      "DEEPSPEED_OWN_OPTIMIZER train.yaml:optim",
+    ]);
+    // LLaMA-Factory's own optimizers are not built either
+    const muon = setup({ ...zero2, optimizer: own }, { ...yaml, optim: undefined, use_muon: true });
+    expect(muon.input.lowMemoryOptimizer).toBeUndefined();
+    expect(muon.issues.map((i) => `${i.code} ${i.path}`)).toEqual([
+      "DEEPSPEED_OWN_OPTIMIZER train.yaml:use_muon",
+    ]);
+    // unless LLaMA-Factory's parser stops the run first: GaLore under DeepSpeed (PROJECTED_OPTIMIZER_DEEPSPEED)
+    const galore = setup({ ...zero2, optimizer: own }, { ...yaml, optim: "adamw_torch", use_galore: true });
+    expect(galore.input.lowMemoryOptimizer).toBe("galore");
+    expect(galore.input.optimizer).toBe("adamw_torch");
+    expect(galore.issues.map((i) => i.code)).not.toContain("DEEPSPEED_OWN_OPTIMIZER");
+    // a type tunefit does not model is counted as AdamW, and said so
+    const lamb = setup({ ...zero2, optimizer: { type: "Lamb" } }, { ...yaml, optim: undefined });
+    expect(lamb.issues.map((i) => `${i.code} ${i.severity} ${i.path}`)).toEqual([
+      "DEEPSPEED_OWN_OPTIMIZER info ds.json:optimizer",
+    ]);
+
+    const dir = tempDir();
+    writeFileSync(join(dir, "ds.json"), JSON.stringify({ ...zero2, optimizer: own }));
+    writeFileSync(
+      join(dir, "train.yaml"),
+      Object.entries(yaml)
+        .map(([k, v]) => `${k}: ${v}\n`)
+        .join(""),
+    );
+    const { code, json } = doctorJson(["doctor", "train.yaml", "--gpu", "a100-40g", "--gpus", "2"], dir);
+    expect(code).toBe(3); // AdamW's fp32 states do not fit; the 8-bit ones the YAML asks for do
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
+      'replace the DeepSpeed config by one without its "optimizer" section (ZeRO-2), so that optim: adamw_8bit is what trains',
+    ]);
+    expect(json.doctor.fix?.args.join(" ")).toContain("--optimizer adamw_8bit");
+  });
+
   it("takes the YAML's rope_scaling as the extension SEQ_LEN_BEYOND_CONTEXT asks for", () => {
     const dir = tempDir();
     const yaml =
