@@ -234,6 +234,15 @@ for (const c of cases) {
       "Qwen's full-parameter fine-tuning runs through finetune_ds.sh: DeepSpeed ZeRO-2 on one GPU too",
     );
   }
+  if (/qwen_v1|qwen_vl/.test(c.group) && /^zero/.test(plan.sharding ?? "") && !plan.optimizer) {
+    // Qwen's finetune/ds_config_zero2.json (and its ds_config_zero3.json) name their optimizer ("optimizer":
+    // {"type": "AdamW"}): DeepSpeed builds its FusedAdam, fp32 states stepped in place, where the Trainer's own
+    // AdamW would be torch's foreach one; doctor reads such a config the same way
+    plan.optimizer = "adamw_torch_fused";
+    notes.push(
+      "Qwen's DeepSpeed configs name their optimizer (AdamW: DeepSpeed's FusedAdam, stepped in place), expressed as adamw_torch_fused",
+    );
+  }
   // The run's own DeepSpeed settings, and its loss where no flag expresses it, enter as memory-model assumptions
   // where they differ from LLaMA-Factory's (what doctor reads from a config): per-case overrides, printed and
   // counted by the bench.

@@ -733,7 +733,11 @@ export function estimateTrainMemory(
   // partition's 16-bit gradients into a new tensor and converts that to the fp32 .grad of its master copy
   // (`self.flatten(self.averaged_gradients[i]).to(fp32)`: stage_1_and_2.py step per parameter group, stage3.py
   // _prepare_fp32_grad_for_sub_group per sub_group_size = 1e9 parameters), so both are live at once: 2 + 4 B per
-  // parameter (4 B in fp32 training, where `.to` returns the flattened tensor itself). Its fused Adam adds none.
+  // parameter (4 B in fp32 training, where `.to` returns the flattened tensor itself). Its fused Adam adds none; the
+  // Trainer's optimizer, which DeepSpeed steps where its config names none (LLaMA-Factory's configs), is torch's
+  // foreach AdamW by default: its temporary of the partition comes beside the fp32 gradient. ZeRO-1/2 free the
+  // 16-bit gradients before that step (`free_grad_in_param_list`), which leaves the same total; ZeRO-3 keeps them
+  // (its gradient buffer is allocated once), so there the sub-group's 4 + 4 B exceed the conversion's 2 + 4 B.
   // BAdam converts the active layer's 16-bit gradients to fp32 ones for its fp32 copy (`_grad_to_hp`), then its base
   // optimizer steps that copy (foreach AdamW's temporary); layer-wise GaLore/APOLLO step inside backward.
   const stepKind = optimizerStepKind(plan.optimizer);
@@ -757,7 +761,12 @@ export function estimateTrainMemory(
                 ? Math.min(
                     trainable.trainable / split.optimizer,
                     plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-                  ) * (fp32 ? 4 : a + 4)
+                  ) *
+                  (plan.sharding === "zero3" && stepKind === "foreach"
+                    ? Math.max(fp32 ? 4 : a + 4, 4 + 4 * as.optimizerStepTempCopies)
+                    : fp32
+                      ? 4
+                      : a + 4)
                 : stepKind === "foreach"
                   ? (trainableCopy * as.optimizerStepTempCopies) / split.optimizer
                   : stepKind === "per-parameter"
