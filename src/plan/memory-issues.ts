@@ -83,6 +83,14 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
       states.push("train one layer at a time (--low-memory-optimizer badam)");
     // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
     const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
+    // the default foreach AdamW makes a temporary as large as the parameters at the step; the fused one makes none
+    if (!cpuAdam && (plan.optimizer === null || plan.optimizer === "adamw_torch") && lowMemory === null) {
+      const saves = saving({ optimizer: "adamw_torch_fused" });
+      if (saves >= 0.02 * now)
+        states.push(
+          `step with the fused AdamW (--optimizer adamw_torch_fused: no temporary copy of the parameters, ${gib(saves)} less)`,
+        );
+    }
     if (
       plan.method === "full" &&
       !anyMethodOptimizer(lowMemory) &&

@@ -110,6 +110,14 @@ describe("TRAIN_OOM's hint: only the ways out that apply to the plan", () => {
     const z3off = hintOf({ ...full, gpus: 2, sharding: "zero3", offload: "optimizer", hostRam: 4096 });
     expect(z3).toContain("8-bit optimizer");
     expect(z3off).not.toContain("8-bit optimizer");
+    // the default foreach AdamW's step copy (4 B per fp32 parameter) is worth naming; the fused AdamW makes none
+    const step = hintOf({ model: "Qwen/Qwen2.5-7B", gpu: "rtx4090", method: "full", seqLen: 512 });
+    expect(step).toMatch(
+      /step with the fused AdamW \(--optimizer adamw_torch_fused: no temporary copy of the parameters, \d+\.\d GiB less\)/,
+    );
+    expect(
+      hintOf({ model: "Qwen/Qwen2.5-7B", gpu: "rtx4090", method: "full", optimizer: "adamw_torch_fused" }),
+    ).not.toContain("fused AdamW");
     const fsdp = hintOf({ ...full, sharding: "fsdp", seqLen: 512 });
     expect(fsdp).toContain("--offload params");
     expect(fsdp).not.toContain("--offload optimizer");

@@ -56,6 +56,22 @@ describe("recommend", () => {
     }
   });
 
+  it("steps full fine-tuning with the fused AdamW (no copy of the parameters), except under DeepSpeed's offload", () => {
+    const full = recommend({
+      model: "Qwen/Qwen2.5-7B-Instruct",
+      gpu: "a100-80g",
+      gpus: 2,
+      method: "full",
+    }).recommendations.filter((r) => r.input.method === "full");
+    expect(full.length).toBeGreaterThan(0);
+    for (const r of full) {
+      const cpuAdam = r.input.offload !== "none" && /^zero/.test(r.input.sharding ?? "");
+      if (r.input.optimizer !== "adamw_8bit")
+        expect(r.input.optimizer).toBe(cpuAdam ? undefined : "adamw_torch_fused");
+      expect(/fused AdamW/.test(r.summary)).toBe(r.input.optimizer === "adamw_torch_fused");
+    }
+  });
+
   it("keeps the global batch", () => {
     for (const r of result.recommendations)
       expect((r.input.microBatch ?? 1) * (r.input.gradAccum ?? 8)).toBe(8);
