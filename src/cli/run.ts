@@ -917,7 +917,7 @@ function humanDoctor(r: DoctorReport, yamlFile: string): string {
   if (r.issues.length > 0) out.push(formatIssuesForYaml(r.issues, yamlFile), "");
   if (r.setup.unmodelled.length > 0) {
     out.push(
-      `Kept as written (${r.setup.unmodelled.length} keys tunefit does not model): ${r.setup.unmodelled.join(", ")}`,
+      `Kept as written (${r.setup.unmodelled.length} key${r.setup.unmodelled.length === 1 ? "" : "s"} tunefit does not model): ${r.setup.unmodelled.join(", ")}`,
       "",
     );
   }

@@ -348,6 +348,8 @@ interface Variant {
   microBatch: number;
   gradAccum: number;
   syncEachBatch: boolean;
+  /** the fused AdamW in place of the default foreach one (full and freeze tuning: no step copy of the weights) */
+  optimizer?: string;
 }
 
 /** The edits that turn the setup into a variant, and their count. */
@@ -482,6 +484,14 @@ function changesFor(
       });
     }
   }
+  if (v.optimizer !== undefined && v.optimizer !== base.optimizer) {
+    ch.push({
+      kind: "yaml",
+      target: "optim",
+      to: v.optimizer,
+      text: `optim: ${v.optimizer} (AdamW without the default's step copy of the weights)`,
+    });
+  }
   if (v.liger !== (base.liger ?? false)) {
     ch.push({
       kind: "yaml",
@@ -593,6 +603,11 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   const micros = [micro0];
   for (let m = micro0 >> 1; m >= 1; m >>= 1) if (global % m === 0) micros.push(m);
   // replicated optimizers: DeepSpeed's offload would swap them for its CPU Adam
+  // full and freeze tuning may step with the fused AdamW: the default's states without its copy of every trained
+  // parameter (not where GaLore or APOLLO need adamw_torch, nor under DeepSpeed's offload, which steps its CPU Adam)
+  const fusable =
+    (base.optimizer === undefined || base.optimizer === null || base.optimizer === "adamw_torch") &&
+    !projectsGradients(lowMemory);
   for (const m of methods)
     for (const precision of precisions)
       for (const sharding of shardings)
@@ -615,6 +630,12 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
               yield v;
               // FSDP1 otherwise holds unsharded gradients between reductions (FSDP_UNSHARDED_ACCUMULATION)
               if (!syncEachBatch && sharding === "fsdp" && gradAccum > 1) yield { ...v, syncEachBatch: true };
+              if (
+                fusable &&
+                (m.method === "full" || m.method === "freeze") &&
+                !(isDeepSpeed(sharding) && offload !== "none")
+              )
+                yield { ...v, optimizer: "adamw_torch_fused" };
             }
 }
 

@@ -455,6 +455,22 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(json.doctor.fix).toBeNull();
   });
 
+  it("fixes a full fine-tuning step one copy of the weights over the card with the fused AdamW", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: meta-llama/Llama-3.2-1B-Instruct\nfinetuning_type: full\ntemplate: llama3\ndataset: alpaca_en_demo\ncutoff_len: 1024\nbf16: true\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 8\n",
+    );
+    const { code, json } = doctorJson(["doctor", "train.yaml", "--gpu", "rtx4090"], dir);
+    expect(code).toBe(3);
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
+      "optim: adamw_torch_fused (AdamW without the default's step copy of the weights)",
+    ]);
+    const out = join(dir, "fixed");
+    expect(cli(["doctor", "train.yaml", "--gpu", "rtx4090", "--fix", "--out", out], dir).code).toBe(3);
+    expect(parse(readFileSync(join(out, "train.yaml"), "utf8")).optim).toBe("adamw_torch_fused");
+  });
+
   it("counts the optimizer a DeepSpeed config builds itself, says optim is unused, and fixes by dropping it", () => {
     const own = { type: "AdamW", params: { lr: "auto", betas: "auto", eps: "auto", weight_decay: "auto" } };
     const zero2 = { zero_optimization: { stage: 2 }, bf16: { enabled: "auto" } };
