@@ -216,7 +216,7 @@ function coverableBySwitches(
   analysis: PlanAnalysis,
   setup: SetupPlan,
 ): string[] {
-  const own = setup.optimWithoutDeepSpeedOptimizer !== undefined;
+  const own = setup.withoutDeepSpeedOptimizer !== undefined;
   const switches = upperBoundSwitches(y, analysis.plan.model.architecture, own);
   if (switches.length === 0) return [];
   const t = analysis.memory.train;
@@ -360,6 +360,8 @@ function changesFor(
   ramEfficient: boolean,
   v: Variant,
   deepspeedMissing = false,
+  /** what trains once the setup's DeepSpeed config drops its own optimizer */
+  trains = "transformers' default AdamW",
 ): Change[] {
   const ch: Change[] = [];
   const type = (m: Method) => (m === "qlora" ? "lora" : m);
@@ -465,11 +467,10 @@ function changesFor(
     ch.push({ kind: "yaml", target: "deepspeed", text: "remove deepspeed" });
   }
   if (v.dropDeepSpeedOptimizer) {
-    const optim = typeof yaml.optim === "string" ? `optim: ${yaml.optim}` : "the Trainer's default AdamW";
     ch.push({
       kind: "file",
       target: "deepspeed.json",
-      text: `replace the DeepSpeed config by one without its "optimizer" section (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""}), so that ${optim} is what trains`,
+      text: `replace the DeepSpeed config by one without its "optimizer" section (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""}), so that ${trains} is what trains`,
     });
   }
   if (isFsdp(v.sharding)) {
@@ -489,7 +490,7 @@ function changesFor(
       kind: "yaml",
       target: "optim",
       to: v.optimizer,
-      text: `optim: ${v.optimizer} (AdamW without the default's step copy of the weights)`,
+      text: `optim: ${v.optimizer} (no step copy of the weights, which adamw_torch, the default before torch 2.8, makes)`,
     });
   }
   if (v.liger !== (base.liger ?? false)) {
@@ -607,7 +608,7 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   // parameter (not where GaLore or APOLLO need adamw_torch, nor under DeepSpeed's offload, which steps its CPU Adam)
   const fusable =
     (base.optimizer === undefined || base.optimizer === null || base.optimizer === "adamw_torch") &&
-    !projectsGradients(lowMemory);
+    (lowMemory === undefined || lowMemory === "badam");
   for (const m of methods)
     for (const precision of precisions)
       for (const sharding of shardings)
@@ -665,10 +666,34 @@ function applyVariant(base: PlanInput, v: Variant): PlanInput {
  * built too: the run then trains with the YAML's `optim` (or the Trainer's default).
  */
 function withoutDeepSpeedOptimizer(candidate: PlanInput, setup: SetupPlan, v: Variant): PlanInput {
-  const optim = setup.optimWithoutDeepSpeedOptimizer;
-  if (optim === undefined || (keepsDeepSpeedConfig(setup, v) && !v.dropDeepSpeedOptimizer)) return candidate;
-  const { optimizer: _, ...rest } = candidate;
-  return optim === null ? rest : { ...rest, optimizer: optim };
+  const without = setup.withoutDeepSpeedOptimizer;
+  if (without === undefined || (keepsDeepSpeedConfig(setup, v) && !v.dropDeepSpeedOptimizer))
+    return candidate;
+  const out: Record<string, unknown> = { ...candidate };
+  delete out.optimizer;
+  if (without.optim !== null) out.optimizer = without.optim;
+  // LLaMA-Factory's own optimizer, built once the section is gone (adapters take no BAdam: a LoRA variant keeps none)
+  const lowMemory = without.lowMemory;
+  if (lowMemory !== null && (anyMethodOptimizer(lowMemory.optimizer) || v.method === "full")) {
+    out.lowMemoryOptimizer = lowMemory.optimizer;
+    if (lowMemory.rank !== undefined) out.lowMemoryRank = lowMemory.rank;
+    if (lowMemory.layerwise !== undefined) out.lowMemoryLayerwise = lowMemory.layerwise;
+  }
+  return out as PlanInput;
+}
+
+/**
+ * A hint that sets `optim` or an optimizer switch, where the DeepSpeed config's own optimizer would override either:
+ * the section goes too.
+ */
+function ownOptimizerHint(hint: string, setup: SetupPlan): string {
+  const config = setup.withoutDeepSpeedOptimizer?.config;
+  return config === undefined
+    ? hint
+    : hint.replace(
+        /\((optim: [\w.]+|use_\w+: true)/g,
+        `($1, with the "optimizer" section removed from ${config}`,
+      );
 }
 
 /** Whether a fix keeps the setup's DeepSpeed config (the same stage and offload). */
@@ -680,7 +705,12 @@ function keepsDeepSpeedConfig(setup: SetupPlan, v: Variant): boolean {
 function* withDeepSpeedOptimizerDropped(variants: Iterable<Variant>, setup: SetupPlan): Generator<Variant> {
   for (const v of variants) {
     yield v;
-    if (setup.optimWithoutDeepSpeedOptimizer !== undefined && keepsDeepSpeedConfig(setup, v))
+    // under DeepSpeed's offload its CPU Adam steps whatever the config names (OFFLOAD_REPLACES_OPTIMIZER)
+    if (
+      setup.withoutDeepSpeedOptimizer !== undefined &&
+      keepsDeepSpeedConfig(setup, v) &&
+      v.offload === "none"
+    )
       yield { ...v, dropDeepSpeedOptimizer: true };
   }
 }
@@ -845,7 +875,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   issues.push(
     ...analysis.issues
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
-      .map((i) => ({ ...i, hint: yamlHint(i.hint) }))
+      .map((i) => ({ ...i, hint: ownOptimizerHint(yamlHint(i.hint), setup) }))
       // the images are the dataset's, which the YAML cannot change: the template is what to mend
       .map((i) =>
         i.code === "TEMPLATE_NOT_MULTIMODAL"
@@ -932,6 +962,7 @@ export function doctor(input: DoctorInput): DoctorReport {
           setup.ramEfficientLoading,
           v,
           missing !== null,
+          setup.withoutDeepSpeedOptimizer?.trains,
         ),
       ];
       if (changes.length === 0 && keyFixes.length === 0) continue;

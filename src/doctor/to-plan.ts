@@ -40,10 +40,17 @@ export interface SetupPlan {
   /** accelerate's FSDP RAM-efficient loading (true when no accelerate config is used) */
   readonly ramEfficientLoading: boolean;
   /**
-   * Set when the DeepSpeed config builds its own optimizer (the plan's optimizer then stands for it): the YAML's
-   * `optim` (null when absent), which a run without that config, or with tunefit's, trains with instead.
+   * Set when the DeepSpeed config builds its own optimizer (the plan's optimizer then stands for it): what a run
+   * without that config, or with tunefit's, trains with instead — the YAML's `optim` (null when absent) and the
+   * memory-efficient optimizer LLaMA-Factory then builds, with `trains` naming it in words.
    */
-  readonly optimWithoutDeepSpeedOptimizer?: string | null;
+  readonly withoutDeepSpeedOptimizer?: {
+    readonly optim: string | null;
+    readonly lowMemory: OptimizerSwitches["planned"];
+    readonly trains: string;
+    /** the DeepSpeed config's name, as the YAML gives it */
+    readonly config: string;
+  };
 }
 
 /** The LLaMA-Factory key a plan field is read from (setupToPlan below), for issues shown against a YAML. */
@@ -407,9 +414,9 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
 
 /**
  * The optimizer a DeepSpeed config builds itself (its "optimizer" section), as the `optim` name with the same states
- * and step; null without one. Adam and AdamW are DeepSpeed's FusedAdam and Lion its FusedLion (fp32 states updated in
- * place; DeepSpeedCPUAdam when offloaded, which the plan's offload counts); Adagrad is torch's. Other types (LAMB,
- * the 1-bit variants) are counted as AdamW and said so.
+ * and step; null without one. Adam and AdamW are DeepSpeed's FusedAdam (torch's AdamW with `"torch_adam": true`) and
+ * Lion its FusedLion (fp32 states updated in place; DeepSpeedCPUAdam when offloaded, which the plan's offload
+ * counts); Adagrad is torch's. Other types (LAMB, the 1-bit variants) are counted as AdamW and said so.
  */
 function deepspeedOwnOptimizer(
   ds: Record<string, unknown>,
@@ -418,6 +425,11 @@ function deepspeedOwnOptimizer(
   if (typeof section !== "object" || section === null) return null;
   const type = String((section as { type?: unknown }).type ?? "AdamW");
   const t = type.toLowerCase();
+  const params = (section as { params?: unknown }).params;
+  // "torch_adam": true makes DeepSpeed build torch's AdamW (foreach) in place of its FusedAdam
+  const torchAdam =
+    typeof params === "object" && params !== null && (params as { torch_adam?: unknown }).torch_adam === true;
+  if ((t === "adam" || t === "adamw") && torchAdam) return { type, optim: "adamw_torch", modelled: true };
   if (t === "lion") return { type, optim: "lion_32bit", modelled: true };
   if (t === "adagrad") return { type, optim: "adagrad", modelled: true };
   return { type, optim: "adamw_torch_fused", modelled: t === "adam" || t === "adamw" };
@@ -577,42 +589,44 @@ export function setupToPlan(
   }
   // A DeepSpeed config with an "optimizer" section builds that optimizer itself: the Trainer hands DeepSpeed a
   // DummyOptim and never calls create_optimizer, so neither `optim` nor LLaMA-Factory's own optimizers are built
-  // LLaMA-Factory's parser stops GaLore and APOLLO under DeepSpeed, and BAdam under any DeepSpeed stage but 3, before
-  // any optimizer is built (PROJECTED_OPTIMIZER_DEEPSPEED, BADAM_NEEDS_ZERO3): those stops are what such a run meets
+  // LLaMA-Factory's parser stops GaLore and APOLLO under DeepSpeed, and BAdam with LoRA, in ratio mode or under any
+  // DeepSpeed stage but 3, before any optimizer is built (parser.py get_train_args, finetuning_args.py): those stops
+  // are what such a run meets (LLAMAFACTORY_REJECTS, PROJECTED_OPTIMIZER_DEEPSPEED, BADAM_NEEDS_ZERO3)
   const stopsFirst =
-    projectsGradients(switches.planned?.optimizer) ||
-    (switches.planned?.optimizer === "badam" && input.sharding !== "zero3");
+    y.use_galore === true ||
+    y.use_apollo === true ||
+    (y.use_badam === true && (type === "lora" || y.badam_mode === "ratio" || input.sharding !== "zero3"));
   const own = deepspeed.kind === "none" || stopsFirst ? null : deepspeedOwnOptimizer(deepspeed.config);
   const dsName =
     deepspeed.kind === "file" ? deepspeed.path : typeof y.deepspeed === "string" ? y.deepspeed : "deepspeed";
-  const replaced = (key: string, what: string, trainWith: string) =>
+  // what LLaMA-Factory builds once the section is gone: its own optimizer where a switch is on, else optim's
+  const trains =
+    switches.planned !== null
+      ? LOW_MEMORY_OPTIMIZER_NAMES[switches.planned.optimizer]
+      : y.loraplus_lr_ratio !== undefined && y.loraplus_lr_ratio !== null
+        ? "LoRA+"
+        : typeof y.optim === "string"
+          ? y.optim
+          : "transformers' default AdamW";
+  const replaced = (key: string, what: string) =>
     issues.push({
       code: "DEEPSPEED_OWN_OPTIMIZER",
       severity: "warning",
       path: `${where.yamlName ?? "train.yaml"}:${key}`,
       message: `${what} is not used: ${dsName} defines its own optimizer (${own?.type}), which the Trainer hands to DeepSpeed instead of building one (transformers integrations/deepspeed.py deepspeed_optim_sched)${own?.modelled ? "" : `; ${own?.type} is counted as AdamW (two fp32 states)`}`,
-      hint: `Remove the "optimizer" section from ${dsName} to train with ${trainWith}, or remove ${key}.`,
+      hint: `Remove the "optimizer" section from ${dsName} to train with ${trains}, or remove ${key}.`,
     });
   if (own === null) {
     if (typeof y.optim === "string") input.optimizer = y.optim;
   } else {
     input.optimizer = own.optim;
-    if (typeof y.optim === "string") replaced("optim", `optim: ${y.optim}`, y.optim);
+    if (typeof y.optim === "string") replaced("optim", `optim: ${y.optim}`);
     // nor are LLaMA-Factory's own optimizers (create_custom_optimizer)
     if (switches.planned !== null)
-      replaced(
-        `use_${switches.planned.optimizer}`,
-        `use_${switches.planned.optimizer}: true`,
-        LOW_MEMORY_OPTIMIZER_NAMES[switches.planned.optimizer],
-      );
-    for (const { key } of switches.ignored)
-      replaced(
-        key,
-        `${key}: true`,
-        LOW_MEMORY_OPTIMIZER_NAMES[key.slice("use_".length) as LowMemoryOptimizer],
-      );
+      replaced(`use_${switches.planned.optimizer}`, `use_${switches.planned.optimizer}: true`);
+    for (const { key } of switches.ignored) replaced(key, `${key}: true`);
     if (y.loraplus_lr_ratio !== undefined && y.loraplus_lr_ratio !== null)
-      replaced("loraplus_lr_ratio", "loraplus_lr_ratio (LoRA+)", "LoRA+");
+      replaced("loraplus_lr_ratio", "loraplus_lr_ratio (LoRA+)");
     if (!own.modelled && !issues.some((i) => i.code === "DEEPSPEED_OWN_OPTIMIZER"))
       issues.push({
         code: "DEEPSPEED_OWN_OPTIMIZER",
@@ -715,6 +729,15 @@ export function setupToPlan(
     unmodelled,
     issues,
     ramEfficientLoading,
-    ...(own === null ? {} : { optimWithoutDeepSpeedOptimizer: typeof y.optim === "string" ? y.optim : null }),
+    ...(own === null
+      ? {}
+      : {
+          withoutDeepSpeedOptimizer: {
+            optim: typeof y.optim === "string" ? y.optim : null,
+            lowMemory: switches.planned,
+            trains,
+            config: dsName,
+          },
+        }),
   };
 }

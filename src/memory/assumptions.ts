@@ -86,6 +86,12 @@ export interface MemoryAssumptions {
    */
   readonly optimizerStepTempCopies: number;
   /**
+   * What a plan without an optimizer steps with, transformers' default `optim`: `adamw_torch` (torch's foreach
+   * AdamW, a temporary copy of the trained parameters at the step) before torch 2.8, `adamw_torch_fused` (none)
+   * from torch 2.8 on (training_args.py `default_optim`). false models the earlier default, the larger of the two.
+   */
+  readonly defaultOptimFused: boolean;
+  /**
    * Host memory per training process beside model weights (Python, torch, CUDA host allocations, dataloader):
    * a CUDA-initialised torch process alone takes 2–3 GiB of RSS.
    */
@@ -176,6 +182,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   logitsBytesPerVocabTokenNoUpcast: 6,
   heldOutputLogitsBytesPerVocabToken: 0,
   optimizerStepTempCopies: 1,
+  defaultOptimFused: false,
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
   zero3MaxReuseDistance: 1e9,

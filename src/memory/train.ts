@@ -5,7 +5,7 @@ import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import { isDeepSpeed, isFsdp, type Plan, projectsGradients } from "../schema/plan.ts";
-import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
+import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 import {
   type FsdpUnits,
   largestModule,
@@ -86,18 +86,24 @@ export function optimizerBytesPerParam(optimizer: string | null, paramBytes: num
 }
 
 /**
- * How an optimizer's step makes its temporaries (replicated states; DeepSpeed's own step is counted apart):
- * - "foreach": torch's multi-tensor AdamW, Adagrad and RMSprop build one list as large as the whole parameter group
- *   (`torch._foreach_sqrt` of the squared averages, torch/optim/adamw.py `_multi_tensor_adamw`); LLaMA-Factory's
- *   default `adamw_torch`, and any name not listed below;
+ * How an optimizer's step makes its temporaries (replicated states; DeepSpeed's flat partitions are counted apart):
+ * - "foreach": torch's multi-tensor AdamW and RMSprop build one list as large as the whole parameter group
+ *   (`torch._foreach_sqrt` of the squared averages, torch/optim/adamw.py `_multi_tensor_adamw`), Adagrad two (its
+ *   `std` and `numerator`, adagrad.py `_multi_tensor_adagrad`): `foreachStepCopies`. `adamw_torch` (transformers'
+ *   default before torch 2.8) and any name not listed below, which counts high for the per-parameter loops of
+ *   `adamw_anyprecision`, `grokadamw` and the like;
  * - "per-parameter": transformers' Adafactor steps one parameter at a time, with full-size fp32 temporaries of it
  *   (the update and its negation, and the fp32 copies of a 16-bit gradient and parameter);
  * - "in-place": fused kernels (`adamw_torch_fused`, apex), bitsandbytes' per-parameter kernels (8-bit, 32-bit and
  *   paged AdamW, Lion, RMSprop, AdEMAMix), torchao's compiled per-parameter step (`adamw_torch_4bit`/`_8bit`), SGD
  *   without momentum or weight decay, and LOMO/AdaLomo (which update inside backward) make none worth counting.
+ * `optimizer` null is transformers' default (`defaultOptimFused`).
  */
-export function optimizerStepKind(optimizer: string | null): "foreach" | "per-parameter" | "in-place" {
-  const name = optimizer ?? "adamw_torch";
+export function optimizerStepKind(
+  optimizer: string | null,
+  defaultOptimFused = DEFAULT_ASSUMPTIONS.defaultOptimFused,
+): "foreach" | "per-parameter" | "in-place" {
+  const name = optimizer ?? (defaultOptimFused ? "adamw_torch_fused" : "adamw_torch");
   if (name === "adafactor") return "per-parameter";
   if (name === "sgd" || name === "lomo" || name === "adalomo") return "in-place";
   if (name === "adamw_torch_fused" || name === "adamw_apex_fused" || name === "adamw_torch_npu_fused")
@@ -105,6 +111,11 @@ export function optimizerStepKind(optimizer: string | null): "foreach" | "per-pa
   if (name === "adamw_torch_4bit" || name === "adamw_torch_8bit") return "in-place";
   if (/8bit|32bit|bnb|^paged_|lion|ademamix/.test(name)) return "in-place";
   return "foreach";
+}
+
+/** Whole-group temporaries of a foreach step: Adagrad's `std` and `numerator`, one for the others. */
+export function foreachStepCopies(optimizer: string | null): number {
+  return optimizer === "adagrad" ? 2 : 1;
 }
 
 interface Ctx {
@@ -401,18 +412,16 @@ function muonStepBytes(
 }
 
 /**
- * GPTQ's training path dequantizes each linear's weight to the compute dtype and multiplies with `torch.matmul`
- * (auto-gptq's qlinear_cuda_old/qlinear_cuda for 128 or more rows, which training takes: its CUDA kernels have no
- * backward; GPTQModel's TorchQuantLinear), so autograd saves the dequantized weight for the input's gradient until
- * the layer's backward. With gradient checkpointing that is one decoder layer's linears during its recompute;
- * without, every layer's. bitsandbytes' MatMul4Bit and AutoAWQ's WQLinearMMFunction save the packed weight and
- * dequantize again in backward (the transient counted beside this).
+ * One decoder layer's GPTQ linears in 16 bits: GPTQ's training path dequantizes each linear's weight to fp16 and
+ * multiplies with `torch.matmul` (auto-gptq's qlinear_cuda_old/qlinear_cuda from 128 rows on, which training takes:
+ * their CUDA kernels have no backward; GPTQModel's TorchQuantLinear), so autograd saves the dequantized weight for
+ * the input's gradient until the layer's backward. bitsandbytes' MatMul4Bit and AutoAWQ's WQLinearMMFunction save
+ * the packed weight and dequantize again in backward.
  */
-function gptqSavedWeights(plan: Plan, groups: readonly LinearGroup[], a: number): number {
+function gptqLayerWeightBytes(plan: Plan, groups: readonly LinearGroup[]): number {
   const text = groups.filter((g) => g.region === "text");
   const all = text.reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
-  const layers = plan.model.architecture.text.numLayers;
-  return (plan.gradientCheckpointing ? all / layers : all) * a;
+  return (all / plan.model.architecture.text.numLayers) * 2;
 }
 
 /** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
@@ -672,11 +681,15 @@ export function estimateTrainMemory(
   // logits a hand-written loop keeps in the model output through backward (0 under the HF Trainer)
   const heldLogits = liger ? 0 : tokens * t.vocabSize * as.heldOutputLogitsBytesPerVocabToken;
 
+  // GPTQ keeps each linear's dequantized 16-bit weight for backward: one decoder layer's in its recompute, every
+  // layer's from the forward on without checkpointing (freed layer by layer in backward)
+  const gptqLayer =
+    plan.method === "qlora" && plan.quantMethod === "gptq" ? gptqLayerWeightBytes(plan, groups) : 0;
   let activations: number;
   let logits: number;
   if (plan.gradientCheckpointing) {
     const checkpoints = tokens * t.numLayers * ctx.rb * t.hiddenSize + vision.checkpointed + maskElements;
-    const recompute = tokens * (maxLayer + working) + maskPerLayer;
+    const recompute = tokens * (maxLayer + working) + maskPerLayer + gptqLayer;
     if (logitsPeak >= recompute) {
       activations = checkpoints;
       logits = logitsPeak + heldLogits;
@@ -685,7 +698,11 @@ export function estimateTrainMemory(
       logits = heldLogits;
     }
   } else {
-    activations = tokens * (sumLayers + finalNorm) + vision.saved + maskElements + t.numLayers * maskPerLayer;
+    activations =
+      tokens * (sumLayers + finalNorm) +
+      vision.saved +
+      maskElements +
+      t.numLayers * (maskPerLayer + gptqLayer);
     logits = logitsPeak + heldLogits;
   }
 
@@ -693,8 +710,10 @@ export function estimateTrainMemory(
   let buffers = vision.transient;
   if (plan.method === "qlora") {
     const largest = Math.max(...groups.map((g) => g.inFeatures * g.outFeatures));
-    buffers += 2 * largest * a; // dequantized weight in forward and in backward
-    if (plan.quantMethod === "gptq") buffers += gptqSavedWeights(plan, groups, a);
+    // bitsandbytes and AutoAWQ dequantize in forward and again in backward (the saved weight is the packed one);
+    // GPTQ keeps the forward's 16-bit weight (counted with the activations), and unpacks the packed int32 words by a
+    // shift of the expanded int32 tensor before its int8 cast (qlinear_cuda_old.py): 4 + 1 B per weight element
+    buffers += plan.quantMethod === "gptq" ? 5 * largest : 2 * largest * a;
   }
   let autocastCache = 0;
   if (isFull && mixed && !deepspeed) {
@@ -735,12 +754,15 @@ export function estimateTrainMemory(
   // _prepare_fp32_grad_for_sub_group per sub_group_size = 1e9 parameters), so both are live at once: 2 + 4 B per
   // parameter (4 B in fp32 training, where `.to` returns the flattened tensor itself). Its fused Adam adds none; the
   // Trainer's optimizer, which DeepSpeed steps where its config names none (LLaMA-Factory's configs), is torch's
-  // foreach AdamW by default: its temporary of the partition comes beside the fp32 gradient. ZeRO-1/2 free the
-  // 16-bit gradients before that step (`free_grad_in_param_list`), which leaves the same total; ZeRO-3 keeps them
-  // (its gradient buffer is allocated once), so there the sub-group's 4 + 4 B exceed the conversion's 2 + 4 B.
+  // foreach AdamW before torch 2.8: its temporary of the partition comes beside the fp32 gradient, while the 16-bit
+  // gradients stay in the one buffer they were reduced into (ZeRO-1/2's `grads_in_partition`, of which every
+  // parameter group's gradients are views; ZeRO-3's gradient buffer, allocated once): 4 + 4 B per parameter.
   // BAdam converts the active layer's 16-bit gradients to fp32 ones for its fp32 copy (`_grad_to_hp`), then its base
   // optimizer steps that copy (foreach AdamW's temporary); layer-wise GaLore/APOLLO step inside backward.
-  const stepKind = optimizerStepKind(plan.optimizer);
+  const stepKind = optimizerStepKind(plan.optimizer, as.defaultOptimFused);
+  /** a foreach step's temporaries, as copies of the trained parameters */
+  const foreachCopies =
+    stepKind === "foreach" ? foreachStepCopies(plan.optimizer) * as.optimizerStepTempCopies : 0;
   const stepTemp =
     plan.offload !== "none" || layerwise
       ? 0
@@ -755,20 +777,14 @@ export function estimateTrainMemory(
             ? muonStepBytes(plan, groups, params, isLora ? adapterBytes : fullBytes, fusedExperts)
             : badam && !deepspeed
               ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
-                trainable.fullModules *
-                ((m === 4 ? 0 : 4 - m) + (stepKind === "foreach" ? 4 * as.optimizerStepTempCopies : 0))
+                trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * foreachCopies)
               : deepspeed
                 ? Math.min(
                     trainable.trainable / split.optimizer,
                     plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-                  ) *
-                  (plan.sharding === "zero3" && stepKind === "foreach"
-                    ? Math.max(fp32 ? 4 : a + 4, 4 + 4 * as.optimizerStepTempCopies)
-                    : fp32
-                      ? 4
-                      : a + 4)
+                  ) * Math.max(fp32 ? 4 : a + 4, 4 + 4 * foreachCopies)
                 : stepKind === "foreach"
-                  ? (trainableCopy * as.optimizerStepTempCopies) / split.optimizer
+                  ? (trainableCopy * foreachCopies) / split.optimizer
                   : stepKind === "per-parameter"
                     ? // Adafactor: the update and its negation in fp32, and fp32 copies of a 16-bit gradient and weight
                       largestTrainableParam(plan, groups, params) *
@@ -788,12 +804,13 @@ export function estimateTrainMemory(
   // ZeRO-3 allocates its gradient partitions once (`grad_partitions_flat_buffer`): counted whole.
   if (gradientsMadeInBackward(plan) && gradients > 0) {
     const first = perLayer[0] ?? 0;
-    const endActivations = plan.gradientCheckpointing
-      ? tokens * (ctx.rb * t.hiddenSize + maxLayer + working) +
-        vision.checkpointed +
-        maskElements +
-        maskPerLayer
-      : tokens * (first + working) + vision.saved + maskElements + maskPerLayer;
+    const endActivations =
+      (plan.gradientCheckpointing
+        ? tokens * (ctx.rb * t.hiddenSize + maxLayer + working) +
+          vision.checkpointed +
+          maskElements +
+          maskPerLayer
+        : tokens * (first + working) + vision.saved + maskElements + maskPerLayer) + gptqLayer;
     const endBuffers = buffers - autocastCache;
     const start = weights + optimizer + activations + logits + buffers - zeroBucket;
     const end = states + endActivations + endBuffers + heldLogits;

@@ -9,7 +9,6 @@ import {
   type Offload,
   type Plan,
   type PlanInput,
-  projectsGradients,
   type Sharding,
 } from "../schema/plan.ts";
 import { type AnalyzeOptions, analyzePlan, analyzeResolvedPlan } from "./analyze.ts";
@@ -137,11 +136,12 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
         ? [ownAttention, "fa2"]
         : [ownAttention];
     // full and freeze tuning step with the fused AdamW: the same states as the default foreach one, without its
-    // temporary copy of every trained parameter, and faster (LLaMA-Factory builds GaLore and APOLLO from adamw_torch)
+    // temporary copy of every trained parameter, and faster (LLaMA-Factory builds GaLore and APOLLO from adamw_torch,
+    // and Adam-mini and Muon without optim; BAdam steps its layer with optim's)
     const fused =
       (method === "full" || method === "freeze") &&
       (resolved.optimizer === null || resolved.optimizer === "adamw_torch") &&
-      !projectsGradients(resolved.lowMemoryOptimizer);
+      (resolved.lowMemoryOptimizer === null || resolved.lowMemoryOptimizer === "badam");
     for (const attention of attentions)
       for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
         for (const offload of ["none", "optimizer", "params"] as Offload[]) {

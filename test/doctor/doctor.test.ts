@@ -464,7 +464,7 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     const { code, json } = doctorJson(["doctor", "train.yaml", "--gpu", "rtx4090"], dir);
     expect(code).toBe(3);
     expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
-      "optim: adamw_torch_fused (AdamW without the default's step copy of the weights)",
+      "optim: adamw_torch_fused (no step copy of the weights, which adamw_torch, the default before torch 2.8, makes)",
     ]);
     const out = join(dir, "fixed");
     expect(cli(["doctor", "train.yaml", "--gpu", "rtx4090", "--fix", "--out", out], dir).code).toBe(3);
@@ -503,11 +503,29 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(muon.issues.map((i) => `${i.code} ${i.path}`)).toEqual([
       "DEEPSPEED_OWN_OPTIMIZER train.yaml:use_muon",
     ]);
-    // unless LLaMA-Factory's parser stops the run first: GaLore under DeepSpeed (PROJECTED_OPTIMIZER_DEEPSPEED)
-    const galore = setup({ ...zero2, optimizer: own }, { ...yaml, optim: "adamw_torch", use_galore: true });
-    expect(galore.input.lowMemoryOptimizer).toBe("galore");
-    expect(galore.input.optimizer).toBe("adamw_torch");
-    expect(galore.issues.map((i) => i.code)).not.toContain("DEEPSPEED_OWN_OPTIMIZER");
+    // the hints name what LLaMA-Factory would build without the section: Adam-mini, built before Muon
+    const both = setup({ ...zero2, optimizer: own }, { ...yaml, use_adam_mini: true, use_muon: true });
+    expect(both.issues.map((i) => i.path)).toEqual([
+      "train.yaml:optim",
+      "train.yaml:use_adam_mini",
+      "train.yaml:use_muon",
+    ]);
+    for (const i of both.issues)
+      expect(i.hint).toMatch(/^Remove the "optimizer" section from ds\.json to train with Adam-mini,/);
+    // unless LLaMA-Factory's parser stops the run first: GaLore or APOLLO under DeepSpeed whatever their targets
+    // (PROJECTED_OPTIMIZER_DEEPSPEED, LLAMAFACTORY_REJECTS), BAdam in ratio mode or under a stage other than 3
+    for (const extra of [
+      { use_galore: true },
+      { use_galore: true, galore_target: "q_proj" },
+      { use_badam: true },
+    ]) {
+      const stopped = setup({ ...zero2, optimizer: own }, { ...yaml, optim: "adamw_torch", ...extra });
+      expect(stopped.input.optimizer).toBe("adamw_torch");
+      expect(stopped.issues.map((i) => i.code)).not.toContain("DEEPSPEED_OWN_OPTIMIZER");
+    }
+    // DeepSpeed's "torch_adam" builds torch's foreach AdamW
+    const torchAdam = setup({ ...zero2, optimizer: { type: "AdamW", params: { torch_adam: true } } });
+    expect(torchAdam.input.optimizer).toBe("adamw_torch");
     // a type tunefit does not model is counted as AdamW, and said so
     const lamb = setup({ ...zero2, optimizer: { type: "Lamb" } }, { ...yaml, optim: undefined });
     expect(lamb.issues.map((i) => `${i.code} ${i.severity} ${i.path}`)).toEqual([
@@ -525,9 +543,25 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     const { code, json } = doctorJson(["doctor", "train.yaml", "--gpu", "a100-40g", "--gpus", "2"], dir);
     expect(code).toBe(3); // AdamW's fp32 states do not fit; the 8-bit ones the YAML asks for do
     expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual([
-      'replace the DeepSpeed config by one without its "optimizer" section (ZeRO-2), so that optim: adamw_8bit is what trains',
+      'replace the DeepSpeed config by one without its "optimizer" section (ZeRO-2), so that adamw_8bit is what trains',
     ]);
     expect(json.doctor.fix?.args.join(" ")).toContain("--optimizer adamw_8bit");
+    // the out-of-memory hint's 8-bit optimizer needs the section gone too
+    const oom = (json.issues as unknown as { code: string; hint: string }[]).find(
+      (i) => i.code === "TRAIN_OOM",
+    );
+    expect(oom?.hint).toContain('(optim: adamw_8bit, with the "optimizer" section removed from ds.json)');
+
+    // with Muon on, dropping the section builds Muon, which fails under DeepSpeed (MUON_DEEPSPEED): no such fix
+    writeFileSync(
+      join(dir, "train.yaml"),
+      Object.entries({ ...yaml, use_muon: true })
+        .map(([k, v]) => `${k}: ${v}\n`)
+        .join(""),
+    );
+    const muonRun = doctorJson(["doctor", "train.yaml", "--gpu", "a100-40g", "--gpus", "2"], dir).json;
+    for (const f of [muonRun.doctor.fix, ...muonRun.doctor.alternatives])
+      expect(f?.changes.map((c) => c.text).join(" ") ?? "").not.toContain('without its "optimizer" section');
   });
 
   it("takes the YAML's rope_scaling as the extension SEQ_LEN_BEYOND_CONTEXT asks for", () => {

@@ -70,6 +70,16 @@ describe("recommend", () => {
         expect(r.input.optimizer).toBe(cpuAdam ? undefined : "adamw_torch_fused");
       expect(/fused AdamW/.test(r.summary)).toBe(r.input.optimizer === "adamw_torch_fused");
     }
+    // Adam-mini and Muon are built without optim: no fused AdamW is offered for them
+    const mini = recommend({
+      model: "Qwen/Qwen2.5-7B-Instruct",
+      gpu: "a100-80g",
+      gpus: 2,
+      method: "full",
+      lowMemoryOptimizer: "adam_mini",
+    }).recommendations.filter((r) => r.input.lowMemoryOptimizer === "adam_mini");
+    expect(mini.length).toBeGreaterThan(0);
+    for (const r of mini) expect(r.input.optimizer).not.toBe("adamw_torch_fused");
   });
 
   it("keeps the global batch", () => {
