@@ -1,5 +1,5 @@
 import type { Issue } from "../errors.ts";
-import type { MemoryAssumptions } from "../memory/assumptions.ts";
+import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptions.ts";
 import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
 import { estimateTrainMemory, fsdpAccumulatesUnsharded } from "../memory/train.ts";
@@ -202,6 +202,25 @@ export function memoryIssues(
         `but ${gib(cap)} is usable (${gib(plan.gpu.capacityBytes)} less ${(plan.headroom * 100).toFixed(0)} % headroom)`,
       hint,
     });
+  }
+  // a plan without an optimizer steps with transformers' default, which became the fused AdamW at torch 2.8: where
+  // that decides whether the step fits, say so
+  const defaultFused = assumptions.defaultOptimFused ?? DEFAULT_ASSUMPTIONS.defaultOptimFused;
+  const optimApplies = plan.lowMemoryOptimizer === null || plan.lowMemoryOptimizer === "badam";
+  const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
+  if (plan.optimizer === null && !defaultFused && optimApplies && !cpuAdam && !memory.train.fits) {
+    const fused = estimateTrainMemory({ ...plan, optimizer: "adamw_torch_fused" }, assumptions).deviceBytes;
+    if (fused <= cap)
+      issues.push({
+        code: "DEFAULT_OPTIM_STEP_COPY",
+        severity: "info",
+        path: "optimizer",
+        message:
+          `the step does not fit with transformers' default optim before torch 2.8, adamw_torch, whose foreach step ` +
+          `copies every trained parameter; from torch 2.8 on the default is adamw_torch_fused, which makes no copy, ` +
+          `and the step then needs ${gib(fused)} per GPU: it fits`,
+        hint: "Pass --optimizer adamw_torch_fused to train with the fused AdamW on any torch, or --assume defaultOptimFused=true for a torch of 2.8 or newer.",
+      });
   }
   const host = memory.hostRam.perNodeBytes;
   if (plan.hostRamBytes !== null && host > plan.hostRamBytes) {

@@ -146,3 +146,31 @@ describe("loading on one GPU", () => {
     expect(load({ method: "qlora", sharding: "fsdp", offload: "params" })).toBeUndefined();
   });
 });
+
+describe("DEFAULT_OPTIM_STEP_COPY", () => {
+  // Llama-3.2-1B full fine-tuning on one RTX 4090: the foreach AdamW's step copy of the fp32 weights decides it
+  const input = {
+    model: "meta-llama/Llama-3.2-1B-Instruct",
+    gpu: "rtx4090",
+    method: "full",
+    seqLen: 1024,
+    microBatch: 1,
+    gradAccum: 8,
+  } as const;
+  const codes = (extra: Record<string, unknown> = {}, assumptions = {}) =>
+    analyzePlan({ ...input, ...extra }, { assumptions }).issues.map((i) => i.code);
+
+  it("says that transformers' default from torch 2.8 on fits where adamw_torch's step copy does not", () => {
+    const info = analyzePlan(input).issues.find((i) => i.code === "DEFAULT_OPTIM_STEP_COPY");
+    expect(info?.severity).toBe("info");
+    expect(info?.message).toMatch(/the step then needs \d+\.\d GiB per GPU: it fits/);
+    expect(codes()).toContain("TRAIN_OOM");
+    // the fused AdamW, named or assumed as the default, fits
+    expect(codes({ optimizer: "adamw_torch_fused" })).not.toContain("TRAIN_OOM");
+    expect(codes({}, { defaultOptimFused: true })).not.toContain("TRAIN_OOM");
+    expect(codes({}, { defaultOptimFused: true })).not.toContain("DEFAULT_OPTIM_STEP_COPY");
+    // not where optim is named, nor where the fused AdamW would not fit either
+    expect(codes({ optimizer: "adamw_torch" })).not.toContain("DEFAULT_OPTIM_STEP_COPY");
+    expect(codes({ model: "Qwen/Qwen2.5-7B" })).not.toContain("DEFAULT_OPTIM_STEP_COPY");
+  });
+});
