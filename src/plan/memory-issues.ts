@@ -219,7 +219,7 @@ export function memoryIssues(
           `the step does not fit with transformers' default optim before torch 2.8, adamw_torch, whose foreach step ` +
           `copies every trained parameter; from torch 2.8 on the default is adamw_torch_fused, which makes no copy, ` +
           `and the step then needs ${gib(fused)} per GPU: it fits`,
-        hint: "Pass --optimizer adamw_torch_fused to train with the fused AdamW on any torch, or --assume defaultOptimFused=true for a torch of 2.8 or newer.",
+        hint: "Set --optimizer adamw_torch_fused to train with the fused AdamW on any torch, or pass --assume defaultOptimFused=true for a torch of 2.8 or newer.",
       });
   }
   const host = memory.hostRam.perNodeBytes;
