@@ -11,6 +11,7 @@ import {
   anyMethodOptimizer,
   isDeepSpeed,
   isFsdp,
+  LOW_MEMORY_OPTIMIZER_NAMES,
   LowMemoryOptimizer,
   METHOD_FIELDS,
   type Method,
@@ -566,7 +567,19 @@ function withSyncEachBatch(value: unknown): Record<string, unknown> {
  * The candidate plans of the fix search. `dropLowMemory`: adapters may replace the setup's GaLore, APOLLO or BAdam
  * (offered only where the training step does not fit; a stop about how they run is mended where they are).
  */
-function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> {
+interface VariantContext {
+  /** adapters may replace the setup's GaLore, APOLLO or BAdam */
+  readonly dropLowMemory: boolean;
+  /** the `optim` a fused AdamW would replace: the YAML's, where a DeepSpeed config builds its own optimizer */
+  readonly optim: string | null | undefined;
+  /** the memory-efficient optimizer that `optim` then serves, if any */
+  readonly lowMemory: PlanInput["lowMemoryOptimizer"];
+  /** `use_galore` or `use_apollo` is on, planned or not: LLaMA-Factory runs them without DeepSpeed, from adamw_torch */
+  readonly projected: boolean;
+}
+
+function* variants(base: PlanInput, context: VariantContext): Generator<Variant> {
+  const { dropLowMemory } = context;
   const method = base.method ?? "lora";
   const methods: { method: Method; quantBits?: 4 | 8; dropLowMemory?: boolean }[] = [
     base.quantBits === undefined ? { method } : { method, quantBits: base.quantBits },
@@ -591,7 +604,7 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   const attention: Attention | undefined =
     gpu && !gpu.flashAttention2 && base.attention === "fa2" ? "sdpa" : undefined;
   // GaLore, APOLLO and Muon run without DeepSpeed and become AdamW under FSDP: their fixes keep one replica per GPU
-  const replicated = projectsGradients(lowMemory) || lowMemory === "muon";
+  const replicated = projectsGradients(lowMemory) || lowMemory === "muon" || context.projected;
   const shardings = [
     ...new Set<Sharding>(
       replicated
@@ -607,8 +620,9 @@ function* variants(base: PlanInput, dropLowMemory: boolean): Generator<Variant> 
   // full and freeze tuning may step with the fused AdamW: the default's states without its copy of every trained
   // parameter (not where GaLore or APOLLO need adamw_torch, nor under DeepSpeed's offload, which steps its CPU Adam)
   const fusable =
-    (base.optimizer === undefined || base.optimizer === null || base.optimizer === "adamw_torch") &&
-    (lowMemory === undefined || lowMemory === "badam");
+    (context.optim === undefined || context.optim === null || context.optim === "adamw_torch") &&
+    (context.lowMemory === undefined || context.lowMemory === "badam") &&
+    !context.projected;
   for (const m of methods)
     for (const precision of precisions)
       for (const sharding of shardings)
@@ -672,6 +686,7 @@ function withoutDeepSpeedOptimizer(candidate: PlanInput, setup: SetupPlan, v: Va
   const out: Record<string, unknown> = { ...candidate };
   delete out.optimizer;
   if (without.optim !== null) out.optimizer = without.optim;
+  if (v.optimizer !== undefined) out.optimizer = v.optimizer; // the fused AdamW the fix sets
   // LLaMA-Factory's own optimizer, built once the section is gone (adapters take no BAdam: a LoRA variant keeps none)
   const lowMemory = without.lowMemory;
   if (lowMemory !== null && (anyMethodOptimizer(lowMemory.optimizer) || v.method === "full")) {
@@ -696,6 +711,17 @@ function ownOptimizerHint(hint: string, setup: SetupPlan): string {
       );
 }
 
+/** What trains once a fix drops the DeepSpeed config's own optimizer: LLaMA-Factory's own where the variant takes it. */
+function ownOptimizerTrains(setup: SetupPlan, v: Variant): string | undefined {
+  const without = setup.withoutDeepSpeedOptimizer;
+  if (without === undefined) return undefined;
+  const lowMemory = without.lowMemory?.optimizer;
+  if (lowMemory !== undefined && (anyMethodOptimizer(lowMemory) || v.method === "full"))
+    return LOW_MEMORY_OPTIMIZER_NAMES[lowMemory];
+  const optim = v.optimizer ?? without.optim;
+  return optim ?? "transformers' default AdamW";
+}
+
 /** Whether a fix keeps the setup's DeepSpeed config (the same stage and offload). */
 function keepsDeepSpeedConfig(setup: SetupPlan, v: Variant): boolean {
   return v.sharding === setup.input.sharding && v.offload === (setup.input.offload ?? "none");
@@ -704,14 +730,11 @@ function keepsDeepSpeedConfig(setup: SetupPlan, v: Variant): boolean {
 /** The fix search's candidates, with one more where the setup's DeepSpeed config is kept but its optimizer dropped. */
 function* withDeepSpeedOptimizerDropped(variants: Iterable<Variant>, setup: SetupPlan): Generator<Variant> {
   for (const v of variants) {
-    yield v;
+    const own = setup.withoutDeepSpeedOptimizer !== undefined && keepsDeepSpeedConfig(setup, v);
+    // optim, fused or not, trains only once the config's own optimizer is gone
+    if (!(own && v.optimizer !== undefined)) yield v;
     // under DeepSpeed's offload its CPU Adam steps whatever the config names (OFFLOAD_REPLACES_OPTIMIZER)
-    if (
-      setup.withoutDeepSpeedOptimizer !== undefined &&
-      keepsDeepSpeedConfig(setup, v) &&
-      v.offload === "none"
-    )
-      yield { ...v, dropDeepSpeedOptimizer: true };
+    if (own && v.offload === "none") yield { ...v, dropDeepSpeedOptimizer: true };
   }
 }
 
@@ -869,12 +892,18 @@ export function doctor(input: DoctorInput): DoctorReport {
   }
   // the YAML's rope_scaling extends the positions (LLaMA-Factory configure_rope), which the plan cannot carry
   const scaled = input.yaml.rope_scaling !== undefined && input.yaml.rope_scaling !== null;
+  const projected = input.yaml.use_galore === true || input.yaml.use_apollo === true;
   // with a memory-saving optimizer or kernel tunefit does not model, its training figure is only an upper bound:
   // over the card, it may still fit
   const upperBound = coverableBySwitches(input.yaml, analysis, setup);
   issues.push(
     ...analysis.issues
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
+      // GaLore and APOLLO, planned or not, are built from adamw_torch only: no fused AdamW for them
+      .filter((i) => !(projected && i.code === "DEFAULT_OPTIM_STEP_COPY"))
+      .map((i) =>
+        projected ? { ...i, hint: i.hint.replace(/, step with the fused AdamW \([^()]*\)/, "") } : i,
+      )
       .map((i) => ({ ...i, hint: ownOptimizerHint(yamlHint(i.hint), setup) }))
       // the images are the dataset's, which the YAML cannot change: the template is what to mend
       .map((i) =>
@@ -943,7 +972,14 @@ export function doctor(input: DoctorInput): DoctorReport {
     const found: Fix[] = [];
     const seen = new Set<string>();
     const hostBound = input.hardware.hostRam === undefined ? { hostRam: ASSUMED_HOST_RAM_GIB } : {};
-    for (const v of withDeepSpeedOptimizerDropped(variants(searched, !analysis.memory.train.fits), setup)) {
+    const without = setup.withoutDeepSpeedOptimizer;
+    const context: VariantContext = {
+      dropLowMemory: !analysis.memory.train.fits,
+      optim: without === undefined ? searched.optimizer : without.optim,
+      lowMemory: without === undefined ? searched.lowMemoryOptimizer : without.lowMemory?.optimizer,
+      projected: input.yaml.use_galore === true || input.yaml.use_apollo === true,
+    };
+    for (const v of withDeepSpeedOptimizerDropped(variants(searched, context), setup)) {
       const candidate = withoutDeepSpeedOptimizer(applyVariant(searched, v), setup, v);
       let a: PlanAnalysis;
       try {
@@ -962,7 +998,7 @@ export function doctor(input: DoctorInput): DoctorReport {
           setup.ramEfficientLoading,
           v,
           missing !== null,
-          setup.withoutDeepSpeedOptimizer?.trains,
+          ownOptimizerTrains(setup, v),
         ),
       ];
       if (changes.length === 0 && keyFixes.length === 0) continue;

@@ -10,7 +10,6 @@ import {
   type LowMemoryOptimizer,
   type ModelDefinition,
   type PlanInput,
-  projectsGradients,
   TEMPLATE_NAME,
 } from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
@@ -645,8 +644,9 @@ export function setupToPlan(
       message: `${key}: true is not used: LLaMA-Factory builds ${builds} first (train/trainer_utils.py create_custom_optimizer); the figures are for ${builds}`,
       hint: `Remove ${key}, or the switch LLaMA-Factory builds first, to say which optimizer is meant.`,
     });
-  if (projectsGradients(lowMemory?.optimizer) && y.optim === undefined) {
-    const which = LOW_MEMORY_OPTIMIZER_NAMES[lowMemory?.optimizer ?? "galore"];
+  // planned or not (on fewer modules, with LoRA): LLaMA-Factory builds either from optim
+  if ((y.use_galore === true || y.use_apollo === true) && y.optim === undefined) {
+    const which = LOW_MEMORY_OPTIMIZER_NAMES[y.use_galore === true ? "galore" : "apollo"];
     issues.push({
       code: "OPTIM_DEFAULT_FUSED",
       severity: "warning",

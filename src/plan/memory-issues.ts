@@ -84,7 +84,11 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
     const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
     // the default foreach AdamW makes a temporary as large as the parameters at the step; the fused one makes none
-    if (!cpuAdam && (plan.optimizer === null || plan.optimizer === "adamw_torch") && lowMemory === null) {
+    if (
+      !cpuAdam &&
+      (plan.optimizer === null || plan.optimizer === "adamw_torch") &&
+      (lowMemory === null || lowMemory === "badam")
+    ) {
       const saves = saving({ optimizer: "adamw_torch_fused" });
       if (saves >= 0.02 * now)
         states.push(

@@ -471,6 +471,37 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(parse(readFileSync(join(out, "train.yaml"), "utf8")).optim).toBe("adamw_torch_fused");
   });
 
+  it("sets the fused AdamW only with a DeepSpeed config's own optimizer section gone, and never for GaLore", () => {
+    const dir = tempDir();
+    const base =
+      "model_name_or_path: meta-llama/Llama-3.2-3B-Instruct\nfinetuning_type: full\ntemplate: llama3\ndataset: identity\ncutoff_len: 1024\nbf16: true\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 8\n";
+    // DeepSpeed's AdamW with "torch_adam": torch's foreach AdamW, which `optim` cannot replace while the section is there
+    writeFileSync(
+      join(dir, "ds.json"),
+      JSON.stringify({
+        zero_optimization: { stage: 2 },
+        optimizer: { type: "AdamW", params: { torch_adam: true } },
+      }),
+    );
+    writeFileSync(join(dir, "train.yaml"), `${base}deepspeed: ds.json\n`);
+    const own = doctorJson(["doctor", "train.yaml", "--gpu", "l40s", "--gpus", "2"], dir).json.doctor;
+    const fixes = [own.fix, ...own.alternatives].map((f) => f?.changes.map((c) => c.text) ?? []);
+    const fused = fixes.filter((t) => t.some((c) => c.startsWith("optim: adamw_torch_fused")));
+    expect(fused.length).toBeGreaterThan(0);
+    for (const t of fused) expect(t.some((c) => c.includes('without its "optimizer" section'))).toBe(true);
+    // GaLore on a few modules (not planned) is still built from adamw_torch, and never under DeepSpeed
+    writeFileSync(join(dir, "galore.yaml"), `${base}use_galore: true\ngalore_target: q_proj,v_proj\n`);
+    const galore = doctorJson(["doctor", "galore.yaml", "--gpu", "t4"], dir).json;
+    const codes = galore.issues.map((i) => i.code);
+    expect(codes).toContain("TRAIN_OOM");
+    expect(codes).toContain("OPTIM_DEFAULT_FUSED");
+    expect(codes).not.toContain("DEFAULT_OPTIM_STEP_COPY");
+    for (const i of galore.issues as unknown as { hint: string }[])
+      expect(i.hint).not.toContain("fused AdamW");
+    for (const f of [galore.doctor.fix, ...galore.doctor.alternatives])
+      expect(f?.changes.map((c) => c.target) ?? []).not.toContain("deepspeed.json");
+  });
+
   it("counts the optimizer a DeepSpeed config builds itself, says optim is unused, and fixes by dropping it", () => {
     const own = { type: "AdamW", params: { lr: "auto", betas: "auto", eps: "auto", weight_decay: "auto" } };
     const zero2 = { zero_optimization: { stage: 2 }, bf16: { enabled: "auto" } };
