@@ -217,8 +217,7 @@ function coverableBySwitches(
   analysis: PlanAnalysis,
   setup: SetupPlan,
 ): string[] {
-  const own = setup.withoutDeepSpeedOptimizer !== undefined;
-  const switches = upperBoundSwitches(y, analysis.plan.model.architecture, own);
+  const switches = upperBoundSwitches(y, setup);
   if (switches.length === 0) return [];
   const t = analysis.memory.train;
   const b = t.perGpu.breakdown;

@@ -38,6 +38,8 @@ export interface SetupPlan {
   readonly issues: readonly Issue[];
   /** accelerate's FSDP RAM-efficient loading (true when no accelerate config is used) */
   readonly ramEfficientLoading: boolean;
+  /** the YAML's optimizer switches, as LLaMA-Factory's build order reads them */
+  readonly switches: OptimizerSwitches;
   /**
    * Set when the DeepSpeed config builds its own optimizer (the plan's optimizer then stands for it): what a run
    * without that config, or with tunefit's, trains with instead — the YAML's `optim` (null when absent) and the
@@ -280,15 +282,12 @@ const UPPER_BOUND_SWITCHES = [
  * The switches on in a YAML that make tunefit's training figure an upper bound (empty for most YAMLs); `planned` is
  * the memory-efficient optimizer the plan carries, which is modelled.
  */
-export function upperBoundSwitches(
-  yaml: Readonly<Record<string, unknown>>,
-  arch: Architecture | null,
-  deepspeedOwnOptimizer = false,
-): string[] {
-  const { planned, ignored } = optimizerSwitches(yaml, arch);
+export function upperBoundSwitches(yaml: Readonly<Record<string, unknown>>, setup: SetupPlan): string[] {
+  const { planned, ignored } = setup.switches;
   const accounted = new Set([`use_${planned?.optimizer}`, ...ignored.map((i) => i.key)]);
   // a DeepSpeed config's own optimizer leaves every optimizer switch unbuilt (DEEPSPEED_OWN_OPTIMIZER)
-  const unbuilt = (k: string) => deepspeedOwnOptimizer && k !== "use_unsloth" && k !== "use_unsloth_gc";
+  const own = setup.withoutDeepSpeedOptimizer !== undefined;
+  const unbuilt = (k: string) => own && k !== "use_unsloth" && k !== "use_unsloth_gc";
   return UPPER_BOUND_SWITCHES.filter((k) => yaml[k] === true && !accounted.has(k) && !unbuilt(k));
 }
 
@@ -729,6 +728,7 @@ export function setupToPlan(
     unmodelled,
     issues,
     ramEfficientLoading,
+    switches,
     ...(own === null
       ? {}
       : {
