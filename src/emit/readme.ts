@@ -1,4 +1,5 @@
 import { formatCount, formatGib } from "../_util.ts";
+import { DEFAULT_ASSUMPTIONS } from "../memory/assumptions.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
 import { anyMethodOptimizer, LOW_MEMORY_OPTIMIZER_NAMES } from "../schema/plan.ts";
 import { BUNDLE_FILES, usesDeepSpeed, usesFsdp } from "./common.ts";
@@ -203,6 +204,17 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
   } else {
     out.push(
       "- The dataset is yours: train.yaml names it, and LLaMA-Factory looks it up in `data/dataset_info.json` relative to this folder (its default `dataset_dir`); put it there or set `dataset_dir`.",
+    );
+  }
+  // optim unset: transformers' default changed at torch 2.8, and with it the step's temporary
+  const stepsWithOptim =
+    (plan.method === "full" || plan.method === "freeze") &&
+    (plan.lowMemoryOptimizer === null || plan.lowMemoryOptimizer === "badam") &&
+    !(usesDeepSpeed(plan) && plan.offload !== "none"); // DeepSpeed's offload steps its CPU Adam
+  if (plan.optimizer === null && stepsWithOptim) {
+    const fused = analysis.assumptions.defaultOptimFused ?? DEFAULT_ASSUMPTIONS.defaultOptimFused;
+    out.push(
+      `- train.yaml leaves \`optim\` to transformers' default: \`adamw_torch\` before torch 2.8, \`adamw_torch_fused\` from 2.8 on. The memory above assumes ${fused ? "the fused one, which steps in place" : "`adamw_torch`, whose foreach step makes a temporary copy of the trained parameters"}; set \`optim: adamw_torch_fused\` to train with the fused AdamW on any torch.`,
     );
   }
   if (plan.model.source === "config") {
