@@ -21,7 +21,7 @@ import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
-import { type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
+import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
 import { gradientsMadeInBackward, imagePatches } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
@@ -36,6 +36,7 @@ import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-ti
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
 import {
+  anyMethodOptimizer,
   LOW_MEMORY_OPTIMIZER_NAMES,
   type ModelDefinition,
   PlanInput,
@@ -387,6 +388,19 @@ function atLimit(bytes: number, capacity: number): string {
   return same ? `${mib(bytes)} of ${mib(capacity)}` : `${formatGib(bytes)} of ${formatGib(capacity)}`;
 }
 
+/** The optimizer a plan steps with, as `plan` prints it: the memory-efficient one, or optim (its default said so). */
+function optimizerLine(p: PlanAnalysis["plan"], assumptions: Partial<MemoryAssumptions>): string {
+  const fused = assumptions.defaultOptimFused ?? DEFAULT_ASSUMPTIONS.defaultOptimFused;
+  const optim =
+    p.optimizer ??
+    (fused
+      ? "adamw_torch_fused (transformers' default from torch 2.8)"
+      : "adamw_torch (transformers' default before torch 2.8)");
+  if (p.lowMemoryOptimizer === null) return optim;
+  const name = LOW_MEMORY_OPTIMIZER_NAMES[p.lowMemoryOptimizer];
+  return anyMethodOptimizer(p.lowMemoryOptimizer) ? name : `${name} over ${optim}`;
+}
+
 function humanPlan(a: PlanAnalysis, color = false): string {
   const p = a.plan;
   const arch = p.model.architecture;
@@ -394,7 +408,8 @@ function humanPlan(a: PlanAnalysis, color = false): string {
     `Model     ${p.model.id} (${arch.modelType}${arch.vision ? ", vision-language" : ""}${arch.text.moe ? ", MoE" : ""})`,
     `Hardware  ${p.nodes} node(s) × ${p.gpus} × ${p.gpu.name}, ${formatGib(p.gpu.capacityBytes)} each`,
     `Strategy  ${p.method}${p.quantBits ? ` ${p.quantBits}-bit ${p.quantMethod}` : ""}, sharding ${p.sharding}` +
-      `${p.fsdpStrategy ? ` (${p.fsdpStrategy})` : ""}, offload ${p.offload}, ${p.precision}`,
+      `${p.fsdpStrategy ? ` (${p.fsdpStrategy})` : ""}, offload ${p.offload}, ${p.precision}, ` +
+      `optimizer ${optimizerLine(p, a.assumptions)}`,
     `Batch     micro-batch ${p.microBatch} × seq ${p.seqLen}${p.packing ? " (packed)" : ""}, grad-accum ${p.gradAccum}, ` +
       `checkpointing ${p.gradientCheckpointing ? "on" : "off"}, attention ${p.attention}`,
     `          global batch ${p.microBatch * p.gradAccum * p.gpus * p.nodes} sequences = micro-batch ${p.microBatch} × ` +

@@ -150,6 +150,18 @@ describe("exit codes", () => {
     expect(cli([...long, "--grad-accum", "2"]).stdout).not.toContain("no gradients at this peak");
   });
 
+  it("names the optimizer the step is counted with, transformers' default as the assumption says", () => {
+    const full = ["plan", "--model", "meta-llama/Llama-3.2-3B", "--gpu", "h100-80g", "--method", "full"];
+    expect(cli(full).stdout).toContain("optimizer adamw_torch (transformers' default before torch 2.8)");
+    expect(cli([...full, "--assume", "defaultOptimFused=true"]).stdout).toContain(
+      "optimizer adamw_torch_fused (transformers' default from torch 2.8)",
+    );
+    expect(cli([...full, "--optimizer", "adamw_8bit"]).stdout).toContain("bf16, optimizer adamw_8bit\n");
+    expect(cli([...full, "--low-memory-optimizer", "badam"]).stdout).toContain(
+      "optimizer BAdam over adamw_torch",
+    );
+  });
+
   it("3 for the seed case: the loading OOM is reported with its shard", () => {
     const { code, stdout } = cli(SEED);
     expect(code).toBe(3);
