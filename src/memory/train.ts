@@ -599,8 +599,11 @@ export function estimateTrainMemory(
         ? trainable.trainable * 4 + fullStates * 4
         : trainable.adapter * adapterBytes + trainable.fullModules * fullBytes + fullStates * fullBytes
       : plan.optimizer === "adafactor"
-        ? // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
-          adafactorBytes(trainable, groups, plan) + projection.projectorBytes
+        ? deepspeed
+          ? // DeepSpeed hands it flat 1-D fp32 partitions, which Adafactor does not factor: a full second moment
+            trainable.trainable * 4
+          : // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
+            adafactorBytes(trainable, groups, plan) + projection.projectorBytes
         : deepspeed
           ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
           : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
@@ -782,7 +785,12 @@ export function estimateTrainMemory(
                 ? Math.min(
                     trainable.trainable / split.optimizer,
                     plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-                  ) * Math.max(fp32 ? 4 : a + 4, 4 + 4 * foreachCopies)
+                  ) *
+                  Math.max(
+                    fp32 ? 4 : a + 4,
+                    // Adafactor steps the flat partition as one parameter: the update and its negation in fp32
+                    4 + (stepKind === "per-parameter" ? 8 : 4 * foreachCopies),
+                  )
                 : stepKind === "foreach"
                   ? (trainableCopy * foreachCopies) / split.optimizer
                   : stepKind === "per-parameter"

@@ -842,6 +842,11 @@ describe("sharding mechanisms", () => {
     // gradient while the 16-bit gradients stay in their buffer: 4 + 4 B
     for (const sharding of ["zero2", "zero3"])
       expect(step(sharding, "bf16").breakdown.buffers).toBeCloseTo(8 * partition, -1);
+    // Adafactor under DeepSpeed sees one flat 1-D partition: an unfactored fp32 second moment beside the fp32 master
+    // copy, and its update and the update's negation beside the fp32 gradient at the step
+    const adafactor = step("zero2", "bf16", "adafactor");
+    expect(adafactor.breakdown.optimizer).toBeCloseTo((4 + 4) * partition, -1);
+    expect(adafactor.breakdown.buffers).toBeCloseTo(12 * partition, -1);
     const fp32 = step("zero2", "fp32", "adamw_torch_fused");
     expect(fp32.phase).toBe("optimizer-step");
     expect(fp32.breakdown.buffers).toBeCloseTo(4 * partition, -1);
