@@ -599,8 +599,9 @@ export function estimateTrainMemory(
         ? trainable.trainable * 4 + fullStates * 4
         : trainable.adapter * adapterBytes + trainable.fullModules * fullBytes + fullStates * fullBytes
       : plan.optimizer === "adafactor"
-        ? deepspeed
-          ? // DeepSpeed hands it flat 1-D fp32 partitions, which Adafactor does not factor: a full second moment
+        ? deepspeed || plan.sharding === "fsdp"
+          ? // DeepSpeed hands it flat 1-D fp32 partitions, FSDP1 1-D views of each weight's shard, which Adafactor
+            // does not factor: a full second moment
             trainable.trainable * 4
           : // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
             adafactorBytes(trainable, groups, plan) + projection.projectorBytes

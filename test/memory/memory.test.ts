@@ -847,6 +847,8 @@ describe("sharding mechanisms", () => {
     const adafactor = step("zero2", "bf16", "adafactor");
     expect(adafactor.breakdown.optimizer).toBeCloseTo((4 + 4) * partition, -1);
     expect(adafactor.breakdown.buffers).toBeCloseTo(12 * partition, -1);
+    // FSDP1 shows each weight as a 1-D view of its shard: the same full second moment (and no master copy)
+    expect(step("fsdp", "bf16", "adafactor").breakdown.optimizer).toBeCloseTo(4 * partition, -1);
     const fp32 = step("zero2", "fp32", "adamw_torch_fused");
     expect(fp32.phase).toBe("optimizer-step");
     expect(fp32.breakdown.buffers).toBeCloseTo(4 * partition, -1);
