@@ -686,9 +686,8 @@ function withoutDeepSpeedOptimizer(candidate: PlanInput, setup: SetupPlan, v: Va
   delete out.optimizer;
   if (without.optim !== null) out.optimizer = without.optim;
   if (v.optimizer !== undefined) out.optimizer = v.optimizer; // the fused AdamW the fix sets
-  // LLaMA-Factory's own optimizer, built once the section is gone (adapters take no BAdam: a LoRA variant keeps none)
-  const lowMemory = without.lowMemory;
-  if (lowMemory !== null && (anyMethodOptimizer(lowMemory.optimizer) || v.method === "full")) {
+  const lowMemory = builtLowMemory(setup, v);
+  if (lowMemory !== null) {
     out.lowMemoryOptimizer = lowMemory.optimizer;
     if (lowMemory.rank !== undefined) out.lowMemoryRank = lowMemory.rank;
     if (lowMemory.layerwise !== undefined) out.lowMemoryLayerwise = lowMemory.layerwise;
@@ -710,13 +709,23 @@ function ownOptimizerHint(hint: string, setup: SetupPlan): string {
       );
 }
 
+/**
+ * LLaMA-Factory's own optimizer that a fix's variant builds once the DeepSpeed config's own section is gone (adapters
+ * take no BAdam: a LoRA variant keeps none), or null.
+ */
+function builtLowMemory(setup: SetupPlan, v: Variant): SetupPlan["switches"]["planned"] {
+  const lowMemory = setup.withoutDeepSpeedOptimizer?.lowMemory ?? null;
+  return lowMemory !== null && (anyMethodOptimizer(lowMemory.optimizer) || v.method === "full")
+    ? lowMemory
+    : null;
+}
+
 /** What trains once a fix drops the DeepSpeed config's own optimizer: LLaMA-Factory's own where the variant takes it. */
 function ownOptimizerTrains(setup: SetupPlan, v: Variant): string | undefined {
   const without = setup.withoutDeepSpeedOptimizer;
   if (without === undefined) return undefined;
-  const lowMemory = without.lowMemory?.optimizer;
-  if (lowMemory !== undefined && (anyMethodOptimizer(lowMemory) || v.method === "full"))
-    return LOW_MEMORY_OPTIMIZER_NAMES[lowMemory];
+  const lowMemory = builtLowMemory(setup, v);
+  if (lowMemory !== null) return LOW_MEMORY_OPTIMIZER_NAMES[lowMemory.optimizer];
   const optim = v.optimizer ?? without.optim;
   return optim ?? "transformers' default AdamW";
 }
