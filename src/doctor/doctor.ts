@@ -9,6 +9,7 @@ import { estimateStepTime } from "../plan/step-time.ts";
 import {
   type Attention,
   anyMethodOptimizer,
+  deepspeedCpuAdam,
   isDeepSpeed,
   isFsdp,
   LOW_MEMORY_OPTIMIZER_NAMES,
@@ -17,8 +18,10 @@ import {
   type Method,
   type ModelDefinition,
   type Offload,
+  optimSteps,
   type PlanInput,
   type Precision,
+  plainAdamW,
   projectsGradients,
   type Sharding,
 } from "../schema/plan.ts";
@@ -618,10 +621,7 @@ function* variants(base: PlanInput, context: VariantContext): Generator<Variant>
   // replicated optimizers: DeepSpeed's offload would swap them for its CPU Adam
   // full and freeze tuning may step with the fused AdamW: the default's states without its copy of every trained
   // parameter (not where GaLore or APOLLO need adamw_torch, nor under DeepSpeed's offload, which steps its CPU Adam)
-  const fusable =
-    (context.optim === undefined || context.optim === null || context.optim === "adamw_torch") &&
-    (context.lowMemory === undefined || context.lowMemory === "badam") &&
-    !context.projected;
+  const fusable = plainAdamW(context.optim) && optimSteps(context.lowMemory) && !context.projected;
   for (const m of methods)
     for (const precision of precisions)
       for (const sharding of shardings)
@@ -647,7 +647,7 @@ function* variants(base: PlanInput, context: VariantContext): Generator<Variant>
               if (
                 fusable &&
                 (m.method === "full" || m.method === "freeze") &&
-                !(isDeepSpeed(sharding) && offload !== "none")
+                !deepspeedCpuAdam({ sharding, offload })
               )
                 yield { ...v, optimizer: "adamw_torch_fused" };
             }

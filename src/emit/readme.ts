@@ -1,7 +1,12 @@
 import { formatCount, formatGib } from "../_util.ts";
 import { DEFAULT_ASSUMPTIONS } from "../memory/assumptions.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
-import { anyMethodOptimizer, LOW_MEMORY_OPTIMIZER_NAMES } from "../schema/plan.ts";
+import {
+  anyMethodOptimizer,
+  deepspeedCpuAdam,
+  LOW_MEMORY_OPTIMIZER_NAMES,
+  optimSteps,
+} from "../schema/plan.ts";
 import { BUNDLE_FILES, usesDeepSpeed, usesFsdp } from "./common.ts";
 import { BUNDLE_MOUNT } from "./kubeflow.ts";
 import { IMAGE_PLACEHOLDER } from "./options.ts";
@@ -209,8 +214,8 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
   // optim unset: transformers' default changed at torch 2.8, and with it the step's temporary
   const stepsWithOptim =
     (plan.method === "full" || plan.method === "freeze") &&
-    (plan.lowMemoryOptimizer === null || plan.lowMemoryOptimizer === "badam") &&
-    !(usesDeepSpeed(plan) && plan.offload !== "none"); // DeepSpeed's offload steps its CPU Adam
+    optimSteps(plan.lowMemoryOptimizer) &&
+    !deepspeedCpuAdam(plan);
   if (plan.optimizer === null && stepsWithOptim) {
     const fused = analysis.assumptions.defaultOptimFused ?? DEFAULT_ASSUMPTIONS.defaultOptimFused;
     out.push(

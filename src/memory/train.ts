@@ -12,6 +12,7 @@ import {
   loadedWeightBytes,
   quantConstantBytes,
   quantizedBytesPerParam,
+  quantizedParams,
   shardGroupOf,
 } from "./load.ts";
 
@@ -418,10 +419,8 @@ function muonStepBytes(
  * the input's gradient until the layer's backward. bitsandbytes' MatMul4Bit and AutoAWQ's WQLinearMMFunction save
  * the packed weight and dequantize again in backward.
  */
-function gptqLayerWeightBytes(plan: Plan, groups: readonly LinearGroup[]): number {
-  const text = groups.filter((g) => g.region === "text");
-  const all = text.reduce((n, g) => n + g.count * g.inFeatures * g.outFeatures, 0);
-  return (all / plan.model.architecture.text.numLayers) * 2;
+function gptqLayerWeightBytes(plan: Plan, as: MemoryAssumptions): number {
+  return (quantizedParams(plan, as) / plan.model.architecture.text.numLayers) * 2;
 }
 
 /** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
@@ -688,7 +687,7 @@ export function estimateTrainMemory(
   // GPTQ keeps each linear's dequantized 16-bit weight for backward: one decoder layer's in its recompute, every
   // layer's from the forward on without checkpointing (freed layer by layer in backward)
   const gptqLayer =
-    plan.method === "qlora" && plan.quantMethod === "gptq" ? gptqLayerWeightBytes(plan, groups) : 0;
+    plan.method === "qlora" && plan.quantMethod === "gptq" ? gptqLayerWeightBytes(plan, as) : 0;
   let activations: number;
   let logits: number;
   if (plan.gradientCheckpointing) {

@@ -4,7 +4,14 @@ import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
 import { estimateTrainMemory, fsdpAccumulatesUnsharded } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
-import { anyMethodOptimizer, isDeepSpeed, type Plan, projectsGradients } from "../schema/plan.ts";
+import {
+  anyMethodOptimizer,
+  deepspeedCpuAdam,
+  optimSteps,
+  type Plan,
+  plainAdamW,
+  projectsGradients,
+} from "../schema/plan.ts";
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
@@ -82,13 +89,9 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     if (plan.method === "full" && lowMemory === null && (world === 1 || plan.sharding === "zero3"))
       states.push("train one layer at a time (--low-memory-optimizer badam)");
     // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
-    const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
+    const cpuAdam = deepspeedCpuAdam(plan);
     // the default foreach AdamW makes a temporary as large as the parameters at the step; the fused one makes none
-    if (
-      !cpuAdam &&
-      (plan.optimizer === null || plan.optimizer === "adamw_torch") &&
-      (lowMemory === null || lowMemory === "badam")
-    ) {
+    if (!cpuAdam && plainAdamW(plan.optimizer) && optimSteps(lowMemory)) {
       const saves = saving({ optimizer: "adamw_torch_fused" });
       if (saves >= 0.02 * now)
         states.push(
@@ -210,9 +213,13 @@ export function memoryIssues(
   // a plan without an optimizer steps with transformers' default, which became the fused AdamW at torch 2.8: where
   // that decides whether the step fits, say so
   const defaultFused = assumptions.defaultOptimFused ?? DEFAULT_ASSUMPTIONS.defaultOptimFused;
-  const optimApplies = plan.lowMemoryOptimizer === null || plan.lowMemoryOptimizer === "badam";
-  const cpuAdam = isDeepSpeed(plan.sharding) && plan.offload !== "none";
-  if (plan.optimizer === null && !defaultFused && optimApplies && !cpuAdam && !memory.train.fits) {
+  if (
+    plan.optimizer === null &&
+    !defaultFused &&
+    optimSteps(plan.lowMemoryOptimizer) &&
+    !deepspeedCpuAdam(plan) &&
+    !memory.train.fits
+  ) {
     const fused = estimateTrainMemory({ ...plan, optimizer: "adamw_torch_fused" }, assumptions).deviceBytes;
     if (fused <= cap)
       issues.push({

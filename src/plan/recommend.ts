@@ -4,11 +4,13 @@ import { estimateTrainMemory } from "../memory/train.ts";
 import {
   ALL_METHOD_FIELDS,
   type Attention,
-  isDeepSpeed,
+  deepspeedCpuAdam,
   type Method,
   type Offload,
+  optimSteps,
   type Plan,
   type PlanInput,
+  plainAdamW,
   type Sharding,
 } from "../schema/plan.ts";
 import { type AnalyzeOptions, analyzePlan, analyzeResolvedPlan } from "./analyze.ts";
@@ -140,20 +142,20 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
     // and Adam-mini and Muon without optim; BAdam steps its layer with optim's)
     const fused =
       (method === "full" || method === "freeze") &&
-      (resolved.optimizer === null || resolved.optimizer === "adamw_torch") &&
-      (resolved.lowMemoryOptimizer === null || resolved.lowMemoryOptimizer === "badam");
+      plainAdamW(resolved.optimizer) &&
+      optimSteps(resolved.lowMemoryOptimizer);
     for (const attention of attentions)
       for (const sharding of ["none", "zero2", "zero3", "fsdp"] as Sharding[]) {
         for (const offload of ["none", "optimizer", "params"] as Offload[]) {
           for (const eightBit of [false, true]) {
             // DeepSpeed's offloaded optimizer is always its CPU Adam (OFFLOAD_REPLACES_OPTIMIZER): no 8-bit there
-            if (eightBit && offload !== "none" && isDeepSpeed(sharding)) continue;
+            if (eightBit && deepspeedCpuAdam({ sharding, offload })) continue;
             for (const liger of [false, true]) {
               for (const micro of MICRO_BATCHES) {
                 if (global % micro !== 0) continue;
                 const gradAccum = global / micro;
                 // DeepSpeed's offload steps its CPU Adam whatever the optimizer (OFFLOAD_REPLACES_OPTIMIZER)
-                const stepFused = fused && !(offload !== "none" && isDeepSpeed(sharding));
+                const stepFused = fused && !deepspeedCpuAdam({ sharding, offload });
                 const optimizer = eightBit ? EIGHT_BIT : stepFused ? FUSED : resolved.optimizer;
                 // FSDP1 would hold the whole model's gradients unsharded between reductions
                 // (FSDP_UNSHARDED_ACCUMULATION): full and freeze tuning reduce after every micro-batch instead

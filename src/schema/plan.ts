@@ -48,6 +48,21 @@ export function projectsGradients(o: LowMemoryOptimizer | null | undefined): o i
 export function anyMethodOptimizer(o: LowMemoryOptimizer | null | undefined): boolean {
   return o === "adam_mini" || o === "muon";
 }
+/**
+ * Whether `optim` is what steps the trained weights: with no memory-efficient optimizer, or under BAdam, which steps
+ * its active layer with optim's class (Adam-mini and Muon ignore optim; GaLore and APOLLO take adamw_torch only).
+ */
+export function optimSteps(o: LowMemoryOptimizer | null | undefined): boolean {
+  return o === null || o === undefined || o === "badam";
+}
+/** `optim` unset or `adamw_torch`: AdamW whose step may be the foreach one (the fused AdamW is the way out of it). */
+export function plainAdamW(optim: string | null | undefined): boolean {
+  return optim === null || optim === undefined || optim === "adamw_torch";
+}
+/** DeepSpeed's optimizer offload, which steps its CPU Adam whatever the optimizer (OFFLOAD_REPLACES_OPTIMIZER). */
+export function deepspeedCpuAdam(p: { readonly sharding: Sharding; readonly offload: Offload }): boolean {
+  return isDeepSpeed(p.sharding) && p.offload !== "none";
+}
 /** How each is written in prose. */
 export const LOW_MEMORY_OPTIMIZER_NAMES: Readonly<Record<LowMemoryOptimizer, string>> = {
   galore: "GaLore",
