@@ -496,6 +496,15 @@ function humanPlan(a: PlanAnalysis, color = false): string {
             "it fills what the card leaves, and is freed before the allocator runs out",
         ]
       : []),
+    ...(m.train.pagedOptimizerBytes > 0
+      ? [
+          `  ${formatGib(m.train.pagedOptimizerBytes)} of optimizer states in bitsandbytes' paged (CUDA managed) memory, outside ` +
+            `PyTorch's allocator: ${formatGib(m.train.pagedOptimizerBytes - m.train.pagedToHostBytes)} of it on the GPU, in the runtime` +
+            (m.train.pagedToHostBytes > 0
+              ? `; ${formatGib(m.train.pagedToHostBytes)} pages through host RAM every step`
+              : ""),
+        ]
+      : []),
     ...(m.train.phase === "backward" &&
     per.breakdown.gradients === 0 &&
     a.trainable.trainable > 0 &&

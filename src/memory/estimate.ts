@@ -24,6 +24,13 @@ export interface MemoryEstimate {
      * it before it runs out.
      */
     readonly releasableBytes: number;
+    /**
+     * bitsandbytes' paged optimizers: the optimizer states this GPU keeps in CUDA managed memory, outside PyTorch's
+     * allocator (not in `breakdown.optimizer`); the part the card has room for is counted in `breakdown.runtime`.
+     */
+    readonly pagedOptimizerBytes: number;
+    /** Of `pagedOptimizerBytes`, what does not fit beside the peak: it pages through host memory every step. */
+    readonly pagedToHostBytes: number;
     /** what the plan may use after headroom */
     readonly capacityBytes: number;
     readonly fits: boolean;
@@ -61,12 +68,21 @@ export function estimateMemory(
         breakdown: train.breakdown,
       },
       releasableBytes: train.releasableBytes,
+      pagedOptimizerBytes: train.pagedOptimizerBytes,
+      pagedToHostBytes: train.pagedOptimizerBytes - train.pagedResidentBytes,
       capacityBytes,
       fits: train.deviceBytes <= capacityBytes,
       phase: train.phase,
     },
     load: estimateLoadMemory(plan, capacityBytes, as, params, train.wrapPeakBytes),
     inference: { perGpuBytes: inference.perGpuBytes, cpuBytes: inference.cpuBytes },
-    hostRam: estimateHostMemory(plan, as, params, trainable.trainable, train.fsdpUnits),
+    hostRam: estimateHostMemory(
+      plan,
+      as,
+      params,
+      trainable.trainable,
+      train.fsdpUnits,
+      train.pagedOptimizerBytes - train.pagedResidentBytes,
+    ),
   };
 }

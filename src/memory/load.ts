@@ -306,6 +306,8 @@ export function estimateHostMemory(
   trainableParams = 0,
   /** FSDP1's units (TrainMemory.fsdpUnits); with parameter offload they size the pinned host copies */
   fsdpUnits: FsdpUnits | null = null,
+  /** per GPU, the paged optimizer states that do not fit on it (TrainMemory.pagedOptimizerBytes − pagedResidentBytes) */
+  pagedToHostBytes = 0,
 ): HostMemory {
   const as = withDefaults(overrides);
   const total = loadedWeightBytes(plan, params, as);
@@ -323,7 +325,8 @@ export function estimateHostMemory(
   // an additional_buffer_factor of 1.5 on top), and with parameter offload also its share of the weights. Under
   // DeepSpeed that optimizer is always Adam: accelerate swaps any other for DeepSpeedCPUAdam
   // (OFFLOAD_REPLACES_OPTIMIZER warns).
-  const processes = plan.gpus * as.hostBytesPerProcess;
+  // managed pages evicted from the GPUs live in host memory (cudaMallocManaged backs a page on one side at a time)
+  const processes = plan.gpus * (as.hostBytesPerProcess + pagedToHostBytes);
   const saving = saveGatherBytes(plan, params, total, as);
   if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
     // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:

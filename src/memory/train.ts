@@ -61,6 +61,17 @@ export interface TrainMemory {
    */
   readonly releasableBytes: number;
   /**
+   * bitsandbytes' paged optimizers (`paged_*`): this GPU's optimizer states in CUDA managed memory
+   * (`BNB_PAGED_MIN_ELEMENTS`), which PyTorch's allocator does not see and `breakdown.optimizer` leaves out. 0 for
+   * other optimizers.
+   */
+  readonly pagedOptimizerBytes: number;
+  /**
+   * The part of `pagedOptimizerBytes` on the GPU at the peak, counted in `breakdown.runtime`: what the card leaves
+   * beside the allocator's pool, up to the usable capacity. The rest pages between host and GPU every step.
+   */
+  readonly pagedResidentBytes: number;
+  /**
    * FSDP1: the flat parameters of its units as stored, unsharded: one decoder layer (× layers) and the root
    * (embeddings, final norm, lm_head); null for other plans. Host memory sizes parameter offload from them.
    */
@@ -112,6 +123,61 @@ export function optimizerStepKind(
   if (name === "adamw_torch_4bit" || name === "adamw_torch_8bit") return "in-place";
   if (/8bit|32bit|bnb|^paged_|lion|ademamix/.test(name)) return "in-place";
   return "foreach";
+}
+
+/**
+ * bitsandbytes' paged optimizers keep the state of each parameter of at least 1e5 elements in CUDA managed memory
+ * (bitsandbytes/optim/optimizer.py `get_state_buffer`: `F.get_paged`, which is cudaMallocManaged), outside PyTorch's
+ * caching allocator, so `torch.cuda.memory_allocated` never sees it; smaller parameters get ordinary tensors. The
+ * driver migrates managed pages to host memory when the GPU needs the room and back at the step (`prefetch_state`).
+ */
+export const BNB_PAGED_MIN_ELEMENTS = 1e5;
+
+/** bitsandbytes' paged AdamW, AdEMAMix and Lion (`paged_*` in transformers' OptimizerNames). */
+export function isPagedOptimizer(optimizer: string | null): boolean {
+  return optimizer?.startsWith("paged_") === true;
+}
+
+/**
+ * Trainable parameters whose state a paged optimizer keeps in managed memory: those in tensors of at least
+ * `BNB_PAGED_MIN_ELEMENTS` elements, counted on the tensors as the model holds them (LoRA's A and B, DoRA's
+ * magnitude, norms); under DeepSpeed the optimizer steps flat partitions, all of them large.
+ */
+function pagedStateParams(
+  plan: Plan,
+  trainable: TrainableBreakdown,
+  groups: readonly LinearGroup[],
+  deepspeed: boolean,
+): number {
+  if (deepspeed) return trainable.trainable;
+  const t = plan.model.architecture.text;
+  const large = (n: number): boolean => n >= BNB_PAGED_MIN_ELEMENTS;
+  let small = 0;
+  if (plan.method === "lora" || plan.method === "qlora") {
+    const r = plan.loraRank ?? 8;
+    for (const g of groups) {
+      const region =
+        g.region === "text" ||
+        (g.region === "vision" && plan.freezeVisionTower === false) ||
+        (g.region === "projector" && plan.freezeProjector === false);
+      if (!region || !trainable.loraTargets.includes(g.name)) continue;
+      const a = r * g.inFeatures;
+      const b = g.outFeatures * r;
+      small += g.count * ((large(a) ? 0 : a) + (large(b) ? 0 : b) + (plan.useDora ? g.outFeatures : 0));
+    }
+  } else {
+    // full and freeze tuning: every norm weight (and LayerNorm bias) is a vector of hidden size
+    const whole = plan.method === "full" && plan.lowMemoryOptimizer !== "badam";
+    const layers = whole ? t.numLayers : trainable.trainableLayers.length;
+    const modules = plan.method === "freeze" ? plan.freezeTrainableModules : null;
+    const norms =
+      modules === null || modules === "all"
+        ? t.normsPerLayer
+        : Math.min(t.normsPerLayer, modules.filter((m) => /norm|^ln_/.test(m)).length);
+    const perNorm = t.norm === "layernorm" ? 2 : 1;
+    if (!large(t.hiddenSize)) small += (layers * norms + (whole ? 1 : 0)) * perNorm * t.hiddenSize;
+  }
+  return Math.max(0, trainable.trainable - small);
 }
 
 /** Whole-group temporaries of a foreach step: Adagrad's `std` and `numerator`, one for the others. */
@@ -610,8 +676,19 @@ export function estimateTrainMemory(
             (trainable.fullModules - projection.params) *
               optimizerBytesPerParam(plan.optimizer, badam ? 4 : fullBytes) +
             projection.bytes;
-  let optimizer = (trainable.trainable * masterBytes + stateBytes) / split.optimizer;
+  // a paged optimizer's large states live in managed memory, outside the allocator (the generic branch above only:
+  // Adam-mini, Muon, Adafactor, GaLore and APOLLO build their own optimizers)
+  const pagedStates =
+    isPagedOptimizer(plan.optimizer) &&
+    plan.offload === "none" &&
+    !adamMini &&
+    !muon &&
+    projection.params === 0
+      ? pagedStateParams(plan, trainable, groups, deepspeed) * optimizerBytesPerParam(plan.optimizer, 4)
+      : 0;
+  let optimizer = (trainable.trainable * masterBytes + stateBytes - pagedStates) / split.optimizer;
   if (plan.offload !== "none") optimizer = 0;
+  const pagedOptimizerBytes = pagedStates / split.optimizer;
 
   // ---- activations
   const tokens = plan.microBatch * plan.seqLen;
@@ -883,6 +960,13 @@ export function estimateTrainMemory(
     releasableBytes = Math.min(pool.cacheFloor, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
   }
+  // A paged optimizer's managed pages stay on the GPU where the card has room beside the allocator's pool (nvidia-smi
+  // shows them there), and the driver evicts them to host memory when it has not: counted up to the usable capacity
+  const reserved = weights + gradients + optimizer + activations + logits + buffers + fragmentation;
+  const pagedResidentBytes = Math.min(
+    pagedOptimizerBytes,
+    Math.max(0, usableCapacityBytes(plan) - reserved - runtime),
+  );
   const breakdown = roundBreakdown({
     weights,
     gradients,
@@ -891,7 +975,7 @@ export function estimateTrainMemory(
     logits,
     buffers,
     fragmentation,
-    runtime,
+    runtime: runtime + pagedResidentBytes,
   });
   const allocatedBytes =
     breakdown.weights +
@@ -910,6 +994,8 @@ export function estimateTrainMemory(
     tokensPerMicroBatch: tokens,
     wrapPeakBytes: Math.round(wrapPeakBytes),
     releasableBytes: Math.min(Math.round(releasableBytes), breakdown.fragmentation),
+    pagedOptimizerBytes: Math.round(pagedOptimizerBytes),
+    pagedResidentBytes: Math.min(Math.round(pagedResidentBytes), breakdown.runtime),
     fsdpUnits,
   };
 }

@@ -116,6 +116,8 @@ export function planReport(analysis: PlanAnalysis) {
       train: {
         perGpu: analysis.memory.train.perGpu,
         releasableBytes: analysis.memory.train.releasableBytes,
+        pagedOptimizerBytes: analysis.memory.train.pagedOptimizerBytes,
+        pagedToHostBytes: analysis.memory.train.pagedToHostBytes,
         capacityBytes: analysis.memory.train.capacityBytes,
         fits: analysis.memory.train.fits,
         phase: analysis.memory.train.phase,

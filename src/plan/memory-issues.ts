@@ -204,7 +204,7 @@ export function memoryIssues(
       path: "microBatch",
       message:
         `the training step needs ${gib(memory.train.perGpu.deviceBytes)} per GPU (weights ${gib(b.weights)}, gradients ` +
-        `${gib(b.gradients)}, optimizer ${gib(b.optimizer)}, activations ${gib(b.activations)}, logits ${gib(b.logits)}, ` +
+        `${gib(b.gradients)}, optimizer ${gib(b.optimizer)}${memory.train.pagedOptimizerBytes > 0 ? ` + ${gib(memory.train.pagedOptimizerBytes)} paged, which yields to host RAM` : ""}, activations ${gib(b.activations)}, logits ${gib(b.logits)}, ` +
         `buffers ${gib(b.buffers)}, allocator reserve ${gib(b.fragmentation)}, runtime ${gib(b.runtime)}) ` +
         `but ${gib(cap)} is usable (${gib(plan.gpu.capacityBytes)} less ${(plan.headroom * 100).toFixed(0)} % headroom)`,
       hint,
@@ -233,13 +233,32 @@ export function memoryIssues(
         hint: "Set --optimizer adamw_torch_fused to train with the fused AdamW on any torch, or pass --assume defaultOptimFused=true for a torch of 2.8 or newer.",
       });
   }
+  // paged states beyond what the card leaves do not stop the run: the driver moves them through host memory
+  const paged = memory.train.pagedOptimizerBytes;
+  const toHost = memory.train.pagedToHostBytes;
+  if (toHost > 0 && memory.train.fits) {
+    issues.push({
+      code: "PAGED_OPTIMIZER_SPILLS",
+      severity: "warning",
+      path: "optimizer",
+      message:
+        `${gib(toHost)} of the ${gib(paged)} of ${plan.optimizer}'s states per GPU do not fit beside the training ` +
+        `peak (${gib(memory.train.perGpu.deviceBytes - (paged - toHost))} of ${gib(cap)} usable): bitsandbytes keeps ` +
+        `them in CUDA managed memory, which the driver evicts to host RAM while forward and backward need the room ` +
+        `and brings back at every step: the run fits, but each step copies ${gib(2 * toHost)} over PCIe`,
+      hint:
+        plan.gpus * plan.nodes > 1 && plan.sharding === "none"
+          ? `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: shard the optimizer states with --sharding zero2 (or zero3), or lower the peak (--micro-batch, --seq-len).`
+          : `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: lower the peak (--micro-batch, --seq-len)${plan.gradientCheckpointing ? "" : " or turn on --gradient-checkpointing"}, or use more GPUs with --sharding zero2 (or zero3).`,
+    });
+  }
   const host = memory.hostRam.perNodeBytes;
   if (plan.hostRamBytes !== null && host > plan.hostRamBytes) {
     issues.push({
       code: "HOST_RAM_OOM",
       severity: "error",
       path: "hostRam",
-      message: `each node needs about ${gib(host)} of host memory (processes, loading${plan.offload !== "none" ? ", CPU offload" : ""}) but has ${gib(plan.hostRamBytes)}`,
+      message: `each node needs about ${gib(host)} of host memory (processes, loading${plan.offload !== "none" ? ", CPU offload" : ""}${toHost > 0 ? ", paged optimizer states" : ""}) but has ${gib(plan.hostRamBytes)}`,
       hint:
         plan.offload === "params"
           ? "Offload less (--offload optimizer or none), or use more nodes."
