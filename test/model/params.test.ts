@@ -23,7 +23,7 @@ describe("catalog parameter accounting", () => {
     expect(() => validateCatalog()).not.toThrow();
     // one record per reference entry: models.json and scripts/data/extra-models.json
     expect(listCatalogModels()).toHaveLength(Object.keys(reference).length);
-    expect(Object.keys(reference)).toHaveLength(97);
+    expect(Object.keys(reference)).toHaveLength(101);
   });
 
   it("names every id once: no checkpoint resolves to two catalog models", () => {

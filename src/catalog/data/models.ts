@@ -5989,5 +5989,201 @@ export const MODEL_RECORDS: readonly CatalogModelRecord[] = [
     "sources": [
       "Qwen/Qwen3-VL-30B-A3B-Instruct config.json (Qwen3VLMoeForConditionalGeneration): text_config with Qwen3-30B-A3B's dimensions (48 layers of 2,048, 128 experts of 768, top 8; rope_theta 5e6, 262,144 positions), the routed experts fused as experts.gate_up_proj / experts.down_proj; vision_config depth 27, hidden 1152, MLP 4304, out_hidden_size 2048, deepstack_visual_indexes [8, 16, 24]"
     ]
+  },
+  {
+    "key": "LLaMA-7B",
+    "id": "huggyllama/llama-7b",
+    "ids": [
+      {
+        "id": "huggyllama/llama-7b",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": "Llama-7B",
+        "shards": null
+      },
+      {
+        "id": "decapoda-research/llama-7b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 4096,
+        "numLayers": 32,
+        "numHeads": 32,
+        "numKvHeads": 32,
+        "headDim": 128,
+        "intermediateSize": 11008,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 2048,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "huggyllama/llama-7b config.json (LlamaForCausalLM; LLaMA-1, Touvron et al. 2023, Table 2)"
+    ]
+  },
+  {
+    "key": "LLaMA-13B",
+    "id": "huggyllama/llama-13b",
+    "ids": [
+      {
+        "id": "huggyllama/llama-13b",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": "Llama-13B",
+        "shards": null
+      },
+      {
+        "id": "decapoda-research/llama-13b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 5120,
+        "numLayers": 40,
+        "numHeads": 40,
+        "numKvHeads": 40,
+        "headDim": 128,
+        "intermediateSize": 13824,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 2048,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "huggyllama/llama-13b config.json (LlamaForCausalLM; LLaMA-1, Touvron et al. 2023, Table 2)"
+    ]
+  },
+  {
+    "key": "LLaMA-30B",
+    "id": "huggyllama/llama-30b",
+    "ids": [
+      {
+        "id": "huggyllama/llama-30b",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": "Llama-30B",
+        "shards": null
+      },
+      {
+        "id": "decapoda-research/llama-30b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 6656,
+        "numLayers": 60,
+        "numHeads": 52,
+        "numKvHeads": 52,
+        "headDim": 128,
+        "intermediateSize": 17920,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 2048,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "huggyllama/llama-30b config.json (LlamaForCausalLM; LLaMA-1, Touvron et al. 2023, Table 2)"
+    ]
+  },
+  {
+    "key": "LLaMA-65B",
+    "id": "huggyllama/llama-65b",
+    "ids": [
+      {
+        "id": "huggyllama/llama-65b",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": "Llama-65B",
+        "shards": null
+      },
+      {
+        "id": "decapoda-research/llama-65b-hf",
+        "defaultTemplate": null,
+        "groupTemplate": null,
+        "llamafactoryName": null,
+        "shards": null
+      }
+    ],
+    "architecture": {
+      "modelType": "llama",
+      "text": {
+        "vocabSize": 32000,
+        "embedRows": 32000,
+        "hiddenSize": 8192,
+        "numLayers": 80,
+        "numHeads": 64,
+        "numKvHeads": 64,
+        "headDim": 128,
+        "intermediateSize": 22016,
+        "tieWordEmbeddings": false,
+        "qkvBias": false,
+        "oBias": false,
+        "mlpBias": false,
+        "mlp": "gated",
+        "norm": "rmsnorm",
+        "normsPerLayer": 2,
+        "qkNorm": false,
+        "crossAttentionLayers": [],
+        "maxPositionEmbeddings": 2048,
+        "moe": null,
+        "mla": null
+      },
+      "vision": null
+    },
+    "sources": [
+      "huggyllama/llama-65b config.json (LlamaForCausalLM; LLaMA-1, Touvron et al. 2023, Table 2)"
+    ]
   }
 ];
