@@ -140,8 +140,8 @@ export function isPagedOptimizer(optimizer: string | null): boolean {
 
 /**
  * Trainable parameters whose state a paged optimizer keeps in managed memory: those in tensors of at least
- * `BNB_PAGED_MIN_ELEMENTS` elements, counted on the tensors as the model holds them (LoRA's A and B, DoRA's
- * magnitude, norms); under DeepSpeed the optimizer steps flat partitions, all of them large.
+ * `BNB_PAGED_MIN_ELEMENTS` elements, counted on the tensors the optimizer is given (LoRA's A and B, DoRA's
+ * magnitude, norms; under FSDP each one's local shard); under DeepSpeed it steps flat partitions, all of them large.
  */
 function pagedStateParams(
   plan: Plan,
@@ -151,7 +151,9 @@ function pagedStateParams(
 ): number {
   if (deepspeed) return trainable.trainable;
   const t = plan.model.architecture.text;
-  const large = (n: number): boolean => n >= BNB_PAGED_MIN_ELEMENTS;
+  // FSDP hands the optimizer each parameter's local shard (use_orig_params views under FSDP1, DTensors under FSDP2)
+  const shards = isFsdp(plan.sharding) ? partition(plan).optimizer : 1;
+  const large = (n: number): boolean => n / shards >= BNB_PAGED_MIN_ELEMENTS;
   let small = 0;
   if (plan.method === "lora" || plan.method === "qlora") {
     const r = plan.loraRank ?? 8;

@@ -46,6 +46,18 @@ describe("bitsandbytes' paged optimizers", () => {
     const r32 = at(32);
     expect(r32.pagedOptimizerBytes).toBe(64 * 2 * 32 * 4096 * 8);
     expect(r32.breakdown.optimizer).toBe(0);
+    // FSDP gives the optimizer each parameter's local shard: half of 131,072 elements is under the threshold
+    const fsdp = estimateTrainMemory(
+      llama7b({
+        method: "lora",
+        loraRank: 32,
+        loraTarget: ["q_proj", "v_proj"],
+        optimizer: "paged_adamw_32bit",
+        gpus: 2,
+        sharding: "fsdp",
+      }),
+    );
+    expect(fsdp.pagedOptimizerBytes).toBe(0);
   });
 
   it("page DeepSpeed's flat partitions whole, beside its fp32 master copy", () => {
