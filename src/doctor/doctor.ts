@@ -811,7 +811,10 @@ function verdictOf(
   const bound = report.upperBound ?? [];
   lines.push(
     t.fits
-      ? `Training: ${gib(t.perGpu.deviceBytes)} per GPU at the peak (${t.phase}) of ${gib(t.capacityBytes)} usable: fits.`
+      ? `Training: ${gib(t.perGpu.deviceBytes)} per GPU at the peak (${t.phase}) of ${gib(t.capacityBytes)} usable: fits.` +
+          (t.pagedOptimizerBytes > 0
+            ? ` Of it, ${gib(t.pagedOptimizerBytes - t.pagedToHostBytes)} is the paged optimizer's states, which yield to host RAM when the GPU needs the room.`
+            : "")
       : bound.length > 0
         ? `Training: at most ${gib(t.perGpu.deviceBytes)} per GPU (${t.phase}; an upper bound with ${bound.join(", ")}) of ${gib(t.capacityBytes)} usable: may not fit.`
         : `Training: the step needs ${gib(t.perGpu.deviceBytes)} per GPU (${t.phase}) but ${gib(t.capacityBytes)} is usable: out of memory.`,

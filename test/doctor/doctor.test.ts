@@ -948,3 +948,26 @@ describe("tunefit doctor --fix --out", () => {
     expect(existsSync(join(out, "fix"))).toBe(false);
   });
 });
+
+describe("tunefit doctor: a paged optimizer", () => {
+  it("runs as it is where the states page through host RAM, and says how much of the peak they are", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: meta-llama/Llama-3.1-8B\ntemplate: llama3\nstage: sft\ndo_train: true\n" +
+        "finetuning_type: full\ndataset: alpaca_en_demo\ncutoff_len: 2048\nper_device_train_batch_size: 2\n" +
+        "optim: paged_adamw_32bit\npure_bf16: true\noutput_dir: out\n",
+    );
+    const r = cli(["doctor", "train.yaml", "--gpu", "a100-80g"], dir);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Of it, \d+\.\d GiB is the paged optimizer's states/);
+    expect(r.stdout).toContain("→ at train.yaml:optim"); // the plan field, named by the key it was read from
+    const { json } = doctorJson(["doctor", "train.yaml", "--gpu", "a100-80g"], dir);
+    expect(json.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "PAGED_OPTIMIZER_SPILLS", severity: "warning", path: "optimizer" }),
+      ]),
+    );
+    expect(json.memory.train.fits).toBe(true);
+  });
+});
