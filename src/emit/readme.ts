@@ -103,6 +103,15 @@ export function bundleReadme(analysis: PlanAnalysis, files: readonly string[]): 
     `| **device** (nvidia-smi) | ${(t.perGpu.deviceBytes / 1024 ** 3).toFixed(2)} |`,
     "",
   );
+  if (t.pagedOptimizerBytes > 0)
+    out.push(
+      `${plan.optimizer} keeps ${formatGib(t.pagedOptimizerBytes)} of optimizer states per GPU in CUDA managed memory, outside PyTorch's allocator: ` +
+        `${formatGib(t.pagedOptimizerBytes - t.pagedToHostBytes)} of it is counted in the runtime row, on the GPU` +
+        (t.pagedToHostBytes > 0
+          ? `, and ${formatGib(t.pagedToHostBytes)} pages through host RAM every step.`
+          : "."),
+      "",
+    );
   const load = memory.load;
   out.push(
     `- Loading: ${formatGib(load.perGpuPeakBytes)} per GPU at the peak${

@@ -502,3 +502,26 @@ describe("DeepSpeed batch values against the YAML", () => {
     ]);
   });
 });
+
+describe("bundle README with a paged optimizer", () => {
+  it("says which part of the states sits in the runtime row and which pages through host RAM", () => {
+    const { plan } = resolvePlan({
+      model: "meta-llama/Llama-3.1-8B",
+      gpu: "a100-80g",
+      method: "full",
+      precision: "pure_bf16",
+      optimizer: "paged_adamw_32bit",
+      seqLen: 2048,
+      microBatch: 2,
+      template: "llama3",
+    });
+    const readme = emitFiles(plan).find((f) => f.path === "README.md")?.contents ?? "";
+    expect(readme).toMatch(
+      /paged_adamw_32bit keeps 59\.83 GiB of optimizer states per GPU in CUDA managed memory, outside PyTorch's allocator: \d+\.\d\d GiB of it is counted in the runtime row, on the GPU, and \d+\.\d\d GiB pages through host RAM every step\./,
+    );
+    const plain = emitFiles({ ...plan, optimizer: "adamw_8bit" }).find(
+      (f) => f.path === "README.md",
+    )?.contents;
+    expect(plain).not.toContain("managed memory");
+  });
+});
