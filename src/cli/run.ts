@@ -496,10 +496,10 @@ function humanPlan(a: PlanAnalysis, color = false): string {
             "it fills what the card leaves, and is freed before the allocator runs out",
         ]
       : []),
-    ...(m.train.pagedOptimizerBytes > 0
+    ...(m.train.pagedOptimizerBytes > 0 && m.train.fits
       ? [
           `  ${formatGib(m.train.pagedOptimizerBytes)} of optimizer states in bitsandbytes' paged (CUDA managed) memory, outside ` +
-            `PyTorch's allocator: ${formatGib(m.train.pagedOptimizerBytes - m.train.pagedToHostBytes)} of it on the GPU, in the runtime` +
+            `PyTorch's allocator: ${formatGib(m.train.pagedOptimizerBytes - m.train.pagedToHostBytes)} of it on the GPU, counted in the runtime (r)` +
             (m.train.pagedToHostBytes > 0
               ? `; ${formatGib(m.train.pagedToHostBytes)} pages through host RAM every step`
               : ""),

@@ -29,7 +29,10 @@ export interface MemoryEstimate {
      * allocator (not in `breakdown.optimizer`); the part the card has room for is counted in `breakdown.runtime`.
      */
     readonly pagedOptimizerBytes: number;
-    /** Of `pagedOptimizerBytes`, what does not fit beside the peak: it pages through host memory every step. */
+    /**
+     * Of `pagedOptimizerBytes`, what does not fit beside the peak: it pages through host memory every step. A
+     * checkpoint save migrates the saving ranks' paged states to host memory whole (`hostRam` counts both).
+     */
     readonly pagedToHostBytes: number;
     /** what the plan may use after headroom */
     readonly capacityBytes: number;
@@ -82,7 +85,12 @@ export function estimateMemory(
       params,
       trainable.trainable,
       train.fsdpUnits,
-      train.pagedOptimizerBytes - train.pagedResidentBytes,
+      // where the step does not fit, no page is resident and the plan does not run: its spill is not counted
+      {
+        bytes: train.pagedOptimizerBytes,
+        toHostBytes:
+          train.deviceBytes <= capacityBytes ? train.pagedOptimizerBytes - train.pagedResidentBytes : 0,
+      },
     ),
   };
 }

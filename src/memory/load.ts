@@ -1,6 +1,6 @@
 import { linearModules } from "../model/modules.ts";
 import { countParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
-import { isFsdp, type Plan } from "../schema/plan.ts";
+import { isDeepSpeed, isFsdp, type Plan } from "../schema/plan.ts";
 import { type MemoryAssumptions, withDefaults } from "./assumptions.ts";
 
 /*
@@ -306,8 +306,11 @@ export function estimateHostMemory(
   trainableParams = 0,
   /** FSDP1's units (TrainMemory.fsdpUnits); with parameter offload they size the pinned host copies */
   fsdpUnits: FsdpUnits | null = null,
-  /** per GPU, the paged optimizer states that do not fit on it (TrainMemory.pagedOptimizerBytes − pagedResidentBytes) */
-  pagedToHostBytes = 0,
+  /**
+   * per GPU, a paged optimizer's states (TrainMemory.pagedOptimizerBytes) and the part of them that does not fit
+   * on it (− pagedResidentBytes)
+   */
+  paged: { readonly bytes: number; readonly toHostBytes: number } = { bytes: 0, toHostBytes: 0 },
 ): HostMemory {
   const as = withDefaults(overrides);
   const total = loadedWeightBytes(plan, params, as);
@@ -325,9 +328,14 @@ export function estimateHostMemory(
   // an additional_buffer_factor of 1.5 on top), and with parameter offload also its share of the weights. Under
   // DeepSpeed that optimizer is always Adam: accelerate swaps any other for DeepSpeedCPUAdam
   // (OFFLOAD_REPLACES_OPTIMIZER warns).
-  // managed pages evicted from the GPUs live in host memory (cudaMallocManaged backs a page on one side at a time)
-  const processes = plan.gpus * (as.hostBytesPerProcess + pagedToHostBytes);
-  const saving = saveGatherBytes(plan, params, total, as);
+  const processes = plan.gpus * as.hostBytesPerProcess;
+  // Managed pages evicted from a GPU live in host memory (cudaMallocManaged backs a page on one side at a time). A
+  // checkpoint save reads the paged states through the CPU (torch.save of the optimizer's state dict, whose paged
+  // tensors are CPU views of managed memory), which migrates them all to host memory: on rank 0 (the Trainer saves a
+  // replicated optimizer once), on every rank under DeepSpeed and FSDP (their shards)
+  const savers = isDeepSpeed(plan.sharding) || isFsdp(plan.sharding) ? plan.gpus : 1;
+  const pagedAtSave = savers * paged.bytes + (plan.gpus - savers) * paged.toHostBytes;
+  const saving = saveGatherBytes(plan, params, total, as) + pagedAtSave;
   if (plan.sharding === "fsdp" && plan.offload === "params" && fsdpUnits !== null) {
     // each unit is moved to the GPU to be wrapped (freeing its CPU weights) before its shard comes back pinned:
     // the checkpoint on the CPU and the pinned shards peak one after the other, not together

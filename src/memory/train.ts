@@ -133,6 +133,19 @@ export function optimizerStepKind(
  */
 export const BNB_PAGED_MIN_ELEMENTS = 1e5;
 
+/**
+ * The `optim` names transformers builds from bitsandbytes (trainer.py get_optimizer_cls_and_kwargs): its AdamW, Lion,
+ * RMSprop and AdEMAMix in 8 and 32 bits, paged or not. torchao's `adamw_torch_4bit`/`_8bit` are not among them.
+ */
+export function bitsandbytesOptimizer(optimizer: string | null): boolean {
+  return (
+    optimizer !== null &&
+    /^(adamw_bnb_8bit|adamw_8bit|ademamix(_8bit)?|lion_(8|32)bit|rmsprop_bnb(_8bit|_32bit)?|paged_.+)$/.test(
+      optimizer,
+    )
+  );
+}
+
 /** bitsandbytes' paged AdamW, AdEMAMix and Lion (`paged_*` in transformers' OptimizerNames). */
 export function isPagedOptimizer(optimizer: string | null): boolean {
   return optimizer?.startsWith("paged_") === true;
@@ -141,7 +154,8 @@ export function isPagedOptimizer(optimizer: string | null): boolean {
 /**
  * Trainable parameters whose state a paged optimizer keeps in managed memory: those in tensors of at least
  * `BNB_PAGED_MIN_ELEMENTS` elements, counted on the tensors the optimizer is given (LoRA's A and B, DoRA's
- * magnitude, norms; under FSDP each one's local shard); under DeepSpeed it steps flat partitions, all of them large.
+ * magnitude, norms; under FSDP1 each one's local shard); under DeepSpeed it steps flat partitions, all of them large
+ * (the no-decay group's partition of norms and biases aside, a few MB).
  */
 function pagedStateParams(
   plan: Plan,
@@ -151,8 +165,9 @@ function pagedStateParams(
 ): number {
   if (deepspeed) return trainable.trainable;
   const t = plan.model.architecture.text;
-  // FSDP hands the optimizer each parameter's local shard (use_orig_params views under FSDP1, DTensors under FSDP2)
-  const shards = isFsdp(plan.sharding) ? partition(plan).optimizer : 1;
+  // FSDP1 hands the optimizer each parameter's local shard (use_orig_params views; PEFT wraps each LoRA linear as a
+  // unit of its own); FSDP2's DTensors report their global size
+  const shards = plan.sharding === "fsdp" ? partition(plan).optimizer : 1;
   const large = (n: number): boolean => n / shards >= BNB_PAGED_MIN_ELEMENTS;
   let small = 0;
   if (plan.method === "lora" || plan.method === "qlora") {
@@ -659,13 +674,15 @@ export function estimateTrainMemory(
     : muon
       ? vocabTensorsWithFullStates(plan, params, "muon") + fusedExperts
       : 0;
+  // the optim whose states the generic branch counts: Muon ignores it (under FSDP its own AdamW steps everything)
+  const statesOptim = plan.lowMemoryOptimizer === "muon" ? null : plan.optimizer;
   const stateBytes = adamMini
     ? trainable.trainable * 4 + fullStates * 4
     : muon
       ? deepspeed
         ? trainable.trainable * 4 + fullStates * 4
         : trainable.adapter * adapterBytes + trainable.fullModules * fullBytes + fullStates * fullBytes
-      : plan.optimizer === "adafactor"
+      : statesOptim === "adafactor"
         ? deepspeed || plan.sharding === "fsdp"
           ? // DeepSpeed hands it flat 1-D fp32 partitions, FSDP1 1-D views of each weight's shard, which Adafactor
             // does not factor: a full second moment
@@ -673,24 +690,23 @@ export function estimateTrainMemory(
           : // factored rows and columns (of the low-rank gradients under GaLore: fewer), and GaLore's projectors
             adafactorBytes(trainable, groups, plan) + projection.projectorBytes
         : deepspeed
-          ? trainable.trainable * optimizerBytesPerParam(plan.optimizer, 4)
-          : trainable.adapter * optimizerBytesPerParam(plan.optimizer, adapterBytes) +
+          ? trainable.trainable * optimizerBytesPerParam(statesOptim, 4)
+          : trainable.adapter * optimizerBytesPerParam(statesOptim, adapterBytes) +
             (trainable.fullModules - projection.params) *
-              optimizerBytesPerParam(plan.optimizer, badam ? 4 : fullBytes) +
+              optimizerBytesPerParam(statesOptim, badam ? 4 : fullBytes) +
             projection.bytes;
   // a paged optimizer's large states live in managed memory, outside the allocator (the generic branch above only:
-  // Adam-mini, Muon, Adafactor, GaLore and APOLLO build their own optimizers)
+  // Adam-mini and Muon ignore `optim`; GaLore's 8-bit AdamW is paged too when LLaMA-Factory builds it from
+  // paged_adamw_8bit, which is left in the allocator here: on the high side)
   const pagedStates =
-    isPagedOptimizer(plan.optimizer) &&
-    plan.offload === "none" &&
-    !adamMini &&
-    !muon &&
-    projection.params === 0
-      ? pagedStateParams(plan, trainable, groups, deepspeed) * optimizerBytesPerParam(plan.optimizer, 4)
+    isPagedOptimizer(statesOptim) && plan.offload === "none" && !adamMini && projection.params === 0
+      ? pagedStateParams(plan, trainable, groups, deepspeed) * optimizerBytesPerParam(statesOptim, 4)
       : 0;
   let optimizer = (trainable.trainable * masterBytes + stateBytes - pagedStates) / split.optimizer;
   if (plan.offload !== "none") optimizer = 0;
-  const pagedOptimizerBytes = pagedStates / split.optimizer;
+  // FSDP2's DTensor parameters report their global shape, and `get_paged(*p.shape)` sizes the buffer by it: each rank
+  // pages the whole parameter's states (rule BNB_OPTIMIZER_FSDP2: the step fails there anyway)
+  const pagedOptimizerBytes = plan.sharding === "fsdp2" ? pagedStates : pagedStates / split.optimizer;
 
   // ---- activations
   const tokens = plan.microBatch * plan.seqLen;
@@ -962,14 +978,7 @@ export function estimateTrainMemory(
     releasableBytes = Math.min(pool.cacheFloor, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
   }
-  // A paged optimizer's managed pages stay on the GPU where the card has room beside the allocator's pool (nvidia-smi
-  // shows them there), and the driver evicts them to host memory when it has not: counted up to the usable capacity
-  const reserved = weights + gradients + optimizer + activations + logits + buffers + fragmentation;
-  const pagedResidentBytes = Math.min(
-    pagedOptimizerBytes,
-    Math.max(0, usableCapacityBytes(plan) - reserved - runtime),
-  );
-  const breakdown = roundBreakdown({
+  const rounded = roundBreakdown({
     weights,
     gradients,
     optimizer,
@@ -977,8 +986,18 @@ export function estimateTrainMemory(
     logits,
     buffers,
     fragmentation,
-    runtime: runtime + pagedResidentBytes,
+    runtime,
   });
+  // A paged optimizer's managed pages stay on the GPU where the card has room beside the allocator's pool (nvidia-smi
+  // shows them there), and the driver evicts them to host memory when it has not: counted up to the usable capacity
+  // (from the rounded parts, so that a plan whose pages fill the card lands on its capacity, never a byte over)
+  const pagedResidentBytes = Math.floor(
+    Math.min(
+      pagedOptimizerBytes,
+      Math.max(0, usableCapacityBytes(plan) - Object.values(rounded).reduce((x, y) => x + y, 0)),
+    ),
+  );
+  const breakdown = { ...rounded, runtime: rounded.runtime + pagedResidentBytes };
   const allocatedBytes =
     breakdown.weights +
     breakdown.gradients +
@@ -997,7 +1016,7 @@ export function estimateTrainMemory(
     wrapPeakBytes: Math.round(wrapPeakBytes),
     releasableBytes: Math.min(Math.round(releasableBytes), breakdown.fragmentation),
     pagedOptimizerBytes: Math.round(pagedOptimizerBytes),
-    pagedResidentBytes: Math.min(Math.round(pagedResidentBytes), breakdown.runtime),
+    pagedResidentBytes: Math.min(pagedResidentBytes, Math.round(pagedOptimizerBytes)),
     fsdpUnits,
   };
 }

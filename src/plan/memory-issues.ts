@@ -2,7 +2,7 @@ import type { Issue } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptions.ts";
 import type { MemoryEstimate } from "../memory/estimate.ts";
 import { loadsFullReplica } from "../memory/load.ts";
-import { estimateTrainMemory, fsdpAccumulatesUnsharded } from "../memory/train.ts";
+import { estimateTrainMemory, fsdpAccumulatesUnsharded, isPagedOptimizer } from "../memory/train.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import {
   anyMethodOptimizer,
@@ -25,8 +25,12 @@ const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<MemoryAssumptions>): string {
   const world = plan.gpus * plan.nodes;
   const now = memory.train.perGpu.deviceBytes;
-  const saving = (changed: Partial<Plan>) =>
-    now - estimateTrainMemory({ ...plan, ...changed }, assumptions).deviceBytes;
+  // a paged optimizer's resident pages fill whatever a change frees (they yield when the card needs the room): what
+  // the change saves is measured without them
+  const saving = (changed: Partial<Plan>) => {
+    const t = estimateTrainMemory({ ...plan, ...changed }, assumptions);
+    return now - (t.deviceBytes - t.pagedResidentBytes);
+  };
   const perToken: { text: string; saves: number }[] = [];
   const add = (text: string, saves: number) => {
     if (saves >= 0.02 * now) perToken.push({ text, saves });
@@ -104,7 +108,12 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
       !cpuAdam &&
       !(plan.optimizer ?? "").includes("8bit")
     ) {
-      states.push("use an 8-bit optimizer (--optimizer adamw_8bit)");
+      // a paged optimizer's states are outside the step's count already: only its 8-bit sibling keeps that
+      states.push(
+        isPagedOptimizer(plan.optimizer)
+          ? "use the 8-bit paged optimizer (--optimizer paged_adamw_8bit)"
+          : "use an 8-bit optimizer (--optimizer adamw_8bit)",
+      );
     }
   }
   const tokenWays = perToken.sort((x, y) => y.saves - x.saves).map((w) => w.text);
@@ -243,13 +252,16 @@ export function memoryIssues(
       path: "optimizer",
       message:
         `${gib(toHost)} of the ${gib(paged)} of ${plan.optimizer}'s states per GPU do not fit beside the training ` +
-        `peak (${gib(memory.train.perGpu.deviceBytes - (paged - toHost))} of ${gib(cap)} usable): bitsandbytes keeps ` +
+        `peak (it takes ${gib(memory.train.perGpu.deviceBytes - (paged - toHost))} of the ${gib(cap)} usable, leaving ` +
+        `${gib(paged - toHost)} for them): bitsandbytes keeps ` +
         `them in CUDA managed memory, which the driver evicts to host RAM while forward and backward need the room ` +
         `and brings back at every step: the run fits, but each step copies ${gib(2 * toHost)} over PCIe`,
       hint:
-        plan.gpus * plan.nodes > 1 && plan.sharding === "none"
-          ? `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: shard the optimizer states with --sharding zero2 (or zero3), or lower the peak (--micro-batch, --seq-len).`
-          : `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: lower the peak (--micro-batch, --seq-len)${plan.gradientCheckpointing ? "" : " or turn on --gradient-checkpointing"}, or use more GPUs with --sharding zero2 (or zero3).`,
+        plan.sharding !== "none"
+          ? `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: use more GPUs (--gpus/--nodes), or lower the peak (--micro-batch, --seq-len).`
+          : plan.gpus * plan.nodes > 1
+            ? `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: shard the optimizer states with --sharding zero2 (or zero3), or lower the peak (--micro-batch, --seq-len).`
+            : `Keeping them on the GPU takes ${gib(toHost)} less elsewhere: lower the peak (--micro-batch, --seq-len)${plan.gradientCheckpointing ? "" : " or turn on --gradient-checkpointing"}, or use more GPUs with --sharding zero2 (or zero3).`,
     });
   }
   const host = memory.hostRam.perNodeBytes;

@@ -125,14 +125,13 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
       resolved.attention === "fa2" && !resolved.gpu.flashAttention2 ? "sdpa" : resolved.attention;
     // FlashAttention-2 joins the search where it saves memory (SDPA's padding mask and eager's scores grow with the
     // square of the length): at least 5 % of the plan as given
-    const asGiven = estimateTrainMemory(
-      { ...resolved, precision, attention: ownAttention },
-      options.assumptions,
-    ).deviceBytes;
-    const withFa2 = estimateTrainMemory(
-      { ...resolved, precision, attention: "fa2" },
-      options.assumptions,
-    ).deviceBytes;
+    // (a paged optimizer's resident pages fill what is freed: compared without them)
+    const needs = (attention: Attention) => {
+      const t = estimateTrainMemory({ ...resolved, precision, attention }, options.assumptions);
+      return t.deviceBytes - t.pagedResidentBytes;
+    };
+    const asGiven = needs(ownAttention);
+    const withFa2 = needs("fa2");
     const attentions: Attention[] =
       resolved.gpu.flashAttention2 && ownAttention !== "fa2" && asGiven - withFa2 >= 0.05 * asGiven
         ? [ownAttention, "fa2"]
@@ -226,7 +225,8 @@ function* candidates(base: PlanInput, options: RecommendOptions): Generator<Cand
 /**
  * Searches method × sharding × offload × 8-bit optimizer (else fused AdamW for full and freeze tuning) × Liger ×
  * micro-batch (keeping the global batch) for plans that fit and break no rule, ranked by estimated step time. A
- * plan is dropped when a faster-or-equal one needs a subset of its changes.
+ * plan is dropped when a faster-or-equal one needs a subset of its changes, or when its paged optimizer states page
+ * through host RAM every step.
  */
 export function recommend(input: PlanInput, options: RecommendOptions = {}): RecommendResult {
   analyzePlan(input, options); // throws for input that does not form a plan
@@ -235,7 +235,8 @@ export function recommend(input: PlanInput, options: RecommendOptions = {}): Rec
   for (const c of candidates(input, options)) {
     evaluated++;
     const a = analyzeResolvedPlan(c.plan, [], options.assumptions);
-    if (!a.valid) continue;
+    // a plan whose paged optimizer states page through host RAM every step fits, slowly: not recommended
+    if (!a.valid || a.memory.train.pagedToHostBytes > 0) continue;
     found.push({
       summary: c.changes.length > 0 ? c.changes.join(", ") : "as given",
       args: [...inputToArgs(c.input), ...assumptionArgs(options.assumptions)],
@@ -262,21 +263,33 @@ export function recommend(input: PlanInput, options: RecommendOptions = {}): Rec
   return { recommendations, evaluated };
 }
 
-/** The largest micro-batch or sequence length at which the plan still fits (0 when even 1 does not). */
+/**
+ * The largest micro-batch or sequence length at which the plan still fits (0 when even 1 does not); with a paged
+ * optimizer, at which no more of its states page through host RAM than at 1.
+ */
 export function maxFitting(
   input: PlanInput,
   field: "microBatch" | "seqLen",
   options: AnalyzeOptions = {},
 ): number {
-  const fits = (value: number) => {
+  /** the paged optimizer states the plan pages through host RAM at this value; null where it does not fit */
+  const spill = (value: number): number | null => {
     try {
-      return analyzePlan({ ...input, [field]: value }, options).valid;
+      const a = analyzePlan({ ...input, [field]: value }, options);
+      return a.valid ? a.memory.train.pagedToHostBytes : null;
     } catch (e) {
-      if (e instanceof TunefitError && e.kind === "usage") return false;
+      if (e instanceof TunefitError && e.kind === "usage") return null;
       throw e;
     }
   };
-  if (!fits(1)) return 0;
+  const least = spill(1);
+  if (least === null) return 0;
+  // a paged optimizer's states page out to make room for a longer batch rather than fail: the limit is where they
+  // start to (or, when they do at 1 already, where they page out more)
+  const fits = (value: number) => {
+    const s = spill(value);
+    return s !== null && s <= least;
+  };
   const cap = field === "microBatch" ? 4096 : 1 << 21;
   let lo = 1;
   let hi = 2;

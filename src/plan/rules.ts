@@ -2,7 +2,12 @@ import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
 import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
 import { loadedWeightBytes } from "../memory/load.ts";
-import { fsdpAccumulatesUnsharded, imagePatches } from "../memory/train.ts";
+import {
+  bitsandbytesOptimizer,
+  fsdpAccumulatesUnsharded,
+  imagePatches,
+  isPagedOptimizer,
+} from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
 import { countTrainable } from "../model/trainable.ts";
@@ -238,6 +243,32 @@ export const PLAN_RULES: readonly PlanRule[] = [
       `Muon under ${p.sharding} is AdamW: the Trainer builds the optimizer after FSDP wraps the model, when FSDP1 shows each weight as a 1-D view of its shard, and LLaMA-Factory gives every parameter that is not 2-D to AdamW (the figures count AdamW's states; FSDP2's DTensors are untested with it)`,
     hint: () => "Use --sharding none (one GPU, or DDP) for Muon.",
     source: "LLaMA-Factory train/trainer_utils.py _create_muon_optimizer (`param.ndim == 2`)",
+  },
+  {
+    code: "BNB_OPTIMIZER_FSDP2",
+    fields: ["optimizer", "sharding"],
+    severity: "warning",
+    applies: (p) =>
+      p.sharding === "fsdp2" &&
+      bitsandbytesOptimizer(p.optimizer) &&
+      !anyMethodOptimizer(p.lowMemoryOptimizer),
+    message: (p) =>
+      `${p.optimizer} is a bitsandbytes optimizer, and bitsandbytes' optimizers fail under FSDP2 with an illegal memory access at the step (its kernels are handed FSDP2's DTensor shards; bitsandbytes issue #1633, open)${isPagedOptimizer(p.optimizer) ? "; a paged one also sizes its managed buffers by each parameter's global shape, the whole model's states on every GPU" : ""}`,
+    hint: () =>
+      "Use --sharding fsdp (FSDP1) or zero2/zero3 with it, or a torch optimizer under FSDP2 (--optimizer adamw_torch_fused).",
+    source:
+      "bitsandbytes issue #1633 (AdamW8bit + FSDP2: illegal memory access); bitsandbytes functional.py get_paged(*p.shape)",
+  },
+  {
+    code: "BADAM_PAGED_OPTIMIZER",
+    fields: ["lowMemoryOptimizer", "optimizer"],
+    severity: "warning",
+    applies: (p) => p.lowMemoryOptimizer === "badam" && isPagedOptimizer(p.optimizer),
+    message: (p) =>
+      `BAdam clears its base optimizer's state at every block switch, but ${p.optimizer} never frees a paged buffer (bitsandbytes allocates it with cudaMallocManaged and keeps it in its page manager): every switch leaves the last block's states behind, and the managed memory grows with each switch, through host RAM, for as long as the run lasts`,
+    hint: () => "Use a non-paged optimizer with BAdam (--optimizer adamw_8bit or adamw_torch_fused).",
+    source:
+      "BAdam block_optim.py switch_trainable_params (`self.base_optimizer.state = defaultdict(...)`); bitsandbytes optim/optimizer.py get_state_buffer, functional.py get_paged",
   },
   {
     code: "MUON_DEEPSPEED",

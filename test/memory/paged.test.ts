@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { estimateMemory } from "../../src/memory/estimate.ts";
 import { BNB_PAGED_MIN_ELEMENTS, estimateTrainMemory } from "../../src/memory/train.ts";
-import { analyzeResolvedPlan, planReport } from "../../src/plan/analyze.ts";
+import { analyzePlan, analyzeResolvedPlan, planReport } from "../../src/plan/analyze.ts";
+import { maxFitting, recommend } from "../../src/plan/recommend.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Plan } from "../../src/schema/plan.ts";
 
@@ -85,12 +86,12 @@ describe("bitsandbytes' paged optimizers", () => {
     expect(t.fits).toBe(true);
     expect(t.perGpu.deviceBytes).toBeLessThanOrEqual(t.capacityBytes);
     const resident = t.pagedOptimizerBytes - t.pagedToHostBytes;
-    expect(t.perGpu.deviceBytes - resident).toBe(
-      t.perGpu.reservedBytes + t.perGpu.breakdown.runtime - resident,
-    );
-    // the evicted pages live in host memory
+    // the resident pages fill the card to its usable capacity exactly, never a byte over
+    expect(t.perGpu.deviceBytes).toBe(t.capacityBytes);
+    // the evicted pages live in host memory, and a checkpoint save reads them all through the CPU
     const none = estimateMemory({ ...p, optimizer: "adamw_8bit" });
-    expect(m.hostRam.perNodeBytes - none.hostRam.perNodeBytes).toBe(t.pagedToHostBytes);
+    expect(m.hostRam.perNodeBytes).toBeGreaterThan(none.hostRam.perNodeBytes + t.pagedToHostBytes);
+    expect(m.hostRam.perNodeBytes).toBeGreaterThanOrEqual(t.pagedOptimizerBytes + 3 * 1024 ** 3);
     const analysis = analyzeResolvedPlan(p);
     const spill = analysis.issues.find((i) => i.code === "PAGED_OPTIMIZER_SPILLS");
     expect(spill?.severity).toBe("warning");
@@ -121,5 +122,94 @@ describe("bitsandbytes' paged optimizers", () => {
       }),
     );
     expect(offload.pagedOptimizerBytes).toBe(0);
+  });
+});
+
+describe("bitsandbytes' paged optimizers in the plan's answers", () => {
+  it("a plan whose pages fill the card lands on its capacity, never a byte over", () => {
+    for (const optimizer of ["paged_adamw_32bit", "paged_ademamix_32bit"]) {
+      const m = estimateMemory(
+        plan({
+          model: "mistralai/Mistral-Small-24B-Base-2501",
+          gpu: "rtx4090",
+          method: "qlora",
+          loraRank: 16,
+          sharding: "fsdp",
+          gpus: 2,
+          optimizer,
+          seqLen: 2048,
+          microBatch: 2,
+        }),
+      );
+      expect(m.train.pagedToHostBytes).toBeGreaterThan(0);
+      expect(m.train.perGpu.deviceBytes).toBeLessThanOrEqual(m.train.capacityBytes);
+      expect(m.train.fits).toBe(true);
+    }
+  });
+
+  it("TRAIN_OOM weighs each way out without the pages that would fill what it frees", () => {
+    const input = {
+      model: "Qwen/Qwen2.5-1.5B",
+      gpu: "rtx4090",
+      method: "full",
+      optimizer: "paged_adamw_32bit",
+      microBatch: 2,
+      seqLen: 2048,
+      template: "default",
+    };
+    const oom = analyzeResolvedPlan(plan(input)).issues.find((i) => i.code === "TRAIN_OOM");
+    expect(oom?.message).toContain("paged, which yields to host RAM");
+    expect(oom?.hint).toContain("lower --micro-batch");
+    expect(oom?.hint).toContain("--optimizer paged_adamw_8bit");
+    expect(oom?.hint).not.toContain("--optimizer adamw_8bit");
+  });
+
+  it("--max stops where the states would start to page out, as the same states in the allocator would", () => {
+    const input = {
+      model: "meta-llama/Llama-3.1-8B",
+      gpu: "a100-80g",
+      method: "full",
+      precision: "pure_bf16",
+      seqLen: 2048,
+      template: "llama3",
+    } as const;
+    const paged = maxFitting({ ...input, optimizer: "paged_adamw_8bit" }, "microBatch");
+    const plain = maxFitting({ ...input, optimizer: "adamw_8bit" }, "microBatch");
+    expect(paged).toBeGreaterThan(0);
+    expect(Math.abs(paged - plain)).toBeLessThanOrEqual(1); // only bitsandbytes' small side tensors differ
+    expect(
+      estimateMemory(plan({ ...input, optimizer: "paged_adamw_8bit", microBatch: paged })).train
+        .pagedToHostBytes,
+    ).toBe(0);
+  });
+
+  it("--recommend leaves out plans whose states page through host RAM", () => {
+    const { recommendations } = recommend({
+      model: "meta-llama/Llama-3.1-8B",
+      gpu: "a100-80g",
+      method: "full",
+      precision: "pure_bf16",
+      optimizer: "paged_adamw_32bit",
+      seqLen: 2048,
+      microBatch: 8,
+      template: "llama3",
+    });
+    for (const r of recommendations) expect(analyzePlan(r.input).memory.train.pagedToHostBytes).toBe(0);
+  });
+
+  it("Muon ignores optim, and FSDP2's DTensors page each parameter's whole states", () => {
+    const muon = (optimizer?: string) =>
+      estimateTrainMemory(
+        llama7b({ method: "full", lowMemoryOptimizer: "muon", gpus: 2, sharding: "fsdp", optimizer }),
+      );
+    expect(muon("paged_adamw_8bit").pagedOptimizerBytes).toBe(0);
+    expect(muon("paged_adamw_8bit").breakdown.optimizer).toBe(muon().breakdown.optimizer);
+    const fsdp2 = estimateTrainMemory(
+      llama7b({ method: "full", gpus: 4, sharding: "fsdp2", optimizer: "paged_adamw_8bit" }),
+    );
+    const fsdp1 = estimateTrainMemory(
+      llama7b({ method: "full", gpus: 4, sharding: "fsdp", optimizer: "paged_adamw_8bit" }),
+    );
+    expect(fsdp2.pagedOptimizerBytes).toBeGreaterThan(3.9 * fsdp1.pagedOptimizerBytes);
   });
 });

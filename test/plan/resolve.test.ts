@@ -309,6 +309,11 @@ describe("rules that stop a run", () => {
     ["BADAM_NEEDS_ZERO3", { method: "full", lowMemoryOptimizer: "badam" }],
     ["PROJECTED_OPTIMIZER_MIXED", { method: "full", gpus: 1, lowMemoryOptimizer: "galore" }],
     ["MUON_SHARDED", { method: "lora", lowMemoryOptimizer: "muon", sharding: "fsdp" }],
+    ["BNB_OPTIMIZER_FSDP2", { method: "full", optimizer: "adamw_8bit", sharding: "fsdp2" }],
+    [
+      "BADAM_PAGED_OPTIMIZER",
+      { method: "full", lowMemoryOptimizer: "badam", optimizer: "paged_adamw_8bit", gpus: 1 },
+    ],
     ["MUON_DEEPSPEED", { method: "lora", lowMemoryOptimizer: "muon", sharding: "zero3" }],
     [
       "OFFLOAD_REPLACES_LOW_MEMORY_OPTIMIZER",
