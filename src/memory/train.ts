@@ -991,11 +991,10 @@ export function estimateTrainMemory(
   // A paged optimizer's managed pages stay on the GPU where the card has room beside the allocator's pool (nvidia-smi
   // shows them there), and the driver evicts them to host memory when it has not: counted up to the usable capacity
   // (from the rounded parts, so that a plan whose pages fill the card lands on its capacity, never a byte over)
-  const pagedResidentBytes = Math.floor(
-    Math.min(
-      pagedOptimizerBytes,
-      Math.max(0, usableCapacityBytes(plan) - Object.values(rounded).reduce((x, y) => x + y, 0)),
-    ),
+  const pagedBytes = Math.round(pagedOptimizerBytes);
+  const pagedResidentBytes = Math.min(
+    pagedBytes,
+    Math.max(0, usableCapacityBytes(plan) - Object.values(rounded).reduce((x, y) => x + y, 0)),
   );
   const breakdown = { ...rounded, runtime: rounded.runtime + pagedResidentBytes };
   const allocatedBytes =
@@ -1015,8 +1014,8 @@ export function estimateTrainMemory(
     tokensPerMicroBatch: tokens,
     wrapPeakBytes: Math.round(wrapPeakBytes),
     releasableBytes: Math.min(Math.round(releasableBytes), breakdown.fragmentation),
-    pagedOptimizerBytes: Math.round(pagedOptimizerBytes),
-    pagedResidentBytes: Math.min(pagedResidentBytes, Math.round(pagedOptimizerBytes)),
+    pagedOptimizerBytes: pagedBytes,
+    pagedResidentBytes,
     fsdpUnits,
   };
 }
