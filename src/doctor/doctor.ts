@@ -824,7 +824,7 @@ function verdictOf(
 
 /**
  * The memory-model assumptions a DeepSpeed config sets for itself (where it differs from LLaMA-Factory's own):
- * `stage3_max_reuse_distance`, `reduce_bucket_size` ("auto" is hidden²; DeepSpeed's default when absent: 5e8),
+ * `stage3_max_reuse_distance`, `stage3_max_live_parameters`, `reduce_bucket_size` ("auto" is hidden²; DeepSpeed's default when absent: 5e8),
  * ZeRO-3's `stage3_prefetch_bucket_size` ("auto" is 0.9 × hidden²; absent: 5e7) and `overlap_comm` (DeepSpeed's
  * default when absent: true for stage 3, false otherwise). `--assume` overrides them.
  */
@@ -838,6 +838,9 @@ function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<Memo
   const reuse = count(z.stage3_max_reuse_distance);
   if (reuse !== undefined && reuse !== DEFAULT_ASSUMPTIONS.zero3MaxReuseDistance)
     out.zero3MaxReuseDistance = reuse;
+  const live = count(z.stage3_max_live_parameters);
+  if (live !== undefined && live !== DEFAULT_ASSUMPTIONS.zero3MaxLiveParameters)
+    out.zero3MaxLiveParameters = live;
   const stage = count(z.stage) ?? 0;
   // what DeepSpeed's config takes when a key is absent (deepspeed/runtime/zero/config.py)
   const sized = (v: unknown, absent: number) => (v === "auto" ? 0 : (count(v) ?? absent));

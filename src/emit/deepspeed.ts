@@ -35,7 +35,7 @@ const CPU_OFFLOAD = { device: "cpu", pin_memory: true } as const;
 /**
  * The DeepSpeed config of a ZeRO plan, or null when the plan does not use DeepSpeed. The values the memory model
  * depends on come from its assumptions (LLaMA-Factory's own by default): `stage3_max_reuse_distance`
- * (`zero3MaxReuseDistance`), ZeRO-1/2's `reduce_bucket_size` (`zero12ReduceBucketElements`, 0 for "auto"),
+ * (`zero3MaxReuseDistance`), `stage3_max_live_parameters` (`zero3MaxLiveParameters`), ZeRO-1/2's `reduce_bucket_size` (`zero12ReduceBucketElements`, 0 for "auto"),
  * ZeRO-3's `reduce_bucket_size` and `stage3_prefetch_bucket_size` (`zero3ReduceBucketElements`,
  * `zero3PrefetchBucketElements`, 0 for "auto") and
  * `overlap_comm` (`zeroOverlapComm`), so an override of an assumption is what the run gets too.
@@ -63,7 +63,7 @@ export function deepspeedConfig(
           stage3_prefetch_bucket_size:
             as.zero3PrefetchBucketElements > 0 ? Math.round(as.zero3PrefetchBucketElements) : "auto",
           stage3_param_persistence_threshold: "auto",
-          stage3_max_live_parameters: 1000000000,
+          stage3_max_live_parameters: Math.round(as.zero3MaxLiveParameters),
           stage3_max_reuse_distance: Math.round(as.zero3MaxReuseDistance),
           stage3_gather_16bit_weights_on_model_save: true,
         }

@@ -108,6 +108,16 @@ export interface MemoryAssumptions {
    */
   readonly zero3MaxReuseDistance: number;
   /**
+   * DeepSpeed ZeRO-3's `stage3_max_live_parameters`, in elements: 1e9 in LLaMA-Factory's ds_z3_config.json (and
+   * DeepSpeed's default). Once its trace of a step is complete, ZeRO-3 prefetches on every module's pre-hook: each
+   * call gathers at least the next parameter of the trace while fewer than this many elements are available
+   * (partitioned_param_coordinator.py fetch_sub_module: `min(max_n_available_params − n_available_params,
+   * prefetch_bucket_sz)`, checked before each parameter is added). Hooks fire on every module, containers and
+   * parameter-less ones included, so the prefetch runs ahead until this bound, plus the parameter that crosses it.
+   * The deepspeed.json tunefit writes takes this value, and doctor reads it from the config it is given.
+   */
+  readonly zero3MaxLiveParameters: number;
+  /**
    * DeepSpeed ZeRO-1/2's `reduce_bucket_size`, in elements: 5e8 in LLaMA-Factory's ds_z2_config.json. With
    * contiguous_gradients the bucket is allocated at this size in the 16-bit dtype (1 GB at 5e8) however few
    * parameters train (stage_1_and_2.py setup_buckets). 0 stands for "auto": hidden² (transformers'
@@ -123,9 +133,11 @@ export interface MemoryAssumptions {
    */
   readonly zero3ReduceBucketElements: number;
   /**
-   * DeepSpeed ZeRO-3's `stage3_prefetch_bucket_size`, in elements: the parameters gathered ahead of use. "auto"
-   * (0 here, 0.9 × hidden²) in LLaMA-Factory's ds_z3_config.json; DeepSpeed's default when the key is absent is
-   * 5e7. The deepspeed.json tunefit writes takes this value; doctor reads the config's own.
+   * DeepSpeed ZeRO-3's `stage3_prefetch_bucket_size`, in elements: how much one module's pre-hook may start to
+   * gather ahead of use (a quota per call, not a buffer: what stays gathered is bounded by
+   * `zero3MaxLiveParameters`). "auto" (0 here, 0.9 × hidden²) in LLaMA-Factory's ds_z3_config.json; DeepSpeed's
+   * default when the key is absent is 5e7. The deepspeed.json tunefit writes takes this value; doctor reads the
+   * config's own.
    */
   readonly zero3PrefetchBucketElements: number;
   /**
@@ -186,6 +198,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
   zero3MaxReuseDistance: 1e9,
+  zero3MaxLiveParameters: 1e9,
   zero12ReduceBucketElements: 5e8,
   zero3ReduceBucketElements: 0,
   zero3PrefetchBucketElements: 0,

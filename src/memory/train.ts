@@ -621,7 +621,12 @@ export function estimateTrainMemory(
         layerParams * t.numLayers,
         Math.max(0, (as.zero3MaxReuseDistance - 2 * head) / (plan.gradientCheckpointing ? 3 : 2)),
       );
-      gathered = largest.bytes + retained * layerBytes + (largestTrained ? largest.params * a : 0);
+      // Once the trace is complete, the prefetch keeps up to stage3_max_live_parameters elements gathered, plus the
+      // parameter that crosses the bound (zero3MaxLiveParameters), in the 16-bit storage dtype (QLoRA's 4-bit weights
+      // are packed in it); never more than the whole model
+      const live = Math.min(weightsFull - quantConstants, as.zero3MaxLiveParameters * a + largest.bytes);
+      gathered =
+        Math.max(largest.bytes + retained * layerBytes, live) + (largestTrained ? largest.params * a : 0);
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
       // root unit (embeddings, final norm, lm_head) is not resharded after forward. A gathered unit is a new
@@ -837,9 +842,9 @@ export function estimateTrainMemory(
     // hidden² (transformers HfTrainerDeepSpeedConfig), beside the prefetch bucket ("auto": 0.9 × hidden²).
     const h2 = t.hiddenSize ** 2;
     if (plan.sharding === "zero3") {
+      // (its prefetch bucket is a quota per module hook, not an allocation: the prefetched parameters are gathered)
       const ipg = as.zero3ReduceBucketElements > 0 ? as.zero3ReduceBucketElements : h2;
-      const prefetch = as.zero3PrefetchBucketElements > 0 ? as.zero3PrefetchBucketElements : 0.9 * h2;
-      buffers += (ipg + prefetch) * a;
+      buffers += ipg * a;
     } else {
       const elements = as.zero12ReduceBucketElements > 0 ? as.zero12ReduceBucketElements : h2;
       zeroBucket = elements * a * (as.zeroOverlapComm ? 2 : 1);

@@ -210,11 +210,13 @@ describe("--assume", () => {
       zero3PrefetchBucketElements: 5e7,
       zeroOverlapComm: true,
     });
-    // the IPG buffer at 5e8 elements and the prefetch bucket at 5e7, in bf16, replace hidden² and 0.9 × hidden²
+    // the IPG buffer at 5e8 elements, in bf16, replaces hidden²; the prefetch bucket is a quota per module hook,
+    // not a buffer (what it gathers is bounded by stage3_max_live_parameters, which both configs leave at 1e9)
     const auto = doctor(fixture);
     const h = 3_584; // Qwen2.5-7B's hidden size
     const delta = bare.memory.train.perGpu.breakdown.buffers - auto.memory.train.perGpu.breakdown.buffers;
-    expect(delta).toBeCloseTo((5e8 + 5e7 - 1.9 * h * h) * 2, -1);
+    expect(delta).toBeCloseTo((5e8 - h * h) * 2, -1);
+    expect(bare.memory.train.perGpu.breakdown.weights).toBe(auto.memory.train.perGpu.breakdown.weights);
 
     // and an emitted deepspeed.json writes what it assumes
     const out = join(tempDir(), "bundle");
@@ -229,5 +231,41 @@ describe("--assume", () => {
     const ds = JSON.parse(readFileSync(join(out, "deepspeed.json"), "utf8"));
     expect(ds.zero_optimization.reduce_bucket_size).toBe(500000000);
     expect(ds.zero_optimization.stage3_prefetch_bucket_size).toBe(50000000);
+    expect(ds.zero_optimization.stage3_max_live_parameters).toBe(1000000000);
+  });
+
+  it("reads stage3_max_live_parameters from the config: the prefetch keeps that many elements gathered", () => {
+    const dir = tempDir();
+    const fixture = join("test", "fixtures", "doctor", "healthy-zero3");
+    const config = JSON.parse(readFileSync(join(fixture, "ds_z3_config.json"), "utf8"));
+    expect(config.zero_optimization.stage3_max_live_parameters).toBe(1e9);
+    writeFileSync(join(dir, "train.yaml"), readFileSync(join(fixture, "train.yaml"), "utf8"));
+    const live = 3e8;
+    writeFileSync(
+      join(dir, "ds_z3_config.json"),
+      JSON.stringify({
+        ...config,
+        zero_optimization: { ...config.zero_optimization, stage3_max_live_parameters: live },
+      }),
+    );
+    const doctor = (d: string) =>
+      JSON.parse(
+        cli([
+          "doctor",
+          join(d, "train.yaml"),
+          "--gpu",
+          "a100-80g",
+          "--gpus",
+          "4",
+          "--launch-dir",
+          d,
+          "--json",
+        ]).stdout,
+      );
+    const fewer = doctor(dir);
+    expect(fewer.assumptions).toEqual({ zero3MaxLiveParameters: live });
+    const weights = (d: { memory: { train: { perGpu: { breakdown: { weights: number } } } } }) =>
+      d.memory.train.perGpu.breakdown.weights;
+    expect(weights(doctor(fixture)) - weights(fewer)).toBeCloseTo((1e9 - live) * 2, -1);
   });
 });

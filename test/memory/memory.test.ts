@@ -681,12 +681,13 @@ describe("sharding mechanisms", () => {
       estimateTrainMemory(
         plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g", gpus, sharding: "zero3", method: "qlora" }),
       ).breakdown.weights;
-    // 2 × weights(16) − weights(8) = what does not shrink with the GPUs: the lm_head gathered (152,064 × 3,584, the
-    // largest module) in bf16, its retention window empty (lm_head > 5e8 parameters), and NF4's block constants,
-    // which bitsandbytes keeps outside the parameter
+    // 2 × weights(16) − weights(8) = what does not shrink with the GPUs: what the prefetch keeps gathered, 1e9
+    // elements of the bf16 storage the 4-bit weights are packed in (stage3_max_live_parameters) plus the largest
+    // module that crosses that bound (lm_head, 152,064 × 3,584, in bf16), and NF4's block constants, which
+    // bitsandbytes keeps outside the parameter
     const p = plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g", sharding: "zero3", method: "qlora" });
     const constants = quantizedParams(p, DEFAULT_ASSUMPTIONS) * (DEFAULT_ASSUMPTIONS.nf4BytesPerParam - 0.5);
-    expect(2 * lora(16) - lora(8)).toBeCloseTo(2 * 152_064 * 3_584 + constants, -2);
+    expect(2 * lora(16) - lora(8)).toBeCloseTo(1e9 * 2 + 2 * 152_064 * 3_584 + constants, -2);
   });
 
   it("holds FSDP2's frozen shards in fp32 under accelerate 1.11, in bf16 when told the version is newer", () => {
@@ -729,7 +730,7 @@ describe("sharding mechanisms", () => {
   it("gathers ZeRO-3's largest module with its 16-bit gradient only when it is trained", () => {
     // Qwen2.5-7B: lm_head (152,064 × 3,584) is the largest module and exceeds 5e8 parameters, so nothing is
     // retained for reuse. weights = partition / N + gathered, so gathered = 2 × weights(16 GPUs) − weights(8).
-    const weights = (method: string, gpus: number) =>
+    const weights = (method: string, gpus: number, over = {}) =>
       estimateTrainMemory(
         // fused AdamW: no step temporary, so backward, with its gathered modules, stays the peak
         plan({
@@ -740,10 +741,16 @@ describe("sharding mechanisms", () => {
           method,
           optimizer: "adamw_torch_fused",
         }),
+        over,
       ).breakdown.weights;
     const largest = 152_064 * 3_584;
-    expect(2 * weights("full", 16) - weights("full", 8)).toBeCloseTo(4 * largest, -2);
-    expect(2 * weights("lora", 16) - weights("lora", 8)).toBeCloseTo(2 * largest, -2);
+    // without prefetch (no live parameters beyond the module in use): the largest module, and its gradient if trained
+    const none = { zero3MaxLiveParameters: 0 };
+    expect(2 * weights("full", 16, none) - weights("full", 8, none)).toBeCloseTo(4 * largest, -2);
+    expect(2 * weights("lora", 16, none) - weights("lora", 8, none)).toBeCloseTo(2 * largest, -2);
+    // LLaMA-Factory's ds_z3 config: the prefetch keeps 1e9 more elements gathered (bf16)
+    expect(2 * weights("full", 16) - weights("full", 8)).toBeCloseTo(1e9 * 2 + 4 * largest, -2);
+    expect(2 * weights("lora", 16) - weights("lora", 8)).toBeCloseTo(1e9 * 2 + 2 * largest, -2);
   });
 
   describe("FSDP1's allocator pools (Llama-2-7B LoRA on 2 GPUs)", () => {
@@ -870,7 +877,7 @@ describe("sharding mechanisms", () => {
 
   it("keeps the last layers gathered within stage3_max_reuse_distance of their backward use", () => {
     // Llama-2-7B: lm_head 32,000 × 4,096 = 131 M parameters; (1e9 − 2 × 131 M) / 3 stay gathered with
-    // checkpointing, / 2 without, 2 B each.
+    // checkpointing, / 2 without, 2 B each. (Without the prefetch, whose live bound holds more than this.)
     const weights = (input: Record<string, unknown>, over = {}) =>
       estimateTrainMemory(
         plan({
@@ -881,7 +888,7 @@ describe("sharding mechanisms", () => {
           method: "lora",
           ...input,
         }),
-        over,
+        { zero3MaxLiveParameters: 0, ...over },
       ).breakdown.weights;
     const head = 32_000 * 4_096;
     for (const [ckpt, divisor] of [
