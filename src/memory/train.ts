@@ -945,8 +945,11 @@ export function estimateTrainMemory(
     logits = heldLogits;
     buffers = stepTemp + ddpBuckets;
   }
-  // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator
-  const transient = activations + logits + buffers - ddpBuckets;
+  // DDP's gradient buckets are allocated once and kept: they do not churn through the allocator. ZeRO-3's gathered
+  // parameters do: each is all-gathered into a new tensor and freed again module by module (FSDP's units have their
+  // own pool model below)
+  const churningGathered = plan.sharding === "zero3" && phase === "backward" ? gathered : 0;
+  const transient = activations + logits + buffers - ddpBuckets + churningGathered;
   let fragmentation = transient * as.fragmentationOfTransient;
   const fsdpUnits =
     plan.sharding === "fsdp"

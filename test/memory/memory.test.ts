@@ -875,6 +875,26 @@ describe("sharding mechanisms", () => {
     expect(newer.breakdown.buffers).toBeCloseTo(6 * partition, -1);
   });
 
+  it("counts ZeRO-3's gathered parameters as churn: gathered and freed module by module, they fragment", () => {
+    const p = plan({
+      model: "Qwen/Qwen2.5-7B",
+      gpu: "h100-80g",
+      gpus: 8,
+      sharding: "zero3",
+      method: "lora",
+      seqLen: 4096,
+    });
+    const live = estimateTrainMemory(p);
+    const none = estimateTrainMemory(p, { zero3MaxLiveParameters: 0 });
+    expect(live.phase).toBe("backward");
+    const moreGathered = live.breakdown.weights - none.breakdown.weights;
+    expect(moreGathered).toBeGreaterThan(1.8 * 1024 ** 3); // 1e9 more elements in bf16
+    expect(live.breakdown.fragmentation - none.breakdown.fragmentation).toBeCloseTo(
+      moreGathered * DEFAULT_ASSUMPTIONS.fragmentationOfTransient,
+      -1,
+    );
+  });
+
   it("keeps the last layers gathered within stage3_max_reuse_distance of their backward use", () => {
     // Llama-2-7B: lm_head 32,000 × 4,096 = 131 M parameters; (1e9 − 2 × 131 M) / 3 stay gathered with
     // checkpointing, / 2 without, 2 B each. (Without the prefetch, whose live bound holds more than this.)
