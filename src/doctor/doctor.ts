@@ -854,6 +854,9 @@ function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<Memo
     const prefetch = sized(z.stage3_prefetch_bucket_size, 5e7);
     if (prefetch !== DEFAULT_ASSUMPTIONS.zero3PrefetchBucketElements)
       out.zero3PrefetchBucketElements = prefetch;
+    // an explicit 0 turns the prefetch off (`if self.__prefetch_bucket_sz > 0`), which "auto" (0 here) does not: no
+    // parameter is then gathered ahead, as with no live parameters to spare
+    if (z.stage3_prefetch_bucket_size === 0) out.zero3MaxLiveParameters = 0;
   }
   const overlap = typeof z.overlap_comm === "boolean" ? z.overlap_comm : stage === 3;
   if (overlap !== DEFAULT_ASSUMPTIONS.zeroOverlapComm) out.zeroOverlapComm = overlap;

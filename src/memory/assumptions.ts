@@ -112,9 +112,12 @@ export interface MemoryAssumptions {
    * DeepSpeed's default). Once its trace of a step is complete, ZeRO-3 prefetches on every module's pre-hook: each
    * call gathers at least the next parameter of the trace while fewer than this many elements are available
    * (partitioned_param_coordinator.py fetch_sub_module: `min(max_n_available_params − n_available_params,
-   * prefetch_bucket_sz)`, checked before each parameter is added). Hooks fire on every module, containers and
-   * parameter-less ones included, so the prefetch runs ahead until this bound, plus the parameter that crosses it.
-   * The deepspeed.json tunefit writes takes this value, and doctor reads it from the config it is given.
+   * prefetch_bucket_sz)`, checked before each parameter is added). The count holds every gathered parameter (fetched
+   * on demand, prefetched or kept for reuse; persistent ones aside). Hooks fire on every called module, parents and
+   * parameter-less ones included (several per weight), so the prefetch runs ahead until this bound, plus the
+   * parameter that crosses it. 0 stands for no prefetch (doctor reads a config's explicit
+   * `stage3_prefetch_bucket_size: 0` so, which turns it off). The deepspeed.json tunefit writes takes this value, and
+   * doctor reads it from the config it is given.
    */
   readonly zero3MaxLiveParameters: number;
   /**

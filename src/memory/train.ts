@@ -506,6 +506,45 @@ function gptqLayerWeightBytes(plan: Plan, as: MemoryAssumptions): number {
   return (quantizedParams(plan, as) / plan.model.architecture.text.numLayers) * 2;
 }
 
+/**
+ * LLaMA-Factory marks every MoE block of these families a ZeRO-3 leaf module (model/model_utils/moe.py
+ * add_z3_leaf_module: MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock, Qwen3MoeSparseMoeBlock, DeepseekV2MoE,
+ * DeepseekV3MoE, Qwen3VLMoeTextSparseMoeBlock): DeepSpeed fetches a leaf's parameters all at once.
+ */
+const Z3_LEAF_MOE = new Set([
+  "mixtral",
+  "qwen2_moe",
+  "qwen3_moe",
+  "deepseek_v2",
+  "deepseek_v3",
+  "qwen3_vl_moe",
+]);
+
+/** ZeRO-3's largest module gathered at once: DeepSpeed's estimator's largest module, or a whole leaf MoE block. */
+function zero3LargestModule(
+  plan: Plan,
+  params: ParamBreakdown,
+  as: MemoryAssumptions,
+  quantized: number | null,
+  a: number,
+): { readonly params: number; readonly bytes: number } {
+  const largest = largestModule(plan, params, as);
+  const t = plan.model.architecture.text;
+  const moe = t.moe;
+  if (moe === null || !Z3_LEAF_MOE.has(plan.model.architecture.modelType)) return largest;
+  const experts = moe.numExperts * denseMlpParams(t, moe.expertIntermediateSize);
+  const shared =
+    moe.sharedExpertIntermediateSize > 0 ? denseMlpParams(t, moe.sharedExpertIntermediateSize) : 0;
+  const router = moe.numExperts * t.hiddenSize + (moe.routerBias ? moe.numExperts : 0);
+  // bitsandbytes quantizes the experts where they are nn.Linear (transformers 4.x), not the fused 3-D ones
+  const expertBytes = quantized !== null && as.transformersExpertsAsLinear ? quantized : a;
+  const block = {
+    params: experts + shared + router,
+    bytes: experts * expertBytes + shared * (quantized ?? a) + router * a,
+  };
+  return block.bytes > largest.bytes ? block : largest;
+}
+
 /** The largest single trainable parameter: the one an optimizer stepping parameter by parameter peaks on. */
 function largestTrainableParam(plan: Plan, groups: readonly LinearGroup[], params: ParamBreakdown): number {
   const text = groups.filter((g) => g.region === "text");
@@ -603,13 +642,15 @@ export function estimateTrainMemory(
   const layerParams = (params.text - params.embedTokens - params.lmHead - params.finalNorm) / t.numLayers;
   /** gathered (unsharded) parameters of the forward and backward; released before the optimizer step */
   let gathered = 0;
+  /** ZeRO-3: gathered at the end of the forward and of backward, when the prefetch reaches the embedding or lm_head */
+  let gatheredAway = 0;
   if (split.weights > 1 || offloadParams) {
     if (plan.sharding === "zero3") {
       // DeepSpeed's estimator: 4 B × the largest module's parameters, its 16-bit parameters gathered (2 B) and its
       // 16-bit gradients computed (2 B); the embedding or lm_head is often the largest (stage3.py
       // estimate_zero3_model_states_mem_needs, largest_layer_memory). A frozen module has no gradient: LoRA and
       // freeze tuning gather the 16-bit weights only, unless additional_target trains the embedding or lm_head.
-      const largest = largestModule(plan, params, as);
+      const largest = zero3LargestModule(plan, params, as, quantized, a);
       const largestTrained =
         isFull || (plan.additionalTarget ?? []).some((m) => /embed|wte|lm_head|output/.test(m));
       // A released module's parameters are kept gathered when the trace uses them again within
@@ -623,10 +664,22 @@ export function estimateTrainMemory(
       );
       // Once the trace is complete, the prefetch keeps up to stage3_max_live_parameters elements gathered, plus the
       // parameter that crosses the bound (zero3MaxLiveParameters), in the 16-bit storage dtype (QLoRA's 4-bit weights
-      // are packed in it); never more than the whole model
-      const live = Math.min(weightsFull - quantConstants, as.zero3MaxLiveParameters * a + largest.bytes);
+      // are packed in it); never more than the whole model. At the loss, lm_head is gathered within the bound, and one
+      // of at least that many elements stops the prefetch there: only the next decoder-layer weight crosses it. The
+      // embedding or lm_head crosses it away from the loss, at the end of the forward and of backward.
+      const floor = largest.bytes + retained * layerBytes;
+      const liveBytes = as.zero3MaxLiveParameters * a;
+      const whole = weightsFull - quantConstants;
+      const layerWeight =
+        Math.max(0, ...groups.filter((g) => g.region === "text").map((g) => g.inFeatures * g.outFeatures)) *
+        layerBytes;
+      const grad = largestTrained ? largest.params * a : 0;
       gathered =
-        Math.max(largest.bytes + retained * layerBytes, live) + (largestTrained ? largest.params * a : 0);
+        (as.zero3MaxLiveParameters <= 0 || head >= as.zero3MaxLiveParameters
+          ? floor
+          : Math.max(floor, Math.min(whole, liveBytes + layerWeight))) + grad;
+      if (as.zero3MaxLiveParameters > 0)
+        gatheredAway = Math.max(floor, Math.min(whole, liveBytes + largest.bytes)) + grad;
     } else {
       // FSDP gathers one decoder layer and prefetches the next (BACKWARD_PRE), as stored (4-bit for QLoRA); the
       // root unit (embeddings, final norm, lm_head) is not resharded after forward. A gathered unit is a new
@@ -790,8 +843,11 @@ export function estimateTrainMemory(
     plan.method === "qlora" && plan.quantMethod === "gptq" ? gptqLayerWeightBytes(plan, as) : 0;
   let activations: number;
   let logits: number;
+  /** what the forward has saved when it reaches lm_head, before the loss */
+  let forwardEndActivations: number;
   if (plan.gradientCheckpointing) {
     const checkpoints = tokens * t.numLayers * ctx.rb * t.hiddenSize + vision.checkpointed + maskElements;
+    forwardEndActivations = checkpoints;
     const recompute = tokens * (maxLayer + working) + maskPerLayer + gptqLayer;
     if (logitsPeak >= recompute) {
       activations = checkpoints;
@@ -806,6 +862,7 @@ export function estimateTrainMemory(
       vision.saved +
       maskElements +
       t.numLayers * (maskPerLayer + gptqLayer);
+    forwardEndActivations = activations;
     logits = logitsPeak + heldLogits;
   }
 
@@ -933,10 +990,22 @@ export function estimateTrainMemory(
       backward = start;
     }
   }
+  // ZeRO-3 away from the loss: the forward's end holds what it saved and the prefetch up to lm_head, no logits
+  const gatheredAtLoss = gathered;
+  if (gatheredAway > gathered) {
+    const away = states - gathered + gatheredAway + forwardEndActivations + buffers + heldLogits;
+    if (away > backward) {
+      weights += gatheredAway - gathered;
+      gathered = gatheredAway;
+      activations = forwardEndActivations;
+      logits = heldLogits;
+      backward = away;
+    }
+  }
   const ddpBuckets = plan.sharding === "none" && split.world > 1 ? trainableCopy : 0;
   // the step works on the shards: FSDP has resharded every unit and DeepSpeed released its gathered parameters
   // a loop that holds the model output keeps its logits through the step too (fsdp_qlora drops it after)
-  const step = states - gathered + stepTemp + ddpBuckets + heldLogits;
+  const step = states - gatheredAtLoss + stepTemp + ddpBuckets + heldLogits;
   const phase = step > backward ? "optimizer-step" : "backward";
   if (phase === "optimizer-step") {
     gradients = fullGradients;

@@ -240,7 +240,8 @@ describe("--assume", () => {
     const config = JSON.parse(readFileSync(join(fixture, "ds_z3_config.json"), "utf8"));
     expect(config.zero_optimization.stage3_max_live_parameters).toBe(1e9);
     writeFileSync(join(dir, "train.yaml"), readFileSync(join(fixture, "train.yaml"), "utf8"));
-    const live = 3e8;
+    // Qwen2.5-7B: at the loss, the bound plus an MLP weight stays above lm_head (152,064 × 3,584) for both values
+    const live = 6e8;
     writeFileSync(
       join(dir, "ds_z3_config.json"),
       JSON.stringify({
@@ -267,5 +268,15 @@ describe("--assume", () => {
     const weights = (d: { memory: { train: { perGpu: { breakdown: { weights: number } } } } }) =>
       d.memory.train.perGpu.breakdown.weights;
     expect(weights(doctor(fixture)) - weights(fewer)).toBeCloseTo((1e9 - live) * 2, -1);
+
+    // an explicit stage3_prefetch_bucket_size of 0 turns the prefetch off (not "auto")
+    writeFileSync(
+      join(dir, "ds_z3_config.json"),
+      JSON.stringify({
+        ...config,
+        zero_optimization: { ...config.zero_optimization, stage3_prefetch_bucket_size: 0 },
+      }),
+    );
+    expect(doctor(dir).assumptions).toEqual({ zero3MaxLiveParameters: 0 });
   });
 });

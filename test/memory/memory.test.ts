@@ -681,13 +681,16 @@ describe("sharding mechanisms", () => {
       estimateTrainMemory(
         plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g", gpus, sharding: "zero3", method: "qlora" }),
       ).breakdown.weights;
-    // 2 × weights(16) − weights(8) = what does not shrink with the GPUs: what the prefetch keeps gathered, 1e9
-    // elements of the bf16 storage the 4-bit weights are packed in (stage3_max_live_parameters) plus the largest
-    // module that crosses that bound (lm_head, 152,064 × 3,584, in bf16), and NF4's block constants, which
-    // bitsandbytes keeps outside the parameter
+    // 2 × weights(16) − weights(8) = what does not shrink with the GPUs: what the prefetch keeps gathered at the
+    // loss, 1e9 elements of the bf16 storage the 4-bit weights are packed in (stage3_max_live_parameters; lm_head,
+    // 152,064 × 3,584, is within them) plus the decoder-layer weight that crosses that bound (an MLP linear,
+    // 18,944 × 3,584, in NF4), and NF4's block constants, which bitsandbytes keeps outside the parameter
     const p = plan({ model: "Qwen/Qwen2.5-7B", gpu: "h100-80g", sharding: "zero3", method: "qlora" });
     const constants = quantizedParams(p, DEFAULT_ASSUMPTIONS) * (DEFAULT_ASSUMPTIONS.nf4BytesPerParam - 0.5);
-    expect(2 * lora(16) - lora(8)).toBeCloseTo(1e9 * 2 + 2 * 152_064 * 3_584 + constants, -2);
+    expect(2 * lora(16) - lora(8)).toBeCloseTo(
+      1e9 * 2 + 18_944 * 3_584 * DEFAULT_ASSUMPTIONS.nf4BytesPerParam + constants,
+      -2,
+    );
   });
 
   it("holds FSDP2's frozen shards in fp32 under accelerate 1.11, in bf16 when told the version is newer", () => {
@@ -748,9 +751,11 @@ describe("sharding mechanisms", () => {
     const none = { zero3MaxLiveParameters: 0 };
     expect(2 * weights("full", 16, none) - weights("full", 8, none)).toBeCloseTo(4 * largest, -2);
     expect(2 * weights("lora", 16, none) - weights("lora", 8, none)).toBeCloseTo(2 * largest, -2);
-    // LLaMA-Factory's ds_z3 config: the prefetch keeps 1e9 more elements gathered (bf16)
-    expect(2 * weights("full", 16) - weights("full", 8)).toBeCloseTo(1e9 * 2 + 4 * largest, -2);
-    expect(2 * weights("lora", 16) - weights("lora", 8)).toBeCloseTo(1e9 * 2 + 2 * largest, -2);
+    // LLaMA-Factory's ds_z3 config: at the loss the prefetch keeps 1e9 elements gathered (bf16, lm_head among
+    // them) plus the decoder-layer weight that crosses the bound (18,944 × 3,584); full tuning adds lm_head's gradient
+    const crossing = 2 * 18_944 * 3_584;
+    expect(2 * weights("full", 16) - weights("full", 8)).toBeCloseTo(1e9 * 2 + crossing + 2 * largest, -2);
+    expect(2 * weights("lora", 16) - weights("lora", 8)).toBeCloseTo(1e9 * 2 + crossing, -2);
   });
 
   describe("FSDP1's allocator pools (Llama-2-7B LoRA on 2 GPUs)", () => {
@@ -888,11 +893,48 @@ describe("sharding mechanisms", () => {
     const none = estimateTrainMemory(p, { zero3MaxLiveParameters: 0 });
     expect(live.phase).toBe("backward");
     const moreGathered = live.breakdown.weights - none.breakdown.weights;
-    expect(moreGathered).toBeGreaterThan(1.8 * 1024 ** 3); // 1e9 more elements in bf16
+    // at the loss: 1e9 elements and the crossing MLP weight in place of lm_head alone
+    expect(moreGathered).toBeCloseTo(1e9 * 2 + 2 * 18_944 * 3_584 - 2 * 152_064 * 3_584, -2);
     expect(live.breakdown.fragmentation - none.breakdown.fragmentation).toBeCloseTo(
       moreGathered * DEFAULT_ASSUMPTIONS.fragmentationOfTransient,
       -1,
     );
+  });
+
+  it("ZeRO-3 with an lm_head of 1e9 elements or more: no prefetch past it at the loss, the whole bound away from it", () => {
+    // Qwen2.5-72B LoRA on 4 GPUs: lm_head 152,064 × 8,192 = 1.25e9 elements fills stage3_max_live_parameters alone
+    const at = (seqLen: number, over = {}) =>
+      estimateTrainMemory(
+        plan({
+          model: "Qwen/Qwen2.5-72B",
+          gpu: "a100-80g",
+          gpus: 4,
+          sharding: "zero3",
+          method: "lora",
+          seqLen,
+        }),
+        over,
+      );
+    const none = { zero3MaxLiveParameters: 0 };
+    // long rows peak at the loss, where only lm_head is gathered: what no prefetch gives
+    expect(at(8192).breakdown.weights).toBe(at(8192, none).breakdown.weights);
+    expect(at(8192).breakdown.logits).toBeGreaterThan(0);
+    // short rows peak at the end of the forward, without logits, lm_head crossing the full bound of 1e9 elements
+    const short = at(256);
+    expect(short.breakdown.logits).toBe(0);
+    expect(short.breakdown.weights - at(256, none).breakdown.weights).toBeCloseTo(1e9 * 2, -2);
+    expect(short.deviceBytes).toBeGreaterThan(at(256, none).deviceBytes);
+  });
+
+  it("gathers a whole MoE block at once under ZeRO-3: LLaMA-Factory makes it a leaf module", () => {
+    // Mixtral-8x7B: 8 experts × 3 × 4,096 × 14,336 and the router (8 × 4,096), 1.41e9 parameters, larger than
+    // lm_head (32,000 × 4,096); without prefetch or reuse window, what does not shrink with the GPUs is that block
+    const weights = (gpus: number) =>
+      estimateTrainMemory(
+        plan({ model: "mistralai/Mixtral-8x7B-v0.1", gpu: "h200", gpus, sharding: "zero3", method: "lora" }),
+        { zero3MaxLiveParameters: 0, zero3MaxReuseDistance: 0 },
+      ).breakdown.weights;
+    expect(2 * weights(16) - weights(8)).toBeCloseTo((8 * 3 * 4_096 * 14_336 + 8 * 4_096) * 2, -2);
   });
 
   it("keeps the last layers gathered within stage3_max_reuse_distance of their backward use", () => {
