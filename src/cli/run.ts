@@ -492,7 +492,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
       `nvidia-smi ${formatGib(per.deviceBytes)}`,
     ...(m.train.releasableBytes > 0
       ? [
-          `  of the fragmentation, ${formatGib(m.train.releasableBytes)} is FSDP1's wrap level left in the allocator's cache: ` +
+          `  of the fragmentation, ${formatGib(m.train.releasableBytes)} is ${p.sharding === "zero3" ? "ZeRO-3's all-gather stream pool (overlap_comm) at its high-water mark" : "FSDP1's wrap level"} left in the allocator's cache: ` +
             "it fills what the card leaves, and is freed before the allocator runs out",
         ]
       : []),

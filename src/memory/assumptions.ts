@@ -146,7 +146,7 @@ export interface MemoryAssumptions {
   /**
    * DeepSpeed's `overlap_comm`: false in LLaMA-Factory's ds_z2 and ds_z3 configs. True doubles ZeRO-1/2's reduce
    * bucket (a second buffer so reduction overlaps backward). Under ZeRO-3 it moves the all-gathers to a side
-   * stream, whose own allocator pool is not modelled. The deepspeed.json tunefit writes takes this value; doctor
+   * stream, whose allocator pool keeps its high-water mark of gathered parameters (counted as releasable cache). The deepspeed.json tunefit writes takes this value; doctor
    * reads the config's own (DeepSpeed's default when absent: true for stage 3, false otherwise).
    */
   readonly zeroOverlapComm: boolean;

@@ -57,7 +57,8 @@ export interface TrainMemory {
    * every unsplit cached block and retries before it reports out of memory (c10/cuda/CUDACachingAllocator.cpp),
    * and at the first forward, when the root unit's all-gather needs it, no step tensor has split those blocks
    * yet. So it is counted only up to the plan's usable capacity: it fills what the card leaves, never more. The
-   * step itself needs `deviceBytes − releasableBytes`. 0 for other plans.
+   * step itself needs `deviceBytes − releasableBytes`. Under ZeRO-3 with `overlap_comm`, the all-gather stream's
+   * pool kept at its high-water mark above what the peak holds gathered. 0 for other plans.
    */
   readonly releasableBytes: number;
   /**
@@ -1053,6 +1054,17 @@ export function estimateTrainMemory(
     // the wrap's cache fills what the card leaves the step, never more (the allocator frees it before failing)
     const need = weights + gradients + optimizer + activations + logits + buffers + fragmentation + runtime;
     releasableBytes = Math.min(pool.cacheFloor, Math.max(0, usableCapacityBytes(plan) - need));
+    fragmentation += releasableBytes;
+  }
+  // ZeRO-3 with overlap_comm gathers on its own stream (parameter_offload.py: a Stream when overlap_comm;
+  // partitioned_param_coordinator.py gathers inside `get_accelerator().stream(self.__allgather_stream)`), and the
+  // caching allocator pools blocks per stream: that pool keeps its high-water mark, the bound plus lm_head or the
+  // embedding away from the loss, while the loss holds less gathered. The difference is cache, freed (all streams)
+  // before the allocator fails, so it fills what the card leaves, never more.
+  if (plan.sharding === "zero3" && as.zeroOverlapComm && phase === "backward" && gatheredAway > gathered) {
+    const pool = (gatheredAway - gathered) * (1 + as.fragmentationOfTransient);
+    const need = weights + gradients + optimizer + activations + logits + buffers + fragmentation + runtime;
+    releasableBytes = Math.min(pool, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
   }
   const rounded = roundBreakdown({
