@@ -2,7 +2,7 @@ import { range } from "../_util.ts";
 import { embeddingModuleNames, expertsAreLinear, type LinearGroup, linearModules } from "../model/modules.ts";
 import { countParams, denseMlpParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
 import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
-import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
+import { countTrainable, loraTargets, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import { isDeepSpeed, isFsdp, type Plan, projectsGradients } from "../schema/plan.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, withDefaults } from "./assumptions.ts";
@@ -173,12 +173,7 @@ function pagedStateParams(
   let small = 0;
   if (plan.method === "lora" || plan.method === "qlora") {
     const r = plan.loraRank ?? 8;
-    for (const g of groups) {
-      const region =
-        g.region === "text" ||
-        (g.region === "vision" && plan.freezeVisionTower === false) ||
-        (g.region === "projector" && plan.freezeProjector === false);
-      if (!region || !trainable.loraTargets.includes(g.name)) continue;
+    for (const g of loraTargets(plan.model.architecture, groups, plan)) {
       const a = r * g.inFeatures;
       const b = g.outFeatures * r;
       small += g.count * ((large(a) ? 0 : a) + (large(b) ? 0 : b) + (plan.useDora ? g.outFeatures : 0));

@@ -186,7 +186,12 @@ function allowedRegion(group: LinearGroup, opts: TrainableOptions, targetAll: bo
   return !targetAll && opts.freezeProjector === false;
 }
 
-function loraTargets(arch: Architecture, groups: LinearGroup[], opts: TrainableOptions): LinearGroup[] {
+/** The linear groups LoRA adapts, as PEFT resolves `lora_target` (`all`: every allowed nn.Linear). */
+export function loraTargets(
+  arch: Architecture,
+  groups: readonly LinearGroup[],
+  opts: TrainableOptions,
+): LinearGroup[] {
   const target = opts.loraTarget ?? "all";
   if (target === "all") return groups.filter((g) => allowedRegion(g, opts, true));
   const allowed = groups.filter((g) => allowedRegion(g, opts, false));

@@ -59,6 +59,12 @@ describe("parseAssumptions", () => {
   });
 });
 
+/** doctor's JSON for the train.yaml (and DeepSpeed config) in a folder, on 4 GPUs of the given kind */
+const doctorOn = (d: string, gpu = "a100-80g") =>
+  JSON.parse(
+    cli(["doctor", join(d, "train.yaml"), "--gpu", gpu, "--gpus", "4", "--launch-dir", d, "--json"]).stdout,
+  );
+
 describe("--assume", () => {
   it("changes the prediction and is echoed in plan --json", () => {
     const base = planJson([]);
@@ -163,11 +169,7 @@ describe("--assume", () => {
         zero_optimization: { ...config.zero_optimization, stage3_max_reuse_distance: 0 },
       }),
     );
-    const doctor = (d: string) =>
-      JSON.parse(
-        cli(["doctor", join(d, "train.yaml"), "--gpu", "rtx4090", "--gpus", "4", "--launch-dir", d, "--json"])
-          .stdout,
-      );
+    const doctor = (d: string) => doctorOn(d, "rtx4090");
     expect(doctor(dir).assumptions).toEqual({ zero3MaxReuseDistance: 0 });
     expect(doctor(join("test", "fixtures", "doctor", "healthy-zero3")).assumptions).toBeUndefined();
 
@@ -190,21 +192,8 @@ describe("--assume", () => {
     expect([reduce_bucket_size, stage3_prefetch_bucket_size, overlap_comm]).toEqual(["auto", "auto", false]);
     writeFileSync(join(dir, "train.yaml"), readFileSync(join(fixture, "train.yaml"), "utf8"));
     writeFileSync(join(dir, "ds_z3_config.json"), JSON.stringify({ ...config, zero_optimization: rest }));
-    const doctor = (d: string) =>
-      JSON.parse(
-        cli([
-          "doctor",
-          join(d, "train.yaml"),
-          "--gpu",
-          "a100-80g",
-          "--gpus",
-          "4",
-          "--launch-dir",
-          d,
-          "--json",
-        ]).stdout,
-      );
-    const bare = doctor(dir);
+
+    const bare = doctorOn(dir);
     expect(bare.assumptions).toEqual({
       zero3ReduceBucketElements: 5e8,
       zero3PrefetchBucketElements: 5e7,
@@ -212,7 +201,7 @@ describe("--assume", () => {
     });
     // the IPG buffer at 5e8 elements, in bf16, replaces hidden²; the prefetch bucket is a quota per module hook,
     // not a buffer (what it gathers is bounded by stage3_max_live_parameters, which both configs leave at 1e9)
-    const auto = doctor(fixture);
+    const auto = doctorOn(fixture);
     const h = 3_584; // Qwen2.5-7B's hidden size
     const delta = bare.memory.train.perGpu.breakdown.buffers - auto.memory.train.perGpu.breakdown.buffers;
     expect(delta).toBeCloseTo((5e8 - h * h) * 2, -1);
@@ -249,25 +238,12 @@ describe("--assume", () => {
         zero_optimization: { ...config.zero_optimization, stage3_max_live_parameters: live },
       }),
     );
-    const doctor = (d: string) =>
-      JSON.parse(
-        cli([
-          "doctor",
-          join(d, "train.yaml"),
-          "--gpu",
-          "a100-80g",
-          "--gpus",
-          "4",
-          "--launch-dir",
-          d,
-          "--json",
-        ]).stdout,
-      );
-    const fewer = doctor(dir);
+
+    const fewer = doctorOn(dir);
     expect(fewer.assumptions).toEqual({ zero3MaxLiveParameters: live });
     const weights = (d: { memory: { train: { perGpu: { breakdown: { weights: number } } } } }) =>
       d.memory.train.perGpu.breakdown.weights;
-    expect(weights(doctor(fixture)) - weights(fewer)).toBeCloseTo((1e9 - live) * 2, -1);
+    expect(weights(doctorOn(fixture)) - weights(fewer)).toBeCloseTo((1e9 - live) * 2, -1);
 
     // an explicit stage3_prefetch_bucket_size of 0 turns the prefetch off (not "auto")
     writeFileSync(
@@ -277,6 +253,6 @@ describe("--assume", () => {
         zero_optimization: { ...config.zero_optimization, stage3_prefetch_bucket_size: 0 },
       }),
     );
-    expect(doctor(dir).assumptions).toEqual({ zero3MaxLiveParameters: 0 });
+    expect(doctorOn(dir).assumptions).toEqual({ zero3MaxLiveParameters: 0 });
   });
 });
