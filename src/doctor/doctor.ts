@@ -825,7 +825,8 @@ function verdictOf(
 /**
  * The memory-model assumptions a DeepSpeed config sets for itself (where it differs from LLaMA-Factory's own):
  * `stage3_max_reuse_distance`, `stage3_max_live_parameters`, `reduce_bucket_size` ("auto" is hidden²; DeepSpeed's default when absent: 5e8),
- * ZeRO-3's `stage3_prefetch_bucket_size` ("auto" is 0.9 × hidden²; absent: 5e7) and `overlap_comm` (DeepSpeed's
+ * ZeRO-3's `stage3_prefetch_bucket_size` ("auto" is 0.9 × hidden²; absent: 5e7; an explicit 0 turns the prefetch
+ * off) and `overlap_comm` (DeepSpeed's
  * default when absent: true for stage 3, false otherwise). `--assume` overrides them.
  */
 function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<MemoryAssumptions> {
