@@ -407,7 +407,16 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
   const param = device(zero.offload_param) === "cpu" || device(zero.offload_param) === "nvme";
   const optim = device(zero.offload_optimizer) === "cpu" || device(zero.offload_optimizer) === "nvme";
   const sharding = stage >= 3 ? "zero3" : stage === 2 ? "zero2" : stage === 1 ? "zero1" : "none";
-  return { sharding, offload: param ? "params" : optim ? "optimizer" : "none" };
+  // parameter offload alone keeps the optimizer on the GPU, which no plan offload says: counted without offload
+  return { sharding, offload: param && optim ? "params" : optim ? "optimizer" : "none" };
+}
+
+/** A ZeRO-3 config that offloads the parameters but not the optimizer states. */
+function offloadsParamsOnly(ds: Record<string, unknown>): boolean {
+  const zero = (ds.zero_optimization ?? {}) as Record<string, unknown>;
+  const device = (o: unknown) => ((o ?? {}) as { device?: unknown }).device;
+  const off = (o: unknown) => device(o) === "cpu" || device(o) === "nvme";
+  return (num(zero.stage) ?? 0) >= 3 && off(zero.offload_param) && !off(zero.offload_optimizer);
 }
 
 /**
@@ -482,7 +491,18 @@ export function setupToPlan(
 
   // strategy: DeepSpeed file, accelerate FSDP, or DDP
   let ramEfficientLoading = true;
-  if (deepspeed.kind !== "none") Object.assign(input, deepspeedSharding(deepspeed.config));
+  if (deepspeed.kind !== "none") {
+    Object.assign(input, deepspeedSharding(deepspeed.config));
+    if (offloadsParamsOnly(deepspeed.config))
+      issues.push({
+        code: "DEEPSPEED_PARAM_OFFLOAD_ONLY",
+        severity: "warning",
+        path: `${deepspeed.kind === "file" ? deepspeed.path : "deepspeed"}:zero_optimization.offload_param`,
+        message:
+          "the config offloads the parameters but not the optimizer states: DeepSpeed keeps the fp32 master weights, gradients and Adam states on the GPU, which is what the figures count; they also count the 16-bit parameter shards on the GPU, which this config moves to the CPU (an upper bound by those shards)",
+        hint: "Add offload_optimizer (device cpu) as well to move the optimizer states off the GPU (DeepSpeed's CPU Adam steps them there).",
+      });
+  }
   if (accelerate !== null && accelerate.distributed_type === "FSDP") {
     const f = (accelerate.fsdp_config ?? {}) as Record<string, unknown>;
     const v2 = num(f.fsdp_version) === 2 || f.fsdp_version === "2";

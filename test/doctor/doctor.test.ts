@@ -971,3 +971,33 @@ describe("tunefit doctor: a paged optimizer", () => {
     expect(json.memory.train.fits).toBe(true);
   });
 });
+
+describe("tunefit doctor: a ZeRO-3 config that offloads only the parameters", () => {
+  it("counts the optimizer states on the GPU, as DeepSpeed keeps them, and says so", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\ntemplate: qwen\nstage: sft\ndo_train: true\n" +
+        "finetuning_type: full\ndataset: alpaca_en_demo\ncutoff_len: 2048\nper_device_train_batch_size: 1\n" +
+        "bf16: true\ndeepspeed: ds.json\noutput_dir: out\n",
+    );
+    const ds = (zero: Record<string, unknown>) =>
+      writeFileSync(join(dir, "ds.json"), JSON.stringify({ zero_optimization: { stage: 3, ...zero } }));
+    const run = () => doctorJson(["doctor", "train.yaml", "--gpu", "a100-80g", "--gpus", "4"], dir).json;
+    ds({ offload_param: { device: "cpu" } });
+    const paramsOnly = run() as unknown as DoctorJson & {
+      memory: { train: { perGpu: { breakdown: { optimizer: number } } } };
+    };
+    expect(paramsOnly.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "DEEPSPEED_PARAM_OFFLOAD_ONLY", severity: "warning" }),
+      ]),
+    );
+    // fp32 master and Adam states of 7.6 B parameters over 4 GPUs stay on each GPU
+    expect(paramsOnly.memory.train.perGpu.breakdown.optimizer).toBeGreaterThan(20 * 1024 ** 3);
+    ds({ offload_param: { device: "cpu" }, offload_optimizer: { device: "cpu" } });
+    const both = run() as unknown as typeof paramsOnly;
+    expect(both.issues.map((i) => i.code)).not.toContain("DEEPSPEED_PARAM_OFFLOAD_ONLY");
+    expect(both.memory.train.perGpu.breakdown.optimizer).toBe(0);
+  });
+});
