@@ -399,13 +399,19 @@ const isAll = (v: unknown): boolean => list(v).length === 1 && list(v)[0] === "a
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);
 
+/** A DeepSpeed config's stage and what it offloads (to the CPU or NVMe). */
+function deepspeedZero(ds: Record<string, unknown>): { stage: number; param: boolean; optim: boolean } {
+  const zero = (ds.zero_optimization ?? {}) as Record<string, unknown>;
+  const off = (o: unknown) => {
+    const device = ((o ?? {}) as { device?: unknown }).device;
+    return device === "cpu" || device === "nvme";
+  };
+  return { stage: num(zero.stage) ?? 0, param: off(zero.offload_param), optim: off(zero.offload_optimizer) };
+}
+
 /** The DeepSpeed stage and offload of a config. */
 function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "sharding" | "offload"> {
-  const zero = (ds.zero_optimization ?? {}) as Record<string, unknown>;
-  const stage = num(zero.stage) ?? 0;
-  const device = (o: unknown) => ((o ?? {}) as { device?: unknown }).device;
-  const param = device(zero.offload_param) === "cpu" || device(zero.offload_param) === "nvme";
-  const optim = device(zero.offload_optimizer) === "cpu" || device(zero.offload_optimizer) === "nvme";
+  const { stage, param, optim } = deepspeedZero(ds);
   const sharding = stage >= 3 ? "zero3" : stage === 2 ? "zero2" : stage === 1 ? "zero1" : "none";
   // parameter offload alone keeps the optimizer on the GPU, which no plan offload says: counted without offload
   return { sharding, offload: param && optim ? "params" : optim ? "optimizer" : "none" };
@@ -413,10 +419,8 @@ function deepspeedSharding(ds: Record<string, unknown>): Pick<PlanInput, "shardi
 
 /** A ZeRO-3 config that offloads the parameters but not the optimizer states. */
 function offloadsParamsOnly(ds: Record<string, unknown>): boolean {
-  const zero = (ds.zero_optimization ?? {}) as Record<string, unknown>;
-  const device = (o: unknown) => ((o ?? {}) as { device?: unknown }).device;
-  const off = (o: unknown) => device(o) === "cpu" || device(o) === "nvme";
-  return (num(zero.stage) ?? 0) >= 3 && off(zero.offload_param) && !off(zero.offload_optimizer);
+  const { stage, param, optim } = deepspeedZero(ds);
+  return stage >= 3 && param && !optim;
 }
 
 /**
