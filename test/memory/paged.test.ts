@@ -10,6 +10,16 @@ function plan(input: Record<string, unknown>): Plan {
   return resolvePlan({ template: "default", ...input }).plan;
 }
 
+/** Llama-3.1-8B full fine-tuning in pure bf16 on one A100-80GB at 2,048 tokens: its states alone nearly fill it. */
+const LLAMA8B_FULL = {
+  model: "meta-llama/Llama-3.1-8B",
+  gpu: "a100-80g",
+  method: "full",
+  precision: "pure_bf16",
+  seqLen: 2048,
+  template: "llama3",
+} as const;
+
 /** Llama-2-7B: 6,738,415,616 parameters; every linear is 4096 wide on one side. */
 const llama7b = (input: Record<string, unknown>) =>
   plan({ model: "meta-llama/Llama-2-7b-hf", gpu: "h200", seqLen: 1024, microBatch: 1, ...input });
@@ -70,15 +80,7 @@ describe("bitsandbytes' paged optimizers", () => {
   });
 
   it("yield to the allocator where the card is short: the plan fits, the rest pages through host RAM", () => {
-    const p = plan({
-      model: "meta-llama/Llama-3.1-8B",
-      gpu: "a100-80g",
-      method: "full",
-      precision: "pure_bf16",
-      optimizer: "paged_adamw_32bit",
-      seqLen: 2048,
-      microBatch: 2,
-    });
+    const p = plan({ ...LLAMA8B_FULL, optimizer: "paged_adamw_32bit", microBatch: 2 });
     const m = estimateMemory(p);
     const t = m.train;
     expect(t.pagedOptimizerBytes).toBeGreaterThan(59 * 1024 ** 3); // 8.03 B × 8 B
@@ -165,14 +167,7 @@ describe("bitsandbytes' paged optimizers in the plan's answers", () => {
   });
 
   it("--max stops where the states would start to page out, as the same states in the allocator would", () => {
-    const input = {
-      model: "meta-llama/Llama-3.1-8B",
-      gpu: "a100-80g",
-      method: "full",
-      precision: "pure_bf16",
-      seqLen: 2048,
-      template: "llama3",
-    } as const;
+    const input = LLAMA8B_FULL;
     const paged = maxFitting({ ...input, optimizer: "paged_adamw_8bit" }, "microBatch");
     const plain = maxFitting({ ...input, optimizer: "adamw_8bit" }, "microBatch");
     expect(paged).toBeGreaterThan(0);
@@ -184,16 +179,8 @@ describe("bitsandbytes' paged optimizers in the plan's answers", () => {
   });
 
   it("--recommend leaves out plans whose states page through host RAM", () => {
-    const { recommendations } = recommend({
-      model: "meta-llama/Llama-3.1-8B",
-      gpu: "a100-80g",
-      method: "full",
-      precision: "pure_bf16",
-      optimizer: "paged_adamw_32bit",
-      seqLen: 2048,
-      microBatch: 8,
-      template: "llama3",
-    });
+    const { recommendations } = recommend({ ...LLAMA8B_FULL, optimizer: "paged_adamw_32bit", microBatch: 8 });
+    expect(recommendations.length).toBeGreaterThan(0);
     for (const r of recommendations) expect(analyzePlan(r.input).memory.train.pagedToHostBytes).toBe(0);
   });
 
