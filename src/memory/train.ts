@@ -776,11 +776,17 @@ export function estimateTrainMemory(
   const eager =
     plan.attention === "eager" ||
     (arch.modelType === "gemma2" && plan.attention === "auto" && !plan.gpu.flashAttention2);
+  // Full fine-tuning in mixed precision computes on fp32 weights under the Trainer's autocast: the embeddings'
+  // output, so the residual stream, is fp32, and autocast casts each trained linear's input on its own. DeepSpeed
+  // casts the module to its 16-bit dtype and runs without autocast (the fp32 master copy is the optimizer's);
+  // FSDP's mixed-precision policy (accelerate sets param_dtype to the compute dtype) gathers 16-bit parameters, so
+  // the forward is 16-bit throughout and autocast's casts are no-ops there.
+  const fp32Forward = isFull && mixed && !deepspeed && !isFsdp(plan.sharding);
   const ctx: Ctx = {
     arch,
     a,
-    rb: isFull && mixed ? 4 : a,
-    castCopies: isFull && mixed,
+    rb: fp32Forward ? 4 : a,
+    castCopies: fp32Forward,
     liger,
     eager,
     // the same reading: Gemma-2 under `auto` runs FlashAttention-2 where the GPU can
@@ -872,7 +878,7 @@ export function estimateTrainMemory(
     buffers += plan.quantMethod === "gptq" ? 5 * largest : 2 * largest * a;
   }
   let autocastCache = 0;
-  if (isFull && mixed && !deepspeed) {
+  if (fp32Forward) {
     // autocast caches the bf16 cast of every fp32 weight used in forward until the forward ends; with
     // checkpointing the layers run without grad (no caching) and only lm_head's cast is cached.
     const linearParams = groups

@@ -639,6 +639,28 @@ describe("sharding mechanisms", () => {
     }
   });
 
+  it("full fine-tuning forwards in 16 bits under DeepSpeed and FSDP, in fp32 under autocast without sharding", () => {
+    // mixed precision and pure bf16 save the same activations once the module (DeepSpeed) or the gathered
+    // parameters (FSDP's param_dtype) are 16-bit; without sharding, the fp32 weights make an fp32 residual stream
+    const base = { method: "full", gpus: 8, microBatch: 4, seqLen: 8192, syncEachBatch: true };
+    for (const sharding of ["zero2", "zero3", "fsdp", "fsdp2"] as const) {
+      const mixedActs = train({ ...base, sharding }).activations;
+      expect(mixedActs).toBe(train({ ...base, sharding, precision: "pure_bf16" }).activations);
+    }
+    const one = (precision: string) =>
+      estimateTrainMemory(
+        plan({
+          model: "meta-llama/Llama-3.2-1B",
+          gpu: "h200",
+          method: "full",
+          microBatch: 4,
+          seqLen: 8192,
+          precision,
+        }),
+      ).breakdown.activations;
+    expect(one("bf16")).toBeGreaterThan(one("pure_bf16"));
+  });
+
   it("FSDP1 accumulates unsharded 16-bit gradients between reductions unless each micro-batch reduces", () => {
     const T = 32_763_876_352; // Qwen2.5-32B's trainable parameters in full fine-tuning
     const base = { method: "full", gpus: 8, microBatch: 4, seqLen: 8192 };
