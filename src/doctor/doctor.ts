@@ -365,6 +365,11 @@ function changesFor(
   deepspeedMissing = false,
   /** what trains once the setup's DeepSpeed config drops its own optimizer */
   trains = "transformers' default AdamW",
+  /** the setup's DeepSpeed or accelerate config has errors of its own: a fix that keeps the strategy replaces it */
+  broken: { readonly deepspeed: boolean; readonly accelerate: boolean } = {
+    deepspeed: false,
+    accelerate: false,
+  },
 ): Change[] {
   const ch: Change[] = [];
   const type = (m: Method) => (m === "qlora" ? "lora" : m);
@@ -459,14 +464,14 @@ function changesFor(
         target: "deepspeed.json",
         text: `add deepspeed.json (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
       });
-    } else if (strategyChanged) {
+    } else if (strategyChanged || broken.deepspeed) {
       ch.push({
         kind: "file",
         target: "deepspeed.json",
-        text: `replace the DeepSpeed config (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
+        text: `replace the DeepSpeed config (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})${broken.deepspeed && !strategyChanged ? ' by tunefit\'s, whose batch sizes are "auto" (the one named has the errors above)' : ""}`,
       });
     }
-  } else if (isDeepSpeed(baseSharding) || deepspeedMissing) {
+  } else if (isDeepSpeed(baseSharding) || deepspeedMissing || yamlNamesDeepSpeed(yaml)) {
     ch.push({ kind: "yaml", target: "deepspeed", text: "remove deepspeed" });
   }
   if (v.dropDeepSpeedOptimizer) {
@@ -480,11 +485,11 @@ function changesFor(
     const what = `${v.sharding === "fsdp2" ? "FSDP2" : "FSDP1"} with RAM-efficient loading${v.offload !== "none" ? ", parameter offload" : ""}`;
     if (!isFsdp(baseSharding) || baseLauncher !== "accelerate") {
       ch.push({ kind: "file", target: "accelerate_fsdp.yaml", text: `add accelerate_fsdp.yaml (${what})` });
-    } else if (strategyChanged) {
+    } else if (strategyChanged || broken.accelerate) {
       ch.push({
         kind: "file",
         target: "accelerate_fsdp.yaml",
-        text: `replace the accelerate config (${what})`,
+        text: `replace the accelerate config (${what})${broken.accelerate ? ` ${REPLACES_BROKEN_ACCELERATE}` : ""}`,
       });
     }
   }
@@ -527,6 +532,43 @@ function changesFor(
     });
   }
   return ch;
+}
+
+/** How a fix says it writes a new accelerate config in place of one with errors (which is then not patched). */
+export const REPLACES_BROKEN_ACCELERATE = "by tunefit's (the one given has the errors above)";
+
+/** The YAML's deepspeed key holds something (a path, inline JSON, or an object), whatever its state. */
+function yamlNamesDeepSpeed(yaml: Readonly<Record<string, unknown>>): boolean {
+  return yaml.deepspeed !== undefined && yaml.deepspeed !== null && yaml.deepspeed !== "";
+}
+
+/**
+ * Which of the setup's own config files have errors no plan change mends: the DeepSpeed config (as the YAML names
+ * it: a file, or inline under deepspeed:) and the accelerate config. A fix that keeps their strategy writes them anew.
+ */
+function brokenConfigs(
+  issues: readonly Issue[],
+  input: DoctorInput,
+  yamlName: string,
+): { deepspeed: boolean; accelerate: boolean } {
+  const ds = input.deepspeed;
+  const under = (path: string, root: string) => path === root || path.startsWith(`${root}:`);
+  // what the fix search mends otherwise: a file not there (written anew, or found by its path), a strategy in two
+  // places (one removed), loading without RAM-efficiency (the two settings patched in)
+  const errors = issues.filter(
+    (i) =>
+      i.severity === "error" &&
+      i.code !== "DEEPSPEED_FILE_NOT_FOUND" &&
+      i.code !== "DEEPSPEED_WITH_FSDP" &&
+      i.code !== "FSDP_LOAD_REPLICA",
+  );
+  const patched = /fsdp_(cpu_ram_efficient_loading|sync_module_states)$/;
+  return {
+    deepspeed: errors.some(
+      (i) => under(i.path, `${yamlName}:deepspeed`) || (ds.kind === "file" && under(i.path, ds.path)),
+    ),
+    accelerate: errors.some((i) => under(i.path, "accelerate config") && !patched.test(i.path)),
+  };
 }
 
 /**
@@ -979,6 +1021,7 @@ export function doctor(input: DoctorInput): DoctorReport {
   );
   if (!valid && byHand.length === 0) {
     const ds = input.deepspeed;
+    const broken = brokenConfigs(issues, input, yamlName);
     if (ds.kind === "file" && ds.fixedPath !== undefined) {
       keyFixes.push({
         kind: "yaml",
@@ -1017,6 +1060,7 @@ export function doctor(input: DoctorInput): DoctorReport {
           v,
           missing !== null,
           ownOptimizerTrains(setup, v),
+          broken,
         ),
       ];
       if (changes.length === 0 && keyFixes.length === 0) continue;

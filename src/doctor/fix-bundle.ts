@@ -6,7 +6,7 @@ import { bundleReadme } from "../emit/readme.ts";
 import { launchScript } from "../emit/scripts.ts";
 import { toJson, toYaml } from "../emit/serialize.ts";
 import { targetsLine } from "../emit/versions.ts";
-import type { DoctorReport, Fix } from "./doctor.ts";
+import { type DoctorReport, type Fix, REPLACES_BROKEN_ACCELERATE } from "./doctor.ts";
 
 /*
  * The fixed setup as files: the user's YAML with only the fix's edits (every other key kept as written), the
@@ -70,7 +70,9 @@ export function fixFiles(
       theirs !== undefined &&
       report.launcher === "accelerate" &&
       report.analysis.plan.sharding === plan.sharding &&
-      report.analysis.plan.offload === plan.offload;
+      report.analysis.plan.offload === plan.offload &&
+      // a config with errors of its own is replaced, not patched
+      !fix.changes.some((c) => c.text.endsWith(REPLACES_BROKEN_ACCELERATE));
     let config: Record<string, unknown> | null;
     if (patchable) {
       const fsdp = { ...((theirs.fsdp_config ?? {}) as Record<string, unknown>) };

@@ -492,6 +492,44 @@ export function setupToPlan(
     input.quantBits = bits;
     if (qmethod === "bnb" || qmethod === "gptq" || qmethod === "awq") input.quantMethod = qmethod;
   } else input.method = "lora";
+  const yamlName = where.yamlName ?? "train.yaml";
+  const rejects = (key: string, upstream: string, message: string, hint: string) =>
+    issues.push({
+      code: "LLAMAFACTORY_REJECTS",
+      severity: "error",
+      path: `${yamlName}:${key}`,
+      message: `${upstream} stops with "${message}"`,
+      hint,
+    });
+  // bitsandbytes quantizes on the fly to 4 or 8 bits only (model_utils/quantization.py configure_quantization); the
+  // figures are then those of LoRA on the 16-bit model, which is what no run gets to
+  if (bits !== undefined && bits !== 4 && bits !== 8 && qmethod === "bnb")
+    rejects(
+      "quantization_bit",
+      "LLaMA-Factory",
+      "Bitsandbytes only accepts 4-bit or 8-bit quantization.",
+      `Set quantization_bit: 4 (QLoRA) or 8, or remove it to train the 16-bit model (${bits} is not a bitsandbytes width).`,
+    );
+  // transformers' TrainingArguments checks (training_args.py __post_init__)
+  if (y.fp16 === true && y.bf16 === true) {
+    const bf16Card = hardware.gpu.toLowerCase() === "custom" || findGpu(hardware.gpu)?.bf16 === true;
+    rejects(
+      bf16Card ? "fp16" : "bf16",
+      "transformers",
+      "At most one of fp16 and bf16 can be True, but not both",
+      bf16Card
+        ? "Remove fp16: true (bf16 mixed precision, which this card runs)."
+        : "Remove bf16: true (this card has no bf16: fp16 mixed precision).",
+    );
+  }
+  const cc = findGpu(hardware.gpu)?.computeCapability;
+  if (y.tf32 === true && typeof cc === "string" && Number.parseFloat(cc) < 8)
+    rejects(
+      "tf32",
+      "transformers",
+      "--tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7",
+      `Remove tf32: true: the GPU's compute capability is ${cc} (TF32 needs 8.0, Ampere, or newer).`,
+    );
 
   // strategy: DeepSpeed file, accelerate FSDP, or DDP
   let ramEfficientLoading = true;

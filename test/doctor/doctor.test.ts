@@ -233,6 +233,74 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(json.doctor.fix?.args).toEqual(expect.arrayContaining(["--sharding", "zero3"]));
   });
 
+  it("a fix mends the setup's own config files: a DeepSpeed config with errors is replaced, a conflicting one removed", () => {
+    const dir = tempDir();
+    const yaml = [
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct",
+      "stage: sft",
+      "do_train: true",
+      "finetuning_type: lora",
+      "dataset: alpaca_en_demo",
+      "template: qwen",
+      "per_device_train_batch_size: 2",
+      "gradient_accumulation_steps: 8",
+      "bf16: true",
+      "output_dir: saves/x",
+    ].join("\n");
+    writeFileSync(
+      join(dir, "ds3.json"),
+      JSON.stringify({ train_micro_batch_size_per_gpu: 4, zero_optimization: { stage: 3 } }),
+    );
+    writeFileSync(join(dir, "mismatch.yaml"), `${yaml}\ndeepspeed: ds3.json\n`);
+    writeFileSync(join(dir, "empty.yaml"), `${yaml}\ndeepspeed: {}\n`);
+    writeFileSync(
+      join(dir, "fsdp.yaml"),
+      "distributed_type: FSDP\nnum_processes: 8\nmixed_precision: bf16\nfsdp_config:\n  fsdp_cpu_ram_efficient_loading: true\n  fsdp_sync_module_states: true\n",
+    );
+    const gpus = ["--gpu", "a100-80g", "--gpus", "8"];
+    // the batch size written in the config contradicts the YAML's: the plan fits, so the config is what to mend
+    const mismatch = doctorJson(["doctor", "mismatch.yaml", ...gpus], dir).json;
+    expect(mismatch.issues[0]).toMatchObject({
+      severity: "error",
+      path: "ds3.json:train_micro_batch_size_per_gpu",
+    });
+    expect(mismatch.doctor.fix?.changes.map((c) => [c.kind, c.target])).toEqual([["file", "deepspeed.json"]]);
+    // ZeRO-3 without its settings: the config is dropped (or rewritten), never left as it is
+    expect(
+      doctorJson(["doctor", "empty.yaml", ...gpus], dir).json.doctor.fix?.changes.map((c) => c.text),
+    ).toEqual(["remove deepspeed"]);
+    // FSDP through accelerate with a DeepSpeed config in the YAML: one strategy, the accelerate one launched
+    const both = doctorJson(
+      ["doctor", "mismatch.yaml", ...gpus, "--accelerate-config", "fsdp.yaml", "--launcher", "accelerate"],
+      dir,
+    ).json;
+    expect(both.issues.map((i) => i.code)).toContain("DEEPSPEED_WITH_FSDP");
+    expect(both.doctor.fix?.changes.map((c) => c.text)).toEqual(["remove deepspeed"]);
+    // an accelerate config with a value accelerate rejects is written anew, not patched
+    writeFileSync(join(dir, "plain.yaml"), `${yaml}\n`);
+    writeFileSync(
+      join(dir, "bad.yaml"),
+      "distributed_type: FSDP\nnum_processes: 8\nmixed_precision: bf16\nfsdp_config:\n  fsdp_sharding_strategy: QUARTER_SHARD\n",
+    );
+    const acc = ["--accelerate-config", "bad.yaml", "--launcher", "accelerate"];
+    expect(doctorJson(["doctor", "plain.yaml", ...gpus, ...acc], dir).json.doctor.fix?.changes).toEqual([
+      expect.objectContaining({
+        kind: "file",
+        target: "accelerate_fsdp.yaml",
+        text: expect.stringContaining("errors above"),
+      }),
+    ]);
+    cli(["doctor", "plain.yaml", ...gpus, ...acc, "--fix", "--out", "acc"], dir);
+    expect(readFileSync(join(dir, "acc/accelerate_fsdp.yaml"), "utf8")).toContain(
+      "fsdp_sharding_strategy: FULL_SHARD",
+    );
+    // and the files it writes run as they are
+    expect(cli(["doctor", "mismatch.yaml", ...gpus, "--fix", "--out", "fixed"], dir).code).toBe(3);
+    const again = cli(["doctor", "train.yaml", ...gpus], join(dir, "fixed"));
+    expect(again.stdout).toContain("It runs as it is");
+    expect(again.code).toBe(0);
+  });
+
   it("bf16 on a V100: the fix is fp16, not more GPUs", () => {
     const { code, json } = doctorJson([
       "doctor",
@@ -382,6 +450,22 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     });
     // a list of anything but names is still refused, as split_arg would hand it on to fail later
     expect(checkTrainYaml({ ...yaml, lora_target: [1, 2] }).map((i) => i.code)).toEqual(["TARGET_BAD_VALUE"]);
+  });
+
+  it("stops where LLaMA-Factory or transformers would: a bitsandbytes width, fp16 beside bf16, tf32 before Ampere", () => {
+    const stops = (y: Record<string, unknown>, gpu = "h100") =>
+      setupToPlan({ model_name_or_path: "Qwen/Qwen2.5-7B", ...y }, { kind: "none" }, null, { gpu }, undefined)
+        .issues.filter((i) => i.code === "LLAMAFACTORY_REJECTS" && i.severity === "error")
+        .map((i) => i.path);
+    expect(stops({ quantization_bit: 3 })).toEqual(["train.yaml:quantization_bit"]);
+    expect(stops({ quantization_bit: 4 })).toEqual([]);
+    // other methods take other widths (HQQ 1–8 bits); tunefit reads them as LoRA on the 16-bit model
+    expect(stops({ quantization_bit: 3, quantization_method: "hqq" })).toEqual([]);
+    // the one to drop is the one the card cannot run
+    expect(stops({ bf16: true, fp16: true })).toEqual(["train.yaml:fp16"]);
+    expect(stops({ bf16: true, fp16: true }, "v100-32g")).toEqual(["train.yaml:bf16"]);
+    expect(stops({ tf32: true })).toEqual([]);
+    expect(stops({ tf32: true, fp16: true }, "v100-32g")).toEqual(["train.yaml:tf32"]);
   });
 
   it("packs as LLaMA-Factory does: neat_packing turns packing on, and unset packing follows stage pt", () => {
