@@ -71,7 +71,12 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
     const fullySharded =
       plan.sharding === "zero3" || (plan.sharding === "fsdp" && plan.fsdpStrategy !== "no_shard");
     // BAdam runs distributed only under ZeRO-3 (BADAM_NEEDS_ZERO3), and not with DeepSpeed's offload (BADAM_OFFLOAD)
-    const shardWith = badam ? "--sharding zero3" : "--sharding zero3 or fsdp";
+    // 8-bit bitsandbytes weights cannot be sharded (QLORA_8BIT_SHARDED): 4-bit ones can
+    const shardWith = badam
+      ? "--sharding zero3"
+      : eightBitBnb(plan)
+        ? "--quant-bits 4 and --sharding zero3 or fsdp"
+        : "--sharding zero3 or fsdp";
     if (world > 1 && !fullySharded) states.push(`shard the model states (${shardWith})`);
     if (world > 1 && fullySharded) states.push("use more GPUs (--gpus/--nodes)");
     if (fsdpAccumulatesUnsharded(plan)) {
@@ -123,8 +128,20 @@ function trainOomHint(plan: Plan, memory: MemoryEstimate, assumptions: Partial<M
   return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
+/** 8-bit bitsandbytes QLoRA, which neither ZeRO-3 nor FSDP can shard (rule QLORA_8BIT_SHARDED). */
+function eightBitBnb(plan: Plan): boolean {
+  return plan.method === "qlora" && plan.quantMethod === "bnb" && plan.quantBits === 8;
+}
+
 /** The next CPU offload this plan can take, with the sharding it needs (the OFFLOAD_* rules). */
 function offloadHint(plan: Plan): string | null {
+  const hint = offloadWay(plan);
+  return hint !== null && eightBitBnb(plan)
+    ? hint.replace(/--sharding (zero3|fsdp)/g, "--quant-bits 4 --sharding $1")
+    : hint;
+}
+
+function offloadWay(plan: Plan): string | null {
   if (plan.offload === "params") return null;
   switch (plan.sharding) {
     case "none":
@@ -177,7 +194,7 @@ export function memoryIssues(
           `its own ${gib(plan.gpu.capacityBytes)} card: loading runs out of memory${where}`,
         hint:
           plan.method === "qlora"
-            ? "Use --sharding fsdp (RAM-efficient loading: each rank holds 1/N), or more GPUs."
+            ? `Use ${eightBitBnb(plan) ? "--quant-bits 4 with " : ""}--sharding fsdp (RAM-efficient loading: each rank holds 1/N of the weights).`
             : "Use --sharding zero3 or fsdp so each rank loads 1/N of the weights, and/or --method qlora.",
       });
     } else if (plan.gpus * plan.nodes === 1) {
@@ -188,7 +205,7 @@ export function memoryIssues(
         message: `the weights (${gib(load.weightsBytes)}) do not fit on the one ${gib(plan.gpu.capacityBytes)} card: loading runs out of memory${where}`,
         hint:
           plan.method === "qlora"
-            ? "Use more GPUs with --sharding fsdp (each holds 1/N of the 4-bit weights), or --sharding fsdp --offload params (the weights wait in host RAM)."
+            ? `Use more GPUs with ${eightBitBnb(plan) ? "--quant-bits 4 and " : ""}--sharding fsdp (each holds 1/N of the 4-bit weights), or --sharding fsdp --offload params (the weights wait in host RAM).`
             : "Use --method qlora (4-bit weights), --sharding zero3 --offload params (the weights wait in host RAM), or more GPUs with --sharding zero3 or fsdp.",
       });
     } else {

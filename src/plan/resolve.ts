@@ -240,7 +240,7 @@ function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[])
       severity: "warning",
       path: "template",
       message: `LLaMA-Factory has no default template for ${model.id} (a base model); using its group's "${model.groupTemplate}"`,
-      hint: `Pass --template ${model.groupTemplate} to make this explicit, or --template default for plain text.`,
+      hint: `Pass --template ${model.groupTemplate} to make this explicit, or --template empty for plain text ("default" is a Human:/Assistant: chat format).`,
     });
     return model.groupTemplate;
   }

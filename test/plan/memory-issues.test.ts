@@ -174,3 +174,30 @@ describe("DEFAULT_OPTIM_STEP_COPY", () => {
     expect(codes({ model: "Qwen/Qwen2.5-7B" })).not.toContain("DEFAULT_OPTIM_STEP_COPY");
   });
 });
+
+describe("hints for 8-bit QLoRA, which neither ZeRO-3 nor FSDP shards", () => {
+  it("every way through sharding goes with 4-bit weights, and taking it breaks no rule", () => {
+    const base = {
+      model: "Qwen/Qwen2.5-72B-Instruct",
+      gpu: "l40s",
+      gpus: 4,
+      method: "qlora",
+      quantBits: 8,
+      sharding: "zero2",
+    } as const;
+    const issues = analyzePlan(base).issues.filter(
+      (i) => i.code === "TRAIN_OOM" || i.code === "LOAD_REPLICA_OOM",
+    );
+    expect(issues.map((i) => i.code).sort()).toEqual(["LOAD_REPLICA_OOM", "TRAIN_OOM"]);
+    for (const i of issues) {
+      for (const m of i.hint.matchAll(/--sharding (zero3|fsdp)/g)) {
+        expect(i.hint.slice(0, m.index), i.hint).toMatch(/--quant-bits 4( and| with)? $/);
+      }
+    }
+    const taken = analyzePlan({ ...base, quantBits: 4, sharding: "fsdp" });
+    expect(taken.issues.map((i) => i.code)).not.toContain("QLORA_8BIT_SHARDED");
+    expect(analyzePlan({ ...base, sharding: "fsdp" }).issues.map((i) => i.code)).toContain(
+      "QLORA_8BIT_SHARDED",
+    );
+  });
+});
