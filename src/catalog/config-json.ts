@@ -8,6 +8,7 @@ import type {
   VisionArchitecture,
 } from "../schema/architecture.ts";
 import { MAX_DIMENSION, MAX_LAYERS, ModelType as ModelTypeSchema } from "../schema/architecture.ts";
+import type { CheckpointQuantization, QuantMethod } from "../schema/plan.ts";
 
 /*
  * Hugging Face config.json → Architecture, for every supported model_type.
@@ -803,4 +804,28 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
     if (vision?.kind === "minicpmv") vision = minicpmvTop(vision, config, source, declared);
   }
   return { modelType, text, vision };
+}
+
+/**
+ * The checkpoint's own quantization from its config.json's `quantization_config`, as transformers' quantizers read it:
+ * GPTQ and AWQ by `bits` (AWQ's older `w_bit`), bitsandbytes by `load_in_4bit` / `load_in_8bit`. LLaMA-Factory loads
+ * such a checkpoint as stored and trains only LoRA on it (model_utils/quantization.py, the PTQ branch). Null where
+ * the config has none.
+ */
+export function checkpointQuantization(config: unknown): CheckpointQuantization | null {
+  if (!isObject(config) || !isObject(config.quantization_config)) return null;
+  const q = config.quantization_config;
+  const declared = typeof q.quant_method === "string" ? q.quant_method.toLowerCase() : "";
+  const width = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  let method: QuantMethod | null = null;
+  let statedBits: number | null = null;
+  if (declared === "gptq" || declared === "awq") {
+    method = declared;
+    statedBits = width(q.bits) ?? width(q.w_bit);
+  } else if (declared === "bitsandbytes") {
+    method = "bnb";
+    statedBits = q.load_in_4bit === true ? 4 : q.load_in_8bit === true ? 8 : null;
+  }
+  const bits = statedBits === 4 || statedBits === 8 ? statedBits : null;
+  return { declared: declared || "unnamed", method: bits === null ? null : method, bits, statedBits };
 }

@@ -4,8 +4,8 @@ import { mib, readBoundedText } from "../_read.ts";
 import { usageError } from "../errors.ts";
 import type { Architecture } from "../schema/architecture.ts";
 import { Architecture as ArchitectureSchema } from "../schema/architecture.ts";
-import type { ModelDefinition, ResolvedModel } from "../schema/plan.ts";
-import { architectureFromConfig } from "./config-json.ts";
+import type { CheckpointQuantization, ModelDefinition, ResolvedModel } from "../schema/plan.ts";
+import { architectureFromConfig, checkpointQuantization } from "./config-json.ts";
 import { LLAMAFACTORY_MODEL_TEMPLATES } from "./data/llamafactory.ts";
 import { findCatalogModel, findMirroredModel, looksConverted, suggestModelIds } from "./models.ts";
 
@@ -28,6 +28,14 @@ export const MAX_CONFIG_JSON_BYTES = 4 * 1024 * 1024;
 
 /** Reads `<dir>/config.json` into an Architecture. */
 export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
+  return readModelDir(dir, shownAs).architecture;
+}
+
+/** Reads `<dir>/config.json`: the architecture and the checkpoint's own quantization. */
+function readModelDir(
+  dir: string,
+  shownAs: string,
+): { architecture: Architecture; quantization: CheckpointQuantization | null } {
   const file = join(dir, "config.json");
   const shown = join(shownAs, "config.json");
   const text = readBoundedText(file, MAX_CONFIG_JSON_BYTES, (f) =>
@@ -56,7 +64,7 @@ export function loadModelDir(dir: string, shownAs: string = dir): Architecture {
       "Fix the JSON syntax; the file must be the model's Hugging Face config.json.",
     );
   }
-  return architectureFromConfig(json, shown);
+  return { architecture: architectureFromConfig(json, shown), quantization: checkpointQuantization(json) };
 }
 
 /** The template LLaMA-Factory would use for an id the catalog or LLaMA-Factory's own list knows, else nulls. */
@@ -107,14 +115,15 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       architecture,
       ...known,
       shards: ref.shards ?? known.shards,
+      quantization: "architecture" in ref ? null : checkpointQuantization(ref.config),
     };
   }
   const dir = cwd === undefined ? ref : resolve(cwd, ref);
   if (isDirectory(dir)) {
-    const architecture = loadModelDir(dir, ref);
+    const { architecture, quantization } = readModelDir(dir, ref);
     // A folder named like a catalog model (e.g. a local copy of Qwen2.5-7B-Instruct) keeps its template.
     const known = templatesFor(basename(ref.replace(/[\\/]+$/, "")));
-    return { id: ref, source: "config", dir: ref, architecture, ...known, shards: null };
+    return { id: ref, source: "config", dir: ref, architecture, ...known, shards: null, quantization };
   }
   const match = findCatalogModel(ref);
   if (match) {
@@ -126,6 +135,7 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       defaultTemplate: match.defaultTemplate,
       groupTemplate: match.groupTemplate,
       shards: match.shards,
+      quantization: null,
     };
   }
   // a path (./X, ~/X, C:/X, a/b/X) names a folder, never another organisation's copy
@@ -140,6 +150,7 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       defaultTemplate: mirrored.defaultTemplate,
       groupTemplate: mirrored.groupTemplate,
       shards: mirrored.shards,
+      quantization: null,
     };
   }
   if (looksLikePath(ref)) {
@@ -162,8 +173,8 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
     `unknown model "${ref}": not in the catalog and not a folder`,
     looksConverted(ref)
       ? "Its name reads as a quantized or converted upload, which the catalog does not carry: pass its downloaded " +
-          "folder (--model DIR) with --method qlora and the --quant-method it was made with, or plan the original " +
-          "16-bit checkpoint with --method qlora."
+          "folder (--model DIR; its config.json says how it is quantized), or plan the original 16-bit checkpoint " +
+          "with --method qlora."
       : `Did you mean ${suggestions.map((s) => `"${s}"`).join(", ")}? List all with \`tunefit models\`, or pass a ` +
           "folder holding the model's config.json.",
   );

@@ -1040,7 +1040,10 @@ export function doctor(input: DoctorInput): DoctorReport {
       lowMemory: without === undefined ? searched.lowMemoryOptimizer : without.lowMemory?.optimizer,
       projected: input.yaml.use_galore === true || input.yaml.use_apollo === true,
     };
+    // a checkpoint stored quantized is loaded as stored: quantization_bit changes nothing there
+    const stored = analysis.plan.model.quantization?.method != null;
     for (const v of withDeepSpeedOptimizerDropped(variants(searched, context), setup)) {
+      if (stored && v.method === "qlora" && (setup.input.method ?? "lora") !== "qlora") continue;
       const candidate = withoutDeepSpeedOptimizer(applyVariant(searched, v), setup, v);
       let a: PlanAnalysis;
       try {

@@ -36,7 +36,8 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   y.model_name_or_path = o.modelPath;
   if (multimodal) y.image_max_pixels = plan.imageMaxPixels;
   y.trust_remote_code = true;
-  if (plan.method === "qlora" && plan.quantMethod === "bnb") {
+  // a checkpoint stored quantized is loaded as stored (its quantization_config): quantization_bit would be ignored
+  if (plan.method === "qlora" && plan.quantMethod === "bnb" && plan.model.quantization === null) {
     y.quantization_bit = plan.quantBits;
     y.quantization_method = "bnb";
   }

@@ -12,6 +12,8 @@ import {
   Plan,
   PlanInput,
   projectsGradients,
+  type QuantBits,
+  type QuantMethod,
   type ResolvedGpu,
   type ResolvedModel,
 } from "../schema/plan.ts";
@@ -257,6 +259,66 @@ function resolveTemplate(input: PlanInput, model: ResolvedModel, notes: Issue[])
   return null;
 }
 
+/** How a checkpoint's quantization_config names its method in words. */
+const STORED_NAMES: Readonly<Record<QuantMethod, string>> = { gptq: "GPTQ", awq: "AWQ", bnb: "bitsandbytes" };
+
+/**
+ * A checkpoint stored quantized (its config.json's quantization_config) is loaded as stored: LLaMA-Factory trains
+ * LoRA on it (QLoRA on the stored weights; `quantization_bit` "will not affect on the PTQ-quantized models") and
+ * refuses any other method ("Quantized models can only be used for the LoRA tuning.", model/adapter.py). Returns the
+ * method and quantization the plan takes from the checkpoint, or null where it takes them from the input.
+ */
+function storedQuantization(
+  input: PlanInput,
+  model: ResolvedModel,
+  notes: Issue[],
+): { method: "qlora"; quantBits: QuantBits; quantMethod: QuantMethod } | null {
+  const q = model.quantization;
+  if (q === null) return null;
+  if (q.method === null || q.bits === null) {
+    notes.push({
+      code: "CHECKPOINT_QUANTIZATION_UNMODELLED",
+      severity: "warning",
+      path: "model",
+      message: `${model.id}'s config.json stores it quantized (quant_method ${q.declared}${q.statedBits === null ? "" : `, ${q.statedBits} bits`}), which tunefit does not model: the figures are for its 16-bit weights`,
+      hint: "Treat the weights' share as an upper bound, or plan the 16-bit checkpoint with --method qlora (4-bit bitsandbytes while loading).",
+    });
+    return null;
+  }
+  const name = `${q.bits}-bit ${STORED_NAMES[q.method]}`;
+  const method = input.method ?? PLAN_DEFAULTS.method;
+  if (method === "full" || method === "freeze") {
+    throw usageError(
+      "QUANTIZED_CHECKPOINT_LORA_ONLY",
+      "method",
+      `${model.id} is stored ${name} (its config.json's quantization_config), and LLaMA-Factory trains only LoRA on a quantized model: "Quantized models can only be used for the LoRA tuning."`,
+      "Use --method lora (adapters on the stored weights), or point --model at the 16-bit checkpoint for full or freeze tuning.",
+    );
+  }
+  const asked =
+    (input.quantMethod !== undefined && input.quantMethod !== q.method) ||
+    (input.quantBits !== undefined && input.quantBits !== q.bits);
+  notes.push(
+    asked
+      ? {
+          code: "CHECKPOINT_QUANTIZED",
+          severity: "warning",
+          path:
+            input.quantMethod !== undefined && input.quantMethod !== q.method ? "quantMethod" : "quantBits",
+          message: `${model.id} is stored ${name}: LLaMA-Factory loads it as stored, and quantization_bit does not affect a quantized checkpoint; planned with its ${name} weights`,
+          hint: "Leave the quantization width and method out for this checkpoint, or plan its 16-bit original to quantize it your way.",
+        }
+      : {
+          code: "CHECKPOINT_QUANTIZED",
+          severity: "info",
+          path: "model",
+          message: `${model.id} is stored ${name} (its config.json's quantization_config): LoRA trains on the stored weights, planned as QLoRA on them`,
+          hint: "Nothing to change; the training YAML leaves quantization_bit out, as LLaMA-Factory reads the checkpoint's own.",
+        },
+  );
+  return { method: "qlora", quantBits: q.bits, quantMethod: q.method };
+}
+
 /**
  * Resolves user input into a Plan: validates it, resolves the model and GPU, fills LLaMA-Factory's defaults
  * and checks that every LoRA/freeze target exists in the model.
@@ -282,7 +344,8 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     });
   }
   const gpu = resolveGpu(input);
-  const method = input.method ?? PLAN_DEFAULTS.method;
+  const stored = storedQuantization(input, model, notes);
+  const method = stored?.method ?? input.method ?? PLAN_DEFAULTS.method;
   const lora = method === "lora" || method === "qlora";
   const freeze = method === "freeze";
 
@@ -315,8 +378,9 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     hostRamBytes: input.hostRam === undefined ? null : Math.round(input.hostRam * BYTES_PER_GIB),
     headroom: input.headroom ?? PLAN_DEFAULTS.headroom,
     method,
-    quantBits: method === "qlora" ? (input.quantBits ?? PLAN_DEFAULTS.quantBits) : null,
-    quantMethod: method === "qlora" ? (input.quantMethod ?? PLAN_DEFAULTS.quantMethod) : null,
+    quantBits: method === "qlora" ? (stored?.quantBits ?? input.quantBits ?? PLAN_DEFAULTS.quantBits) : null,
+    quantMethod:
+      method === "qlora" ? (stored?.quantMethod ?? input.quantMethod ?? PLAN_DEFAULTS.quantMethod) : null,
     sharding: input.sharding ?? PLAN_DEFAULTS.sharding,
     fsdpStrategy: input.sharding === "fsdp" ? (input.fsdpStrategy ?? PLAN_DEFAULTS.fsdpStrategy) : null,
     offload: input.offload ?? PLAN_DEFAULTS.offload,

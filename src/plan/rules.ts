@@ -455,9 +455,10 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "PREQUANTIZED_CHECKPOINT_EXPECTED",
     fields: ["quantMethod", "model"],
     severity: "warning",
-    applies: (p) => p.method === "qlora" && p.quantMethod !== "bnb" && p.model.source === "catalog",
+    applies: (p) =>
+      p.method === "qlora" && p.quantMethod !== "bnb" && p.model.quantization?.method !== p.quantMethod,
     message: (p) =>
-      `--quant-method ${p.quantMethod} trains a checkpoint that is already quantized (its config.json carries a quantization_config), but ${p.model.id} is the 16-bit checkpoint: LLaMA-Factory would load and train it in 16 bits, while the memory shown is for ${p.quantMethod?.toUpperCase()} weights`,
+      `--quant-method ${p.quantMethod} trains a checkpoint that is already quantized (its config.json carries a quantization_config), but ${p.model.id}'s has ${p.model.quantization === null ? "none: it is a 16-bit checkpoint" : `quant_method ${p.model.quantization.declared}`}: LLaMA-Factory would load and train it as stored, while the memory shown is for ${p.quantMethod?.toUpperCase()} weights`,
     hint: (p) =>
       `Point --model at a ${p.quantMethod?.toUpperCase()} checkpoint of it (a folder with its config.json), or use --quant-method bnb to quantize while loading.`,
     source:

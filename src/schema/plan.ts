@@ -191,6 +191,22 @@ export const PlanInput = z.strictObject({
 export type PlanInput = z.infer<typeof PlanInput>;
 
 /** The model as resolved: where it came from and its architecture. */
+/**
+ * A checkpoint stored quantized, as its config.json's `quantization_config` says (transformers' quantizers: GPTQ,
+ * AWQ, bitsandbytes): LLaMA-Factory loads it as it is and trains LoRA adapters on it.
+ */
+export const CheckpointQuantization = z.strictObject({
+  /** `quant_method` as the config writes it (`bitsandbytes` for bnb) */
+  declared: z.string(),
+  /** the method as a plan carries it; null for one tunefit does not model (fp8, HQQ, EETQ, compressed-tensors, …) */
+  method: QuantMethod.nullable(),
+  /** the stored width; null where it is not 4 or 8 bits */
+  bits: QuantBits.nullable(),
+  /** the width as the config writes it */
+  statedBits: z.number().nullable(),
+});
+export type CheckpointQuantization = z.infer<typeof CheckpointQuantization>;
+
 export const ResolvedModel = z.strictObject({
   id: z.string(),
   source: z.enum(["catalog", "config", "explicit"]),
@@ -200,6 +216,8 @@ export const ResolvedModel = z.strictObject({
   defaultTemplate: z.string().nullable(),
   groupTemplate: z.string().nullable(),
   shards: z.number().int().positive().nullable(),
+  /** the checkpoint's own quantization (a config.json model whose quantization_config tunefit reads), else null */
+  quantization: CheckpointQuantization.nullable(),
 });
 export type ResolvedModel = z.infer<typeof ResolvedModel>;
 

@@ -182,7 +182,7 @@ describe("input that does not form a plan", () => {
     ]) {
       const [issue] = usageIssues({ model, gpu: "a100-80g" });
       expect(issue?.code).toBe("MODEL_UNKNOWN");
-      expect(issue?.hint).toContain("--quant-method");
+      expect(issue?.hint).toContain("its config.json says how it is quantized");
     }
   });
 
