@@ -1,3 +1,5 @@
+import { closest } from "../_util.ts";
+import { usageError } from "../errors.ts";
 import { type AnalyzeOptions, analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { type ResolveOptions, resolvePlan } from "../plan/resolve.ts";
 import type {
@@ -115,6 +117,31 @@ const OTHER_METHOD_FIELDS: readonly (keyof PlanInput)[] = ALL_METHOD_FIELDS.filt
   (f) => !(METHOD_FIELDS.lowMemory as readonly string[]).includes(f),
 );
 
+/** The options each builder method reads; anything else would be dropped without a word (JavaScript callers). */
+const OPTION_KEYS = {
+  hardware: ["gpu", "gpus", "nodes", "gpuMemoryGiB", "hostRamGiB"],
+  freeze: ["trainableLayers", "trainableModules"],
+  lora: ["rank", "alpha", "dropout", "target", "dora", "additionalTarget"],
+  qlora: ["rank", "alpha", "dropout", "target", "dora", "additionalTarget", "bits", "quantMethod"],
+  galore: ["rank", "layerwise"],
+  apollo: ["rank", "layerwise"],
+  fsdp: ["version", "strategy"],
+} as const;
+
+/** Stops on an option the method does not read, naming the ones it does. */
+function checkOptions(method: keyof typeof OPTION_KEYS, o: object): void {
+  const keys: readonly string[] = OPTION_KEYS[method];
+  const unknown = Object.keys(o).find((k) => !keys.includes(k));
+  if (unknown === undefined) return;
+  const [near] = closest(unknown, keys, 1);
+  throw usageError(
+    "BUILDER_OPTION_UNKNOWN",
+    `${method}.${unknown}`,
+    `${method}() has no option "${unknown}"`,
+    `${near === undefined ? "" : `Did you mean "${near}"? `}Its options: ${keys.join(", ")}.`,
+  );
+}
+
 /** Drops undefined values so a draft only holds what was set (PlanInput uses exact optional properties). */
 function defined<T extends Record<string, unknown>>(values: T): Partial<T> {
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -157,6 +184,7 @@ export class PlanBuilder<S extends Draft = Empty> {
 
   /** The GPUs: kind, count per node, nodes, and optionally their capacity and the nodes' RAM. */
   hardware(h: HardwareOptions): PlanBuilder<S & { gpu: string }> {
+    checkOptions("hardware", h);
     return this.#with({
       ...without(this.#draft, ["gpus", "nodes", "gpuMemory", "hostRam"]),
       ...defined({
@@ -179,6 +207,7 @@ export class PlanBuilder<S extends Draft = Empty> {
 
   /** Freeze tuning: the last (or first) layers train. */
   freeze(o: FreezeOptions = {}): PlanBuilder<S> {
+    checkOptions("freeze", o);
     return this.#with({
       ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "freeze",
@@ -188,6 +217,7 @@ export class PlanBuilder<S extends Draft = Empty> {
 
   /** LoRA adapters on a 16-bit base. */
   lora(o: LoraOptions = {}): PlanBuilder<S> {
+    checkOptions("lora", o);
     return this.#with({
       ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "lora",
@@ -197,6 +227,7 @@ export class PlanBuilder<S extends Draft = Empty> {
 
   /** LoRA adapters on a quantized base (bitsandbytes 4-bit unless told otherwise). */
   qlora(o: QloraOptions = {}): PlanBuilder<S> {
+    checkOptions("qlora", o);
     return this.#with({
       ...without(this.#draft, OTHER_METHOD_FIELDS),
       method: "qlora",
@@ -210,11 +241,13 @@ export class PlanBuilder<S extends Draft = Empty> {
    * (LLaMA-Factory `use_galore`). Combine with `.full()` or `.freeze()`, in either order.
    */
   galore(o: ProjectionOptions = {}): PlanBuilder<S> {
+    checkOptions("galore", o);
     return this.#lowMemory("galore", o);
   }
 
   /** APOLLO for full (or freeze) tuning: low-rank auxiliary optimizer states (LLaMA-Factory `use_apollo`). */
   apollo(o: ProjectionOptions = {}): PlanBuilder<S> {
+    checkOptions("apollo", o);
     return this.#lowMemory("apollo", o);
   }
 
@@ -248,6 +281,7 @@ export class PlanBuilder<S extends Draft = Empty> {
 
   /** FSDP through accelerate (version 1 with a strategy, or 2). */
   fsdp(o: { version?: 1 | 2; strategy?: FsdpStrategy } = {}): PlanBuilder<S> {
+    checkOptions("fsdp", o);
     const draft = without(this.#draft, ["fsdpStrategy"]);
     if (o.version === 2) return this.#with({ ...draft, sharding: "fsdp2" });
     return this.#with({ ...draft, sharding: "fsdp", ...defined({ fsdpStrategy: o.strategy }) });

@@ -1,7 +1,7 @@
 import { findGpu } from "../catalog/gpus.ts";
 import { deepspeedBatchIssues } from "../emit/check-bundle.ts";
 import { usesFsdp } from "../emit/common.ts";
-import { type Issue, TunefitError } from "../errors.ts";
+import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptions.ts";
 import { estimateLoadMemory } from "../memory/load.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
@@ -534,6 +534,34 @@ function changesFor(
   return ch;
 }
 
+/**
+ * The input with what JavaScript callers leave out or null filled as the types mean it (no DeepSpeed config, no
+ * accelerate config, torchrun), and a YAML that is no mapping refused as input.
+ */
+function normalizedInput(given: DoctorInput): DoctorInput {
+  const loose = given as Partial<DoctorInput> & { yaml?: unknown };
+  if (typeof loose.yaml !== "object" || loose.yaml === null || Array.isArray(loose.yaml))
+    throw usageError(
+      "DOCTOR_YAML_NOT_MAPPING",
+      "yaml",
+      "doctor() needs the training YAML as an object of its keys",
+      "Pass the parsed YAML (parseOmegaConfYaml reads it as LLaMA-Factory does).",
+    );
+  if (typeof loose.hardware !== "object" || loose.hardware === null || typeof loose.hardware.gpu !== "string")
+    throw usageError(
+      "DOCTOR_HARDWARE_MISSING",
+      "hardware.gpu",
+      "doctor() needs the hardware to judge the setup on",
+      'Pass hardware: { gpu: "a100-80g", gpus: 8 } (a catalog GPU id, or "custom" with gpuMemory).',
+    );
+  return {
+    ...given,
+    deepspeed: loose.deepspeed ?? { kind: "none" },
+    accelerate: loose.accelerate ?? null,
+    launcher: loose.launcher ?? "torchrun",
+  };
+}
+
 /** How a fix says it writes a new accelerate config in place of one with errors (which is then not patched). */
 export const REPLACES_BROKEN_ACCELERATE = "by tunefit's (the one given has the errors above)";
 
@@ -910,7 +938,8 @@ function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<Memo
  * Predicts what an existing setup does and finds the smallest fix.
  * @throws TunefitError (usage) when the setup does not form a plan (e.g. a model neither the catalog nor --model knows)
  */
-export function doctor(input: DoctorInput): DoctorReport {
+export function doctor(given: DoctorInput): DoctorReport {
+  const input = normalizedInput(given);
   // a DeepSpeed file that is not there: the run stops, but what it meant to run is in its name
   const missing = missingDeepSpeed(input);
   const deepspeed: DeepSpeedSource =

@@ -49,3 +49,21 @@ describe("PlanBuilder", () => {
     expect(a.memory.train.fits).toBe(true);
   });
 });
+
+describe("options a method does not read (JavaScript callers, or a cast)", () => {
+  it("stop with the option named and the nearest one offered, instead of being dropped", () => {
+    const call = () => PlanBuilder.create().hardware({ gpu: "rtx4090", gpuMemory: 12 } as never);
+    expect(call).toThrow(TunefitError);
+    try {
+      call();
+    } catch (e) {
+      expect((e as TunefitError).issues[0]).toMatchObject({
+        code: "BUILDER_OPTION_UNKNOWN",
+        path: "hardware.gpuMemory",
+        hint: expect.stringContaining('Did you mean "gpuMemoryGiB"?'),
+      });
+    }
+    expect(() => PlanBuilder.create().qlora({ bit: 8 } as never)).toThrow(/qlora\(\) has no option "bit"/);
+    expect(() => PlanBuilder.create().fsdp({ version: 2 })).not.toThrow();
+  });
+});

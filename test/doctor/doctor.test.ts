@@ -2,8 +2,10 @@ import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { doctor as doctorFn } from "../../src/doctor/doctor.ts";
 import { parseOmegaConfYaml } from "../../src/doctor/read.ts";
 import { setupToPlan } from "../../src/doctor/to-plan.ts";
+import type { TunefitError } from "../../src/errors.ts";
 import { checkTrainYaml } from "../../src/schema/targets/index.ts";
 import { cli as runCli, useTempDirs } from "../support/cli.ts";
 
@@ -1083,5 +1085,27 @@ describe("tunefit doctor: a ZeRO-3 config that offloads only the parameters", ()
     const both = run() as unknown as typeof paramsOnly;
     expect(both.issues.map((i) => i.code)).not.toContain("DEEPSPEED_PARAM_OFFLOAD_ONLY");
     expect(both.memory.train.perGpu.breakdown.optimizer).toBe(0);
+  });
+});
+
+describe("doctor() from JavaScript", () => {
+  it("reads null or missing config sources as none, and refuses a YAML or hardware it cannot use as input", () => {
+    const yaml = { model_name_or_path: "Qwen/Qwen2.5-7B-Instruct", finetuning_type: "lora", bf16: true };
+    const loose = { yaml, deepspeed: null, hardware: { gpu: "a100-80g" } } as never;
+    const report = doctorFn(loose);
+    expect(report.launcher).toBe("torchrun");
+    expect(report.analysis.plan.sharding).toBe("none");
+    for (const [bad, code] of [
+      [{ yaml: "model_name_or_path: x", hardware: { gpu: "a100-80g" } }, "DOCTOR_YAML_NOT_MAPPING"],
+      [{ yaml }, "DOCTOR_HARDWARE_MISSING"],
+    ] as const) {
+      let error: unknown;
+      try {
+        doctorFn(bad as never);
+      } catch (e) {
+        error = e;
+      }
+      expect((error as TunefitError).issues[0]?.code).toBe(code);
+    }
   });
 });
