@@ -35,6 +35,7 @@ import {
   type SetupPlan,
   setupToPlan,
   upperBoundSwitches,
+  YAML_KEY_OF_PLAN_FIELD,
   yamlHint,
 } from "./to-plan.ts";
 
@@ -562,6 +563,38 @@ function normalizedInput(given: DoctorInput): DoctorInput {
   };
 }
 
+/**
+ * An input error of the plan read from the YAML, said against the YAML: the key it was read from, in the YAML's terms
+ * (`cutoff_len 0: must be at least 1` at train.yaml:cutoff_len, not `seqLen` at --seq-len).
+ */
+function asYamlIssue(i: Issue, input: DoctorInput): Issue {
+  const name = input.yamlName ?? "train.yaml";
+  const given = input.yaml.model_name_or_path;
+  if (i.path === "model" && input.model === undefined && (typeof given !== "string" || given.trim() === ""))
+    return {
+      ...i,
+      code: "MODEL_MISSING",
+      path: `${name}:model_name_or_path`,
+      message: "model_name_or_path is missing: LLaMA-Factory has no model to train",
+      hint: "Add model_name_or_path: a hub id (e.g. Qwen/Qwen2.5-7B-Instruct) or a local checkpoint folder, or pass --model.",
+    };
+  if (i.path === "model")
+    return {
+      ...i,
+      path: `${name}:model_name_or_path`,
+      hint: `${i.hint} For a model the catalog lacks, pass --model DIR (a folder with its config.json).`,
+    };
+  const field = i.path.split(".")[0] ?? "";
+  const key = Object.hasOwn(YAML_KEY_OF_PLAN_FIELD, field) ? YAML_KEY_OF_PLAN_FIELD[field] : undefined;
+  if (key === undefined || key.includes(" ")) return { ...i, hint: yamlHint(i.hint) };
+  return {
+    ...i,
+    path: `${name}:${key}`,
+    message: i.message.startsWith(field) ? `${key}${i.message.slice(field.length)}` : i.message,
+    hint: i.code === "PLAN_INPUT_INVALID" ? `Correct ${key} in ${name}.` : yamlHint(i.hint),
+  };
+}
+
 /** How a fix says it writes a new accelerate config in place of one with errors (which is then not patched). */
 export const REPLACES_BROKEN_ACCELERATE = "by tunefit's (the one given has the errors above)";
 
@@ -960,16 +993,10 @@ export function doctor(given: DoctorInput): DoctorReport {
     analysis = analyzePlan(setup.input, opts);
   } catch (e) {
     if (e instanceof TunefitError && e.kind === "usage") {
-      const mapped = e.issues.map((i) =>
-        i.path === "model"
-          ? {
-              ...i,
-              path: `${input.yamlName ?? "train.yaml"}:model_name_or_path`,
-              hint: `${i.hint} For a model the catalog lacks, pass --model DIR (a folder with its config.json).`,
-            }
-          : i,
+      throw new TunefitError(
+        "usage",
+        e.issues.map((i) => asYamlIssue(i, input)),
       );
-      throw new TunefitError("usage", mapped);
     }
     throw e;
   }

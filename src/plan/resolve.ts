@@ -69,6 +69,34 @@ function fieldDescription(field: string): string | undefined {
 }
 
 /** Turns zod's issues into tunefit issues that name the field and what it takes. */
+/** zod's issue in words a user reads (zod's own text, "Too small: expected number to be >=1", reads as a trace). */
+function plainMessage(i: z.core.$ZodIssue): string {
+  const bound = (inclusive: boolean | undefined, n: unknown, at: string, beyond: string) =>
+    inclusive === false ? `must be ${beyond} ${n}` : `must be ${at} ${n}`;
+  switch (i.code) {
+    case "too_small":
+      if (i.origin === "string" && Number(i.minimum) === 1) return "must not be empty";
+      if (i.origin === "array" && Number(i.minimum) === 1) return "must name at least one";
+      return i.origin === "number" || i.origin === "int" || i.origin === "bigint"
+        ? bound(i.inclusive, i.minimum, "at least", "more than")
+        : `must have at least ${i.minimum} ${i.origin === "string" ? "characters" : "items"}`;
+    case "too_big":
+      return i.origin === "number" || i.origin === "int" || i.origin === "bigint"
+        ? bound(i.inclusive, i.maximum, "at most", "less than")
+        : `must have at most ${i.maximum} ${i.origin === "string" ? "characters" : "items"}`;
+    case "invalid_type":
+      return i.expected === "int" ? "must be a whole number" : `must be a ${i.expected}`;
+    case "invalid_value":
+      return `must be one of ${i.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "not_multiple_of":
+      return `must be a multiple of ${i.divisor}`;
+    case "invalid_union":
+      return "is not one of the accepted forms";
+    default:
+      return i.message;
+  }
+}
+
 export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issue[] {
   return error.issues.map((i) => {
     const path = [prefix, ...i.path.map(String)].filter(Boolean).join(".") || "(root)";
@@ -84,7 +112,7 @@ export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issu
     const message =
       i.code === "unrecognized_keys"
         ? `unknown field${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")}`
-        : `${path}${shown}: ${i.message}`;
+        : `${path}${shown}: ${plainMessage(i)}`;
     const hint =
       i.code === "unrecognized_keys"
         ? `Did you mean ${i.keys

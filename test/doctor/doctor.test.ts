@@ -1109,3 +1109,25 @@ describe("doctor() from JavaScript", () => {
     }
   });
 });
+
+describe("doctor's input errors, said against the YAML", () => {
+  it("names the YAML key and the bound, not the plan field and zod's wording", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "bad.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\ncutoff_len: 0\nlora_rank: -4\n",
+    );
+    writeFileSync(join(dir, "nomodel.yaml"), "stage: sft\n");
+    const bad = doctorJson(["doctor", "bad.yaml", "--gpu", "a100-80g"], dir);
+    expect(bad.code).toBe(2);
+    const r = cli(["doctor", "bad.yaml", "--gpu", "a100-80g"], dir);
+    const out = r.stdout + r.stderr;
+    expect(out).toContain("cutoff_len 0: must be at least 1");
+    expect(out).toContain("at bad.yaml:cutoff_len");
+    expect(out).toContain("at bad.yaml:lora_rank");
+    expect(out).not.toMatch(/seqLen|--seq-len|Too small/);
+    const none = cli(["doctor", "nomodel.yaml", "--gpu", "a100-80g"], dir);
+    expect(none.code).toBe(2);
+    expect(none.stdout + none.stderr).toContain("model_name_or_path is missing");
+  });
+});

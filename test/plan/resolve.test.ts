@@ -426,3 +426,23 @@ describe("memory-efficient optimizers in a plan", () => {
     expect(eight.optimizer).toBe("adamw_8bit");
   });
 });
+
+describe("input errors in words", () => {
+  it("say the bound or the form a value must take, not zod's own text", () => {
+    const base = { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g" };
+    expect(usageIssues({ ...base, seqLen: 0 })[0]?.message).toBe("seqLen 0: must be at least 1");
+    expect(usageIssues({ ...base, microBatch: 1.5 })[0]?.message).toBe(
+      "microBatch 1.5: must be a whole number",
+    );
+    expect(usageIssues({ ...base, headroom: 1 })[0]?.message).toBe("headroom 1: must be less than 1");
+    expect(usageIssues({ ...base, sharding: "zero4" })[0]?.message).toMatch(
+      /^sharding "zero4": must be one of "none"/,
+    );
+    for (const i of [
+      ...usageIssues({ ...base, seqLen: 0 }),
+      ...usageIssues({ ...base, loraTarget: 7 }),
+      ...usageIssues({ ...base, model: "" }),
+    ])
+      expect(i.message).not.toMatch(/Too small|Too big|Invalid input|expected/);
+  });
+});
