@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join, relative, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { readBoundedText } from "../_read.ts";
@@ -808,6 +809,32 @@ function runImport(values: Values, [yamlFile]: readonly string[], io: CliIo): nu
   return EXIT.ok;
 }
 
+/** The folder of the tunefit package this CLI runs from (its package.json), or null where none is found. */
+function ownPackageRoot(): string | null {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: unknown };
+      if (pkg.name === "tunefit") return dir;
+    } catch {
+      // no package.json here: look further up
+    }
+    const up = dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+/**
+ * How a scaffold depends on tunefit: the version range where this tunefit was installed as a package, or a `file:`
+ * path to the checkout the CLI runs from (tunefit is not on the npm registry then, and `npm install` there fails).
+ */
+function tunefitSpecFor(dir: string): string | undefined {
+  const root = ownPackageRoot();
+  if (root === null || root.split(sep).includes("node_modules")) return undefined;
+  return `file:${(relative(dir, root) || ".").split(sep).join("/")}`;
+}
+
 function runInit(values: Values, [target]: readonly string[], io: CliIo): number {
   if (target === undefined) throw new Error("init runs with its DIR");
   const input = planInputFromFlags(values, io);
@@ -816,10 +843,12 @@ function runInit(values: Values, [target]: readonly string[], io: CliIo): number
   const dir = resolve(io.cwd, target);
   const modelPath = modelPathFrom(analysis.plan, dir, io);
   const scaffold = typeof values.scaffold === "string" ? values.scaffold : undefined;
+  const spec = tunefitSpecFor(dir);
   const files = initFiles(analysis, {
     planInput: input as PlanInput,
     name: basename(dir),
     ...(scaffold === undefined ? {} : { scaffold }),
+    ...(spec === undefined ? {} : { tunefitSpec: spec }),
     ...(modelPath === undefined ? {} : { modelPath }),
   });
   const written = writeFiles(files, dir, { force: values.force === true });

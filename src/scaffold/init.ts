@@ -59,6 +59,11 @@ export interface InitOptions {
   readonly modelPath?: string;
   /** the project's package name; default `<model>-finetune` */
   readonly name?: string;
+  /**
+   * How the project's package.json depends on tunefit: a version range (default `^<this version>`), or a
+   * `file:` path to a local copy (the CLI run from a checkout names that checkout).
+   */
+  readonly tunefitSpec?: string;
 }
 
 const hb = Handlebars.create();
@@ -234,7 +239,7 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
   const t = memory.train;
   const context = {
     scaffold,
-    tunefit: { version: VERSION, range: `^${VERSION}` },
+    tunefit: { version: VERSION, range: options.tunefitSpec ?? `^${VERSION}` },
     project: {
       name: packageName(options.name, plan),
       description: `LLaMA-Factory fine-tune: ${planSummary(plan)}`,

@@ -18,6 +18,14 @@ describe("tunefit init", () => {
     expect(existsSync(join(cwd, "proj/bundle/launch.sh"))).toBe(true);
     const info = JSON.parse(readFileSync(join(cwd, "proj/data/dataset_info.json"), "utf8"));
     expect(Object.keys(info)).toContain("my_dataset");
+    // run from a checkout (tunefit is not on the registry), the project depends on that checkout by its path
+    const spec = JSON.parse(readFileSync(join(cwd, "proj/package.json"), "utf8")).dependencies
+      .tunefit as string;
+    expect(spec).toMatch(/^file:/);
+    const target = JSON.parse(
+      readFileSync(join(cwd, "proj", spec.slice("file:".length), "package.json"), "utf8"),
+    );
+    expect(target.name).toBe("tunefit");
   });
 
   it("--scaffold minimal writes README and plan.ts beside the bundle", () => {
