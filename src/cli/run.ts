@@ -17,7 +17,7 @@ import {
   readDeepSpeed,
   readTrainYamlFile,
 } from "../doctor/read.ts";
-import type { Hardware, Launcher } from "../doctor/to-plan.ts";
+import { type Hardware, type Launcher, YAML_KEY_OF_PLAN_FIELD } from "../doctor/to-plan.ts";
 import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
@@ -45,7 +45,7 @@ import {
 } from "../schema/plan.ts";
 import { checkTrainYaml } from "../schema/targets/index.ts";
 import { VERSION } from "../version.ts";
-import { flagName, flagsToInput, PLAN_FLAGS, parseFlagValue } from "./flags.ts";
+import { fieldOfFlag, flagName, flagsToInput, PLAN_FLAGS, parseFlagValue } from "./flags.ts";
 import {
   formatCount,
   formatGib,
@@ -301,6 +301,7 @@ function readSpec(file: string, io: CliIo): Record<string, unknown> {
 function parse(
   argv: readonly string[],
   options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>,
+  command?: CommandName,
 ) {
   // `--gpus -1` would read -1 as a flag; join a negative number to its flag so the value check names it
   const args: string[] = [];
@@ -327,11 +328,24 @@ function parse(
       );
     }
     const guess = flagGuess(flag, Object.keys(options));
+    const bare = flag.replace(/^--?/, "");
+    const field = fieldOfFlag(flag);
+    const key = field === undefined ? undefined : YAML_KEY_OF_PLAN_FIELD[field];
+    // doctor reads the plan from the YAML; another command's flag is named with its command
+    const elsewhere = (Object.keys(COMMANDS) as CommandName[]).filter(
+      (c) => c !== command && Object.hasOwn(COMMANDS[c].options, bare),
+    );
+    const where =
+      command === "doctor" && key !== undefined && !key.includes(" ")
+        ? `doctor reads ${flag} from the YAML: override ${key} after the file (tunefit doctor train.yaml ${key}=VALUE). `
+        : guess.length === 0 && elsewhere.length > 0
+          ? `${flag} is a flag of ${elsewhere.map((c) => `tunefit ${c}`).join(" and ")}. `
+          : "";
     throw usageError(
       "FLAG_UNKNOWN",
       flag,
       `unknown flag ${flag}`,
-      `${guess.length > 0 ? `Did you mean ${guess.map((g) => `--${g}`).join(" or ")}? ` : ""}Run with --help to see the flags.`,
+      `${where}${guess.length > 0 ? `Did you mean ${guess.map((g) => `--${g}`).join(" or ")}? ` : ""}Run with --help to see the flags.`,
     );
   }
 }
@@ -549,6 +563,7 @@ function humanExtras(
   max: string | undefined,
   maxValue: number | undefined,
   gradAccum?: number,
+  microBatch?: number,
 ): string {
   const out: string[] = [];
   if (r) {
@@ -569,7 +584,7 @@ function humanExtras(
     out.push(
       "",
       maxValue
-        ? `Largest ${max} that fits: ${maxValue}${max === "micro-batch" && gradAccum !== undefined ? ` (with --grad-accum ${gradAccum} kept: ${maxValue * gradAccum} sequences per GPU per step; lower --grad-accum to keep the global batch)` : ""}`
+        ? `Largest ${max} that fits: ${maxValue}${max === "micro-batch" && gradAccum !== undefined && maxValue !== microBatch ? ` (with --grad-accum ${gradAccum} kept: ${maxValue * gradAccum} sequences per GPU per step; ${maxValue > (microBatch ?? 1) ? "lower" : "raise"} --grad-accum to keep the global batch)` : ""}`
         : `No ${max} fits: even 1 does not. The plan's issues above say what else to change (the training step's hint lists the ways out).`,
     );
   }
@@ -1049,7 +1064,7 @@ function runPlan(values: Values, _args: readonly string[], io: CliIo): number {
   else
     io.stdout(
       humanPlan(analysis, io.color ?? false) +
-        humanExtras(recommendations, max, maxValue, analysis.plan.gradAccum),
+        humanExtras(recommendations, max, maxValue, analysis.plan.gradAccum, analysis.plan.microBatch),
     );
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }
@@ -1267,7 +1282,7 @@ function dispatch(argv: readonly string[], io: CliIo): number {
   }
   const name = command as CommandName;
   const spec: Command = COMMANDS[name];
-  const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...spec.options });
+  const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...spec.options }, name);
   if (values.help) {
     io.stdout(usage(name));
     return EXIT.ok;

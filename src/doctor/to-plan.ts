@@ -97,6 +97,7 @@ export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
  */
 const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   // combinations first
+  [/--method lora --use-dora true/g, "finetuning_type: lora with use_dora: true"],
   [/turn on --gradient-checkpointing/gi, "set disable_gradient_checkpointing: false"],
   [
     /--sharding zero3 --offload params/g,

@@ -118,9 +118,11 @@ export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issu
         ? `Did you mean ${i.keys
             .map((k) => `"${closest(k, Object.keys(PlanInput.shape), 1)[0]}"`)
             .join(", ")}? Plan fields are the camelCase of the CLI flags (--lora-rank → loraRank).`
-        : described
-          ? `${top}: ${described}.`
-          : "See `tunefit plan --help`.";
+        : top === "method" && value === "dora"
+          ? "DoRA is a LoRA variant: method lora with useDora true (--method lora --use-dora true)."
+          : described
+            ? `${top}: ${described}.`
+            : "See `tunefit plan --help`.";
     return { code: "PLAN_INPUT_INVALID", severity: "error" as const, path, message, hint };
   });
 }

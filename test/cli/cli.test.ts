@@ -504,3 +504,23 @@ describe("arguments, the same rules for every command", () => {
     }
   });
 });
+
+describe("hints that lead somewhere", () => {
+  const PLAN = ["--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "rtx4090"];
+  it("a flag of another command names that command; doctor's plan flags name their YAML key", () => {
+    const emit = cli(["emit", ...PLAN, "--recommend"]);
+    expect(emit.code).toBe(2);
+    expect(emit.stderr + emit.stdout).toContain("--recommend is a flag of tunefit plan");
+    const doctor = cli(["doctor", "train.yaml", "--gpu", "a100-80g", "--method", "qlora"]);
+    expect(doctor.code).toBe(2);
+    expect(doctor.stderr + doctor.stdout).toContain("override finetuning_type after the file");
+    const dora = cli(["plan", ...PLAN, "--method", "dora"]);
+    expect(dora.stderr + dora.stdout).toContain("--method lora --use-dora true");
+  });
+
+  it("--max micro-batch at the plan's own micro-batch says nothing about the accumulation", () => {
+    const r = cli(["plan", ...PLAN, "--max", "micro-batch"]);
+    expect(r.stdout).toMatch(/Largest micro-batch that fits: 1\n/);
+    expect(r.stdout).not.toContain("--grad-accum to keep the global batch");
+  });
+});
