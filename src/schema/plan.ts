@@ -9,6 +9,12 @@ import { Architecture } from "./architecture.ts";
  */
 
 const int = (min: number) => z.number().int().min(min);
+/**
+ * Bounds past any real run, so that a typo reads as an input error rather than as petabytes: 2^24 tokens per sequence
+ * (the longest context windows are 1–10 M), and 2^20 sequences per micro-batch or accumulation.
+ */
+export const MAX_SEQ_LEN = 2 ** 24;
+export const MAX_BATCH = 2 ** 20;
 
 export const Method = z.enum(["full", "freeze", "lora", "qlora"]);
 export type Method = z.infer<typeof Method>;
@@ -140,10 +146,13 @@ export const PlanInput = z.strictObject({
   }),
   precision: Precision.optional().meta({ description: "default bf16 where the GPU supports it, else fp16" }),
   optimizer: z.string().min(1).optional().meta({ description: "LLaMA-Factory optim; default its own" }),
-  seqLen: int(1).optional().meta({ description: "cutoff_len; default 2048" }),
+  seqLen: int(1).max(MAX_SEQ_LEN).optional().meta({ description: "cutoff_len; default 2048" }),
   packing: z.boolean().optional().meta({ description: "pack samples to seqLen; default false" }),
-  microBatch: int(1).optional().meta({ description: "per_device_train_batch_size; default 1" }),
-  gradAccum: int(1).optional().meta({ description: "gradient_accumulation_steps; default 8" }),
+  microBatch: int(1)
+    .max(MAX_BATCH)
+    .optional()
+    .meta({ description: "per_device_train_batch_size; default 1" }),
+  gradAccum: int(1).max(MAX_BATCH).optional().meta({ description: "gradient_accumulation_steps; default 8" }),
   syncEachBatch: z.boolean().optional().meta({
     description:
       "reduce gradients after every micro-batch (accelerator_config gradient_accumulation_kwargs.sync_each_batch); default false",

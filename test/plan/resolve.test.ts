@@ -446,3 +446,14 @@ describe("input errors in words", () => {
       expect(i.message).not.toMatch(/Too small|Too big|Invalid input|expected/);
   });
 });
+
+describe("bounds past any real run", () => {
+  it("read a typo as an input error, not as petabytes", () => {
+    const base = { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g" };
+    expect(usageIssues({ ...base, seqLen: 99_999_999_999 })[0]?.message).toBe(
+      "seqLen 99999999999: must be at most 16777216",
+    );
+    expect(usageIssues({ ...base, microBatch: 2 ** 21 })[0]?.path).toBe("microBatch");
+    expect(() => resolvePlan({ ...base, seqLen: 1_048_576 })).not.toThrow();
+  });
+});
