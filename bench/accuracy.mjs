@@ -248,6 +248,23 @@ for (const h of HELD_OUTPUT) {
   );
 }
 
+// bitsandbytes before 0.43.2 saved every 4-bit linear's input (bnb4bitSavesInput): fsdp_qlora's runs asked for
+// bitsandbytes >= 0.43.0 (the first with FSDP's quant_storage, March 2024); 0.43.2 came in July 2024
+{
+  const list = rows.filter(
+    (r) => r.c.group === "answerai_fsdp_qlora_benchmarks" && r.c.plan.method === "qlora",
+  );
+  const old = list.map(
+    (r) => (predict(r.c, { bnb4bitSavesInput: true }).bytes - r.c.measured.bytes) / r.c.measured.bytes,
+  );
+  const abs = (xs) => xs.map((x) => Math.abs(x));
+  console.log(
+    "  answerai_fsdp_qlora_benchmarks, QLoRA rows (bitsandbytes 0.43.0/0.43.1, before 0.43.2 stopped saving each 4-bit " +
+      `linear's input: bnb4bitSavesInput): median |err| ${pct(median(abs(list.map((r) => r.error))))} → ` +
+      `${pct(median(abs(old)))}, max ${pct(Math.max(...abs(list.map((r) => r.error))))} → ${pct(Math.max(...abs(old)))} (n=${list.length})`,
+  );
+}
+
 console.log("\nMapping notes for the single-GPU cases (stack differences no flag expresses):");
 for (const c of cases.filter((x) => x.scope === "single-gpu" && x.mapping.length > 0)) {
   console.log(`  ${c.id}: ${c.mapping.join("; ")}`);
@@ -305,6 +322,34 @@ for (const set of cross.sets) {
   }
   console.log(
     `    length at which each prediction meets its measurement: ${set.runs.map((r) => `${r.id} ${meets(r)}`).join(", ")} tokens`,
+  );
+}
+
+// Another stack's published table, with its metric fixed by its code: allocated peaks in GB of 10^9 bytes.
+{
+  const ind = cross.independent;
+  console.log(`\nIndependent stack (${ind.id}; allocated peaks, GB of 10^9 bytes): ${ind.stack}`);
+  const errs = [];
+  for (const run of ind.runs) {
+    const { plan } = resolvePlan(run.plan, { cwd: root });
+    const at = (over) => estimateMemory(plan, over).train.perGpu.allocatedBytes / 1e9;
+    const predicted = at({});
+    const err = (predicted - run.measuredGB) / run.measuredGB;
+    // QLoRA as its bitsandbytes 0.41.1 ran it: every 4-bit linear's input saved
+    const asRun = plan.method === "qlora" ? at({ bnb4bitSavesInput: true }) : predicted;
+    const errAsRun = (asRun - run.measuredGB) / run.measuredGB;
+    errs.push([err, errAsRun]);
+    console.log(
+      `  ${run.id}`.padEnd(28),
+      `measured ${run.measuredGB.toFixed(2)}, predicted ${predicted.toFixed(2)} (${err >= 0 ? "+" : ""}${pct(err)})` +
+        (plan.method === "qlora"
+          ? `; with bitsandbytes 0.41.1's saved inputs (bnb4bitSavesInput) ${asRun.toFixed(2)} (${errAsRun >= 0 ? "+" : ""}${pct(errAsRun)})`
+          : ""),
+    );
+  }
+  const abs = (i) => errs.map((e) => Math.abs(e[i]));
+  console.log(
+    `  median |err| ${pct(median(abs(0)))} (max ${pct(Math.max(...abs(0)))}); as run, with its bitsandbytes: ${pct(median(abs(1)))} (max ${pct(Math.max(...abs(1)))})`,
   );
 }
 

@@ -102,6 +102,14 @@ export interface MemoryAssumptions {
    */
   readonly transformersExpertsAsLinear: boolean;
   /**
+   * bitsandbytes before 0.43.2 saved each 4-bit linear's input for backward (MatMul4Bit.forward `ctx.tensors =
+   * (A, B)`), which the input gradient does not need; PR #1270 ("delete useless buffered activation", July 2024)
+   * saves `(None, B)`. With it on, QLoRA saves the inputs of q/k/v, o_proj, gate/up and down_proj in every layer
+   * autograd keeps (one recomputed layer under gradient checkpointing, all of them without). Off: current
+   * bitsandbytes, as LLaMA-Factory installs it.
+   */
+  readonly bnb4bitSavesInput: boolean;
+  /**
    * DeepSpeed ZeRO-3's `stage3_max_reuse_distance`, in parameters: 1e9 in LLaMA-Factory's ds_z3_config.json.
    * Gathered parameters reused within this distance are not released. The deepspeed.json tunefit writes takes
    * this value, and doctor reads it from the config it is given.
@@ -200,6 +208,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   defaultOptimFused: false,
   hostBytesPerProcess: 3 * 1024 * MiB,
   transformersExpertsAsLinear: true,
+  bnb4bitSavesInput: false,
   zero3MaxReuseDistance: 1e9,
   zero3MaxLiveParameters: 1e9,
   zero12ReduceBucketElements: 5e8,

@@ -212,6 +212,8 @@ interface Ctx {
   readonly seqLen: number;
   /** LoRA input copies per token, summed over the whole language model */
   readonly loraPerToken: number;
+  /** each bitsandbytes linear saves its input (8-bit always; 4-bit before bitsandbytes 0.43.2: bnb4bitSavesInput) */
+  readonly quantSavesInput: boolean;
 }
 
 function qkvInputs(type: Architecture["modelType"], mla: boolean): number {
@@ -256,6 +258,9 @@ function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): nu
   // o_proj's input: SDPA's output transposed into a contiguous copy (transformers sdpa_attention_forward); the
   // output SDPA saves for its backward stays. FlashAttention-2's output reshapes as a view.
   if (trained.attention && !ctx.fa2 && !ctx.eager) bytes += a * od;
+  // old bitsandbytes' MatMul4Bit keeps the input of every 4-bit linear: the normed hidden state q/k/v share, and
+  // o_proj's (a view of the attention output FlashAttention-2 saves anyway; a contiguous copy otherwise)
+  if (ctx.quantSavesInput && !trained.attention) bytes += a * h + (ctx.fa2 ? 0 : a * od);
   if (t.qkNorm) bytes += 4 * (qd + kd) + (trained.attention ? a * (qd + kd) : 0);
   if (t.mla) {
     const latent = t.mla.kvLoraRank + (t.mla.qLoraRank ?? 0);
@@ -271,7 +276,10 @@ function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): nu
     trainable && ctx.castCopies ? width * a * h : trainable ? a * h : 0;
   // Gated MLP: act(gate) saves gate, the product saves act and up (Liger's SwiGLU recomputes act: 2 tensors);
   // down_proj saves its input when it is trained.
-  const gated = (I: number) => (ctx.liger ? 2 : 3) * a * I + (trainable ? a * I : 0);
+  // old bitsandbytes also keeps the 4-bit MLP's inputs: the normed hidden state and down_proj's input
+  const quantMlp = ctx.quantSavesInput && !trainable;
+  const gated = (I: number) =>
+    (ctx.liger ? 2 : 3) * a * I + (trainable || quantMlp ? a * I : 0) + (quantMlp ? a * h : 0);
   if (inMoe && moe) {
     const Ie = moe.expertIntermediateSize;
     bytes += 4 * moe.numExperts; // router softmax (fp32)
@@ -283,7 +291,11 @@ function layerBytesPerToken(ctx: Ctx, layer: number, trained: LayerTraining): nu
     bytes += mlpInputCopies(ctx.arch.modelType === "phi3" || ctx.arch.modelType.startsWith("glm") ? 1 : 2);
     bytes += gated(t.intermediateSize);
   } else {
-    bytes += mlpInputCopies(1) + a * t.intermediateSize + (trainable ? a * t.intermediateSize : 0);
+    bytes +=
+      mlpInputCopies(1) +
+      a * t.intermediateSize +
+      (trainable || quantMlp ? a * t.intermediateSize : 0) +
+      (quantMlp ? a * h : 0);
   }
   return bytes + ctx.loraPerToken / t.numLayers;
 }
@@ -795,6 +807,10 @@ export function estimateTrainMemory(
       (arch.modelType === "gemma2" && plan.attention === "auto" && plan.gpu.flashAttention2),
     seqLen: plan.seqLen,
     loraPerToken: isLora ? loraBytesPerToken(plan, groups, trainable.loraTargets, copyBytes, a) : 0,
+    // bitsandbytes' 8-bit MatMul8bitLt saves its 16-bit input whenever it needs an input gradient (`ctx.tensors =
+    // (CAt, subA, A)`, CAt None for frozen weights); its 4-bit MatMul4Bit did so before 0.43.2
+    quantSavesInput:
+      plan.method === "qlora" && plan.quantMethod === "bnb" && (plan.quantBits === 8 || as.bnb4bitSavesInput),
   };
   const perLayer = range(t.numLayers).map((l) =>
     layerBytesPerToken(ctx, l, trainableLayers.has(l) ? layerTraining : FROZEN),

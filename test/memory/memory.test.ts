@@ -322,6 +322,39 @@ describe("mechanisms", () => {
   });
 });
 
+describe("bitsandbytes before 0.43.2 (bnb4bitSavesInput)", () => {
+  it("saves each 4-bit linear's input in every layer autograd keeps, and nothing for other methods", () => {
+    const acts = (input: Record<string, unknown>, over = {}) =>
+      estimateTrainMemory(
+        plan({ model: "meta-llama/Llama-2-7b-hf", gpu: "h200", seqLen: 1024, attention: "sdpa", ...input }),
+        over,
+      ).breakdown.activations;
+    const old = { bnb4bitSavesInput: true };
+    const noGc = { method: "qlora", gradientCheckpointing: false };
+    // q/k/v's normed input, o_proj's (SDPA's contiguous copy), the post-attention normed state, down_proj's input
+    const perLayer = 2 * (4096 + 4096 + 4096 + 11008);
+    expect(acts(noGc, old) - acts(noGc)).toBe(32 * 1024 * perLayer);
+    // FlashAttention-2's output is saved anyway: o_proj's input is a view of it
+    expect(acts({ ...noGc, attention: "fa2" }, old) - acts({ ...noGc, attention: "fa2" })).toBe(
+      32 * 1024 * 2 * (4096 + 4096 + 11008),
+    );
+    // checkpointing keeps one recomputed layer's, at most
+    const gc = acts({ method: "qlora" }, old) - acts({ method: "qlora" });
+    expect(gc).toBeGreaterThanOrEqual(0);
+    expect(gc).toBeLessThanOrEqual(1024 * perLayer);
+    // 8-bit bitsandbytes (MatMul8bitLt) saves them in every version: the same bytes, with or without the switch
+    const eight = { ...noGc, quantBits: 8 };
+    expect(acts(eight)).toBe(acts(noGc, old));
+    // neither GPTQ nor 16-bit LoRA
+    for (const input of [
+      eight,
+      { ...noGc, quantMethod: "gptq" },
+      { method: "lora", gradientCheckpointing: false },
+    ])
+      expect(acts(input, old)).toBe(acts(input));
+  });
+});
+
 describe("gradients during backward", () => {
   const train = fullLlama3B;
 
