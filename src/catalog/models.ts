@@ -1,4 +1,4 @@
-import { closest } from "../_util.ts";
+import { closest, editDistance } from "../_util.ts";
 import { CatalogModelRecord } from "../schema/catalog.ts";
 import { MODEL_RECORDS } from "./data/models.ts";
 
@@ -75,7 +75,20 @@ export function findMirroredModel(id: string): CatalogMatch | undefined {
 /** The catalog ids closest to an unknown one (for "did you mean"). */
 export function suggestModelIds(id: string, max = 3): string[] {
   const ids = MODEL_RECORDS.flatMap((r) => r.ids.map((e) => e.id));
-  return closest(id, ids, max);
+  // the name without punctuation, case or organisation: "llama3-8b" is in "meta-llama/Meta-Llama-3-8B"
+  const squash = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
+  const wanted = squash(id.slice(id.lastIndexOf("/") + 1));
+  const containing =
+    wanted.length >= 3
+      ? ids
+          .filter((c) => squash(c.slice(c.lastIndexOf("/") + 1)).includes(wanted))
+          .sort((a, b) => a.length - b.length || a.localeCompare(b))
+      : [];
+  // near spellings only: an unrelated id ("foo/bar") gets no guess
+  const near = closest(id, ids, max).filter(
+    (c) => editDistance(id.toLowerCase(), c.toLowerCase()) <= Math.max(3, Math.ceil(0.4 * id.length)),
+  );
+  return [...new Set([...containing, ...near])].slice(0, max);
 }
 
 /** Validates the generated data against the schema; used by tests and `tunefit models`. */

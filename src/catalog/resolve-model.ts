@@ -175,7 +175,7 @@ export function resolveModel(ref: string | ModelDefinition, cwd?: string): Resol
       ? "Its name reads as a quantized or converted upload, which the catalog does not carry: pass its downloaded " +
           "folder (--model DIR; its config.json says how it is quantized), or plan the original 16-bit checkpoint " +
           "with --method qlora."
-      : `Did you mean ${suggestions.map((s) => `"${s}"`).join(", ")}? List all with \`tunefit models\`, or pass a ` +
+      : `${suggestions.length > 0 ? `Did you mean ${suggestions.map((s) => `"${s}"`).join(", ")}? ` : ""}List all with \`tunefit models\`, or pass a ` +
           "folder holding the model's config.json.",
   );
 }

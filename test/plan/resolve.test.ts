@@ -141,6 +141,11 @@ describe("input that does not form a plan", () => {
       "Qwen/Qwen2.5-7B-Instruct",
     );
     expect(usageIssues({ model: "Qwen/Qwen2.5-7B", gpu: "h10" })[0]?.hint).toContain("h100-80g");
+    // a short name without the organisation finds the model it names; a name like nothing gets no guess
+    expect(usageIssues({ model: "llama3-8b", gpu: "h100-80g" })[0]?.hint).toMatch(
+      /^Did you mean "meta-llama\/Meta-Llama-3-8B"/,
+    );
+    expect(usageIssues({ model: "foo/bar", gpu: "h100-80g" })[0]?.hint).not.toContain("Did you mean");
   });
 
   it("reads a copy under another organisation as the catalog model of that repository name, with a warning", () => {
