@@ -801,8 +801,12 @@ function runImport(values: Values, [yamlFile]: readonly string[], io: CliIo): nu
     yamlName: basename(yamlFile),
     cwd: io.cwd,
   });
+  const kept = Object.keys(result.escapeHatch.set);
+  const dropped = result.escapeHatch.remove;
+  const list = (keys: readonly string[]) => `${keys.length} key${keys.length === 1 ? "" : "s"}`;
   const notes = [
-    `${result.escapedKeys.length} key${result.escapedKeys.length === 1 ? "" : "s"} through the escape hatch (not modelled by tunefit): ${result.escapedKeys.join(", ") || "none"}`,
+    `${list(kept)} kept as the original writes them (escape hatch \`set\`: tunefit does not model them, or writes them otherwise): ${kept.join(", ") || "none"}`,
+    `${list(dropped)} tunefit would write that the original leaves out, dropped (escape hatch \`remove\`): ${dropped.join(", ") || "none"}`,
     `${result.modelledKeys.length} keys became builder calls (${result.builderCalls.join(", ")})`,
   ];
   if (result.hardwarePlaceholder)

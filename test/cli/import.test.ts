@@ -19,7 +19,14 @@ describe("tunefit import", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('import { emitFiles, PlanBuilder, writeFiles } from "tunefit";');
     expect(r.stdout).toContain(".qlora(");
-    expect(r.stderr).toMatch(/tunefit import: \d+ keys? through the escape hatch/);
+    // kept keys and dropped ones are counted apart: a key the original leaves out is not "unmodelled"
+    expect(r.stderr).toMatch(
+      /tunefit import: \d+ keys? kept as the original writes them \(escape hatch `set`/,
+    );
+    expect(r.stderr).toMatch(
+      /tunefit import: \d+ keys? tunefit would write that the original leaves out, dropped/,
+    );
+    expect(r.stderr).not.toContain("not modelled by tunefit): ");
   });
 
   it("without --gpu plans for a placeholder h100-80g and says so", () => {
