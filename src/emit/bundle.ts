@@ -57,7 +57,13 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions 
     }),
   });
   const ds = deepspeedConfig(plan, analysis.assumptions);
-  if (ds !== null) files.push({ path: BUNDLE_FILES.deepspeed, contents: toJson(ds) });
+  // a train.yaml whose escape hatch names another DeepSpeed config (tunefit import keeps the user's) or drops the
+  // key would leave tunefit's unread beside it
+  const named = options.trainYaml?.set?.deepspeed;
+  const ownConfig =
+    (named !== undefined && named !== BUNDLE_FILES.deepspeed) ||
+    (options.trainYaml?.remove ?? []).includes("deepspeed");
+  if (ds !== null && !ownConfig) files.push({ path: BUNDLE_FILES.deepspeed, contents: toJson(ds) });
   const acc = accelerateConfig(plan, options);
   if (acc !== null) {
     files.push({

@@ -464,6 +464,15 @@ describe("the train.yaml escape hatch", () => {
     const bad = emitFiles(plan, { trainYaml: { set: { not_a_key: 1 } } });
     expect(checkBundle(bad, plan).map((i) => i.code)).toEqual(["TARGET_UNKNOWN_KEY"]);
   });
+
+  it("leaves tunefit's deepspeed.json out where train.yaml names another config or none", () => {
+    const { plan } = resolvePlan({ model: "Qwen/Qwen3-4B", gpu: "a100-80g", gpus: 2, sharding: "zero3" });
+    const paths = (options = {}) => emitFiles(plan, options).map((f) => f.path);
+    expect(paths()).toContain("deepspeed.json");
+    expect(paths({ trainYaml: { set: { deepspeed: "cfg/ds3.json" } } })).not.toContain("deepspeed.json");
+    expect(paths({ trainYaml: { remove: ["deepspeed"] } })).not.toContain("deepspeed.json");
+    expect(paths({ trainYaml: { set: { deepspeed: "deepspeed.json" } } })).toContain("deepspeed.json");
+  });
 });
 
 describe("JSON Schemas named for editors", () => {
