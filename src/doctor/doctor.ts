@@ -142,7 +142,9 @@ const ORDER = { error: 0, warning: 1, info: 2 } as const;
 function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issue[] {
   const name = input.yamlName ?? "train.yaml";
   const issues: Issue[] = [...(input.readIssues ?? []), ...setup.issues];
-  issues.push(...checkTrainYaml(input.yaml, name));
+  // a value reading the files already stopped on (deepspeed: 123) is not reported twice
+  const read = new Set((input.readIssues ?? []).filter((i) => i.severity === "error").map((i) => i.path));
+  issues.push(...checkTrainYaml(input.yaml, name).filter((i) => !read.has(i.path)));
   const ds = input.deepspeed;
   if (ds.kind !== "none") {
     issues.push(...checkDeepSpeedConfig(ds.config, ds.kind === "file" ? ds.path : `${name}:deepspeed`));

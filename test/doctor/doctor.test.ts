@@ -1126,6 +1126,12 @@ describe("doctor's input errors, said against the YAML", () => {
     expect(out).toContain("at bad.yaml:cutoff_len");
     expect(out).toContain("at bad.yaml:lora_rank");
     expect(out).not.toMatch(/seqLen|--seq-len|Too small/);
+    // a value the reading of the files already stopped on is said once
+    writeFileSync(join(dir, "ds123.yaml"), "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\ndeepspeed: 123\n");
+    const once = doctorJson(["doctor", "ds123.yaml", "--gpu", "a100-80g"], dir).json;
+    expect(
+      once.issues.filter((i) => i.path === "ds123.yaml:deepspeed" && i.severity === "error"),
+    ).toHaveLength(1);
     const none = cli(["doctor", "nomodel.yaml", "--gpu", "a100-80g"], dir);
     expect(none.code).toBe(2);
     expect(none.stdout + none.stderr).toContain("model_name_or_path is missing");
