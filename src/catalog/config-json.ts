@@ -807,6 +807,17 @@ export function architectureFromConfig(config: unknown, source = "config.json"):
 }
 
 /**
+ * Stored formats LLaMA-Factory dequantizes while loading (model_utils/quantization.py: FineGrainedFP8Config and
+ * Mxfp4Config with dequantize=True): the model trains as a 16-bit one, with any method and any sharding.
+ */
+export const DEQUANTIZED_ON_LOAD: ReadonlySet<string> = new Set(["fp8", "mxfp4"]);
+
+/** Whether a checkpoint stays quantized as LLaMA-Factory loads it: LoRA only, and neither ZeRO-3 nor FSDP. */
+export function staysQuantized(q: CheckpointQuantization | null): boolean {
+  return q !== null && !DEQUANTIZED_ON_LOAD.has(q.declared);
+}
+
+/**
  * The checkpoint's own quantization from its config.json's `quantization_config`, as transformers' quantizers read it:
  * GPTQ and AWQ by `bits` (AWQ's older `w_bit`), bitsandbytes by `load_in_4bit` / `load_in_8bit`. LLaMA-Factory loads
  * such a checkpoint as stored and trains only LoRA on it (model_utils/quantization.py, the PTQ branch). Null where

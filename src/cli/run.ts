@@ -337,7 +337,7 @@ function parse(
     );
     const where =
       command === "doctor" && key !== undefined && !key.includes(" ")
-        ? `doctor reads ${flag} from the YAML: override ${key} after the file (tunefit doctor train.yaml ${key}=VALUE). `
+        ? `doctor reads ${flag} from the YAML: override ${key} after the file (tunefit doctor train.yaml ${key}=VALUE${field === "method" ? "; QLoRA is finetuning_type=lora quantization_bit=4" : ""}). `
         : guess.length === 0 && elsewhere.length > 0
           ? `${flag} is a flag of ${elsewhere.map((c) => `tunefit ${c}`).join(" and ")}. `
           : "";

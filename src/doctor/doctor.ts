@@ -149,7 +149,12 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
   if (ds.kind !== "none") {
     issues.push(...checkDeepSpeedConfig(ds.config, ds.kind === "file" ? ds.path : `${name}:deepspeed`));
     issues.push(
-      ...deepspeedBatchIssues(ds.config, input.yaml, world, ds.kind === "file" ? ds.path : "deepspeed"),
+      ...deepspeedBatchIssues(
+        ds.config,
+        input.yaml,
+        world,
+        ds.kind === "file" ? ds.path : `${name}:deepspeed`,
+      ),
     );
     if (input.launcher === "torchrun" && world === 1) {
       issues.push({
@@ -1075,6 +1080,8 @@ export function doctor(given: DoctorInput): DoctorReport {
         (i.code === "TEMPLATE_NOT_MULTIMODAL" && mmTemplate === null) ||
         (i.code === "TARGET_BAD_VALUE" &&
           i.path.startsWith(`${yamlName}:`) &&
+          // an inline DeepSpeed config with a bad value is replaced like a file (brokenConfigs)
+          !i.path.startsWith(`${yamlName}:deepspeed:`) &&
           !keyFixes.some((c) => `${yamlName}:${c.target}` === i.path))),
   );
   if (!valid && byHand.length === 0) {

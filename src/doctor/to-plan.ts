@@ -464,6 +464,15 @@ function architectureOf(model: string | ModelDefinition, cwd: string | undefined
   }
 }
 
+/** Whether the model is a checkpoint stored quantized (its config.json's quantization_config). */
+function storedQuantized(model: string | ModelDefinition, cwd: string | undefined): boolean {
+  try {
+    return resolveModel(model, cwd).quantization !== null;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The plan of a setup. `model` is the catalog id or config.json folder to estimate with (defaults to
  * model_name_or_path); `cwd` is where a relative model folder is found, `yamlName` how issues name the YAML.
@@ -504,7 +513,14 @@ export function setupToPlan(
     });
   // bitsandbytes quantizes on the fly to 4 or 8 bits only (model_utils/quantization.py configure_quantization); the
   // figures are then those of LoRA on the 16-bit model, which is what no run gets to
-  if (bits !== undefined && bits !== 4 && bits !== 8 && qmethod === "bnb")
+  // a checkpoint stored quantized takes its own (LLaMA-Factory warns that quantization_bit "will not affect" it)
+  if (
+    bits !== undefined &&
+    bits !== 4 &&
+    bits !== 8 &&
+    qmethod === "bnb" &&
+    !storedQuantized(modelRef, where.cwd)
+  )
     rejects(
       "quantization_bit",
       "LLaMA-Factory",

@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
 import { analyzeResolvedPlan, type PlanAnalysis } from "../plan/analyze.ts";
 import type { Plan } from "../schema/plan.ts";
@@ -61,7 +62,8 @@ export function emitAnalysis(analysis: PlanAnalysis, options: EmitBundleOptions 
   // key would leave tunefit's unread beside it
   const named = options.trainYaml?.set?.deepspeed;
   const ownConfig =
-    (named !== undefined && named !== BUNDLE_FILES.deepspeed) ||
+    (named !== undefined &&
+      (typeof named !== "string" || posix.normalize(named) !== BUNDLE_FILES.deepspeed)) ||
     (options.trainYaml?.remove ?? []).includes("deepspeed");
   if (ds !== null && !ownConfig) files.push({ path: BUNDLE_FILES.deepspeed, contents: toJson(ds) });
   const acc = accelerateConfig(plan, options);

@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
@@ -132,7 +133,7 @@ export function checkBundle(files: readonly EmittedFile[], plan: Plan): Issue[] 
   }
 
   // DeepSpeed: the file train.yaml names, and the values transformers checks against the training arguments
-  const dsPath = y.deepspeed;
+  const dsPath = typeof y.deepspeed === "string" ? posix.normalize(y.deepspeed) : y.deepspeed;
   const ds = typeof dsPath === "string" ? parsed(files, dsPath, true, issues) : undefined;
   if (typeof dsPath === "string" && !paths.has(dsPath)) {
     issues.push(

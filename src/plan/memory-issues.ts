@@ -205,7 +205,7 @@ export function memoryIssues(
         message: `the weights (${gib(load.weightsBytes)}) do not fit on the one ${gib(plan.gpu.capacityBytes)} card: loading runs out of memory${where}`,
         hint:
           plan.method === "qlora"
-            ? `Use more GPUs with ${eightBitBnb(plan) ? "--quant-bits 4 and " : ""}--sharding fsdp (each holds 1/N of the 4-bit weights), or --sharding fsdp --offload params (the weights wait in host RAM).`
+            ? `Use more GPUs with ${eightBitBnb(plan) ? "--quant-bits 4 and " : ""}--sharding fsdp (each holds 1/N of the 4-bit weights), or ${eightBitBnb(plan) ? "--quant-bits 4 " : ""}--sharding fsdp --offload params (the weights wait in host RAM).`
             : "Use --method qlora (4-bit weights), --sharding zero3 --offload params (the weights wait in host RAM), or more GPUs with --sharding zero3 or fsdp.",
       });
     } else {

@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import { closest } from "../_util.ts";
+import { DEQUANTIZED_ON_LOAD, staysQuantized } from "../catalog/config-json.ts";
 import { OPTIMIZER_NAMES, TEMPLATES } from "../catalog/data/llamafactory.ts";
 import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, gpusNamed, suggestGpuIds } from "../catalog/gpus.ts";
 import { findMirroredModel } from "../catalog/models.ts";
@@ -68,7 +69,6 @@ function fieldDescription(field: string): string | undefined {
   return meta?.description;
 }
 
-/** Turns zod's issues into tunefit issues that name the field and what it takes. */
 /** zod's issue in words a user reads (zod's own text, "Too small: expected number to be >=1", reads as a trace). */
 function plainMessage(i: z.core.$ZodIssue): string {
   const bound = (inclusive: boolean | undefined, n: unknown, at: string, beyond: string) =>
@@ -97,6 +97,7 @@ function plainMessage(i: z.core.$ZodIssue): string {
   }
 }
 
+/** Turns zod's issues into tunefit issues that name the field and what it takes. */
 export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issue[] {
   return error.issues.map((i) => {
     const path = [prefix, ...i.path.map(String)].filter(Boolean).join(".") || "(root)";
@@ -112,7 +113,12 @@ export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issu
     const message =
       i.code === "unrecognized_keys"
         ? `unknown field${i.keys.length > 1 ? "s" : ""} ${i.keys.map((k) => `"${k}"`).join(", ")}`
-        : `${path}${shown}: ${plainMessage(i)}`;
+        : value === undefined &&
+            input !== undefined &&
+            i.path.length > 0 &&
+            (i.code === "invalid_type" || i.code === "invalid_union")
+          ? `${path} is required`
+          : `${path}${shown}: ${plainMessage(i)}`;
     const hint =
       i.code === "unrecognized_keys"
         ? `Did you mean ${i.keys
@@ -302,28 +308,32 @@ function storedQuantization(
   input: PlanInput,
   model: ResolvedModel,
   notes: Issue[],
-): { method: "qlora"; quantBits: QuantBits; quantMethod: QuantMethod } | null {
+): { method: "lora" | "qlora"; quantBits?: QuantBits; quantMethod?: QuantMethod } | null {
   const q = model.quantization;
   if (q === null) return null;
-  if (q.method === null || q.bits === null) {
+  const method = input.method ?? PLAN_DEFAULTS.method;
+  const modelled = q.method !== null && q.bits !== null;
+  const name = modelled
+    ? `${q.bits}-bit ${STORED_NAMES[q.method as QuantMethod]}`
+    : `quant_method ${q.declared}`;
+  // fp8 and mxfp4 are dequantized while loading: a 16-bit model then, for any method
+  if (staysQuantized(q) && (method === "full" || method === "freeze")) {
+    throw usageError(
+      "QUANTIZED_CHECKPOINT_LORA_ONLY",
+      "method",
+      `${model.id} is stored quantized (${name}, its config.json's quantization_config), and LLaMA-Factory trains only LoRA on a quantized model: "Quantized models can only be used for the LoRA tuning."`,
+      "Use --method lora (adapters on the stored weights), or point --model at the 16-bit original for full or freeze tuning.",
+    );
+  }
+  if (!modelled) {
     notes.push({
       code: "CHECKPOINT_QUANTIZATION_UNMODELLED",
       severity: "warning",
       path: "model",
-      message: `${model.id}'s config.json stores it quantized (quant_method ${q.declared}${q.statedBits === null ? "" : `, ${q.statedBits} bits`}), which tunefit does not model: the figures are for its 16-bit weights`,
-      hint: "Treat the weights' share as an upper bound, or plan the 16-bit checkpoint with --method qlora (4-bit bitsandbytes while loading).",
+      message: `${model.id}'s config.json stores it quantized (${name}${q.statedBits === null ? "" : `, ${q.statedBits} bits`}), which tunefit does not model: ${DEQUANTIZED_ON_LOAD.has(q.declared) ? "LLaMA-Factory dequantizes it while loading, and the figures are for those 16-bit weights" : "the figures are for its 16-bit weights, an upper bound"}${method === "qlora" ? "; quantization_bit does not apply to it, so it is planned as LoRA" : ""}`,
+      hint: "Point --model at the 16-bit original to quantize it while loading (--method qlora).",
     });
-    return null;
-  }
-  const name = `${q.bits}-bit ${STORED_NAMES[q.method]}`;
-  const method = input.method ?? PLAN_DEFAULTS.method;
-  if (method === "full" || method === "freeze") {
-    throw usageError(
-      "QUANTIZED_CHECKPOINT_LORA_ONLY",
-      "method",
-      `${model.id} is stored ${name} (its config.json's quantization_config), and LLaMA-Factory trains only LoRA on a quantized model: "Quantized models can only be used for the LoRA tuning."`,
-      "Use --method lora (adapters on the stored weights), or point --model at the 16-bit checkpoint for full or freeze tuning.",
-    );
+    return method === "qlora" ? { method: "lora" } : null;
   }
   const asked =
     (input.quantMethod !== undefined && input.quantMethod !== q.method) ||
@@ -346,7 +356,7 @@ function storedQuantization(
           hint: "Nothing to change; the training YAML leaves quantization_bit out, as LLaMA-Factory reads the checkpoint's own.",
         },
   );
-  return { method: "qlora", quantBits: q.bits, quantMethod: q.method };
+  return { method: "qlora", quantBits: q.bits as QuantBits, quantMethod: q.method as QuantMethod };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { staysQuantized } from "../catalog/config-json.ts";
 import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import type { Issue } from "../errors.ts";
 import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
@@ -38,6 +39,9 @@ export interface PlanRule {
 }
 
 const SHARDED_LOADING = new Set(["zero3", "fsdp", "fsdp2"]);
+
+/** The plan's checkpoint is stored quantized in a format LLaMA-Factory keeps quantized (not fp8 or mxfp4). */
+const storedQuantized = (p: Plan): boolean => staysQuantized(p.model.quantization);
 /** FSDP_UNSHARDED_ACCUMULATION speaks from 1 GiB of unsharded gradients on (LoRA's adapters stay well below). */
 const UNSHARDED_WARN_BYTES = 1024 ** 3;
 
@@ -103,10 +107,16 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "PREQUANTIZED_SHARDED",
     fields: ["quantMethod", "sharding"],
     severity: "error",
-    applies: (p) => p.method === "qlora" && p.quantMethod !== "bnb" && SHARDED_LOADING.has(p.sharding),
+    // a checkpoint stored quantized in any format LLaMA-Factory does not dequantize on load (it does fp8 and mxfp4)
+    applies: (p) =>
+      SHARDED_LOADING.has(p.sharding) &&
+      ((p.method === "qlora" && p.quantMethod !== "bnb") || storedQuantized(p)),
     message: (p) =>
-      `pre-quantized ${p.quantMethod?.toUpperCase()} checkpoints cannot be loaded under ${p.sharding}`,
-    hint: () => "Use --quant-method bnb (quantize on load, 4-bit), or --sharding zero2 / none.",
+      `a checkpoint stored quantized (${storedQuantized(p) ? `quant_method ${p.model.quantization?.declared}` : p.quantMethod?.toUpperCase()}) cannot be loaded under ${p.sharding}: LLaMA-Factory stops with "DeepSpeed ZeRO-3 or FSDP is incompatible with PTQ-quantized models."`,
+    hint: (p) =>
+      storedQuantized(p)
+        ? "Use --sharding zero2 / none, or point --model at the 16-bit original (quantized while loading: --method qlora)."
+        : "Use --quant-method bnb (quantize on load, 4-bit), or --sharding zero2 / none.",
     source: "LLaMA-Factory model/model_utils/quantization.py:101-105",
   },
   {

@@ -239,7 +239,14 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
   const t = memory.train;
   const context = {
     scaffold,
-    tunefit: { version: VERSION, range: options.tunefitSpec ?? `^${VERSION}` },
+    tunefit: {
+      version: VERSION,
+      range: options.tunefitSpec ?? `^${VERSION}`,
+      // what `npm install` takes to fetch it: the package name, or the local copy's path
+      install: options.tunefitSpec?.startsWith("file:")
+        ? options.tunefitSpec.slice("file:".length)
+        : "tunefit",
+    },
     project: {
       name: packageName(options.name, plan),
       description: `LLaMA-Factory fine-tune: ${planSummary(plan)}`,

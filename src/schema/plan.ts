@@ -199,7 +199,6 @@ export const PlanInput = z.strictObject({
 });
 export type PlanInput = z.infer<typeof PlanInput>;
 
-/** The model as resolved: where it came from and its architecture. */
 /**
  * A checkpoint stored quantized, as its config.json's `quantization_config` says (transformers' quantizers: GPTQ,
  * AWQ, bitsandbytes): LLaMA-Factory loads it as it is and trains LoRA adapters on it.
@@ -216,6 +215,7 @@ export const CheckpointQuantization = z.strictObject({
 });
 export type CheckpointQuantization = z.infer<typeof CheckpointQuantization>;
 
+/** The model as resolved: where it came from and its architecture. */
 export const ResolvedModel = z.strictObject({
   id: z.string(),
   source: z.enum(["catalog", "config", "explicit"]),

@@ -267,6 +267,17 @@ describe("tunefit doctor: verdicts and fixes", () => {
       path: "ds3.json:train_micro_batch_size_per_gpu",
     });
     expect(mismatch.doctor.fix?.changes.map((c) => [c.kind, c.target])).toEqual([["file", "deepspeed.json"]]);
+    // the same contradiction written inline under deepspeed: is mended the same way
+    writeFileSync(
+      join(dir, "inline.yaml"),
+      `${yaml}\ndeepspeed: '{"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 3}}'\n`,
+    );
+    const inline = doctorJson(["doctor", "inline.yaml", ...gpus], dir).json;
+    expect(inline.issues[0]).toMatchObject({
+      severity: "error",
+      path: "inline.yaml:deepspeed:train_micro_batch_size_per_gpu",
+    });
+    expect(inline.doctor.fix?.changes.map((c) => [c.kind, c.target])).toEqual([["file", "deepspeed.json"]]);
     // ZeRO-3 without its settings: the config is dropped (or rewritten), never left as it is
     expect(
       doctorJson(["doctor", "empty.yaml", ...gpus], dir).json.doctor.fix?.changes.map((c) => c.text),
@@ -463,6 +474,28 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(stops({ quantization_bit: 4 })).toEqual([]);
     // other methods take other widths (HQQ 1–8 bits); tunefit reads them as LoRA on the 16-bit model
     expect(stops({ quantization_bit: 3, quantization_method: "hqq" })).toEqual([]);
+    // a checkpoint stored quantized takes its own width: LLaMA-Factory only warns that quantization_bit does nothing
+    const gptq = {
+      id: "someone/Qwen2.5-7B-GPTQ",
+      config: {
+        model_type: "qwen2",
+        hidden_size: 3584,
+        intermediate_size: 18944,
+        num_attention_heads: 28,
+        num_hidden_layers: 28,
+        num_key_value_heads: 4,
+        vocab_size: 152064,
+        quantization_config: { quant_method: "gptq", bits: 4 },
+      },
+    };
+    const onStored = setupToPlan(
+      { model_name_or_path: "x", quantization_bit: 3 },
+      { kind: "none" },
+      null,
+      { gpu: "h100" },
+      gptq,
+    );
+    expect(onStored.issues.filter((i) => i.code === "LLAMAFACTORY_REJECTS")).toEqual([]);
     // the one to drop is the one the card cannot run
     expect(stops({ bf16: true, fp16: true })).toEqual(["train.yaml:fp16"]);
     expect(stops({ bf16: true, fp16: true }, "v100-32g")).toEqual(["train.yaml:bf16"]);

@@ -472,6 +472,10 @@ describe("the train.yaml escape hatch", () => {
     expect(paths({ trainYaml: { set: { deepspeed: "cfg/ds3.json" } } })).not.toContain("deepspeed.json");
     expect(paths({ trainYaml: { remove: ["deepspeed"] } })).not.toContain("deepspeed.json");
     expect(paths({ trainYaml: { set: { deepspeed: "deepspeed.json" } } })).toContain("deepspeed.json");
+    // the bundle's own file by another spelling is still the bundle's own file, and the check finds it
+    const dotted = { trainYaml: { set: { deepspeed: "./deepspeed.json" } } };
+    expect(paths(dotted)).toContain("deepspeed.json");
+    expect(checkBundle(emitFiles(plan, dotted), plan)).toEqual([]);
   });
 });
 

@@ -89,3 +89,39 @@ describe("a checkpoint stored quantized (its config.json's quantization_config)"
     }
   });
 });
+
+describe("what LLaMA-Factory refuses on a quantized checkpoint, whatever its format", () => {
+  const codes = (input: Record<string, unknown>) =>
+    analyzePlan({ ...base, ...input }).issues.map((i) => i.code);
+  it("refuses ZeRO-3 and FSDP for every stored format it keeps quantized, bitsandbytes included", () => {
+    for (const q of [
+      GPTQ4,
+      { quant_method: "bitsandbytes", load_in_4bit: true },
+      { quant_method: "gptq", bits: 3 },
+    ])
+      for (const sharding of ["zero3", "fsdp", "fsdp2"] as const)
+        expect(codes({ model: stored(q), gpus: 2, sharding })).toContain("PREQUANTIZED_SHARDED");
+    expect(codes({ model: stored(GPTQ4), gpus: 2, sharding: "zero2" })).not.toContain("PREQUANTIZED_SHARDED");
+    // fp8 is dequantized while loading: a 16-bit model, sharded like one
+    expect(codes({ model: stored({ quant_method: "fp8" }), gpus: 2, sharding: "zero3" })).not.toContain(
+      "PREQUANTIZED_SHARDED",
+    );
+  });
+
+  it("refuses full tuning on formats it does not model too, except those dequantized while loading", () => {
+    expect(() =>
+      resolvePlan({ ...base, model: stored({ quant_method: "gptq", bits: 3 }), method: "full" }),
+    ).toThrow(/Quantized models can only be used for the LoRA tuning/);
+    expect(resolvePlan({ ...base, model: stored({ quant_method: "fp8" }), method: "full" }).plan.method).toBe(
+      "full",
+    );
+  });
+
+  it("plans QLoRA asked of a format it does not model as LoRA on the 16-bit weights it counts", () => {
+    const r = resolvePlan({ ...base, model: stored({ quant_method: "fp8" }), method: "qlora" });
+    expect([r.plan.method, r.plan.quantBits]).toEqual(["lora", null]);
+    expect(r.issues.find((i) => i.code === "CHECKPOINT_QUANTIZATION_UNMODELLED")?.message).toContain(
+      "planned as LoRA",
+    );
+  });
+});
