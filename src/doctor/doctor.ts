@@ -374,10 +374,7 @@ function changesFor(
   /** what trains once the setup's DeepSpeed config drops its own optimizer */
   trains = "transformers' default AdamW",
   /** the setup's DeepSpeed or accelerate config has errors of its own: a fix that keeps the strategy replaces it */
-  broken: { readonly deepspeed: boolean; readonly accelerate: boolean } = {
-    deepspeed: false,
-    accelerate: false,
-  },
+  broken: BrokenConfigs = { deepspeed: false, accelerate: false },
 ): Change[] {
   const ch: Change[] = [];
   const type = (m: Method) => (m === "qlora" ? "lora" : m);
@@ -471,6 +468,15 @@ function changesFor(
         kind: "file",
         target: "deepspeed.json",
         text: `add deepspeed.json (${v.sharding.replace("zero", "ZeRO-")}${v.offload !== "none" ? `, offload ${v.offload}` : ""})`,
+      });
+    } else if (!strategyChanged && broken.deepspeedPatch !== undefined) {
+      // only its batch sizes contradict the YAML: those become "auto", every other setting stays
+      const keys = broken.deepspeedPatch.keys;
+      ch.push({
+        kind: "file",
+        target: "deepspeed.json",
+        to: broken.deepspeedPatch.config,
+        text: `write the DeepSpeed config with ${keys.join(", ")} set to "auto" (transformers fills ${keys.length === 1 ? "it" : "them"} from the YAML; every other setting kept) as deepspeed.json, named in deepspeed:`,
       });
     } else if (strategyChanged || broken.deepspeed) {
       ch.push({
@@ -614,11 +620,14 @@ function yamlNamesDeepSpeed(yaml: Readonly<Record<string, unknown>>): boolean {
  * Which of the setup's own config files have errors no plan change mends: the DeepSpeed config (as the YAML names
  * it: a file, or inline under deepspeed:) and the accelerate config. A fix that keeps their strategy writes them anew.
  */
-function brokenConfigs(
-  issues: readonly Issue[],
-  input: DoctorInput,
-  yamlName: string,
-): { deepspeed: boolean; accelerate: boolean } {
+interface BrokenConfigs {
+  readonly deepspeed: boolean;
+  readonly accelerate: boolean;
+  /** where the DeepSpeed config's only errors are batch sizes that contradict the YAML: it with those set to "auto" */
+  readonly deepspeedPatch?: { readonly config: Record<string, unknown>; readonly keys: readonly string[] };
+}
+
+function brokenConfigs(issues: readonly Issue[], input: DoctorInput, yamlName: string): BrokenConfigs {
   const ds = input.deepspeed;
   const under = (path: string, root: string) => path === root || path.startsWith(`${root}:`);
   // what the fix search mends otherwise: a file not there (written anew, or found by its path), a strategy in two
@@ -631,11 +640,22 @@ function brokenConfigs(
       i.code !== "FSDP_LOAD_REPLICA",
   );
   const patched = /fsdp_(cpu_ram_efficient_loading|sync_module_states)$/;
+  const dsErrors = errors.filter(
+    (i) => under(i.path, `${yamlName}:deepspeed`) || (ds.kind === "file" && under(i.path, ds.path)),
+  );
+  const batchOnly = dsErrors.length > 0 && dsErrors.every((i) => i.code === "DEEPSPEED_BATCH_MISMATCH");
+  const keys = dsErrors.map((i) => i.path.slice(i.path.lastIndexOf(":") + 1));
   return {
-    deepspeed: errors.some(
-      (i) => under(i.path, `${yamlName}:deepspeed`) || (ds.kind === "file" && under(i.path, ds.path)),
-    ),
+    deepspeed: dsErrors.length > 0,
     accelerate: errors.some((i) => under(i.path, "accelerate config") && !patched.test(i.path)),
+    ...(batchOnly && ds.kind !== "none"
+      ? {
+          deepspeedPatch: {
+            config: { ...ds.config, ...Object.fromEntries(keys.map((k) => [k, "auto"])) },
+            keys,
+          },
+        }
+      : {}),
   };
 }
 

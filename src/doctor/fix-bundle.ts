@@ -58,9 +58,15 @@ export function fixFiles(
   if (newDeepSpeed) fixed.deepspeed = BUNDLE_FILES.deepspeed;
   files.push({ path: BUNDLE_FILES.trainYaml, contents: toYaml(fixed, { header }) });
   if (newDeepSpeed) {
+    // the user's own config with only what the fix changes, where the fix carries one; else tunefit's
+    const own = fix.changes.find((c) => c.kind === "file" && c.target === BUNDLE_FILES.deepspeed)?.to;
     files.push({
       path: BUNDLE_FILES.deepspeed,
-      contents: toJson(deepspeedConfig(plan, fix.analysis.assumptions)),
+      contents: toJson(
+        typeof own === "object" && own !== null
+          ? (own as Record<string, unknown>)
+          : deepspeedConfig(plan, fix.analysis.assumptions),
+      ),
     });
   }
   if (usesFsdp(plan) && changedFiles.has(BUNDLE_FILES.accelerate)) {

@@ -309,6 +309,11 @@ describe("tunefit doctor: verdicts and fixes", () => {
     );
     // and the files it writes run as they are
     expect(cli(["doctor", "mismatch.yaml", ...gpus, "--fix", "--out", "fixed"], dir).code).toBe(3);
+    // only the contradicting batch size changes: the user's other settings stay
+    expect(JSON.parse(readFileSync(join(dir, "fixed/deepspeed.json"), "utf8"))).toEqual({
+      train_micro_batch_size_per_gpu: "auto",
+      zero_optimization: { stage: 3 },
+    });
     const again = cli(["doctor", "train.yaml", ...gpus], join(dir, "fixed"));
     expect(again.stdout).toContain("It runs as it is");
     expect(again.code).toBe(0);
