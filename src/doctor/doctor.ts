@@ -30,6 +30,7 @@ import type { DeepSpeedSource } from "./read.ts";
 import {
   acceleratorConfigOf,
   type Hardware,
+  keptKeyStops,
   type Launcher,
   lowMemoryKey,
   type SetupPlan,
@@ -144,7 +145,11 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
   const issues: Issue[] = [...(input.readIssues ?? []), ...setup.issues];
   // a value reading the files already stopped on (deepspeed: 123) is not reported twice
   const read = new Set((input.readIssues ?? []).filter((i) => i.severity === "error").map((i) => i.path));
-  issues.push(...checkTrainYaml(input.yaml, name).filter((i) => !read.has(i.path)));
+  issues.push(
+    ...checkTrainYaml(input.yaml, name)
+      .filter((i) => !read.has(i.path))
+      .map((i) => (i.path === `${name}:quantization_method` ? unknownQuantizationMethod(i, input.yaml) : i)),
+  );
   const ds = input.deepspeed;
   if (ds.kind !== "none") {
     issues.push(...checkDeepSpeedConfig(ds.config, ds.kind === "file" ? ds.path : `${name}:deepspeed`));
@@ -162,8 +167,8 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
         severity: "warning",
         path: `${name}:deepspeed`,
         message:
-          'with one GPU, llamafactory-cli runs without torchrun and LLaMA-Factory stops with "Please use FORCE_TORCHRUN=1 to launch DeepSpeed training."',
-        hint: "Launch with FORCE_TORCHRUN=1 llamafactory-cli train … (the fixed launch.sh does).",
+          'with one GPU, llamafactory-cli runs without torchrun unless FORCE_TORCHRUN=1 is set, and LLaMA-Factory then stops with "Please use FORCE_TORCHRUN=1 to launch DeepSpeed training."',
+        hint: "Launch with FORCE_TORCHRUN=1 llamafactory-cli train … (the launch.sh tunefit writes does).",
       });
     }
   }
@@ -212,6 +217,22 @@ function configIssues(input: DoctorInput, setup: SetupPlan, world: number): Issu
   if (setup.input.lowMemoryOptimizer === undefined)
     issues.push(...optimizerSwitchIssues(input.yaml, name, distributed, setup.input.sharding === "zero3"));
   return issues;
+}
+
+/**
+ * LLaMA-Factory reads YAML values into its dataclasses as written (HfArgumentParser.parse_dict converts no enum), and
+ * configure_quantization's method chain has no else: a quantization_method it does not know quantizes nothing. The
+ * run trains LoRA on the 16-bit model, which is what the plan counts.
+ */
+function unknownQuantizationMethod(i: Issue, yaml: Readonly<Record<string, unknown>>): Issue {
+  if (i.code !== "TARGET_BAD_VALUE") return i;
+  const legacy = yaml.quantization_method === "bitsandbytes";
+  return {
+    ...i,
+    severity: "warning",
+    message: `quantization_method is ${JSON.stringify(yaml.quantization_method)}, which LLaMA-Factory does not know${legacy ? " (bitsandbytes is bnb since its QuantizationMethod renamed it)" : ""}: no quantization branch runs, so the model loads unquantized and LoRA trains on 16-bit weights, as counted here`,
+    hint: `Write quantization_method: ${legacy ? "bnb" : "bnb (or hqq, eetq)"} to quantize as meant.`,
+  };
 }
 
 /** Plan rules on keys no candidate of the fix search changes (layer-wise updates, GaLore's optim). */
@@ -733,6 +754,8 @@ function* variants(base: PlanInput, context: VariantContext): Generator<Variant>
   const gpu = findGpu(base.gpu);
   if (gpu && !gpu.bf16 && (base.precision === "bf16" || base.precision === "pure_bf16"))
     precisions.push("fp16");
+  // no precision key at all (fp32 training): mixed precision, the one key LLaMA-Factory recommends
+  if (base.precision === "fp32") precisions.push(gpu === undefined || gpu.bf16 ? "bf16" : "fp16");
   const attention: Attention | undefined =
     gpu && !gpu.flashAttention2 && base.attention === "fa2" ? "sdpa" : undefined;
   // GaLore, APOLLO and Muon run without DeepSpeed and become AdamW under FSDP: their fixes keep one replica per GPU
@@ -1138,6 +1161,9 @@ export function doctor(given: DoctorInput): DoctorReport {
         throw e;
       }
       if (!a.valid) continue;
+      // LLaMA-Factory's stops on the keys the fix keeps as written (pissa_init or resize_vocab under quantization,
+      // use_unsloth under ZeRO-3, use_llama_pro with full tuning)
+      if (keptKeyStops(input.yaml, candidate, stored, yamlName).length > 0) continue;
       const changes = [
         ...keyFixes,
         ...changesFor(

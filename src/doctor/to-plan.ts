@@ -262,6 +262,8 @@ const NOT_MODELLED: Readonly<Record<string, string>> = {
     "Unsloth's gradient checkpointing offloads the checkpointed activations to the CPU, where tunefit keeps them on the GPU (an upper bound)",
   torch_compile:
     "torch.compile fuses kernels and changes the saved activations; tunefit models eager PyTorch",
+  use_llama_pro:
+    "LLaMA Pro trains every (num_layers / freeze_trainable_layers)-th layer from the front, where tunefit counts the last freeze_trainable_layers layers: backward runs through more of the model than counted (the activations are a lower bound)",
   finetuning_type:
     "OFT is estimated as LoRA with the same targets and rank; OFT's orthogonal blocks have a different size",
   stage:
@@ -373,6 +375,58 @@ export function optimizerSwitches(
     },
     ignored,
   };
+}
+
+/**
+ * LLaMA-Factory's stops on keys the plan does not carry but a plan can trip (hparams/parser.py 240, 243, 533;
+ * finetuning_args.py 613): PiSSA initialisation or a resized vocabulary on a quantized model, Unsloth under ZeRO-3,
+ * LLaMA Pro with full tuning. Checked on the setup and on every candidate fix, which keeps these keys as written.
+ */
+export function keptKeyStops(
+  yaml: Readonly<Record<string, unknown>>,
+  plan: { readonly method?: string | undefined; readonly sharding?: string | undefined },
+  quantizedCheckpoint: boolean,
+  name: string,
+): Issue[] {
+  const out: Issue[] = [];
+  const stop = (key: string, where: string, message: string, hint: string) =>
+    out.push({
+      code: "LLAMAFACTORY_REJECTS",
+      severity: "error",
+      path: `${name}:${key}`,
+      message: `LLaMA-Factory stops with "${message}" (${where})`,
+      hint,
+    });
+  const quantized = plan.method === "qlora" || quantizedCheckpoint;
+  if (quantized && yaml.pissa_init === true)
+    stop(
+      "pissa_init",
+      "hparams/parser.py:240",
+      "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.",
+      "Remove pissa_init (or initialise PiSSA offline with scripts/pissa_init.py), or train without quantization.",
+    );
+  if (quantized && yaml.resize_vocab === true)
+    stop(
+      "resize_vocab",
+      "hparams/parser.py:243",
+      "Cannot resize embedding layers of a quantized model.",
+      "Remove resize_vocab, or train without quantization.",
+    );
+  if (yaml.use_unsloth === true && plan.sharding === "zero3")
+    stop(
+      "use_unsloth",
+      "hparams/parser.py:533",
+      "Unsloth is incompatible with DeepSpeed ZeRO-3.",
+      "Remove use_unsloth, or use a ZeRO-2 (or no) DeepSpeed config.",
+    );
+  if (yaml.use_llama_pro === true && plan.method === "full")
+    stop(
+      "use_llama_pro",
+      "finetuning_args.py:613",
+      "`use_llama_pro` is only valid for Freeze or LoRA training.",
+      "Remove use_llama_pro, or use finetuning_type: freeze.",
+    );
+  return out;
 }
 
 /** Whether a key's value turns on what NOT_MODELLED describes. */
@@ -497,7 +551,13 @@ export function setupToPlan(
   const bits = num(y.quantization_bit);
   const qmethod = typeof y.quantization_method === "string" ? y.quantization_method : "bnb";
   if (type === "full" || type === "freeze") input.method = type;
-  else if (bits !== undefined && (bits === 4 || bits === 8)) {
+  // a quantization_method LLaMA-Factory does not know takes none of configure_quantization's branches (there is no
+  // else): the model loads unquantized, and LoRA trains on 16-bit weights
+  else if (
+    bits !== undefined &&
+    (bits === 4 || bits === 8) &&
+    ["bnb", "gptq", "awq", "hqq", "eetq"].includes(qmethod)
+  ) {
     input.method = "qlora";
     input.quantBits = bits;
     if (qmethod === "bnb" || qmethod === "gptq" || qmethod === "awq") input.quantMethod = qmethod;
@@ -796,6 +856,15 @@ export function setupToPlan(
       hint: "Read the memory figures with that in mind; the run itself is unaffected.",
     });
   }
+
+  issues.push(
+    ...keptKeyStops(
+      y,
+      { method: input.method as string | undefined, sharding: input.sharding as string | undefined },
+      storedQuantized(modelRef, where.cwd),
+      yamlName,
+    ),
+  );
 
   const planned = lowMemory === null ? [] : lowMemoryKeys(lowMemory.optimizer);
   const isModelled = (k: string) => (MODELLED_KEYS as readonly string[]).includes(k) || planned.includes(k);

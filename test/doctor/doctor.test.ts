@@ -869,22 +869,50 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     ]);
   });
 
-  it("renames a value an earlier LLaMA-Factory spelled otherwise; other bad values are left to the user", () => {
+  it("never fixes into a stop on a key the fix keeps: PiSSA or resize_vocab under quantization, Unsloth under ZeRO-3", () => {
+    const dir = tempDir();
+    const base =
+      "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nfinetuning_type: lora\ncutoff_len: 2048\nbf16: true\n";
+    writeFileSync(join(dir, "pissa.yaml"), `${base}pissa_init: true\n`);
+    writeFileSync(join(dir, "resize.yaml"), `${base}resize_vocab: true\n`);
+    writeFileSync(join(dir, "both.yaml"), `${base}pissa_init: true\nquantization_bit: 4\n`);
+    for (const f of ["pissa.yaml", "resize.yaml"]) {
+      const { json } = doctorJson(["doctor", f, "--gpu", "t4", "--gpus", "2"], dir);
+      for (const fix of [json.doctor.fix, ...json.doctor.alternatives])
+        expect(fix?.changes.map((c) => c.text) ?? []).not.toContain("quantization_bit: 4");
+    }
+    // the setup itself: LLaMA-Factory's own stop, left to the user
+    const both = doctorJson(["doctor", "both.yaml", "--gpu", "a100-80g"], dir);
+    expect(both.code).toBe(3);
+    expect(both.json.doctor.byHand).toContain("both.yaml:pissa_init");
+  });
+
+  it("tries bf16: true for a YAML without a precision key, the one edit LLaMA-Factory recommends", () => {
+    const dir = tempDir();
+    // under DeepSpeed a YAML without bf16 or fp16 trains in fp32 (the Trainer's precision)
+    writeFileSync(
+      join(dir, "fp32.yaml"),
+      'model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nfinetuning_type: lora\nper_device_train_batch_size: 1\ncutoff_len: 2048\ndeepspeed: {"zero_optimization": {"stage": 3}}\n',
+    );
+    const { json } = doctorJson(["doctor", "fp32.yaml", "--gpu", "rtx4090", "--gpus", "2"], dir);
+    expect(json.memory.train.fits).toBe(false);
+    expect(json.doctor.fix?.changes.map((c) => c.text)).toEqual(["bf16: true"]);
+  });
+
+  it("reads a quantization_method LLaMA-Factory does not know as no quantization: 16-bit LoRA, with a warning", () => {
+    // parse_dict takes the string as written, and configure_quantization's branches have no else
     const dir = tempDir();
     const base = "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nquantization_bit: 4\nbf16: true\n";
     writeFileSync(join(dir, "old.yaml"), `${base}quantization_method: bitsandbytes\n`);
-    writeFileSync(join(dir, "bad.yaml"), `${base}quantization_method: nonsense\n`);
-    const old = doctorJson(["doctor", "old.yaml", "--gpu", "a100-80g"], dir).json.doctor;
-    expect(old.fix?.changes.map((c) => c.text)).toEqual([
-      "quantization_method: bnb (LLaMA-Factory's current name for bitsandbytes)",
-    ]);
-    expect(old.alternatives).toEqual([]);
-    const bad = doctorJson(["doctor", "bad.yaml", "--gpu", "a100-80g"], dir);
-    expect(bad.code).toBe(3);
-    expect(bad.json.doctor.fix).toBeNull();
-    expect((bad.json.doctor as unknown as { byHand: string[] }).byHand).toEqual([
-      "bad.yaml:quantization_method",
-    ]);
+    writeFileSync(join(dir, "bnb.yaml"), `${base}quantization_method: bnb\n`);
+    const old = doctorJson(["doctor", "old.yaml", "--gpu", "a100-80g"], dir);
+    expect(old.code).toBe(0);
+    expect(old.json.plan.method).toBe("lora");
+    expect(old.json.issues.find((i) => i.path === "old.yaml:quantization_method")).toMatchObject({
+      severity: "warning",
+      hint: "Write quantization_method: bnb to quantize as meant.",
+    });
+    expect(doctorJson(["doctor", "bnb.yaml", "--gpu", "a100-80g"], dir).json.plan.method).toBe("qlora");
   });
 
   it("names the YAML as given in a missing DeepSpeed file's issue", () => {
