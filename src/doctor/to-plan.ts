@@ -378,7 +378,7 @@ export function optimizerSwitches(
 }
 
 /**
- * LLaMA-Factory's stops on keys the plan does not carry but a plan can trip (hparams/parser.py 240, 243, 533;
+ * LLaMA-Factory's stops on keys the plan does not carry but a plan can trip (hparams/parser.py 240, 243, 496, 533;
  * finetuning_args.py 613): PiSSA initialisation or a resized vocabulary on a quantized model, Unsloth under ZeRO-3,
  * LLaMA Pro with full tuning. Checked on the setup and on every candidate fix, which keeps these keys as written.
  */
@@ -404,6 +404,13 @@ export function keptKeyStops(
       "hparams/parser.py:240",
       "Please use scripts/pissa_init.py to initialize PiSSA for a quantized model.",
       "Remove pissa_init (or initialise PiSSA offline with scripts/pissa_init.py), or train without quantization.",
+    );
+  if (yaml.pissa_init === true && plan.sharding === "zero3")
+    stop(
+      "pissa_init",
+      "hparams/parser.py:496",
+      "Please use scripts/pissa_init.py to initialize PiSSA in DeepSpeed ZeRO-3.",
+      "Remove pissa_init (or initialise PiSSA offline with scripts/pissa_init.py), or use a ZeRO-2 (or no) DeepSpeed config.",
     );
   if (quantized && yaml.resize_vocab === true)
     stop(
