@@ -6,6 +6,7 @@ import { bundleReadme } from "../emit/readme.ts";
 import { launchScript } from "../emit/scripts.ts";
 import { toJson, toYaml } from "../emit/serialize.ts";
 import { targetsLine } from "../emit/versions.ts";
+import { LLAMAFACTORY_FIELDS } from "../schema/targets/data/llamafactory-keys.ts";
 import { type DoctorReport, type Fix, REPLACES_BROKEN_ACCELERATE } from "./doctor.ts";
 
 /*
@@ -13,6 +14,11 @@ import { type DoctorReport, type Fix, REPLACES_BROKEN_ACCELERATE } from "./docto
  * DeepSpeed or accelerate config the fix adds or replaces, launch.sh, and a README saying what changed. The files
  * are meant to replace the originals in the folder the run is launched from.
  */
+
+/** train.yaml keys LLaMA-Factory types as floats (its argument dataclasses). */
+const FLOAT_FIELDS: ReadonlySet<string> = new Set(
+  LLAMAFACTORY_FIELDS.filter((f) => f.kind === "float").map((f) => f.name),
+);
 
 /** The user's YAML with the fix's edits applied, keys in their original order (new keys at the end). */
 export function fixedYaml(yaml: Readonly<Record<string, unknown>>, fix: Fix): Record<string, unknown> {
@@ -56,7 +62,8 @@ export function fixFiles(
   const newDeepSpeed = usesDeepSpeed(plan) && changedFiles.has(BUNDLE_FILES.deepspeed);
   // a replaced DeepSpeed config is written as deepspeed.json, which the YAML then names
   if (newDeepSpeed) fixed.deepspeed = BUNDLE_FILES.deepspeed;
-  files.push({ path: BUNDLE_FILES.trainYaml, contents: toYaml(fixed, { header }) });
+  // LLaMA-Factory's float fields keep a float's spelling (num_train_epochs: 3.0), as the user wrote them
+  files.push({ path: BUNDLE_FILES.trainYaml, contents: toYaml(fixed, { header, floatKeys: FLOAT_FIELDS }) });
   if (newDeepSpeed) {
     // the user's own config with only what the fix changes, where the fix carries one; else tunefit's
     const own = fix.changes.find((c) => c.kind === "file" && c.target === BUNDLE_FILES.deepspeed)?.to;

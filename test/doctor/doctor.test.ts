@@ -1055,6 +1055,8 @@ describe("tunefit doctor --fix --out", () => {
       existsSync(join(out, "fix/accelerate_fsdp.yaml")) || existsSync(join(out, "fix/deepspeed.json"));
     expect(extra).toBe(true);
     expect(readFileSync(join(out, "fix/README.md"), "utf8")).toContain("shard 7 of 38");
+    // floats keep their spelling, as written
+    expect(readFileSync(join(out, "fix/train.yaml"), "utf8")).toMatch(/^num_train_epochs: 3\.0$/m);
   });
 
   it("patches the user's accelerate config rather than replacing it", () => {
