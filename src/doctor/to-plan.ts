@@ -382,6 +382,24 @@ export function optimizerSwitches(
  * finetuning_args.py 613): PiSSA initialisation or a resized vocabulary on a quantized model, Unsloth under ZeRO-3,
  * LLaMA Pro with full tuning. Checked on the setup and on every candidate fix, which keeps these keys as written.
  */
+/** A stop LLaMA-Factory (or transformers) makes on a YAML key: `who` stops with `message` (`where` in its code). */
+export function upstreamStop(
+  name: string,
+  key: string,
+  where: string,
+  message: string,
+  hint: string,
+  who = "LLaMA-Factory",
+): Issue {
+  return {
+    code: "LLAMAFACTORY_REJECTS",
+    severity: "error",
+    path: `${name}:${key}`,
+    message: `${who} stops with "${message}"${where === "" ? "" : ` (${where})`}`,
+    hint,
+  };
+}
+
 export function keptKeyStops(
   yaml: Readonly<Record<string, unknown>>,
   plan: { readonly method?: string | undefined; readonly sharding?: string | undefined },
@@ -390,13 +408,7 @@ export function keptKeyStops(
 ): Issue[] {
   const out: Issue[] = [];
   const stop = (key: string, where: string, message: string, hint: string) =>
-    out.push({
-      code: "LLAMAFACTORY_REJECTS",
-      severity: "error",
-      path: `${name}:${key}`,
-      message: `LLaMA-Factory stops with "${message}" (${where})`,
-      hint,
-    });
+    out.push(upstreamStop(name, key, where, message, hint));
   const quantized = plan.method === "qlora" || quantizedCheckpoint;
   if (quantized && yaml.pissa_init === true)
     stop(
@@ -571,13 +583,7 @@ export function setupToPlan(
   } else input.method = "lora";
   const yamlName = where.yamlName ?? "train.yaml";
   const rejects = (key: string, upstream: string, message: string, hint: string) =>
-    issues.push({
-      code: "LLAMAFACTORY_REJECTS",
-      severity: "error",
-      path: `${yamlName}:${key}`,
-      message: `${upstream} stops with "${message}"`,
-      hint,
-    });
+    issues.push(upstreamStop(yamlName, key, "", message, hint, upstream));
   // bitsandbytes quantizes on the fly to 4 or 8 bits only (model_utils/quantization.py configure_quantization); the
   // figures are then those of LoRA on the 16-bit model, which is what no run gets to
   // a checkpoint stored quantized takes its own (LLaMA-Factory warns that quantization_bit "will not affect" it)
