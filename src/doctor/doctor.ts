@@ -36,6 +36,7 @@ import {
   type SetupPlan,
   setupToPlan,
   upperBoundSwitches,
+  upstreamStop,
   YAML_KEY_OF_PLAN_FIELD,
   yamlHint,
 } from "./to-plan.ts";
@@ -278,13 +279,7 @@ function optimizerSwitchIssues(
   if (!galore && !apollo && !badam) return [];
   const out: Issue[] = [];
   const stop = (key: string, upstream: string, message: string, hint: string) =>
-    out.push({
-      code: "LLAMAFACTORY_REJECTS",
-      severity: "error",
-      path: `${name}:${key}`,
-      message: `LLaMA-Factory stops with "${message}" (${upstream})`,
-      hint,
-    });
+    out.push(upstreamStop(name, key, upstream, message, hint));
   const type = typeof y.finetuning_type === "string" ? y.finetuning_type : "lora";
   const accumulation = typeof y.gradient_accumulation_steps === "number" ? y.gradient_accumulation_steps : 1;
   if (type === "lora")
