@@ -980,7 +980,7 @@ function fixJson(f: Fix, assumptions: Partial<MemoryAssumptions>) {
 function humanDoctor(r: DoctorReport, yamlFile: string): string {
   const p = r.analysis.plan;
   const out = [
-    `tunefit doctor: ${yamlFile} (${p.model.id}, ${p.method}, sharding ${p.sharding}) on ${p.nodes > 1 ? `${p.nodes} nodes × ` : ""}${p.gpus} × ${p.gpu.name}, launched with ${r.launcher === "accelerate" ? "accelerate launch" : "llamafactory-cli (torchrun)"}`,
+    `tunefit doctor: ${yamlFile} (${p.model.id}, ${p.method}, sharding ${p.sharding}) on ${p.nodes > 1 ? `${p.nodes} nodes × ` : ""}${p.gpus} × ${p.gpu.name}, launched with ${r.launcher === "accelerate" ? "accelerate launch" : p.gpus * p.nodes > 1 ? "llamafactory-cli (torchrun)" : "llamafactory-cli"}`,
     "",
     "What will happen:",
     ...r.verdict.map((v) => `  ${v}`),
