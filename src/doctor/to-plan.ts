@@ -870,6 +870,20 @@ export function setupToPlan(
     });
   }
 
+  // LLaMA Pro spreads freeze tuning's trained layers evenly (model/adapter.py:82)
+  const proLayers =
+    y.use_llama_pro === true && type === "freeze" ? architectureOf(modelRef, where.cwd) : null;
+  const proEvery = num(y.freeze_trainable_layers) ?? 2;
+  if (proLayers !== null && proEvery !== 0 && proLayers.text.numLayers % proEvery !== 0)
+    issues.push(
+      upstreamStop(
+        yamlName,
+        "freeze_trainable_layers",
+        "model/adapter.py:82",
+        `\`num_layers\` ${proLayers.text.numLayers} should be divisible by \`num_layer_trainable\` ${proEvery}.`,
+        `Set freeze_trainable_layers to a divisor of ${proLayers.text.numLayers} (LLaMA Pro trains every ${proLayers.text.numLayers}/N-th layer).`,
+      ),
+    );
   issues.push(
     ...keptKeyStops(
       y,

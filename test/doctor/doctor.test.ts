@@ -506,6 +506,11 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(stops({ bf16: true, fp16: true }, "v100-32g")).toEqual(["train.yaml:bf16"]);
     expect(stops({ tf32: true })).toEqual([]);
     expect(stops({ tf32: true, fp16: true }, "v100-32g")).toEqual(["train.yaml:tf32"]);
+    // LLaMA Pro spreads the trained layers evenly: Qwen2.5-7B's 28 layers take 4 or 7 of them, not 3
+    const pro = { finetuning_type: "freeze", use_llama_pro: true };
+    expect(stops({ ...pro, freeze_trainable_layers: 3 })).toEqual(["train.yaml:freeze_trainable_layers"]);
+    expect(stops({ ...pro, freeze_trainable_layers: 7 })).toEqual([]);
+    expect(stops({ ...pro, finetuning_type: "full" })).toEqual(["train.yaml:use_llama_pro"]);
   });
 
   it("packs as LLaMA-Factory does: neat_packing turns packing on, and unset packing follows stage pt", () => {
