@@ -403,7 +403,9 @@ function changesFor(
       text: `finetuning_type: ${type(v.method)}`,
     });
   }
-  const baseBits = baseMethod === "qlora" ? (base.quantBits ?? 4) : undefined;
+  // the YAML's own quantization_bit, whatever the method read from it: one the fix keeps, LLaMA-Factory applies
+  const yamlBits = typeof yaml.quantization_bit === "number" ? yaml.quantization_bit : undefined;
+  const baseBits = baseMethod === "qlora" ? (base.quantBits ?? 4) : yamlBits;
   const bits = v.method === "qlora" ? (v.quantBits ?? 4) : undefined;
   if (bits !== baseBits) {
     ch.push({
@@ -1113,7 +1115,8 @@ export function doctor(given: DoctorInput): DoctorReport {
   const byHand = issues.filter(
     (i) =>
       i.severity === "error" &&
-      (i.code === "LLAMAFACTORY_REJECTS" ||
+      // quantization_bit's stops are mended by the search: each candidate sets or removes the key
+      ((i.code === "LLAMAFACTORY_REJECTS" && i.path !== `${yamlName}:quantization_bit`) ||
         BY_HAND_RULES.has(i.code) ||
         (i.code === "TEMPLATE_NOT_MULTIMODAL" && mmTemplate === null) ||
         (i.code === "TARGET_BAD_VALUE" &&

@@ -870,6 +870,16 @@ export function setupToPlan(
     });
   }
 
+  if (bits !== undefined && type !== "lora" && type !== "oft")
+    issues.push(
+      upstreamStop(
+        yamlName,
+        "quantization_bit",
+        "hparams/parser.py:237",
+        "Quantization is only compatible with the LoRA or OFT method.",
+        `Remove quantization_bit to train ${type === "full" ? "all weights" : "the frozen layers' complement"} in 16 bits, or use finetuning_type: lora.`,
+      ),
+    );
   // LLaMA Pro spreads freeze tuning's trained layers evenly (model/adapter.py:82)
   const proLayers =
     y.use_llama_pro === true && type === "freeze" ? architectureOf(modelRef, where.cwd) : null;

@@ -892,6 +892,23 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(both.json.doctor.byHand).toContain("both.yaml:pissa_init");
   });
 
+  it("full tuning beside quantization_bit stops (parser.py:237), and the fix drops the key or trains adapters", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "fullq.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-1.5B-Instruct\nfinetuning_type: full\nquantization_bit: 8\nbf16: true\n",
+    );
+    const { code, json } = doctorJson(["doctor", "fullq.yaml", "--gpu", "a100-80g"], dir);
+    expect(code).toBe(3);
+    expect(json.issues.find((i) => i.path === "fullq.yaml:quantization_bit")?.severity).toBe("error");
+    const texts = json.doctor.fix?.changes.map((c) => c.text) ?? [];
+    expect(texts.some((t) => t === "remove quantization_bit" || t === "finetuning_type: lora")).toBe(true);
+    // the fixed YAML re-doctors without that stop
+    cli(["doctor", "fullq.yaml", "--gpu", "a100-80g", "--fix", "--out", "fix"], dir);
+    const again = doctorJson(["doctor", "train.yaml", "--gpu", "a100-80g"], join(dir, "fix"));
+    expect(again.json.issues.filter((i) => i.severity === "error")).toEqual([]);
+  });
+
   it("tries bf16: true for a YAML without a precision key, the one edit LLaMA-Factory recommends", () => {
     const dir = tempDir();
     // under DeepSpeed a YAML without bf16 or fp16 trains in fp32 (the Trainer's precision)
