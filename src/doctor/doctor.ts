@@ -30,6 +30,7 @@ import type { DeepSpeedSource } from "./read.ts";
 import {
   acceleratorConfigOf,
   type Hardware,
+  KNOWN_QUANTIZATION_METHODS,
   keptKeyStops,
   type Launcher,
   lowMemoryKey,
@@ -413,6 +414,17 @@ function changesFor(
       target: "quantization_bit",
       to: bits,
       text: bits === undefined ? "remove quantization_bit" : `quantization_bit: ${bits}`,
+    });
+  }
+  // a quantization_method LLaMA-Factory does not know quantizes nothing (unknownQuantizationMethod): a fix that
+  // quantizes names bitsandbytes as it does now
+  const qm = yaml.quantization_method;
+  if (bits !== undefined && typeof qm === "string" && !KNOWN_QUANTIZATION_METHODS.includes(qm)) {
+    ch.push({
+      kind: "yaml",
+      target: "quantization_method",
+      to: "bnb",
+      text: `quantization_method: bnb (${qm === "bitsandbytes" ? "LLaMA-Factory's current name for bitsandbytes" : "bitsandbytes, which it knows"})`,
     });
   }
   // adapters take no GaLore, APOLLO or BAdam (finetuning_args.py:616), planned or not; where the plan's optimizer is
@@ -1150,7 +1162,18 @@ export function doctor(given: DoctorInput): DoctorReport {
     const stored = analysis.plan.model.quantization?.method != null;
     for (const v of withDeepSpeedOptimizerDropped(variants(searched, context), setup)) {
       if (stored && v.method === "qlora" && (setup.input.method ?? "lora") !== "qlora") continue;
-      const candidate = withoutDeepSpeedOptimizer(applyVariant(searched, v), setup, v);
+      const built = withoutDeepSpeedOptimizer(applyVariant(searched, v), setup, v);
+      // without bf16/fp16 keys the precision is the checkpoint's only without DeepSpeed or FSDP; under them the
+      // Trainer trains in fp32 (setupToPlan), unless the candidate itself writes a precision key
+      const noPrecisionKey =
+        input.yaml.bf16 !== true && input.yaml.fp16 !== true && input.yaml.pure_bf16 !== true;
+      const candidate: PlanInput =
+        noPrecisionKey &&
+        (built.sharding ?? "none") !== "none" &&
+        built.precision === searched.precision &&
+        searched.precision !== "fp32"
+          ? { ...built, precision: "fp32" }
+          : built;
       let a: PlanAnalysis;
       try {
         a = analyzePlan({ ...candidate, ...hostBound }, opts);

@@ -382,6 +382,9 @@ export function optimizerSwitches(
  * finetuning_args.py 613): PiSSA initialisation or a resized vocabulary on a quantized model, Unsloth under ZeRO-3,
  * LLaMA Pro with full tuning. Checked on the setup and on every candidate fix, which keeps these keys as written.
  */
+/** LLaMA-Factory's QuantizationMethod values that configure_quantization acts on (on the fly). */
+export const KNOWN_QUANTIZATION_METHODS: readonly string[] = ["bnb", "gptq", "awq", "hqq", "eetq"];
+
 /** A stop LLaMA-Factory (or transformers) makes on a YAML key: `who` stops with `message` (`where` in its code). */
 export function upstreamStop(
   name: string,
@@ -572,11 +575,7 @@ export function setupToPlan(
   if (type === "full" || type === "freeze") input.method = type;
   // a quantization_method LLaMA-Factory does not know takes none of configure_quantization's branches (there is no
   // else): the model loads unquantized, and LoRA trains on 16-bit weights
-  else if (
-    bits !== undefined &&
-    (bits === 4 || bits === 8) &&
-    ["bnb", "gptq", "awq", "hqq", "eetq"].includes(qmethod)
-  ) {
+  else if (bits !== undefined && (bits === 4 || bits === 8) && KNOWN_QUANTIZATION_METHODS.includes(qmethod)) {
     input.method = "qlora";
     input.quantBits = bits;
     if (qmethod === "bnb" || qmethod === "gptq" || qmethod === "awq") input.quantMethod = qmethod;

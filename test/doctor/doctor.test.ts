@@ -935,6 +935,11 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
       hint: "Write quantization_method: bnb to quantize as meant.",
     });
     expect(doctorJson(["doctor", "bnb.yaml", "--gpu", "a100-80g"], dir).json.plan.method).toBe("qlora");
+    // where 16-bit does not fit, a fix that quantizes names the method LLaMA-Factory knows
+    const small = doctorJson(["doctor", "old.yaml", "--gpu", "custom", "--gpu-memory", "12"], dir).json;
+    expect(small.doctor.fix?.changes.map((c) => c.text)).toContain(
+      "quantization_method: bnb (LLaMA-Factory's current name for bitsandbytes)",
+    );
   });
 
   it("names the YAML as given in a missing DeepSpeed file's issue", () => {
