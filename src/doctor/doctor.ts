@@ -574,9 +574,34 @@ function changesFor(
       to: v.gradAccum,
       text: `gradient_accumulation_steps: ${v.gradAccum} (same global batch)`,
     });
+    // a DeepSpeed config that writes the batch sizes out would now contradict them: they become "auto"
+    const dsc = broken.deepspeedConfig;
+    const explicit = BATCH_KEYS.filter((k) => typeof dsc?.[k] === "number");
+    if (dsc !== undefined && isDeepSpeed(v.sharding) && explicit.length > 0) {
+      const at = ch.findIndex((c) => c.kind === "file" && c.target === "deepspeed.json");
+      const own = at < 0 ? dsc : (ch[at]?.to as Record<string, unknown> | undefined);
+      // tunefit's own config (a replacement without `to`) has them "auto" already
+      if (own !== undefined) {
+        const patch: Change = {
+          kind: "file",
+          target: "deepspeed.json",
+          to: { ...own, ...Object.fromEntries(explicit.map((k) => [k, "auto"])) },
+          text: `write the DeepSpeed config with ${explicit.join(", ")} set to "auto" (transformers fills ${explicit.length === 1 ? "it" : "them"} from the YAML; every other setting kept) as deepspeed.json, named in deepspeed:`,
+        };
+        if (at < 0) ch.push(patch);
+        else ch[at] = patch;
+      }
+    }
   }
   return ch;
 }
+
+/** The DeepSpeed batch sizes transformers checks against the training arguments. */
+const BATCH_KEYS = [
+  "train_micro_batch_size_per_gpu",
+  "gradient_accumulation_steps",
+  "train_batch_size",
+] as const;
 
 /**
  * The input with what JavaScript callers leave out or null filled as the types mean it (no DeepSpeed config, no
@@ -655,6 +680,8 @@ interface BrokenConfigs {
   readonly accelerate: boolean;
   /** where the DeepSpeed config's only errors are batch sizes that contradict the YAML: it with those set to "auto" */
   readonly deepspeedPatch?: { readonly config: Record<string, unknown>; readonly keys: readonly string[] };
+  /** the setup's DeepSpeed config as read (a fix that changes the batch keeps it consistent) */
+  readonly deepspeedConfig?: Readonly<Record<string, unknown>>;
 }
 
 function brokenConfigs(issues: readonly Issue[], input: DoctorInput, yamlName: string): BrokenConfigs {
@@ -677,6 +704,7 @@ function brokenConfigs(issues: readonly Issue[], input: DoctorInput, yamlName: s
   const keys = dsErrors.map((i) => i.path.slice(i.path.lastIndexOf(":") + 1));
   return {
     deepspeed: dsErrors.length > 0,
+    ...(ds.kind === "none" ? {} : { deepspeedConfig: ds.config }),
     accelerate: errors.some((i) => under(i.path, "accelerate config") && !patched.test(i.path)),
     ...(batchOnly && ds.kind !== "none"
       ? {

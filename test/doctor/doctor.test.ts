@@ -909,6 +909,25 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(again.json.issues.filter((i) => i.severity === "error")).toEqual([]);
   });
 
+  it("a fix that changes the micro-batch keeps a DeepSpeed config's written batch sizes consistent", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "ds.json"),
+      JSON.stringify({ train_micro_batch_size_per_gpu: 8, zero_optimization: { stage: 3 } }),
+    );
+    writeFileSync(
+      join(dir, "mb.yaml"),
+      "model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nfinetuning_type: lora\nbf16: true\nper_device_train_batch_size: 8\ngradient_accumulation_steps: 1\ncutoff_len: 4096\nenable_liger_kernel: true\ndeepspeed: ds.json\n",
+    );
+    const { json } = doctorJson(["doctor", "mb.yaml", "--gpu", "rtx4090", "--gpus", "2"], dir);
+    const fixes = [json.doctor.fix, ...json.doctor.alternatives].filter((f) => f !== null);
+    const smaller = fixes.filter((f) =>
+      f.changes.some((c) => c.text.startsWith("per_device_train_batch_size")),
+    );
+    expect(smaller.length).toBeGreaterThan(0);
+    for (const f of smaller) expect(f.changes.some((c) => c.text.includes("DeepSpeed config"))).toBe(true);
+  });
+
   it("tries bf16: true for a YAML without a precision key, the one edit LLaMA-Factory recommends", () => {
     const dir = tempDir();
     // under DeepSpeed a YAML without bf16 or fp16 trains in fp32 (the Trainer's precision)
