@@ -501,13 +501,7 @@ function changesFor(
       });
     } else if (!strategyChanged && broken.deepspeedPatch !== undefined) {
       // only its batch sizes contradict the YAML: those become "auto", every other setting stays
-      const keys = broken.deepspeedPatch.keys;
-      ch.push({
-        kind: "file",
-        target: "deepspeed.json",
-        to: broken.deepspeedPatch.config,
-        text: `write the DeepSpeed config with ${keys.join(", ")} set to "auto" (transformers fills ${keys.length === 1 ? "it" : "them"} from the YAML; every other setting kept) as deepspeed.json, named in deepspeed:`,
-      });
+      ch.push(autoBatchChange(broken.deepspeedPatch.config, broken.deepspeedPatch.keys));
     } else if (strategyChanged || broken.deepspeed) {
       ch.push({
         kind: "file",
@@ -582,18 +576,23 @@ function changesFor(
       const own = at < 0 ? dsc : (ch[at]?.to as Record<string, unknown> | undefined);
       // tunefit's own config (a replacement without `to`) has them "auto" already
       if (own !== undefined) {
-        const patch: Change = {
-          kind: "file",
-          target: "deepspeed.json",
-          to: { ...own, ...Object.fromEntries(explicit.map((k) => [k, "auto"])) },
-          text: `write the DeepSpeed config with ${explicit.join(", ")} set to "auto" (transformers fills ${explicit.length === 1 ? "it" : "them"} from the YAML; every other setting kept) as deepspeed.json, named in deepspeed:`,
-        };
+        const patch = autoBatchChange(own, explicit);
         if (at < 0) ch.push(patch);
         else ch[at] = patch;
       }
     }
   }
   return ch;
+}
+
+/** The user's DeepSpeed config with these batch keys "auto" (transformers fills them), written as deepspeed.json. */
+function autoBatchChange(config: Readonly<Record<string, unknown>>, keys: readonly string[]): Change {
+  return {
+    kind: "file",
+    target: "deepspeed.json",
+    to: { ...config, ...Object.fromEntries(keys.map((k) => [k, "auto"])) },
+    text: `write the DeepSpeed config with ${keys.join(", ")} set to "auto" (transformers fills ${keys.length === 1 ? "it" : "them"} from the YAML; every other setting kept) as deepspeed.json, named in deepspeed:`,
+  };
 }
 
 /** The DeepSpeed batch sizes transformers checks against the training arguments. */
@@ -678,7 +677,7 @@ function yamlNamesDeepSpeed(yaml: Readonly<Record<string, unknown>>): boolean {
 interface BrokenConfigs {
   readonly deepspeed: boolean;
   readonly accelerate: boolean;
-  /** where the DeepSpeed config's only errors are batch sizes that contradict the YAML: it with those set to "auto" */
+  /** where the DeepSpeed config's only errors are batch sizes that contradict the YAML: it, and those keys */
   readonly deepspeedPatch?: { readonly config: Record<string, unknown>; readonly keys: readonly string[] };
   /** the setup's DeepSpeed config as read (a fix that changes the batch keeps it consistent) */
   readonly deepspeedConfig?: Readonly<Record<string, unknown>>;
@@ -706,14 +705,7 @@ function brokenConfigs(issues: readonly Issue[], input: DoctorInput, yamlName: s
     deepspeed: dsErrors.length > 0,
     ...(ds.kind === "none" ? {} : { deepspeedConfig: ds.config }),
     accelerate: errors.some((i) => under(i.path, "accelerate config") && !patched.test(i.path)),
-    ...(batchOnly && ds.kind !== "none"
-      ? {
-          deepspeedPatch: {
-            config: { ...ds.config, ...Object.fromEntries(keys.map((k) => [k, "auto"])) },
-            keys,
-          },
-        }
-      : {}),
+    ...(batchOnly && ds.kind !== "none" ? { deepspeedPatch: { config: ds.config, keys } } : {}),
   };
 }
 
