@@ -10,6 +10,7 @@ import {
   type LowMemoryOptimizer,
   type ModelDefinition,
   type PlanInput,
+  type ResolvedModel,
   TEMPLATE_NAME,
 } from "../schema/plan.ts";
 import type { DeepSpeedSource } from "./read.ts";
@@ -525,27 +526,12 @@ function deepspeedOwnOptimizer(
 
 const truthy = (v: unknown) => v === true || (typeof v === "string" && /^(true|yes|y|on|1)$/i.test(v));
 
-/** Whether a model takes images: null when it cannot be resolved here (resolving the plan reports that). */
-function visionOf(model: string | ModelDefinition, cwd: string | undefined): boolean | null {
-  const arch = architectureOf(model, cwd);
-  return arch === null ? null : arch.vision !== null;
-}
-
-/** The model's architecture, or null when it does not resolve (resolving the plan reports the model). */
-function architectureOf(model: string | ModelDefinition, cwd: string | undefined): Architecture | null {
+/** The model as resolved, or null when it does not resolve (resolving the plan reports the model). */
+function resolvedOrNull(model: string | ModelDefinition, cwd: string | undefined): ResolvedModel | null {
   try {
-    return resolveModel(model, cwd).architecture;
+    return resolveModel(model, cwd);
   } catch {
     return null;
-  }
-}
-
-/** Whether the model is a checkpoint stored quantized (its config.json's quantization_config). */
-function storedQuantized(model: string | ModelDefinition, cwd: string | undefined): boolean {
-  try {
-    return resolveModel(model, cwd).quantization !== null;
-  } catch {
-    return false;
   }
 }
 
@@ -567,6 +553,8 @@ export function setupToPlan(
   const modelRef: string | ModelDefinition =
     model ?? (typeof y.model_name_or_path === "string" ? y.model_name_or_path : "");
   const modelName = typeof modelRef === "string" ? modelRef : modelRef.id;
+  // resolved once here: its architecture and stored quantization answer several of the checks below
+  const resolved = resolvedOrNull(modelRef, where.cwd);
   input.model = modelRef;
 
   const type = typeof y.finetuning_type === "string" ? y.finetuning_type : "lora";
@@ -586,13 +574,7 @@ export function setupToPlan(
   // bitsandbytes quantizes on the fly to 4 or 8 bits only (model_utils/quantization.py configure_quantization); the
   // figures are then those of LoRA on the 16-bit model, which is what no run gets to
   // a checkpoint stored quantized takes its own (LLaMA-Factory warns that quantization_bit "will not affect" it)
-  if (
-    bits !== undefined &&
-    bits !== 4 &&
-    bits !== 8 &&
-    qmethod === "bnb" &&
-    !storedQuantized(modelRef, where.cwd)
-  )
+  if (bits !== undefined && bits !== 4 && bits !== 8 && qmethod === "bnb" && resolved?.quantization == null)
     rejects(
       "quantization_bit",
       "LLaMA-Factory",
@@ -657,7 +639,7 @@ export function setupToPlan(
     ramEfficientLoading = truthy(f.fsdp_cpu_ram_efficient_loading);
   }
 
-  const switches = optimizerSwitches(y, architectureOf(modelRef, where.cwd));
+  const switches = optimizerSwitches(y, resolved?.architecture ?? null);
   // precision as LLaMA-Factory resolves it
   if (y.pure_bf16 === true) input.precision = "pure_bf16";
   else if (y.bf16 === true) input.precision = "bf16";
@@ -726,7 +708,8 @@ export function setupToPlan(
   if (num(y.image_max_pixels) !== undefined) {
     // LLaMA-Factory reads image_max_pixels for every model and uses it only on images
     // a model that does not resolve here keeps the setting (resolving the plan reports the model)
-    if (visionOf(modelRef, where.cwd) !== false) input.imageMaxPixels = y.image_max_pixels;
+    // kept unless the model is known to take no images (resolving the plan reports a model it cannot read)
+    if (resolved === null || resolved.architecture.vision !== null) input.imageMaxPixels = y.image_max_pixels;
     else
       issues.push({
         code: "IMAGE_SETTING_UNUSED",
@@ -830,7 +813,7 @@ export function setupToPlan(
     });
   }
   const demoImages = list(dataset).includes("mllm_demo");
-  const vision = demoImages ? visionOf(modelRef, where.cwd) : null;
+  const vision = demoImages && resolved !== null ? resolved.architecture.vision !== null : null;
   if (where.imagesPerSample !== undefined) input.imagesPerSample = where.imagesPerSample;
   else if (demoImages && vision === false) {
     issues.push({
@@ -880,8 +863,7 @@ export function setupToPlan(
       ),
     );
   // LLaMA Pro spreads freeze tuning's trained layers evenly (model/adapter.py:82)
-  const proLayers =
-    y.use_llama_pro === true && type === "freeze" ? architectureOf(modelRef, where.cwd) : null;
+  const proLayers = y.use_llama_pro === true && type === "freeze" ? (resolved?.architecture ?? null) : null;
   const proEvery = num(y.freeze_trainable_layers) ?? 2;
   if (proLayers !== null && proEvery !== 0 && proLayers.text.numLayers % proEvery !== 0)
     issues.push(
@@ -897,7 +879,7 @@ export function setupToPlan(
     ...keptKeyStops(
       y,
       { method: input.method as string | undefined, sharding: input.sharding as string | undefined },
-      storedQuantized(modelRef, where.cwd),
+      resolved?.quantization != null,
       yamlName,
     ),
   );
