@@ -38,6 +38,14 @@ export interface MemoryAssumptions {
    */
   readonly fragmentationOfTransient: number;
   /**
+   * Whether the run sets `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`. PyTorch's default (false) gives each
+   * large request a segment of its own when no cached block is large enough, and blocks of different segments
+   * never merge (c10/cuda/CUDACachingAllocator.cpp), so DeepSpeed's step, which makes tensors of its whole flat
+   * partition, reserves them on top of the smaller blocks forward and backward left cached. With expandable
+   * segments the step reuses that memory.
+   */
+  readonly allocatorExpandableSegments: boolean;
+  /**
    * NF4 storage per quantized weight: 4 bits + double-quantized absmax constants (8/64 + 32/(64·256) bits),
    * ≈ 4.127 bits (Dettmers et al. 2023, QLoRA §2). The constants beyond the packed 4 bits are not part of the
    * parameter: FSDP and ZeRO-3 keep them whole on every GPU (load.ts unshardedQuantBytesPerParam).
@@ -196,6 +204,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   cudaKernelBytes: 870 * MiB,
   ncclBytes: 512 * MiB,
   fragmentationOfTransient: 0.25,
+  allocatorExpandableSegments: false,
   nf4BytesPerParam: 4.127 / 8,
   int8BytesPerParam: 1.0,
   gptq4BytesPerParam: 0.5 + 2.5 / 128,

@@ -81,6 +81,10 @@ export interface TrainMemory {
 
 const ADAMW_LIKE = 2;
 
+/** ZeRO-3 steps its partition in sub-groups of this many elements: sub_group_size, 1e9 in DeepSpeed's defaults
+ * (runtime/zero/config.py) and in the configs tunefit writes */
+const ZERO3_SUB_GROUP_ELEMENTS = 1e9;
+
 /** Optimizer state bytes per trainable parameter of dtype `paramBytes`. */
 export function optimizerBytesPerParam(optimizer: string | null, paramBytes: number): number {
   const name = optimizer ?? "adamw_torch"; // LLaMA-Factory's default optim (torch < 2.8; fused from 2.8 on)
@@ -832,6 +836,8 @@ export function estimateTrainMemory(
 
   // ---- logits
   let logitsPeak: number;
+  /** whether the loss works on fp32 logits */
+  let logitsUpcast = true;
   if (liger) {
     // Liger's fused linear cross-entropy: chunks of ~BT/(V/H) rows, plus the input gradient it precomputes.
     const chunk =
@@ -842,6 +848,7 @@ export function estimateTrainMemory(
     // pure_bf16 under FSDP runs without `bf16: true` (train-yaml.ts), so without the Trainer's autocast
     const noAutocast = deepspeed || (pure && isFsdp(plan.sharding));
     const noUpcast = !fp32 && noAutocast && LOSS_WITHOUT_UPCAST.has(arch.modelType);
+    logitsUpcast = !noUpcast;
     logitsPeak =
       tokens *
       t.vocabSize *
@@ -941,6 +948,23 @@ export function estimateTrainMemory(
   /** a foreach step's temporaries, as copies of the trained parameters */
   const foreachCopies =
     stepKind === "foreach" ? foreachStepCopies(plan.optimizer) * as.optimizerStepTempCopies : 0;
+  /** DeepSpeed's flat step tensors are made per parameter group (ZeRO-1/2) or per sub_group (ZeRO-3) */
+  const dsFlatElements = deepspeed
+    ? Math.min(
+        trainable.trainable / split.optimizer,
+        plan.sharding === "zero3" ? ZERO3_SUB_GROUP_ELEMENTS : Number.POSITIVE_INFINITY,
+      )
+    : 0;
+  /**
+   * bytes per element of DeepSpeed's step tensors, in the order it makes them: the flattened 16-bit gradients
+   * (0 in fp32 training), their fp32 copy, then the optimizer's own temporaries once the flattened one is freed
+   * (Adafactor steps the flat partition as one parameter: the update and its negation in fp32)
+   */
+  const dsFlatBytes: readonly [number, number, number] = [
+    fp32 ? 0 : a,
+    4,
+    stepKind === "per-parameter" ? 8 : 4 * foreachCopies,
+  ];
   const stepTemp =
     plan.offload !== "none" || layerwise
       ? 0
@@ -957,15 +981,7 @@ export function estimateTrainMemory(
               ? // the fp32 gradients replace the 16-bit ones one by one (`.float()` of an fp32 one is itself)
                 trainable.fullModules * ((m === 4 ? 0 : 4 - m) + 4 * foreachCopies)
               : deepspeed
-                ? Math.min(
-                    trainable.trainable / split.optimizer,
-                    plan.sharding === "zero3" ? 1e9 : Number.POSITIVE_INFINITY,
-                  ) *
-                  Math.max(
-                    fp32 ? 4 : a + 4,
-                    // Adafactor steps the flat partition as one parameter: the update and its negation in fp32
-                    4 + (stepKind === "per-parameter" ? 8 : 4 * foreachCopies),
-                  )
+                ? dsFlatElements * Math.max(dsFlatBytes[0] + dsFlatBytes[1], dsFlatBytes[1] + dsFlatBytes[2])
                 : stepKind === "foreach"
                   ? (trainableCopy * foreachCopies) / split.optimizer
                   : stepKind === "per-parameter"
@@ -1024,6 +1040,12 @@ export function estimateTrainMemory(
   // the step works on the shards: FSDP has resharded every unit and DeepSpeed released its gathered parameters
   // a loop that holds the model output keeps its logits through the step too (fsdp_qlora drops it after)
   const step = states - gatheredAtLoss + stepTemp + ddpBuckets + heldLogits;
+  /** what forward and backward leave reserved: their peak and its fragmentation */
+  const backwardReserved =
+    backward +
+    (activations + logits + buffers - ddpBuckets + (plan.sharding === "zero3" ? gathered : 0)) *
+      as.fragmentationOfTransient;
+  const backwardActivations = Math.max(activations, forwardEndActivations);
   const phase = step > backward ? "optimizer-step" : "backward";
   if (phase === "optimizer-step") {
     gradients = fullGradients;
@@ -1084,6 +1106,40 @@ export function estimateTrainMemory(
     releasableBytes = Math.min(pool, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
   }
+  // The allocator's reserve only grows (nothing empties its cache during training), and DeepSpeed's step makes
+  // tensors of its whole flat partition, larger than any block forward and backward freed (their largest are
+  // logits): those take segments of their own on top of what backward reserved. That is cache once the step is
+  // done, freed before the allocator fails. expandable_segments lets the step reuse what backward freed.
+  if (
+    deepspeed &&
+    plan.offload === "none" &&
+    !layerwise &&
+    projection.params === 0 &&
+    !as.allocatorExpandableSegments
+  ) {
+    const events: AllocatorEvent[] = [
+      { alloc: dsFlatElements * dsFlatBytes[0] },
+      { alloc: dsFlatElements * dsFlatBytes[1] },
+      { free: dsFlatElements * dsFlatBytes[0] },
+      { alloc: dsFlatElements * dsFlatBytes[2] },
+    ];
+    const cached = backwardCachedBlocks({
+      logitsBytes: liger ? 0 : logitsPeak,
+      logitsElements: tokens * t.vocabSize,
+      upcast: logitsUpcast,
+      a,
+      activationBytes: backwardActivations,
+      largestActivationBytes: tokens * Math.max(a * mlpWidth, ctx.rb * t.hiddenSize),
+      zeroBucketBytes: zeroBucket,
+      zeroBuckets: as.zeroOverlapComm ? 2 : 1,
+    });
+    const floor = backwardReserved + newSegmentBytes(cached, events);
+    const reserved = weights + gradients + optimizer + activations + logits + buffers + fragmentation;
+    const room = Math.max(0, usableCapacityBytes(plan) - reserved - runtime);
+    const beyond = Math.min(Math.max(0, floor - reserved), room);
+    fragmentation += beyond;
+    releasableBytes += beyond;
+  }
   const rounded = roundBreakdown({
     weights,
     gradients,
@@ -1131,11 +1187,91 @@ export function usableCapacityBytes(plan: Plan): number {
   return Math.floor(plan.gpu.capacityBytes * (1 - plan.headroom));
 }
 
+/** One request to the caching allocator: a tensor made (`alloc`) or freed (`free`, naming an earlier alloc). */
+export type AllocatorEvent = { readonly alloc: number } | { readonly free: number };
+
+/**
+ * Bytes of new segments the caching allocator reserves for `events` when its cache holds free blocks of the
+ * sizes in `cachedBlocks`. PyTorch's allocator serves a request from the smallest cached block at least as large
+ * (splitting it), and blocks of different segments never merge, so a request larger than every cached block
+ * gets a segment of its own (c10/cuda/CUDACachingAllocator.cpp: get_free_block, then alloc_block). A freed
+ * tensor's block merges back into the free part of its segment. Requests are rounded as the allocator rounds
+ * large ones (2 MiB).
+ */
+export function newSegmentBytes(cachedBlocks: readonly number[], events: readonly AllocatorEvent[]): number {
+  const round = (n: number) => Math.ceil(n / ALLOCATOR_LARGE_ROUND_BYTES) * ALLOCATOR_LARGE_ROUND_BYTES;
+  /** each segment's free bytes, taken as one block */
+  const segments = cachedBlocks.filter((b) => b > 0).map((b) => ({ free: round(b) }));
+  const live: { size: number; segment: { free: number } }[] = [];
+  let added = 0;
+  for (const e of events) {
+    if ("alloc" in e) {
+      const size = round(e.alloc);
+      if (size === 0) continue;
+      let best: { free: number } | undefined;
+      for (const seg of segments) {
+        if (seg.free >= size && (best === undefined || seg.free < best.free)) best = seg;
+      }
+      if (best === undefined) {
+        best = { free: size };
+        segments.push(best);
+        added += size;
+      }
+      best.free -= size;
+      live.push({ size, segment: best });
+    } else {
+      const size = round(e.free);
+      const at = live.findLastIndex((l) => l.size === size);
+      const freed = live[at];
+      if (freed === undefined) continue;
+      live.splice(at, 1);
+      freed.segment.free += size;
+    }
+  }
+  return added;
+}
+
+/**
+ * The blocks forward and backward leave in the allocator's cache, largest first: the loss's logits (one fp32
+ * tensor of every logit per 4 B of its per-token bytes where it upcasts, the 16-bit ones otherwise), the
+ * activations in blocks of the largest per-layer tensor, and ZeRO-1/2's gradient buckets.
+ */
+function backwardCachedBlocks(o: {
+  logitsBytes: number;
+  logitsElements: number;
+  upcast: boolean;
+  a: number;
+  activationBytes: number;
+  largestActivationBytes: number;
+  zeroBucketBytes: number;
+  zeroBuckets: number;
+}): number[] {
+  const blocks: number[] = [];
+  const repeat = (size: number, count: number) => {
+    for (let i = 0; i < count && size > 0; i++) blocks.push(size);
+  };
+  if (o.logitsBytes > 0 && o.logitsElements > 0) {
+    const wide = o.upcast ? 4 : o.a;
+    // a 16-bit model's upcast loss keeps its 16-bit logits too
+    const narrow = o.upcast && o.a < 4 ? o.a * o.logitsElements : 0;
+    repeat(wide * o.logitsElements, Math.floor((o.logitsBytes - narrow) / (wide * o.logitsElements)));
+    if (narrow > 0 && o.logitsBytes >= narrow) blocks.push(narrow);
+  }
+  if (o.largestActivationBytes > 0) {
+    repeat(o.largestActivationBytes, Math.floor(o.activationBytes / o.largestActivationBytes));
+  }
+  repeat(o.zeroBucketBytes / o.zeroBuckets, o.zeroBucketBytes > 0 ? o.zeroBuckets : 0);
+  return blocks;
+}
+
 /**
  * sync_module_states broadcasts a unit's states in coalesced buckets of 250 MiB (torch/distributed/fsdp/_init_utils.py
  * PARAM_BROADCAST_BUCKET_SIZE), at most two in flight (c10d comm.cpp broadcast_coalesced, max_in_flight = 2).
  */
 const FSDP_BROADCAST_IN_FLIGHT_BYTES = 2 * 250 * 1024 ** 2;
+
+/** The caching allocator rounds a large request (over 10 MiB) up to a multiple of 2 MiB (kRoundLarge). */
+const ALLOCATOR_LARGE_ROUND_BYTES = 2 * 1024 ** 2;
 
 /**
  * FSDP1's wrap: each unit is moved to the GPU, broadcast from rank 0 (sync_module_states) and flattened into a new

@@ -10,7 +10,13 @@ import {
   pinnedBytes,
   quantizedParams,
 } from "../../src/memory/load.ts";
-import { estimateTrainMemory, optimizerBytesPerParam, optimizerStepKind } from "../../src/memory/train.ts";
+import {
+  estimateTrainMemory,
+  newSegmentBytes,
+  optimizerBytesPerParam,
+  optimizerStepKind,
+  usableCapacityBytes,
+} from "../../src/memory/train.ts";
 import { countParams } from "../../src/model/params.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { Plan } from "../../src/schema/plan.ts";
@@ -934,6 +940,63 @@ describe("sharding mechanisms", () => {
       { defaultOptimFused: true },
     );
     expect(newer.breakdown.buffers).toBeCloseTo(6 * partition, -1);
+  });
+
+  it("serves a request from the smallest cached block that holds it, else from a new segment", () => {
+    const MiB = 1024 ** 2;
+    expect(newSegmentBytes([], [{ alloc: 100 * MiB }])).toBe(100 * MiB);
+    expect(newSegmentBytes([200 * MiB], [{ alloc: 100 * MiB }])).toBe(0);
+    // blocks of different segments never merge: two free 60 MiB blocks cannot hold 100 MiB
+    expect(newSegmentBytes([60 * MiB, 60 * MiB], [{ alloc: 100 * MiB }])).toBe(100 * MiB);
+    // large requests are rounded up to 2 MiB
+    expect(newSegmentBytes([], [{ alloc: 11 * MiB }])).toBe(12 * MiB);
+    // DeepSpeed's step on an empty cache: the 2 GiB flattened gradients, their 4 GiB fp32 copy, then (the first
+    // freed) foreach AdamW's 4 GiB temporary, which the freed 2 GiB block cannot hold
+    const step = [{ alloc: 2 * GiB }, { alloc: 4 * GiB }, { free: 2 * GiB }, { alloc: 4 * GiB }];
+    expect(newSegmentBytes([], step)).toBe(10 * GiB);
+    // a cached 5 GiB block takes the 2 GiB tensor, gets it back (merged with its rest) and then holds the temporary
+    expect(newSegmentBytes([5 * GiB], step)).toBe(4 * GiB);
+    expect(newSegmentBytes([8 * GiB, 4 * GiB], step)).toBe(0);
+  });
+
+  it("reserves DeepSpeed's flat step tensors on top of what backward left cached, up to the card", () => {
+    // Qwen3-8B full fine-tuning under ZeRO-3 on 8 A100s: 8,190,735,360 / 8 > 1e9 parameters per partition, so the
+    // step runs sub-groups of 1e9: 2 GB flattened, 4 GB fp32 gradient, 4 GB foreach temporary. Backward's largest
+    // cached blocks are fp32 logits of 2,048 × 151,936 × 4 B = 1.24 GB: none holds them.
+    const p = plan({ model: "Qwen/Qwen3-8B", gpu: "a100-80g", gpus: 8, sharding: "zero3", method: "full" });
+    const segmented = estimateTrainMemory(p);
+    const expandable = estimateTrainMemory(p, { allocatorExpandableSegments: true });
+    expect(segmented.allocatedBytes).toBe(expandable.allocatedBytes);
+    expect(segmented.phase).toBe("optimizer-step");
+    const beyond = segmented.reservedBytes - expandable.reservedBytes;
+    expect(beyond).toBeGreaterThan(0);
+    expect(beyond).toBe(segmented.releasableBytes - expandable.releasableBytes);
+    // what backward reserved + 10 GB of new segments, less what the step's own figure already counted
+    expect(segmented.reservedBytes).toBeGreaterThan(expandable.allocatedBytes + 1e10 - 8e9);
+    // the reserve beyond the allocation is cache: on a card with less room it fills the card, never more
+    const tight = plan({
+      model: "Qwen/Qwen3-8B",
+      gpu: "custom",
+      gpuMemory: (expandable.deviceBytes + 2 * GiB) / GiB / 0.95,
+      gpus: 8,
+      sharding: "zero3",
+      method: "full",
+    });
+    const onTight = estimateTrainMemory(tight);
+    expect(onTight.deviceBytes).toBeLessThanOrEqual(usableCapacityBytes(tight));
+    expect(onTight.deviceBytes).toBeGreaterThan(expandable.deviceBytes);
+    // LoRA's flat partition is small: cached activation blocks hold it
+    const lora = plan({
+      model: "Qwen/Qwen3-8B",
+      gpu: "a100-80g",
+      gpus: 8,
+      sharding: "zero3",
+      method: "lora",
+    });
+    expect(
+      estimateTrainMemory(lora).reservedBytes -
+        estimateTrainMemory(lora, { allocatorExpandableSegments: true }).reservedBytes,
+    ).toBeLessThan(0.05 * GiB);
   });
 
   it("counts ZeRO-3's gathered parameters as churn: gathered and freed module by module, they fragment", () => {
