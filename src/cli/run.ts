@@ -23,7 +23,7 @@ import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
-import { gradientsMadeInBackward, imagePatches } from "../memory/train.ts";
+import { gradientsMadeInBackward, imagePatches, type ReleasableSource } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import {
@@ -507,7 +507,7 @@ function humanPlan(a: PlanAnalysis, color = false): string {
       `nvidia-smi ${formatGib(per.deviceBytes)}`,
     ...(m.train.releasableBytes > 0
       ? [
-          `  of the fragmentation, ${formatGib(m.train.releasableBytes)} is ${p.sharding === "zero3" ? "ZeRO-3's all-gather stream pool (overlap_comm) at its high-water mark" : "FSDP1's wrap level"} left in the allocator's cache: ` +
+          `  of the fragmentation, ${formatGib(m.train.releasableBytes)} is ${m.train.releasableSources.map((s) => RELEASABLE_SOURCE[s]).join(" and ")} left in the allocator's cache: ` +
             "it fills what the card leaves, and is freed before the allocator runs out",
         ]
       : []),
@@ -739,6 +739,13 @@ function writeOneFile(path: string, text: string, force: boolean, flag: string):
 }
 
 /** The hardware flags doctor and import take (a training YAML holds no hardware). */
+/** how the report names each part of the cache the allocator frees before it fails */
+const RELEASABLE_SOURCE: Readonly<Record<ReleasableSource, string>> = {
+  "fsdp-wrap-level": "FSDP1's wrap level",
+  "zero3-gather-pool": "ZeRO-3's all-gather stream pool (overlap_comm) at its high-water mark",
+  "deepspeed-step-segments": "the segments DeepSpeed's step tensors took beyond what backward reserved",
+};
+
 const HARDWARE_FLAGS = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
 const hardwareOptions = () =>
   Object.fromEntries(HARDWARE_FLAGS.map((f) => [flagName(f).slice(2), { type: "string" as const }]));

@@ -19,11 +19,13 @@ export interface MemoryEstimate {
   readonly train: {
     readonly perGpu: Pick<TrainMemory, "allocatedBytes" | "reservedBytes" | "deviceBytes" | "breakdown">;
     /**
-     * Of `perGpu.fragmentation`, FSDP1's wrap level kept in the allocator's cache (0 for other plans): a reserved
-     * reading shows it when the card has room; it is counted only up to `capacityBytes`, since the allocator frees
-     * it before it runs out.
+     * Of `perGpu.fragmentation`, cache the allocator keeps but frees before it runs out (FSDP1's wrap level, ZeRO-3's
+     * all-gather stream pool, DeepSpeed's step segments; 0 for other plans): a reserved reading shows it when the
+     * card has room; it is counted only up to `capacityBytes`.
      */
     readonly releasableBytes: number;
+    /** what `releasableBytes` is made of */
+    readonly releasableSources: TrainMemory["releasableSources"];
     /**
      * bitsandbytes' paged optimizers: the optimizer states this GPU keeps in CUDA managed memory, outside PyTorch's
      * allocator (not in `breakdown.optimizer`); the part the card has room for is counted in `breakdown.runtime`.
@@ -71,6 +73,7 @@ export function estimateMemory(
         breakdown: train.breakdown,
       },
       releasableBytes: train.releasableBytes,
+      releasableSources: train.releasableSources,
       pagedOptimizerBytes: train.pagedOptimizerBytes,
       pagedToHostBytes: train.pagedOptimizerBytes - train.pagedResidentBytes,
       capacityBytes,

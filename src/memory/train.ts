@@ -58,9 +58,12 @@ export interface TrainMemory {
    * and at the first forward, when the root unit's all-gather needs it, no step tensor has split those blocks
    * yet. So it is counted only up to the plan's usable capacity: it fills what the card leaves, never more. The
    * step itself needs `deviceBytes − releasableBytes`. Under ZeRO-3 with `overlap_comm`, the all-gather stream's
-   * pool kept at its high-water mark above what the peak holds gathered. 0 for other plans.
+   * pool kept at its high-water mark above what the peak holds gathered; under DeepSpeed, the segments its step's
+   * flat tensors took on top of what backward reserved. 0 for other plans.
    */
   readonly releasableBytes: number;
+  /** what `releasableBytes` is made of, in the order counted */
+  readonly releasableSources: readonly ReleasableSource[];
   /**
    * bitsandbytes' paged optimizers (`paged_*`): this GPU's optimizer states in CUDA managed memory
    * (`BNB_PAGED_MIN_ELEMENTS`), which PyTorch's allocator does not see and `breakdown.optimizer` leaves out. 0 for
@@ -1077,6 +1080,7 @@ export function estimateTrainMemory(
     : 0;
   const runtime = as.cudaContextBytes + as.cudaKernelBytes + as.ncclBytes * ncclCommunicators(plan);
   let releasableBytes = 0;
+  const releasableSources: ReleasableSource[] = [];
   if (plan.sharding === "fsdp") {
     const pool = fsdpPoolBytes({
       plan,
@@ -1094,6 +1098,7 @@ export function estimateTrainMemory(
     const need = weights + gradients + optimizer + activations + logits + buffers + fragmentation + runtime;
     releasableBytes = Math.min(pool.cacheFloor, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
+    if (releasableBytes > 0) releasableSources.push("fsdp-wrap-level");
   }
   // ZeRO-3 with overlap_comm gathers on its own stream (parameter_offload.py: a Stream when overlap_comm;
   // partitioned_param_coordinator.py gathers inside `get_accelerator().stream(self.__allgather_stream)`), and the
@@ -1105,6 +1110,7 @@ export function estimateTrainMemory(
     const need = weights + gradients + optimizer + activations + logits + buffers + fragmentation + runtime;
     releasableBytes = Math.min(pool, Math.max(0, usableCapacityBytes(plan) - need));
     fragmentation += releasableBytes;
+    if (releasableBytes > 0) releasableSources.push("zero3-gather-pool");
   }
   // The allocator's reserve only grows (nothing empties its cache during training), and DeepSpeed's step makes
   // tensors of its whole flat partition, larger than any block forward and backward freed (their largest are
@@ -1139,6 +1145,7 @@ export function estimateTrainMemory(
     const beyond = Math.min(Math.max(0, floor - reserved), room);
     fragmentation += beyond;
     releasableBytes += beyond;
+    if (beyond > 0) releasableSources.push("deepspeed-step-segments");
   }
   const rounded = roundBreakdown({
     weights,
@@ -1176,6 +1183,7 @@ export function estimateTrainMemory(
     tokensPerMicroBatch: tokens,
     wrapPeakBytes: Math.round(wrapPeakBytes),
     releasableBytes: Math.min(Math.round(releasableBytes), breakdown.fragmentation),
+    releasableSources,
     pagedOptimizerBytes: pagedBytes,
     pagedResidentBytes,
     fsdpUnits,
@@ -1186,6 +1194,9 @@ export function estimateTrainMemory(
 export function usableCapacityBytes(plan: Plan): number {
   return Math.floor(plan.gpu.capacityBytes * (1 - plan.headroom));
 }
+
+/** Cache the allocator frees before it fails, counted in `fragmentation` up to the usable capacity. */
+export type ReleasableSource = "fsdp-wrap-level" | "zero3-gather-pool" | "deepspeed-step-segments";
 
 /** One request to the caching allocator: a tensor made (`alloc`) or freed (`free`, naming an earlier alloc). */
 export type AllocatorEvent = { readonly alloc: number } | { readonly free: number };

@@ -116,6 +116,7 @@ export function planReport(analysis: PlanAnalysis) {
       train: {
         perGpu: analysis.memory.train.perGpu,
         releasableBytes: analysis.memory.train.releasableBytes,
+        releasableSources: analysis.memory.train.releasableSources,
         pagedOptimizerBytes: analysis.memory.train.pagedOptimizerBytes,
         pagedToHostBytes: analysis.memory.train.pagedToHostBytes,
         capacityBytes: analysis.memory.train.capacityBytes,

@@ -58,7 +58,8 @@ describe("tunefit plan --json", () => {
     expect(train.perGpu.reservedBytes + b.runtime).toBe(train.perGpu.deviceBytes);
     expect(train.fits).toBe(false);
     expect(train.capacityBytes).toBe(Math.floor(24_564 * 1024 ** 2 * 0.95));
-    expect(train.releasableBytes).toBe(0); // only FSDP1's wrap leaves cache
+    expect(train.releasableBytes).toBe(0); // DDP leaves no cache the model counts as releasable
+    expect(train.releasableSources).toEqual([]);
     expect(load).toMatchObject({ fits: false, oomAtShard: { index: 7, of: 38 } });
     expect(load.oomAtFraction).toBeCloseTo(0.17, 2);
     expect(inference.perGpuBytes).toBeGreaterThan(17 * 1024 ** 3);
@@ -78,6 +79,27 @@ describe("tunefit plan --json", () => {
     expect(train.releasableBytes).toBeGreaterThan(0);
     expect(train.releasableBytes).toBeLessThanOrEqual(train.perGpu.breakdown.fragmentation);
     expect(train.perGpu.deviceBytes).toBeLessThanOrEqual(train.capacityBytes);
+    expect(train.releasableSources).toEqual(["fsdp-wrap-level"]);
+  });
+
+  it("names DeepSpeed's step segments as the cache in the report and the JSON", () => {
+    const args = [
+      "plan",
+      "--model",
+      "Qwen/Qwen3-8B",
+      "--gpu",
+      "a100-80g",
+      "--gpus",
+      "8",
+      "--sharding",
+      "zero3",
+    ];
+    const full = cli([...args, "--method", "full", "--json"]);
+    expect(full.code).toBe(0);
+    expect(JSON.parse(full.stdout).memory.train.releasableSources).toEqual(["deepspeed-step-segments"]);
+    expect(cli([...args, "--method", "full"]).stdout).toContain(
+      "is the segments DeepSpeed's step tensors took beyond what backward reserved left in the allocator's cache",
+    );
   });
 
   it("matches the model id case-insensitively and keeps the last of a repeated flag", () => {
