@@ -52,16 +52,24 @@ export function findGpu(id: string): GpuRecord | undefined {
   const key = gpuKey(id);
   const alias = GPU_ALIASES[key];
   if (alias) return GPU_RECORDS.find((g) => g.id === alias);
-  return byKey.get(key) ?? undefined;
+  const exactKey = byKey.get(key);
+  if (exactKey) return exactKey;
+  // a name without its memory size, where the catalog holds one size of that card ("A800" → a800-80g)
+  const sized = cardsOfSizes(key);
+  return sized.length === 1 ? sized[0] : undefined;
+}
+
+/** The cards whose key is `key` followed by a memory size ("a100" → a100-40g, a100-80g; "a10" → neither). */
+function cardsOfSizes(key: string): readonly GpuRecord[] {
+  if (key === "") return [];
+  return GPU_RECORDS.filter(
+    (g) => gpuKey(g.id).startsWith(key) && /^[1-9]\d*$/.test(gpuKey(g.id).slice(key.length)),
+  );
 }
 
 /** The cards a name fits when it fits more than one ("A100" → a100-40g, a100-80g); empty otherwise. */
 export function gpusNamed(id: string): readonly GpuRecord[] {
-  const key = gpuKey(id);
-  if (key === "") return [];
-  const hits = GPU_RECORDS.filter(
-    (g) => gpuKey(g.id).startsWith(key) && /^\d*$/.test(gpuKey(g.id).slice(key.length)),
-  );
+  const hits = cardsOfSizes(gpuKey(id));
   return hits.length > 1 ? hits : [];
 }
 

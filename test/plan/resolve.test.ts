@@ -103,9 +103,15 @@ describe("resolvePlan defaults", () => {
       ["NVIDIA RTX A5000", "a5000"],
       ["NVIDIA RTX 6000 Ada Generation", "rtx6000-ada"],
       ["RTX 6000 Ada", "rtx6000-ada"],
+      // a name without its memory size, where the catalog holds one size of that card
+      ["A800", "a800-80g"],
+      ["a10", "a10g"],
     ] as const) {
       expect(gpuOf(name), name).toBe(id);
     }
+    // a size-less name of a card the catalog holds in two sizes asks; a truncated one is no card
+    expect(() => gpuOf("v100")).toThrow(/v100-16g .*v100-32g|names 2 cards/);
+    expect(() => gpuOf("h10")).toThrow(/unknown GPU/);
     // their capacities as nvidia-smi reports them
     const mib = (gpu: string) =>
       resolvePlan({ model: "Qwen/Qwen2.5-7B", gpu }).plan.gpu.capacityBytes / 1024 ** 2;
