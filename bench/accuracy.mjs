@@ -201,8 +201,9 @@ const overridden = rows.filter((r) => r.c.overrides.length > 0);
 console.log(
   `\nPer-case overrides: ${overridden.length} (tier A: ${overridden.filter((r) => r.c.tier === "A").length}): ` +
     "a run's own DeepSpeed settings where they differ from LLaMA-Factory's configs (entered as the assumptions " +
-    "doctor reads from a config), and the loss of a remote-code model that does not upcast its logits (entered " +
-    "as logitsBytesPerVocabToken). Each case's error with and without them:",
+    "doctor reads from a config), its launcher's allocator where it is not llamafactory-cli's (expandableSegments), " +
+    "and the loss of a remote-code model that does not upcast its logits (entered as logitsBytesPerVocabToken). " +
+    "Each case's error with and without them:",
 );
 const signed = (x) => `${x >= 0 ? "+" : ""}${pct(x)}`;
 for (const r of overridden)

@@ -276,6 +276,15 @@ for (const c of cases) {
       "accelerate's DeepSpeed plugin (no config file) leaves DeepSpeed's defaults: reduce_bucket_size 5e8, stage3_prefetch_bucket_size 5e7, overlap_comm true (zero3ReduceBucketElements=5e8, zero3PrefetchBucketElements=5e7, zeroOverlapComm=true)",
     );
   }
+  if (/qwen_v1|qwen_vl|peft_docs/.test(c.group) && /^zero/.test(plan.sharding ?? "")) {
+    // llamafactory-cli's torchrun path sets PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (OPTIM_TORCH); these
+    // runs launch DeepSpeed themselves (Qwen's finetune_ds.sh: torchrun, on a 2023 torch without expandable
+    // segments; PEFT's example: accelerate launch), so PyTorch's default allocator applies
+    assumptions.expandableSegments = false;
+    overrides.push(
+      `${/peft_docs/.test(c.group) ? "PEFT's accelerate launch runs" : "Qwen's finetune scripts (torchrun) run"} DeepSpeed without the expandable_segments allocator setting llamafactory-cli's torchrun path sets (expandableSegments=false)`,
+    );
+  }
   if (d.offload_params) plan.offload = "params";
   else if (d.offload_optimizer) plan.offload = "optimizer";
 

@@ -38,13 +38,16 @@ export interface MemoryAssumptions {
    */
   readonly fragmentationOfTransient: number;
   /**
-   * Whether the run sets `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`. PyTorch's default (false) gives each
-   * large request a segment of its own when no cached block is large enough, and blocks of different segments
-   * never merge (c10/cuda/CUDACachingAllocator.cpp), so DeepSpeed's step, which makes tensors of its whole flat
-   * partition, reserves them on top of the smaller blocks forward and backward left cached. With expandable
-   * segments the step reuses that memory.
+   * Whether a run launched through torchrun or accelerate sets `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`:
+   * llamafactory-cli's torchrun path does unless `OPTIM_TORCH=0` (launcher.py), which covers every run on several
+   * GPUs and DeepSpeed on one (FORCE_TORCHRUN), and tunefit's launch.sh does for accelerate (FSDP). A plan on one
+   * GPU without sharding runs as one plain process, with PyTorch's default allocator either way. The default
+   * allocator gives a large request a segment of its own when no cached block is large enough, and blocks of
+   * different segments never merge (c10/cuda/CUDACachingAllocator.cpp), so DeepSpeed's step, which makes tensors
+   * of its whole flat partition, reserves them on top of the smaller blocks forward and backward left cached;
+   * expandable segments grow in place and let the step reuse that memory.
    */
-  readonly allocatorExpandableSegments: boolean;
+  readonly expandableSegments: boolean;
   /**
    * NF4 storage per quantized weight: 4 bits + double-quantized absmax constants (8/64 + 32/(64·256) bits),
    * ≈ 4.127 bits (Dettmers et al. 2023, QLoRA §2). The constants beyond the packed 4 bits are not part of the
@@ -204,7 +207,7 @@ export const DEFAULT_ASSUMPTIONS: MemoryAssumptions = {
   cudaKernelBytes: 870 * MiB,
   ncclBytes: 512 * MiB,
   fragmentationOfTransient: 0.25,
-  allocatorExpandableSegments: false,
+  expandableSegments: true,
   nf4BytesPerParam: 4.127 / 8,
   int8BytesPerParam: 1.0,
   gptq4BytesPerParam: 0.5 + 2.5 / 128,

@@ -1114,14 +1114,15 @@ export function estimateTrainMemory(
   }
   // The allocator's reserve only grows (nothing empties its cache during training), and DeepSpeed's step makes
   // tensors of its whole flat partition, larger than any block forward and backward freed (their largest are
-  // logits): those take segments of their own on top of what backward reserved. That is cache once the step is
-  // done, freed before the allocator fails. expandable_segments lets the step reuse what backward freed.
+  // logits): with PyTorch's default allocator those take segments of their own on top of what backward reserved.
+  // That is cache once the step is done, freed before the allocator fails. Expandable segments, which
+  // llamafactory-cli's torchrun path sets, let the step reuse what backward freed.
   if (
     deepspeed &&
     plan.offload === "none" &&
     !layerwise &&
     projection.params === 0 &&
-    !as.allocatorExpandableSegments
+    !expandableSegmentsOn(plan, as)
   ) {
     const events: AllocatorEvent[] = [
       { alloc: dsFlatElements * dsFlatBytes[0] },
@@ -1197,6 +1198,14 @@ export function usableCapacityBytes(plan: Plan): number {
 
 /** Cache the allocator frees before it fails, counted in `fragmentation` up to the usable capacity. */
 export type ReleasableSource = "fsdp-wrap-level" | "zero3-gather-pool" | "deepspeed-step-segments";
+
+/**
+ * Whether the run's allocator has expandable segments: set by the launcher for runs through torchrun (several
+ * GPUs, or DeepSpeed) or accelerate (FSDP), unless the `expandableSegments` assumption says it is not.
+ */
+export function expandableSegmentsOn(plan: Plan, as: MemoryAssumptions): boolean {
+  return as.expandableSegments && (plan.gpus * plan.nodes > 1 || plan.sharding !== "none");
+}
 
 /** One request to the caching allocator: a tensor made (`alloc`) or freed (`free`, naming an earlier alloc). */
 export type AllocatorEvent = { readonly alloc: number } | { readonly free: number };

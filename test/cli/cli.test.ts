@@ -82,7 +82,7 @@ describe("tunefit plan --json", () => {
     expect(train.releasableSources).toEqual(["fsdp-wrap-level"]);
   });
 
-  it("names DeepSpeed's step segments as the cache in the report and the JSON", () => {
+  it("names DeepSpeed's step segments as the cache in the report and the JSON, without expandable segments", () => {
     const args = [
       "plan",
       "--model",
@@ -95,9 +95,12 @@ describe("tunefit plan --json", () => {
       "zero3",
     ];
     const full = cli([...args, "--method", "full", "--json"]);
-    expect(full.code).toBe(0);
-    expect(JSON.parse(full.stdout).memory.train.releasableSources).toEqual(["deepspeed-step-segments"]);
-    expect(cli([...args, "--method", "full"]).stdout).toContain(
+    expect(JSON.parse(full.stdout).memory.train.releasableSources).toEqual([]);
+    args.push("--method", "full", "--assume", "expandableSegments=false");
+    const segmented = cli([...args, "--json"]);
+    expect(segmented.code).toBe(0);
+    expect(JSON.parse(segmented.stdout).memory.train.releasableSources).toEqual(["deepspeed-step-segments"]);
+    expect(cli(args).stdout).toContain(
       "is the segments DeepSpeed's step tensors took beyond what backward reserved left in the allocator's cache",
     );
   });

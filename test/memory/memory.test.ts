@@ -959,43 +959,38 @@ describe("sharding mechanisms", () => {
     expect(newSegmentBytes([8 * GiB, 4 * GiB], step)).toBe(0);
   });
 
-  it("reserves DeepSpeed's flat step tensors on top of what backward left cached, up to the card", () => {
+  it("reserves DeepSpeed's flat step tensors on top of what backward left cached, without expandable segments", () => {
     // Qwen3-8B full fine-tuning under ZeRO-3 on 8 A100s: 8,190,735,360 / 8 > 1e9 parameters per partition, so the
     // step runs sub-groups of 1e9: 2 GB flattened, 4 GB fp32 gradient, 4 GB foreach temporary. Backward's largest
     // cached blocks are fp32 logits of 2,048 × 151,936 × 4 B = 1.24 GB: none holds them.
-    const p = plan({ model: "Qwen/Qwen3-8B", gpu: "a100-80g", gpus: 8, sharding: "zero3", method: "full" });
-    const segmented = estimateTrainMemory(p);
-    const expandable = estimateTrainMemory(p, { allocatorExpandableSegments: true });
+    const input = { model: "Qwen/Qwen3-8B", gpu: "a100-80g", gpus: 8, sharding: "zero3", method: "full" };
+    const p = plan(input);
+    const defaultAllocator = { expandableSegments: false };
+    const segmented = estimateTrainMemory(p, defaultAllocator);
+    // llamafactory-cli's torchrun path sets expandable_segments: the step reuses what backward freed
+    const expandable = estimateTrainMemory(p);
     expect(segmented.allocatedBytes).toBe(expandable.allocatedBytes);
     expect(segmented.phase).toBe("optimizer-step");
     const beyond = segmented.reservedBytes - expandable.reservedBytes;
     expect(beyond).toBeGreaterThan(0);
     expect(beyond).toBe(segmented.releasableBytes - expandable.releasableBytes);
+    expect(segmented.releasableSources).toContain("deepspeed-step-segments");
+    expect(expandable.releasableSources).not.toContain("deepspeed-step-segments");
     // what backward reserved + 10 GB of new segments, less what the step's own figure already counted
     expect(segmented.reservedBytes).toBeGreaterThan(expandable.allocatedBytes + 1e10 - 8e9);
     // the reserve beyond the allocation is cache: on a card with less room it fills the card, never more
     const tight = plan({
-      model: "Qwen/Qwen3-8B",
+      ...input,
       gpu: "custom",
       gpuMemory: (expandable.deviceBytes + 2 * GiB) / GiB / 0.95,
-      gpus: 8,
-      sharding: "zero3",
-      method: "full",
     });
-    const onTight = estimateTrainMemory(tight);
+    const onTight = estimateTrainMemory(tight, defaultAllocator);
     expect(onTight.deviceBytes).toBeLessThanOrEqual(usableCapacityBytes(tight));
     expect(onTight.deviceBytes).toBeGreaterThan(expandable.deviceBytes);
     // LoRA's flat partition is small: cached activation blocks hold it
-    const lora = plan({
-      model: "Qwen/Qwen3-8B",
-      gpu: "a100-80g",
-      gpus: 8,
-      sharding: "zero3",
-      method: "lora",
-    });
+    const lora = plan({ ...input, method: "lora" });
     expect(
-      estimateTrainMemory(lora).reservedBytes -
-        estimateTrainMemory(lora, { allocatorExpandableSegments: true }).reservedBytes,
+      estimateTrainMemory(lora, defaultAllocator).reservedBytes - estimateTrainMemory(lora).reservedBytes,
     ).toBeLessThan(0.05 * GiB);
   });
 
