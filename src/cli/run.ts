@@ -738,7 +738,6 @@ function writeOneFile(path: string, text: string, force: boolean, flag: string):
   }
 }
 
-/** The hardware flags doctor and import take (a training YAML holds no hardware). */
 /** how the report names each part of the cache the allocator frees before it fails */
 const RELEASABLE_SOURCE: Readonly<Record<ReleasableSource, string>> = {
   "fsdp-wrap-level": "FSDP1's wrap level",
@@ -746,6 +745,7 @@ const RELEASABLE_SOURCE: Readonly<Record<ReleasableSource, string>> = {
   "deepspeed-step-segments": "the segments DeepSpeed's step tensors took beyond what backward reserved",
 };
 
+/** The hardware flags doctor and import take (a training YAML holds no hardware). */
 const HARDWARE_FLAGS = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
 const hardwareOptions = () =>
   Object.fromEntries(HARDWARE_FLAGS.map((f) => [flagName(f).slice(2), { type: "string" as const }]));

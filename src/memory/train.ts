@@ -1252,7 +1252,7 @@ export function newSegmentBytes(cachedBlocks: readonly number[], events: readonl
 }
 
 /**
- * The blocks forward and backward leave in the allocator's cache, largest first: the loss's logits (one fp32
+ * The blocks forward and backward leave in the allocator's cache: the loss's logits (one fp32
  * tensor of every logit per 4 B of its per-token bytes where it upcasts, the 16-bit ones otherwise), the
  * activations in blocks of the largest per-layer tensor, and ZeRO-1/2's gradient buckets.
  */
