@@ -57,7 +57,7 @@ for (let i = 0; i < runs; i++) {
   if (random() < 0.15) y.fp16 = true;
   if (random() < 0.1) y.tf32 = true;
   if (random() < 0.3) y.quantization_bit = pick([3, 4, 8]);
-  if (random() < 0.2) y.quantization_method = pick(["bnb", "bitsandbytes", "hqq"]);
+  if (random() < 0.2) y.quantization_method = pick(["bnb", "bitsandbytes", "hqq", "eetq"]);
   for (const k of ["pissa_init", "resize_vocab", "use_unsloth", "use_llama_pro"])
     if (random() < 0.12) y[k] = true;
   if (random() < 0.3) y.freeze_trainable_layers = pick([2, 3, 4, 7]);

@@ -758,6 +758,8 @@ interface VariantContext {
   readonly lowMemory: PlanInput["lowMemoryOptimizer"];
   /** `use_galore` or `use_apollo` is on, planned or not: LLaMA-Factory runs them without DeepSpeed, from adamw_torch */
   readonly projected: boolean;
+  /** the YAML quantizes with EETQ, which takes 8 bits only */
+  readonly eightBitOnly: boolean;
 }
 
 function* variants(base: PlanInput, context: VariantContext): Generator<Variant> {
@@ -775,6 +777,8 @@ function* variants(base: PlanInput, context: VariantContext): Generator<Variant>
   }
   if (method === "lora") methods.push({ method: "qlora", quantBits: 4 });
   if (method === "qlora" && base.quantBits === 8) methods.push({ method: "qlora", quantBits: 4 });
+  if (method === "qlora" && base.quantBits !== 8 && context.eightBitOnly)
+    methods.push({ method: "qlora", quantBits: 8 });
   const precisions: Precision[] = [base.precision ?? "bf16"];
   if (base.precision === "pure_bf16") precisions.push("bf16");
   // GaLore and APOLLO are meant for pure bf16 (LLaMA-Factory warns otherwise): 16-bit weights, gradients and states
@@ -1177,6 +1181,7 @@ export function doctor(given: DoctorInput): DoctorReport {
       optim: without === undefined ? searched.optimizer : without.optim,
       lowMemory: without === undefined ? searched.lowMemoryOptimizer : without.lowMemory?.optimizer,
       projected: input.yaml.use_galore === true || input.yaml.use_apollo === true,
+      eightBitOnly: input.yaml.quantization_method === "eetq",
     };
     // a checkpoint stored quantized is loaded as stored: quantization_bit changes nothing there
     const stored = analysis.plan.model.quantization?.method != null;

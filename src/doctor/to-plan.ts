@@ -406,7 +406,11 @@ export function upstreamStop(
 
 export function keptKeyStops(
   yaml: Readonly<Record<string, unknown>>,
-  plan: { readonly method?: string | undefined; readonly sharding?: string | undefined },
+  plan: {
+    readonly method?: string | undefined;
+    readonly sharding?: string | undefined;
+    readonly quantBits?: number | undefined;
+  },
   quantizedCheckpoint: boolean,
   name: string,
 ): Issue[] {
@@ -442,6 +446,28 @@ export function keptKeyStops(
       "Unsloth is incompatible with DeepSpeed ZeRO-3.",
       "Remove use_unsloth, or use a ZeRO-2 (or no) DeepSpeed config.",
     );
+  const otf = yaml.quantization_method;
+  if (
+    (otf === "hqq" || otf === "eetq") &&
+    plan.method === "qlora" &&
+    !quantizedCheckpoint &&
+    (plan.sharding === "zero3" || plan.sharding === "fsdp" || plan.sharding === "fsdp2")
+  )
+    stop(
+      "quantization_method",
+      `model/model_utils/quantization.py:${otf === "hqq" ? 211 : 223}`,
+      `${otf === "hqq" ? "HQQ" : "EETQ"} quantization is incompatible with DeepSpeed ZeRO-3 or FSDP.`,
+      "Use quantization_method: bnb (4-bit QLoRA shards under ZeRO-3 and FSDP), or ZeRO-2 (or no) sharding.",
+    );
+  // a 4-bit EETQ (the YAML's, or a fix's) is refused where the plan counts one (keys other than 4 are refused with
+  // the YAML's width above)
+  if (otf === "eetq" && plan.method === "qlora" && !quantizedCheckpoint && (plan.quantBits ?? 4) !== 8)
+    stop(
+      "quantization_bit",
+      "model/model_utils/quantization.py:220",
+      "EETQ only accepts 8-bit quantization.",
+      "Set quantization_bit: 8, or quantization_method: bnb for 4-bit QLoRA.",
+    );
   if (yaml.use_llama_pro === true && plan.method === "full")
     stop(
       "use_llama_pro",
@@ -450,6 +476,20 @@ export function keptKeyStops(
       "Remove use_llama_pro, or use finetuning_type: freeze.",
     );
   return out;
+}
+
+/** HQQ's widths (model_utils/quantization.py: `quantization_bit not in [8, 6, 5, 4, 3, 2, 1]` raises). */
+const HQQ_BITS: readonly number[] = [1, 2, 3, 4, 5, 6, 8];
+
+/**
+ * The bitsandbytes width an HQQ or EETQ quantization is counted at (the next one up: 4 for HQQ's 1–4 bits, 8 for
+ * its 5, 6 and 8 and for EETQ's 8), or null for any other method or a width LLaMA-Factory refuses.
+ */
+function onTheFlyWidth(method: string, bits: number | undefined): 4 | 8 | null {
+  if (bits === undefined) return null;
+  if (method === "hqq" && HQQ_BITS.includes(bits)) return bits <= 4 ? 4 : 8;
+  if (method === "eetq" && bits === 8) return 8;
+  return null;
 }
 
 /** Whether a key's value turns on what NOT_MODELLED describes. */
@@ -560,7 +600,23 @@ export function setupToPlan(
   const type = typeof y.finetuning_type === "string" ? y.finetuning_type : "lora";
   const bits = num(y.quantization_bit);
   const qmethod = typeof y.quantization_method === "string" ? y.quantization_method : "bnb";
+  // HQQ and EETQ quantize on the fly too (configure_quantization): counted as bitsandbytes of the next width up
+  const otf = onTheFlyWidth(qmethod, bits);
   if (type === "full" || type === "freeze") input.method = type;
+  else if (otf !== null && resolved?.quantization == null) {
+    input.method = "qlora";
+    input.quantBits = otf;
+    issues.push({
+      code: "QUANTIZATION_APPROXIMATED",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:quantization_method`,
+      message:
+        qmethod === "hqq"
+          ? `quantization_method hqq (${bits} bits) is counted as bitsandbytes ${otf === 4 ? "NF4 (0.52" : "8-bit (1.0"} B per weight): tunefit does not model HQQ, whose packed weights carry a 16-bit scale and zero per group of 64 (0.0625 B per weight) and are dequantized in forward and backward as bitsandbytes' are`
+          : "quantization_method eetq (8 bits) is counted as bitsandbytes 8-bit: tunefit does not model EETQ's int8 kernels; the int8 weights (1 B each) are counted, their working memory as bitsandbytes'",
+      hint: "Use quantization_method: bnb for figures tunefit models exactly.",
+    });
+  }
   // a quantization_method LLaMA-Factory does not know takes none of configure_quantization's branches (there is no
   // else): the model loads unquantized, and LoRA trains on 16-bit weights
   else if (bits !== undefined && (bits === 4 || bits === 8) && KNOWN_QUANTIZATION_METHODS.includes(qmethod)) {
@@ -580,6 +636,21 @@ export function setupToPlan(
       "LLaMA-Factory",
       "Bitsandbytes only accepts 4-bit or 8-bit quantization.",
       `Set quantization_bit: 4 (QLoRA) or 8, or remove it to train the 16-bit model (${bits} is not a bitsandbytes width).`,
+    );
+  // HQQ's and EETQ's widths (model_utils/quantization.py configure_quantization)
+  if (bits !== undefined && qmethod === "hqq" && !HQQ_BITS.includes(bits) && resolved?.quantization == null)
+    rejects(
+      "quantization_bit",
+      "LLaMA-Factory",
+      "HQQ only accepts 1/2/3/4/5/6/8-bit quantization.",
+      `Set quantization_bit to one of 1, 2, 3, 4, 5, 6, 8 (${bits} is not an HQQ width), or remove it to train the 16-bit model.`,
+    );
+  if (bits !== undefined && qmethod === "eetq" && bits !== 4 && bits !== 8 && resolved?.quantization == null)
+    rejects(
+      "quantization_bit",
+      "LLaMA-Factory",
+      "EETQ only accepts 8-bit quantization.",
+      "Set quantization_bit: 8, or quantization_method: bnb for another width.",
     );
   // transformers' TrainingArguments checks (training_args.py __post_init__)
   if (y.fp16 === true && y.bf16 === true) {
@@ -878,7 +949,11 @@ export function setupToPlan(
   issues.push(
     ...keptKeyStops(
       y,
-      { method: input.method as string | undefined, sharding: input.sharding as string | undefined },
+      {
+        method: input.method as string | undefined,
+        sharding: input.sharding as string | undefined,
+        quantBits: input.quantBits as number | undefined,
+      },
       resolved?.quantization != null,
       yamlName,
     ),

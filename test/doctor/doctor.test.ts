@@ -477,8 +477,15 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
         .map((i) => i.path);
     expect(stops({ quantization_bit: 3 })).toEqual(["train.yaml:quantization_bit"]);
     expect(stops({ quantization_bit: 4 })).toEqual([]);
-    // other methods take other widths (HQQ 1–8 bits); tunefit reads them as LoRA on the 16-bit model
+    // other methods take other widths: HQQ 1–6 or 8 bits, EETQ 8 only
     expect(stops({ quantization_bit: 3, quantization_method: "hqq" })).toEqual([]);
+    expect(stops({ quantization_bit: 7, quantization_method: "hqq" })).toEqual([
+      "train.yaml:quantization_bit",
+    ]);
+    expect(stops({ quantization_bit: 8, quantization_method: "eetq" })).toEqual([]);
+    expect(stops({ quantization_bit: 4, quantization_method: "eetq" })).toEqual([
+      "train.yaml:quantization_bit",
+    ]);
     // a checkpoint stored quantized takes its own width: LLaMA-Factory only warns that quantization_bit does nothing
     const gptq = {
       id: "someone/Qwen2.5-7B-GPTQ",
@@ -511,6 +518,71 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     expect(stops({ ...pro, freeze_trainable_layers: 3 })).toEqual(["train.yaml:freeze_trainable_layers"]);
     expect(stops({ ...pro, freeze_trainable_layers: 7 })).toEqual([]);
     expect(stops({ ...pro, finetuning_type: "full" })).toEqual(["train.yaml:use_llama_pro"]);
+  });
+
+  it("counts HQQ and EETQ as bitsandbytes of the next width up, says so, and keeps LLaMA-Factory's stops", () => {
+    const read = (y: Record<string, unknown>, deepspeed: "none" | "zero3" = "none") => {
+      const ds =
+        deepspeed === "none"
+          ? ({ kind: "none" } as const)
+          : ({
+              kind: "inline",
+              config: { zero_optimization: { stage: 3 }, bf16: { enabled: "auto" } },
+            } as const);
+      return setupToPlan(
+        { model_name_or_path: "Qwen/Qwen2.5-7B", finetuning_type: "lora", ...y },
+        ds,
+        null,
+        { gpu: "h100", gpus: 2 },
+        undefined,
+      );
+    };
+    for (const [method, bits, counted] of [
+      ["hqq", 2, 4],
+      ["hqq", 4, 4],
+      ["hqq", 6, 8],
+      ["eetq", 8, 8],
+    ] as const) {
+      const { input, issues } = read({ quantization_method: method, quantization_bit: bits });
+      expect(input).toMatchObject({ method: "qlora", quantBits: counted });
+      expect(issues.map((i) => [i.code, i.severity, i.path])).toContainEqual([
+        "QUANTIZATION_APPROXIMATED",
+        "warning",
+        "train.yaml:quantization_method",
+      ]);
+    }
+    // bitsandbytes is modelled: no approximation
+    expect(read({ quantization_bit: 4 }).issues.map((i) => i.code)).not.toContain(
+      "QUANTIZATION_APPROXIMATED",
+    );
+    // model_utils/quantization.py raises for HQQ and EETQ under ZeRO-3 or FSDP
+    const z3 = read({ quantization_method: "hqq", quantization_bit: 4 }, "zero3").issues.filter(
+      (i) => i.code === "LLAMAFACTORY_REJECTS",
+    );
+    expect(z3.map((i) => [i.path, i.message])).toEqual([
+      [
+        "train.yaml:quantization_method",
+        expect.stringContaining("HQQ quantization is incompatible with DeepSpeed ZeRO-3 or FSDP."),
+      ],
+    ]);
+  });
+
+  it("mends a 4-bit EETQ with quantization_bit: 8, and the fixed YAML doctors clean", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B\nfinetuning_type: lora\nquantization_bit: 4\nquantization_method: eetq\nbf16: true\ntemplate: qwen\n",
+    );
+    const first = cli(["doctor", "train.yaml", "--gpu", "h100", "--json"], dir);
+    expect(first.code).toBe(3);
+    const report = JSON.parse(first.stdout) as DoctorJson;
+    expect(report.doctor.fix?.changes.map((c) => c.text)).toEqual(["quantization_bit: 8"]);
+    cli(["doctor", "train.yaml", "--gpu", "h100", "--fix", "--out", "fixed"], dir);
+    const again = cli(["doctor", "fixed/train.yaml", "--gpu", "h100", "--json"], dir);
+    expect(again.code).toBe(0);
+    expect((JSON.parse(again.stdout) as DoctorJson).issues.map((i) => i.code)).toEqual([
+      "QUANTIZATION_APPROXIMATED",
+    ]);
   });
 
   it("packs as LLaMA-Factory does: neat_packing turns packing on, and unset packing follows stage pt", () => {
