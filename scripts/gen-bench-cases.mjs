@@ -278,11 +278,12 @@ for (const c of cases) {
   }
   if (/qwen_v1|qwen_vl|peft_docs/.test(c.group) && /^zero/.test(plan.sharding ?? "")) {
     // llamafactory-cli's torchrun path sets PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (OPTIM_TORCH); these
-    // runs launch DeepSpeed themselves (Qwen's finetune_ds.sh: torchrun, on a 2023 torch without expandable
-    // segments; PEFT's example: accelerate launch), so PyTorch's default allocator applies
+    // runs launch DeepSpeed themselves (Qwen's finetune_ds.sh with torchrun, finetune_qlora_single_gpu.sh with
+    // python, on a 2023 torch without expandable segments; PEFT's example with accelerate launch), so PyTorch's
+    // default allocator applies
     assumptions.expandableSegments = false;
     overrides.push(
-      `${/peft_docs/.test(c.group) ? "PEFT's accelerate launch runs" : "Qwen's finetune scripts (torchrun) run"} DeepSpeed without the expandable_segments allocator setting llamafactory-cli's torchrun path sets (expandableSegments=false)`,
+      `${/peft_docs/.test(c.group) ? "PEFT's accelerate launch runs" : "Qwen's finetune scripts (torchrun or python) run"} DeepSpeed with PyTorch's default allocator, without the expandable_segments setting llamafactory-cli's torchrun path makes (expandableSegments=false)`,
     );
   }
   if (d.offload_params) plan.offload = "params";

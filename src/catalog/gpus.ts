@@ -59,12 +59,13 @@ export function findGpu(id: string): GpuRecord | undefined {
   return sized.length === 1 ? sized[0] : undefined;
 }
 
-/** The cards whose key is `key` followed by a memory size ("a100" → a100-40g, a100-80g; "a10" → neither). */
+/**
+ * The cards whose id is the name with a memory size added ("a100" → a100-40g, a100-80g; "a800" → a800-80g;
+ * "a10", "40" → none).
+ */
 function cardsOfSizes(key: string): readonly GpuRecord[] {
   if (key === "") return [];
-  return GPU_RECORDS.filter(
-    (g) => gpuKey(g.id).startsWith(key) && /^[1-9]\d*$/.test(gpuKey(g.id).slice(key.length)),
-  );
+  return GPU_RECORDS.filter((g) => /-\d+g$/.test(g.id) && gpuKey(g.id.replace(/-\d+g$/, "")) === key);
 }
 
 /** The cards a name fits when it fits more than one ("A100" → a100-40g, a100-80g); empty otherwise. */

@@ -742,7 +742,7 @@ function writeOneFile(path: string, text: string, force: boolean, flag: string):
 const RELEASABLE_SOURCE: Readonly<Record<ReleasableSource, string>> = {
   "fsdp-wrap-level": "FSDP1's wrap level",
   "zero3-gather-pool": "ZeRO-3's all-gather stream pool (overlap_comm) at its high-water mark",
-  "deepspeed-step-segments": "the segments DeepSpeed's step tensors took beyond what backward reserved",
+  "deepspeed-step-segments": "the extra segments DeepSpeed's step took (beyond backward's reserve)",
 };
 
 /** The hardware flags doctor and import take (a training YAML holds no hardware). */

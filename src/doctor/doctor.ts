@@ -1051,6 +1051,23 @@ function deepspeedAssumptions(deepspeed: DoctorInput["deepspeed"]): Partial<Memo
 }
 
 /**
+ * HQQ's storage, where the plan counts HQQ as bitsandbytes (QUANTIZATION_APPROXIMATED): LLaMA-Factory's HqqConfig
+ * keeps transformers' group of 64 weights with a 16-bit scale and zero each (4 B per 64 weights), beside the weights
+ * packed as hqq's BitPack packs them (1, 2, 4 bits as they are, 3 bits ten to an int32; other widths in 8 bits).
+ */
+function hqqAssumptions(yaml: Readonly<Record<string, unknown>>): Partial<MemoryAssumptions> {
+  const bits = yaml.quantization_bit;
+  if (yaml.quantization_method !== "hqq" || typeof bits !== "number") return {};
+  const meta = 4 / HQQ_GROUP_SIZE;
+  // the YAML's width where it is counted as NF4, or the 4 bits a fix may write; 8-bit storage for the rest
+  const packed = bits === 1 || bits === 2 ? bits / 8 : bits === 3 ? 32 / 10 / 8 : 0.5;
+  return { nf4BytesPerParam: packed + meta, int8BytesPerParam: 1 + meta };
+}
+
+/** transformers' HqqConfig group_size default, which LLaMA-Factory's call keeps */
+const HQQ_GROUP_SIZE = 64;
+
+/**
  * Predicts what an existing setup does and finds the smallest fix.
  * @throws TunefitError (usage) when the setup does not form a plan (e.g. a model neither the catalog nor --model knows)
  */
@@ -1066,7 +1083,11 @@ export function doctor(given: DoctorInput): DoctorReport {
     ...(input.yamlName === undefined ? {} : { yamlName: input.yamlName }),
   });
   const world = (input.hardware.gpus ?? 1) * (input.hardware.nodes ?? 1);
-  const assumptions = { ...deepspeedAssumptions(input.deepspeed), ...input.assumptions };
+  const assumptions = {
+    ...deepspeedAssumptions(input.deepspeed),
+    ...hqqAssumptions(input.yaml),
+    ...input.assumptions,
+  };
   const opts = {
     ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
     ...(Object.keys(assumptions).length > 0 ? { assumptions } : {}),
@@ -1095,15 +1116,29 @@ export function doctor(given: DoctorInput): DoctorReport {
   // with a memory-saving optimizer or kernel tunefit does not model, its training figure is only an upper bound:
   // over the card, it may still fit
   const upperBound = coverableBySwitches(input.yaml, analysis, setup);
+  // HQQ and EETQ shard under neither ZeRO-3 nor FSDP, at any width: LLaMA-Factory's own stop says so (keptKeyStops),
+  // not bitsandbytes' rules for 8 bits or for loading under ZeRO-3, and the ways out that shard name bitsandbytes'
+  // 4 bits
+  const otherQuant = input.yaml.quantization_method === "hqq" || input.yaml.quantization_method === "eetq";
+  const shardWithBnb = (hint: string) =>
+    otherQuant
+      ? hint.replace(
+          /(Use |with |\()(quantization_bit: 4 (and |with )?)?(a ZeRO-3|an accelerate FSDP)/g,
+          "$1quantization_method: bnb, quantization_bit: 4 and $4",
+        )
+      : hint;
   issues.push(
     ...analysis.issues
+      .filter(
+        (i) => !(otherQuant && (i.code === "QLORA_8BIT_SHARDED" || i.code === "QLORA_FULL_LOAD_PER_RANK")),
+      )
       .filter((i) => !(scaled && i.code === "SEQ_LEN_BEYOND_CONTEXT"))
       // GaLore and APOLLO, planned or not, are built from adamw_torch only: no fused AdamW for them
       .filter((i) => !(projected && i.code === "DEFAULT_OPTIM_STEP_COPY"))
       .map((i) =>
         projected ? { ...i, hint: i.hint.replace(/, step with the fused AdamW \([^()]*\)/, "") } : i,
       )
-      .map((i) => ({ ...i, hint: ownOptimizerHint(yamlHint(i.hint), setup) }))
+      .map((i) => ({ ...i, hint: shardWithBnb(ownOptimizerHint(yamlHint(i.hint), setup)) }))
       // the images are the dataset's, which the YAML cannot change: the template is what to mend
       .map((i) =>
         i.code === "TEMPLATE_NOT_MULTIMODAL"

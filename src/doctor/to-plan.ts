@@ -160,6 +160,8 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--images-per-sample/g, "the images per sample in the dataset"],
   [/--gradient-checkpointing/g, "disable_gradient_checkpointing"],
   [/--fsdp-strategy/g, "fsdp_sharding_strategy"],
+  // flags run together ("--quant-bits 4 --sharding zero3 --offload …") read as a list of keys
+  [/quantization_bit: (\d+) (a ZeRO-3|an accelerate FSDP)/g, "quantization_bit: $1 and $2"],
 ];
 
 /** A plan issue's hint in the YAML's terms (see YAML_PHRASES). */
@@ -446,27 +448,29 @@ export function keptKeyStops(
       "Unsloth is incompatible with DeepSpeed ZeRO-3.",
       "Remove use_unsloth, or use a ZeRO-2 (or no) DeepSpeed config.",
     );
-  const otf = yaml.quantization_method;
-  if (
-    (otf === "hqq" || otf === "eetq") &&
+  // HQQ and EETQ (configure_quantization checks the width first, then the sharding); a 4-bit EETQ, the YAML's or a
+  // fix's, is refused where the plan counts one (other widths are refused with the YAML's own, in setupToPlan)
+  const onTheFly = yaml.quantization_method;
+  const eetqWidth =
+    onTheFly === "eetq" && plan.method === "qlora" && !quantizedCheckpoint && (plan.quantBits ?? 4) !== 8;
+  if (eetqWidth)
+    stop(
+      "quantization_bit",
+      "model/model_utils/quantization.py:220",
+      "EETQ only accepts 8-bit quantization.",
+      "Set quantization_bit: 8, or quantization_method: bnb for 4-bit QLoRA.",
+    );
+  else if (
+    (onTheFly === "hqq" || onTheFly === "eetq") &&
     plan.method === "qlora" &&
     !quantizedCheckpoint &&
     (plan.sharding === "zero3" || plan.sharding === "fsdp" || plan.sharding === "fsdp2")
   )
     stop(
       "quantization_method",
-      `model/model_utils/quantization.py:${otf === "hqq" ? 211 : 223}`,
-      `${otf === "hqq" ? "HQQ" : "EETQ"} quantization is incompatible with DeepSpeed ZeRO-3 or FSDP.`,
-      "Use quantization_method: bnb (4-bit QLoRA shards under ZeRO-3 and FSDP), or ZeRO-2 (or no) sharding.",
-    );
-  // a 4-bit EETQ (the YAML's, or a fix's) is refused where the plan counts one (keys other than 4 are refused with
-  // the YAML's width above)
-  if (otf === "eetq" && plan.method === "qlora" && !quantizedCheckpoint && (plan.quantBits ?? 4) !== 8)
-    stop(
-      "quantization_bit",
-      "model/model_utils/quantization.py:220",
-      "EETQ only accepts 8-bit quantization.",
-      "Set quantization_bit: 8, or quantization_method: bnb for 4-bit QLoRA.",
+      `model/model_utils/quantization.py:${onTheFly === "hqq" ? 211 : 223}`,
+      `${onTheFly === "hqq" ? "HQQ" : "EETQ"} quantization is incompatible with DeepSpeed ZeRO-3 or FSDP.`,
+      "Use quantization_method: bnb with quantization_bit: 4 (4-bit QLoRA shards under ZeRO-3 and FSDP), or ZeRO-2 (or no) sharding.",
     );
   if (yaml.use_llama_pro === true && plan.method === "full")
     stop(
@@ -601,18 +605,18 @@ export function setupToPlan(
   const bits = num(y.quantization_bit);
   const qmethod = typeof y.quantization_method === "string" ? y.quantization_method : "bnb";
   // HQQ and EETQ quantize on the fly too (configure_quantization): counted as bitsandbytes of the next width up
-  const otf = onTheFlyWidth(qmethod, bits);
+  const countedBits = onTheFlyWidth(qmethod, bits);
   if (type === "full" || type === "freeze") input.method = type;
-  else if (otf !== null && resolved?.quantization == null) {
+  else if (countedBits !== null && resolved?.quantization == null) {
     input.method = "qlora";
-    input.quantBits = otf;
+    input.quantBits = countedBits;
     issues.push({
       code: "QUANTIZATION_APPROXIMATED",
       severity: "warning",
       path: `${where.yamlName ?? "train.yaml"}:quantization_method`,
       message:
         qmethod === "hqq"
-          ? `quantization_method hqq (${bits} bits) is counted as bitsandbytes ${otf === 4 ? "NF4 (0.52" : "8-bit (1.0"} B per weight): tunefit does not model HQQ, whose packed weights carry a 16-bit scale and zero per group of 64 (0.0625 B per weight) and are dequantized in forward and backward as bitsandbytes' are`
+          ? `quantization_method hqq (${bits} bits) is counted as bitsandbytes ${countedBits === 4 ? "NF4" : "8-bit"} with HQQ's storage (its packed weights and a 16-bit scale and zero per group of 64): tunefit does not model HQQ's kernels, whose dequantized weights in forward and backward are counted as bitsandbytes' are`
           : "quantization_method eetq (8 bits) is counted as bitsandbytes 8-bit: tunefit does not model EETQ's int8 kernels; the int8 weights (1 B each) are counted, their working memory as bitsandbytes'",
       hint: "Use quantization_method: bnb for figures tunefit models exactly.",
     });

@@ -1140,7 +1140,9 @@ export function estimateTrainMemory(
       zeroBucketBytes: zeroBucket,
       zeroBuckets: as.zeroOverlapComm ? 2 : 1,
     });
-    const floor = backwardReserved + newSegmentBytes(cached, events);
+    // ZeRO-3's all-gather stream keeps its pool apart (the allocator caches blocks per stream): the step, on the
+    // default stream, cannot reuse it
+    const floor = backwardReserved + releasableBytes + newSegmentBytes(cached, events);
     const reserved = weights + gradients + optimizer + activations + logits + buffers + fragmentation;
     const room = Math.max(0, usableCapacityBytes(plan) - reserved - runtime);
     const beyond = Math.min(Math.max(0, floor - reserved), room);

@@ -101,7 +101,7 @@ describe("tunefit plan --json", () => {
     expect(segmented.code).toBe(0);
     expect(JSON.parse(segmented.stdout).memory.train.releasableSources).toEqual(["deepspeed-step-segments"]);
     expect(cli(args).stdout).toContain(
-      "is the segments DeepSpeed's step tensors took beyond what backward reserved left in the allocator's cache",
+      "is the extra segments DeepSpeed's step took (beyond backward's reserve) left in the allocator's cache",
     );
   });
 

@@ -567,6 +567,50 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
     ]);
   });
 
+  it("counts HQQ's storage: its packed weights and a 16-bit scale and zero per group of 64", () => {
+    // Qwen2.5-7B: 6,525,288,448 weights in the decoder's linears, quantized; embeddings and lm_head stay 16-bit
+    const weights = (method: string, bits: number) =>
+      doctorFn({
+        yaml: {
+          model_name_or_path: "Qwen/Qwen2.5-7B",
+          finetuning_type: "lora",
+          quantization_method: method,
+          quantization_bit: bits,
+          bf16: true,
+          template: "qwen",
+        },
+        hardware: { gpu: "h100" },
+      } as never).analysis.memory.train.perGpu.breakdown.weights;
+    const linears = 6_525_288_448;
+    const meta = 4 / 64;
+    expect(weights("hqq", 4) - weights("bnb", 4)).toBeCloseTo(linears * (0.5 + meta - 4.127 / 8), -4);
+    expect(weights("hqq", 2) - weights("hqq", 4)).toBeCloseTo(linears * (0.25 - 0.5), -4);
+    expect(weights("hqq", 8) - weights("bnb", 8)).toBeCloseTo(linears * meta, -4);
+  });
+
+  it("names LLaMA-Factory's HQQ stop under ZeRO-3, not bitsandbytes' 8-bit one, and shards only with bitsandbytes", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "ds_z3.json"), JSON.stringify({ zero_optimization: { stage: 3 } }));
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-32B\nfinetuning_type: lora\nquantization_bit: 8\nquantization_method: hqq\nbf16: true\ntemplate: qwen\ndeepspeed: ds_z3.json\n",
+    );
+    const report = JSON.parse(
+      cli(["doctor", "train.yaml", "--gpu", "rtx4090", "--gpus", "2", "--json"], dir).stdout,
+    ) as DoctorJson & {
+      issues: { code: string; path: string; hint: string }[];
+    };
+    const codes = report.issues.map((i) => i.code);
+    expect(codes).not.toContain("QLORA_8BIT_SHARDED");
+    expect(report.issues).toContainEqual(
+      expect.objectContaining({ code: "LLAMAFACTORY_REJECTS", path: "train.yaml:quantization_method" }),
+    );
+    // every way out that shards names bitsandbytes' 4 bits
+    for (const i of report.issues)
+      if (/a ZeRO-3 deepspeed: config|an accelerate FSDP config/.test(i.hint))
+        expect(i.hint, i.code).toContain("quantization_method: bnb");
+  });
+
   it("mends a 4-bit EETQ with quantization_bit: 8, and the fixed YAML doctors clean", () => {
     const dir = tempDir();
     writeFileSync(

@@ -111,7 +111,8 @@ describe("resolvePlan defaults", () => {
     }
     // a size-less name of a card the catalog holds in two sizes asks; a truncated one is no card
     expect(() => gpuOf("v100")).toThrow(/v100-16g .*v100-32g|names 2 cards/);
-    expect(() => gpuOf("h10")).toThrow(/unknown GPU/);
+    for (const truncated of ["h10", "40", "40g", "b", "t"])
+      expect(() => gpuOf(truncated)).toThrow(/unknown GPU/);
     // their capacities as nvidia-smi reports them
     const mib = (gpu: string) =>
       resolvePlan({ model: "Qwen/Qwen2.5-7B", gpu }).plan.gpu.capacityBytes / 1024 ** 2;
