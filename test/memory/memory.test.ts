@@ -997,6 +997,24 @@ describe("sharding mechanisms", () => {
     const onTight = estimateTrainMemory(tight, defaultAllocator);
     expect(onTight.deviceBytes).toBeLessThanOrEqual(usableCapacityBytes(tight));
     expect(onTight.deviceBytes).toBeGreaterThan(expandable.deviceBytes);
+    // ZeRO-3's all-gather stream keeps its own pool (overlap_comm): the step, on the default stream, cannot reuse
+    // it, so the step's segments come on top of it and are the same with or without it
+    const qwen7b = plan({
+      model: "Qwen/Qwen2.5-7B",
+      gpu: "h200",
+      gpus: 2,
+      sharding: "zero3",
+      method: "full",
+      seqLen: 4096,
+    });
+    const extra = (overlap: boolean) =>
+      estimateTrainMemory(qwen7b, { ...defaultAllocator, zeroOverlapComm: overlap }).releasableBytes -
+      estimateTrainMemory(qwen7b, { zeroOverlapComm: overlap }).releasableBytes;
+    expect(
+      estimateTrainMemory(qwen7b, { ...defaultAllocator, zeroOverlapComm: true }).releasableSources,
+    ).toEqual(["zero3-gather-pool", "deepspeed-step-segments"]);
+    expect(extra(true)).toBeGreaterThan(0);
+    expect(extra(true)).toBe(extra(false));
     // LoRA's flat partition is small: cached activation blocks hold it
     const lora = plan({ ...input, method: "lora" });
     expect(
