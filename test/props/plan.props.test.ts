@@ -190,6 +190,30 @@ describe(`plan properties (${RUNS} runs)`, () => {
     TIMEOUT,
   );
 
+  it(
+    "PyTorch's default allocator (expandableSegments=false) changes only the reserve: allocated stays, reserved never drops, a plan that fits still fits",
+    () => {
+      fc.assert(
+        fc.property(planArb, (input) => {
+          const expandable = analyzePlan(input).memory.train;
+          const segmented = analyzePlan(input, { assumptions: { expandableSegments: false } }).memory.train;
+          const t = segmented.perGpu;
+          const b = t.breakdown;
+          expect(b.weights + b.gradients + b.optimizer + b.activations + b.logits + b.buffers).toBe(
+            t.allocatedBytes,
+          );
+          expect(t.allocatedBytes + b.fragmentation).toBe(t.reservedBytes);
+          expect(t.allocatedBytes).toBe(expandable.perGpu.allocatedBytes);
+          expect(t.reservedBytes).toBeGreaterThanOrEqual(expandable.perGpu.reservedBytes);
+          expect(segmented.releasableBytes).toBeLessThanOrEqual(b.fragmentation);
+          if (expandable.fits) expect(segmented.fits).toBe(true);
+        }),
+        { numRuns: Math.ceil(RUNS / 4), seed: 20261207 },
+      );
+    },
+    TIMEOUT,
+  );
+
   /** One invalid value per field, as the CLI receives it. */
   const INVALID: readonly [keyof PlanInput, string][] = [
     ["gpus", "0"],
