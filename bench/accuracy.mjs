@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { estimateMemory, resolvePlan } from "../dist/index.js";
+import { analyzePlan, estimateMemory, resolvePlan } from "../dist/index.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const cases = JSON.parse(readFileSync(resolve(root, "bench/data/calibration-cases.json"), "utf8"));
@@ -352,6 +352,27 @@ for (const set of cross.sets) {
   console.log(
     `  median |err| ${pct(median(abs(0)))} (max ${pct(Math.max(...abs(0)))}); as run, with its bitsandbytes: ${pct(median(abs(1)))} (max ${pct(Math.max(...abs(1)))})`,
   );
+}
+
+// Out-of-memory reports that name the request which failed inside DeepSpeed's step: what was allocated then is the
+// model states plus the step's tensors made before it (ZeRO-1/2: the flattened 16-bit gradients, then their fp32 copy).
+{
+  const oom = cross.oomAtStep;
+  console.log(`\nAt a named request in DeepSpeed's step (${oom.id}; GiB): ${oom.source}`);
+  for (const run of oom.runs) {
+    const a = analyzePlan(run.plan, { cwd: root });
+    const b = a.memory.train.perGpu.breakdown;
+    const partition = a.trainable.trainable / (a.plan.gpus * a.plan.nodes);
+    const states = b.weights + b.gradients + b.optimizer;
+    // the flattened 16-bit partition is live when its fp32 copy is requested
+    const before = (states + partition * 2) / GiB;
+    const request = (partition * 4) / GiB;
+    console.log(
+      `  ${run.id}`.padEnd(30),
+      `already allocated: measured ${run.allocatedGiB.toFixed(2)}, predicted ${before.toFixed(2)} (${pct((before - run.allocatedGiB) / run.allocatedGiB)}); ` +
+        `request: measured ${run.requestGiB.toFixed(2)}, predicted ${request.toFixed(2)}; ${run.url}`,
+    );
+  }
 }
 
 // Host memory printed beside two calibration cases: the per-node figure tunefit checks against --host-ram.
