@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { analyzePlan } from "../../src/plan/analyze.ts";
 import { cli } from "../support/cli.ts";
+import { SEED_QLORA_FSDP } from "../support/seed.ts";
 
 const README = readFileSync(join(import.meta.dirname, "../../README.md"), "utf8");
 const GiB = 1024 ** 3;
@@ -20,13 +21,7 @@ describe("README figures come from the CLI as it is", () => {
   });
 
   it("the seed paragraph's QLoRA + FSDP1 figures", () => {
-    const seed = {
-      model: "Qwen/Qwen2-VL-72B-Instruct",
-      gpu: "rtx4090",
-      gpus: 8,
-      method: "qlora",
-      sharding: "fsdp",
-    } as const;
+    const seed = SEED_QLORA_FSDP;
     const offload = analyzePlan({ ...seed, offload: "params" }).memory;
     const usable = offload.train.capacityBytes;
     expect(README).toContain(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { analyzePlan } from "../../src/plan/analyze.ts";
+import { SEED_QLORA_FSDP } from "../support/seed.ts";
 
 // Qwen2.5-72B QLoRA under FSDP on 2 × RTX 4090: the 4-bit shards fit, wrapping the big-vocabulary root and the
 // step do not
@@ -70,13 +71,7 @@ describe("TRAIN_OOM's hint: only the ways out that apply to the plan", () => {
   });
 
   it("counts FSDP1's wrap cache only up to the usable capacity: the allocator frees it before it fails", () => {
-    const seed = {
-      model: "Qwen/Qwen2-VL-72B-Instruct",
-      gpu: "rtx4090",
-      gpus: 8,
-      method: "qlora",
-      sharding: "fsdp",
-    } as const;
+    const seed = SEED_QLORA_FSDP;
     const kept = analyzePlan(seed);
     const dropped = analyzePlan(seed, { assumptions: { fsdpInitCacheKept: false } });
     const t = kept.memory.train;
