@@ -355,22 +355,59 @@ for (const set of cross.sets) {
 }
 
 // Out-of-memory reports that name the request which failed inside DeepSpeed's step: what was allocated then is the
-// model states plus the step's tensors made before it (ZeRO-1/2: the flattened 16-bit gradients, then their fp32 copy).
+// model states plus the step's tensors made before it. ZeRO-1/2: the flattened 16-bit gradients, then their fp32
+// copy. ZeRO-3 steps sub-group by sub-group (sub_group_size 1e9 elements in LLaMA-Factory's ds_z3_config and in the
+// configs tunefit writes), and at the first step torch's AdamW makes each sub-group's moments as it reaches it: before
+// sub-group k's second moment, the 16-bit shards of every parameter, the 16-bit gradient partition, the fp32 master
+// partition, the moments of the k − 1 sub-groups done, and sub-group k's fp32 gradient and first moment.
 {
   const oom = cross.oomAtStep;
+  const ZERO3_SUB_GROUP_ELEMENTS = 1e9;
   console.log(`\nAt a named request in DeepSpeed's step (${oom.id}; GiB): ${oom.source}`);
   for (const run of oom.runs) {
-    const a = analyzePlan(run.plan, { cwd: root });
-    const b = a.memory.train.perGpu.breakdown;
-    const partition = a.trainable.trainable / (a.plan.gpus * a.plan.nodes);
-    const states = b.weights + b.gradients + b.optimizer;
-    // the flattened 16-bit partition is live when its fp32 copy is requested
-    const before = (states + partition * 2) / GiB;
-    const request = (partition * 4) / GiB;
+    const a = analyzePlan(run.plan, { cwd: root, assumptions: run.assumptions ?? {} });
+    const m = a.memory.train.perGpu;
+    const b = m.breakdown;
+    const world = a.plan.gpus * a.plan.nodes;
+    const partition = a.trainable.trainable / world;
+    const measured = (x, y) => `measured ${x.toFixed(2)}, predicted ${y.toFixed(2)} (${pct((y - x) / x)})`;
+    if (run.request === "fp32-copy") {
+      const states = b.weights + b.gradients + b.optimizer;
+      // the flattened 16-bit partition is live when its fp32 copy is requested
+      const before = (states + partition * 2) / GiB;
+      const request = (partition * 4) / GiB;
+      console.log(
+        `  ${run.id}`.padEnd(30),
+        `already allocated: ${measured(run.allocatedGiB, before)}; ` +
+          `request: measured ${run.requestGiB.toFixed(2)}, predicted ${request.toFixed(2)}; ${run.url}`,
+      );
+      continue;
+    }
+    // zero3-exp-avg-sq: the states the step starts from, then one sub-group after another
+    const shards = (a.params.total * 2) / world;
+    const master = partition * 4;
+    const sub = Math.min(ZERO3_SUB_GROUP_ELEMENTS, partition);
+    const groups = Math.ceil(partition / ZERO3_SUB_GROUP_ELEMENTS);
+    const before = [];
+    for (let k = 1; k <= groups; k++) {
+      const done = Math.min(partition, (k - 1) * ZERO3_SUB_GROUP_ELEMENTS) * 8;
+      before.push(
+        (shards + b.gradients + master + done + Math.min(sub, partition - (k - 1) * sub) * 8) / GiB,
+      );
+    }
+    const nearest = before.reduce(
+      (n, x, i) => (Math.abs(x - run.allocatedGiB) < Math.abs(before[n] - run.allocatedGiB) ? i : n),
+      0,
+    );
+    const runtime = run.processGiB - run.allocatedGiB - run.reservedUnallocatedGiB;
+    const fits = m.deviceBytes <= run.capacityGiB * GiB;
     console.log(
       `  ${run.id}`.padEnd(30),
-      `already allocated: measured ${run.allocatedGiB.toFixed(2)}, predicted ${before.toFixed(2)} (${pct((before - run.allocatedGiB) / run.allocatedGiB)}); ` +
-        `request: measured ${run.requestGiB.toFixed(2)}, predicted ${request.toFixed(2)}; ${run.url}`,
+      `already allocated before each sub-group's second moment (${groups} sub-groups): ${before.map((x) => x.toFixed(2)).join(" | ")}; ` +
+        `measured ${run.allocatedGiB.toFixed(2)}, nearest sub-group ${nearest + 1} (${pct((before[nearest] - run.allocatedGiB) / run.allocatedGiB)}); ` +
+        `request: measured ${run.requestGiB.toFixed(2)}, predicted ${((sub * 4) / GiB).toFixed(2)} (one sub-group in fp32, closed at the first parameter past 1e9 elements); ` +
+        `memory outside PyTorch (in use − allocated − cached): ${measured(runtime, b.runtime / GiB)}; ` +
+        `the training step: predicted ${(m.deviceBytes / GiB).toFixed(2)} per GPU on ${run.capacityGiB.toFixed(2)}: ${fits ? "fits (it did not)" : "out of memory, as it was"}; ${run.url}`,
     );
   }
 }
