@@ -100,6 +100,8 @@ export {
   type MemoryBreakdown,
   optimizerBytesPerParam,
   type TrainMemory,
+  videoPatches,
+  visualTokens,
 } from "./memory/train.ts";
 export { type LinearGroup, linearModules, type ModuleOptions, type Region } from "./model/modules.ts";
 export { countParams, type ParamBreakdown } from "./model/params.ts";

@@ -99,6 +99,12 @@ export interface TrainingOptions {
 export interface MultimodalOptions {
   readonly imagesPerSample?: number;
   readonly imageMaxPixels?: number;
+  /** videos per sample (the Qwen2-VL family) @default 0 */
+  readonly videosPerSample?: number;
+  /** frames sampled per video, at most: LLaMA-Factory's video_maxlen @default 128 */
+  readonly videoFrames?: number;
+  /** pixels per video frame, at most: video_max_pixels @default 65536 */
+  readonly videoMaxPixels?: number;
   readonly freezeVisionTower?: boolean;
   readonly freezeProjector?: boolean;
 }
@@ -302,7 +308,7 @@ export class PlanBuilder<S extends Draft = Empty> {
     return this.#with({ ...this.#draft, ...defined({ ...o }) } as Draft);
   }
 
-  /** Images per sample and what of the vision side trains. */
+  /** Images and videos per sample and what of the vision side trains. */
   multimodal(o: MultimodalOptions): PlanBuilder<S> {
     return this.#with({ ...this.#draft, ...defined({ ...o }) } as Draft);
   }

@@ -53,6 +53,9 @@ export const PLAN_FLAGS: Readonly<Record<keyof PlanInput, Kind>> = {
   freezeProjector: { type: "onoff" },
   imagesPerSample: { type: "int" },
   imageMaxPixels: { type: "int" },
+  videosPerSample: { type: "int" },
+  videoFrames: { type: "int" },
+  videoMaxPixels: { type: "int" },
   dataset: { type: "string" },
   template: { type: "string" },
 };

@@ -23,7 +23,12 @@ import { checkBundle } from "../emit/check-bundle.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
-import { gradientsMadeInBackward, imagePatches, type ReleasableSource } from "../memory/train.ts";
+import {
+  gradientsMadeInBackward,
+  imagePatches,
+  type ReleasableSource,
+  videoPatches,
+} from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import {
@@ -180,6 +185,10 @@ function usage(command?: string): string {
         [
           "--images-per-sample N",
           "images each sample of the dataset carries (default: 1 for mllm_demo, else 0)",
+        ],
+        [
+          "--videos-per-sample N",
+          "videos each sample carries, counted at video_maxlen frames (default: 1 for mllm_video_demo, else 0)",
         ],
         ["--json", "print the plan --json object with verdict, unmodelled keys and the fix"],
       ]),
@@ -439,6 +448,14 @@ function humanPlan(a: PlanAnalysis, color = false): string {
               `${formatInt(p.imagesPerSample * imagePatches(p).tokens)} of the ${formatInt(p.seqLen)} tokens`,
         ]
       : []),
+    ...(p.videosPerSample > 0
+      ? [
+          `Videos    ${p.videosPerSample} per sample × ${formatInt(videoPatches(p).tokens)} tokens ` +
+            `(${formatInt(videoPatches(p).patches)} patches in the vision tower): ${p.videoFrames} frames (video_maxlen) ` +
+            `at up to ${formatInt(p.videoMaxPixels)} pixels, in pairs: ` +
+            `${formatInt(p.videosPerSample * videoPatches(p).tokens)} of the ${formatInt(p.seqLen)} tokens`,
+        ]
+      : []),
     `Template  ${p.template ?? "not set: LLaMA-Factory reads the tokenizer's chat template (or uses empty)"}`,
     ...(Object.keys(a.assumptions).length > 0
       ? [
@@ -591,13 +608,27 @@ function humanExtras(
   return out.length > 0 ? `${out.join("\n")}\n` : "";
 }
 
-/** doctor's --images-per-sample: a whole number of images, 0 or more. */
-function imagesFlag(values: Values): { imagesPerSample?: number } {
-  const raw = values["images-per-sample"];
-  if (typeof raw !== "string") return {};
-  const parsed = parseFlagValue("imagesPerSample", raw);
-  if (typeof parsed === "object" && parsed !== null) throw new TunefitError("usage", [parsed as Issue]);
-  return { imagesPerSample: parsed as number };
+/** doctor's --images-per-sample and --videos-per-sample: whole numbers, 0 or more. */
+function mediaFlags(values: Values): { imagesPerSample?: number; videosPerSample?: number } {
+  const out: { imagesPerSample?: number; videosPerSample?: number } = {};
+  for (const [flag, field] of [
+    ["images-per-sample", "imagesPerSample"],
+    ["videos-per-sample", "videosPerSample"],
+  ] as const) {
+    const raw = values[flag];
+    if (typeof raw !== "string") continue;
+    const parsed = parseFlagValue(field, raw);
+    if (typeof parsed === "object" && parsed !== null) throw new TunefitError("usage", [parsed as Issue]);
+    if ((parsed as number) < 0)
+      throw usageError(
+        "FLAG_VALUE_INVALID",
+        field,
+        `--${flag} ${raw}: expected a whole number, 0 or more`,
+        `Write --${flag} N with N ≥ 0.`,
+      );
+    out[field] = parsed as number;
+  }
+  return out;
 }
 
 /** The YAML's model_name_or_path as the Hub gave it (src/cli/hub.ts), when it was read from there. */
@@ -932,7 +963,7 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
     cwd: flagModel === undefined ? launchDir : io.cwd,
     readIssues,
     assumptions: assumptionsOf(values),
-    ...imagesFlag(values),
+    ...mediaFlags(values),
   });
   const json = {
     ...planReport(report.analysis),
@@ -1209,6 +1240,7 @@ const COMMANDS = {
       fix: { type: "boolean" },
       assume: { type: "string", multiple: true },
       "images-per-sample": { type: "string" },
+      "videos-per-sample": { type: "string" },
     },
     args: {
       name: "TRAIN_YAML",

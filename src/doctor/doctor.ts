@@ -70,6 +70,8 @@ export interface DoctorInput {
   readonly assumptions?: Partial<MemoryAssumptions>;
   /** images each training sample carries (the dataset's; a YAML holds none) */
   readonly imagesPerSample?: number;
+  /** videos each training sample carries (the dataset's) */
+  readonly videosPerSample?: number;
 }
 
 /** One edit of the setup. */
@@ -1079,6 +1081,7 @@ export function doctor(given: DoctorInput): DoctorReport {
     missing?.config === undefined ? input.deepspeed : { kind: "inline", config: missing.config };
   const setup = setupToPlan(input.yaml, deepspeed, input.accelerate, input.hardware, input.model, {
     ...(input.imagesPerSample === undefined ? {} : { imagesPerSample: input.imagesPerSample }),
+    ...(input.videosPerSample === undefined ? {} : { videosPerSample: input.videosPerSample }),
     ...(input.cwd === undefined ? {} : { cwd: input.cwd }),
     ...(input.yamlName === undefined ? {} : { yamlName: input.yamlName }),
   });

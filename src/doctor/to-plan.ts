@@ -2,6 +2,7 @@ import { findGpu } from "../catalog/gpus.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
 import { freezeModuleNames, linearModules } from "../model/modules.ts";
+import { takesVideos } from "../model/support.ts";
 import type { Architecture } from "../schema/architecture.ts";
 import {
   anyMethodOptimizer,
@@ -89,6 +90,8 @@ export const YAML_KEY_OF_PLAN_FIELD: Readonly<Record<string, string>> = {
   freezeVisionTower: "freeze_vision_tower",
   freezeProjector: "freeze_multi_modal_projector",
   imageMaxPixels: "image_max_pixels",
+  videoFrames: "video_maxlen",
+  videoMaxPixels: "video_max_pixels",
 };
 
 /**
@@ -158,6 +161,12 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--image-max-pixels (\d+)/g, "image_max_pixels: $1"],
   [/--image-max-pixels/g, "image_max_pixels"],
   [/--images-per-sample/g, "the images per sample in the dataset"],
+  [/--video-frames \(video_maxlen\)/g, "video_maxlen"],
+  [/--video-frames (\d+)/g, "video_maxlen: $1"],
+  [/--video-frames/g, "video_maxlen"],
+  [/--video-max-pixels (\d+)/g, "video_max_pixels: $1"],
+  [/--video-max-pixels/g, "video_max_pixels"],
+  [/--videos-per-sample/g, "the videos per sample in the dataset"],
   [/--gradient-checkpointing/g, "disable_gradient_checkpointing"],
   [/--fsdp-strategy/g, "fsdp_sharding_strategy"],
   // flags run together ("--quant-bits 4 --sharding zero3 --offload …") read as a list of keys
@@ -589,7 +598,12 @@ export function setupToPlan(
   accelerate: Readonly<Record<string, unknown>> | null,
   hardware: Hardware,
   model: string | ModelDefinition | undefined,
-  where: { readonly cwd?: string; readonly yamlName?: string; readonly imagesPerSample?: number } = {},
+  where: {
+    readonly cwd?: string;
+    readonly yamlName?: string;
+    readonly imagesPerSample?: number;
+    readonly videosPerSample?: number;
+  } = {},
 ): SetupPlan {
   const issues: Issue[] = [];
   const input: Record<string, unknown> = { ...hardware };
@@ -876,15 +890,41 @@ export function setupToPlan(
   }
   // Images per sample are the dataset's: given (doctor's --images-per-sample), or one for LLaMA-Factory's own
   // mllm_demo (data/mllm_demo.json: one image per sample); other datasets are not read
-  // LLaMA-Factory's video demos: tunefit plans images only, so their frames are not in the figures
+  // Videos per sample are the dataset's too: given (doctor's --videos-per-sample), or one for LLaMA-Factory's
+  // mllm_video_demo (data/mllm_video_demo.json: one video per sample). tunefit plans the Qwen2-VL family's videos, at
+  // video_maxlen frames of video_max_pixels; its other models' videos (and mllm_video_audio_demo's audio) are not
+  // in the figures.
   const videoDemo = list(dataset).find((d) => d === "mllm_video_demo" || d === "mllm_video_audio_demo");
-  if (videoDemo !== undefined) {
+  const videoKind = resolved !== null && takesVideos(resolved.architecture);
+  const textOnly = resolved !== null && resolved.architecture.vision === null;
+  const videos = where.videosPerSample ?? (videoDemo === "mllm_video_demo" && videoKind ? 1 : undefined);
+  if (videos !== undefined && (videos === 0 || videoKind || resolved === null)) {
+    input.videosPerSample = videos;
+    if (videos > 0) {
+      if (num(y.video_maxlen) !== undefined) input.videoFrames = y.video_maxlen;
+      if (num(y.video_max_pixels) !== undefined) input.videoMaxPixels = y.video_max_pixels;
+    }
+    if (where.videosPerSample === undefined && videos > 0) {
+      const frames = num(y.video_maxlen) ?? 128;
+      issues.push({
+        code: "VIDEOS_ASSUMED",
+        severity: "info",
+        path: `${where.yamlName ?? "train.yaml"}:dataset`,
+        message: `mllm_video_demo carries one video per sample (LLaMA-Factory's data/mllm_video_demo.json): the memory counts one video per sample at video_maxlen (${frames}) frames of up to video_max_pixels, the most LLaMA-Factory samples; a clip shorter than video_maxlen / video_fps seconds gives fewer`,
+        hint: "For datasets with more videos per sample, pass --videos-per-sample N; set video_maxlen to the frames your clips give to see their memory.",
+      });
+    }
+  } else if (videoDemo !== undefined || (videos !== undefined && videos > 0)) {
     issues.push({
-      code: "VIDEOS_NOT_COUNTED",
+      code: textOnly ? "VIDEOS_ON_TEXT_MODEL" : "VIDEOS_NOT_COUNTED",
       severity: "warning",
       path: `${where.yamlName ?? "train.yaml"}:dataset`,
-      message: `${videoDemo} carries videos, whose frames tunefit does not count (it plans images only): the memory shown is a lower bound`,
-      hint: "Read the figures as a floor, or plan with --images-per-sample set to the frames a video becomes.",
+      message: textOnly
+        ? `${videoDemo ?? "the dataset"} carries videos, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`
+        : `${videoDemo ?? "the dataset"} carries ${videoDemo === "mllm_video_audio_demo" ? "videos with audio" : "videos"}, which tunefit counts for the Qwen2-VL, Qwen2.5-VL and Qwen3-VL families only${videoDemo === "mllm_video_audio_demo" ? " and without their audio" : ""}: the memory shown is a lower bound`,
+      hint: textOnly
+        ? "Use a text dataset (e.g. identity, alpaca_en_demo), or a vision-language model."
+        : "Read the figures as a floor, or plan with --images-per-sample set to the frames a video becomes.",
     });
   }
   const demoImages = list(dataset).includes("mllm_demo");

@@ -6,8 +6,10 @@ import { toJson } from "./serialize.ts";
 
 /*
  * The demo dataset that makes a bundle run as written when the plan names no dataset: a few alpaca-format
- * samples (text models), or sharegpt samples with `<image>` placeholders and generated images of the plan's
- * image size (multimodal plans with images), registered in data/dataset_info.json as LLaMA-Factory reads it.
+ * samples (text models), or sharegpt samples with `<image>` and `<video>` placeholders, generated images of the
+ * plan's image size and videos as lists of generated frames of its frame size, as many frames as the plan samples
+ * (LLaMA-Factory takes a video given as a list of frame images as already sampled: mm_plugin.py
+ * `_check_video_is_nested_images`), registered in data/dataset_info.json as LLaMA-Factory reads it.
  * Its only purpose is a smoke run of the launch; train on your own data with --dataset.
  */
 
@@ -90,12 +92,19 @@ export function demoImageSide(plan: Plan): number {
   return Math.max(28, Math.floor(Math.sqrt(plan.imageMaxPixels)));
 }
 
+/** The side of the square demo video frame: the largest square within the plan's frame budget, at least 28 px. */
+export function demoFrameSide(plan: Plan): number {
+  return Math.max(28, Math.floor(Math.sqrt(plan.videoMaxPixels)));
+}
+
 /** The demo dataset's files, or none when the plan names its own dataset. */
 export function demoDatasetFiles(plan: Plan): EmittedFile[] {
   if (plan.dataset !== null) return [];
   const file = `${DEMO_DATASET}.json`;
-  const withImages = plan.model.architecture.vision !== null && plan.imagesPerSample > 0;
-  if (!withImages) {
+  const vision = plan.model.architecture.vision !== null;
+  const n = vision ? plan.imagesPerSample : 0;
+  const m = vision ? plan.videosPerSample : 0;
+  if (n === 0 && m === 0) {
     const info = { [DEMO_DATASET]: { file_name: file } };
     const rows = SAMPLES.map(([instruction, output]) => ({ instruction, input: "", output }));
     return [
@@ -103,30 +112,51 @@ export function demoDatasetFiles(plan: Plan): EmittedFile[] {
       { path: `${DATASET_DIR}/${file}`, contents: toJson(rows) },
     ];
   }
-  const n = plan.imagesPerSample;
   const images = IMAGE_COLOURS.map((_, i) => `images/demo_${i + 1}.png`);
+  const frames = IMAGE_COLOURS.map((_, i) => `videos/frame_${i + 1}.png`);
   const info = {
     [DEMO_DATASET]: {
       file_name: file,
       formatting: "sharegpt",
-      columns: { messages: "messages", images: "images" },
+      columns: {
+        messages: "messages",
+        ...(n > 0 ? { images: "images" } : {}),
+        ...(m > 0 ? { videos: "videos" } : {}),
+      },
       tags: { role_tag: "role", content_tag: "content", user_tag: "user", assistant_tag: "assistant" },
     },
   };
   const rows = SAMPLES.map(([prompt, answer], s) => ({
     messages: [
-      { role: "user", content: `${"<image>".repeat(n)}${prompt}` },
+      { role: "user", content: `${"<image>".repeat(n)}${"<video>".repeat(m)}${prompt}` },
       { role: "assistant", content: answer },
     ],
-    images: Array.from({ length: n }, (_, k) => images[(s + k) % images.length]),
+    ...(n > 0 ? { images: Array.from({ length: n }, (_, k) => images[(s + k) % images.length]) } : {}),
+    // each video: the plan's frames, cycling through the frame colours
+    ...(m > 0
+      ? {
+          videos: Array.from({ length: m }, (_, k) =>
+            Array.from({ length: plan.videoFrames }, (_, f) => frames[(s + k + f) % frames.length]),
+          ),
+        }
+      : {}),
   }));
   const side = demoImageSide(plan);
+  const frameSide = demoFrameSide(plan);
   return [
     { path: `${DATASET_DIR}/dataset_info.json`, contents: toJson(info) },
     { path: `${DATASET_DIR}/${file}`, contents: toJson(rows) },
-    ...IMAGE_COLOURS.map((rgb, i) => ({
-      path: `${DATASET_DIR}/${images[i]}`,
-      contents: solidPng(side, side, rgb),
-    })),
+    ...(n > 0
+      ? IMAGE_COLOURS.map((rgb, i) => ({
+          path: `${DATASET_DIR}/${images[i]}`,
+          contents: solidPng(side, side, rgb),
+        }))
+      : []),
+    ...(m > 0
+      ? IMAGE_COLOURS.map((rgb, i) => ({
+          path: `${DATASET_DIR}/${frames[i]}`,
+          contents: solidPng(frameSide, frameSide, rgb),
+        }))
+      : []),
   ];
 }

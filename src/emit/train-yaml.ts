@@ -35,6 +35,11 @@ export function trainYaml(plan: Plan, options: EmitOptions = {}): Record<string,
   // ### model
   y.model_name_or_path = o.modelPath;
   if (multimodal) y.image_max_pixels = plan.imageMaxPixels;
+  // the frames the plan counts: video_maxlen caps what LLaMA-Factory samples from a video file
+  if (multimodal && plan.videosPerSample > 0) {
+    y.video_max_pixels = plan.videoMaxPixels;
+    y.video_maxlen = plan.videoFrames;
+  }
   y.trust_remote_code = true;
   // a checkpoint stored quantized is loaded as stored (its quantization_config): quantization_bit would be ignored
   if (plan.method === "qlora" && plan.quantMethod === "bnb" && plan.model.quantization === null) {

@@ -1427,6 +1427,35 @@ export function imagePatches(plan: Plan): { patches: number; tokens: number } {
 }
 
 /**
+ * Patches one video puts through the vision tower and tokens it puts in the text sequence, with videos in the plan:
+ * LLaMA-Factory's Qwen2-VL plugin samples at most video_maxlen frames (the plan's videoFrames), each resized to at
+ * most video_max_pixels (mm_plugin.py `_regularize_videos`); the tower's 3-D patch embedding takes them in pairs
+ * (temporal_patch_size 2; an odd count is padded to even), so a video is ⌈frames / 2⌉ frame-pairs of
+ * pixels / patch² patches, merged spatially as an image's are. Qwen3-VL's timestamps between frame pairs are a few
+ * text tokens each, left out.
+ */
+export function videoPatches(plan: Plan): { patches: number; tokens: number } {
+  const v = plan.model.architecture.vision;
+  if (!v || plan.videosPerSample === 0) return { patches: 0, tokens: 0 };
+  switch (v.kind) {
+    case "qwen2_vl":
+    case "qwen2_5_vl":
+    case "qwen3_vl": {
+      const perPair = Math.floor(plan.videoMaxPixels / v.patchSize ** 2);
+      const pairs = Math.ceil(plan.videoFrames / 2);
+      return { patches: pairs * perPair, tokens: pairs * Math.floor(perPair / v.spatialMergeSize ** 2) };
+    }
+    default:
+      return { patches: 0, tokens: 0 };
+  }
+}
+
+/** Image and video tokens of one sample, in the text sequence. */
+export function visualTokens(plan: Plan): number {
+  return imagePatches(plan).tokens * plan.imagesPerSample + videoPatches(plan).tokens * plan.videosPerSample;
+}
+
+/**
  * The crops MiniCPM-V's image processor cuts a square image of `pixels` into (image_processing_minicpmv.py
  * `get_sliced_grid`): none up to one slice's area; else the grid among multiple − 1, multiple and multiple + 1
  * crops (multiple = ⌈pixels / resolution²⌉, at most maxSliceNums) whose shape is nearest the image's.
@@ -1456,9 +1485,13 @@ function visionActivationBytes(
   a: number,
 ): { saved: number; checkpointed: number; transient: number } {
   const v = plan.model.architecture.vision;
-  const { patches } = imagePatches(plan);
-  if (!v || patches === 0) return { saved: 0, checkpointed: 0, transient: 0 };
-  const n = patches * plan.imagesPerSample * plan.microBatch;
+  // images and videos go through the tower in two calls (the model's get_image_features, then get_video_features):
+  // what they save adds up; a forward's transient, and a checkpointed layer's recompute, is the larger call's
+  const nImages = imagePatches(plan).patches * plan.imagesPerSample * plan.microBatch;
+  const nVideos = videoPatches(plan).patches * plan.videosPerSample * plan.microBatch;
+  const n = nImages + nVideos;
+  if (!v || n === 0) return { saved: 0, checkpointed: 0, transient: 0 };
+  const call = Math.max(nImages, nVideos);
   const width = v.kind === "qwen2_vl" ? v.embedDim : v.hiddenSize;
   const mlp = v.kind === "qwen2_vl" ? v.mlpHiddenSize : v.intermediateSize;
   const depth = visionDepth(v);
@@ -1471,8 +1504,9 @@ function visionActivationBytes(
   const piecePatches = v.kind === "minicpmv" ? (v.sliceResolution / v.patchSize) ** 2 : 0;
   const pieces = eagerVit ? n / piecePatches : 0;
   const scores = eagerVit ? pieces * v.numHeads * piecePatches ** 2 : 0;
-  const transient = n * block + scores * (a + 4 + a);
+  const transient = call * block + scores * (a + 4 + a);
   if (plan.freezeVisionTower) return { saved: 0, checkpointed: 0, transient };
   const savedLayer = n * block + scores * (4 + a);
-  return { saved: depth * savedLayer, checkpointed: n * depth * a * width + savedLayer, transient: 0 };
+  const recomputed = call * block + scores * (4 + a);
+  return { saved: depth * savedLayer, checkpointed: n * depth * a * width + recomputed, transient: 0 };
 }

@@ -1,3 +1,5 @@
+import type { Architecture } from "../schema/architecture.ts";
+
 /** Model types LLaMA-Factory's Liger patch skips (model/model_utils/liger_kernel.py:94 at ff6d4d12ee). */
 export const LIGER_UNSUPPORTED: ReadonlySet<string> = new Set([
   "qwen",
@@ -18,3 +20,13 @@ export const LIGER_UNSUPPORTED: ReadonlySet<string> = new Set([
  * so no autocast) run it in 16 bits.
  */
 export const LOSS_WITHOUT_UPCAST: ReadonlySet<string> = new Set(["qwen"]);
+
+/**
+ * Whether tunefit plans videos for the model: the Qwen2-VL family's towers take frames in pairs through a 3-D patch
+ * embedding (temporal_patch_size 2), as LLaMA-Factory's Qwen2-VL plugin feeds them. Other vision-language models
+ * are planned with images only.
+ */
+export function takesVideos(architecture: Architecture): boolean {
+  const kind = architecture.vision?.kind;
+  return kind === "qwen2_vl" || kind === "qwen2_5_vl" || kind === "qwen3_vl";
+}

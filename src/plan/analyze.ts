@@ -1,7 +1,7 @@
 import type { Issue } from "../errors.ts";
 import { type MemoryAssumptions, withDefaults } from "../memory/assumptions.ts";
 import { estimateMemory, type MemoryEstimate } from "../memory/estimate.ts";
-import { imagePatches } from "../memory/train.ts";
+import { imagePatches, videoPatches } from "../memory/train.ts";
 import { countParams, type ParamBreakdown } from "../model/params.ts";
 import { countTrainable, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Plan } from "../schema/plan.ts";
@@ -141,6 +141,14 @@ export function planReport(analysis: PlanAnalysis) {
             imageTokens: imagePatches(plan).tokens,
           }
         : {}),
+      // what one video becomes, at videoFrames frames
+      ...(plan.videosPerSample > 0
+        ? {
+            videosPerSample: plan.videosPerSample,
+            videoPatches: videoPatches(plan).patches,
+            videoTokens: videoPatches(plan).tokens,
+          }
+        : {}),
     },
     plan: {
       method: plan.method,
@@ -173,6 +181,9 @@ export function planReport(analysis: PlanAnalysis) {
       freezeProjector: plan.freezeProjector,
       imagesPerSample: plan.imagesPerSample,
       imageMaxPixels: plan.imageMaxPixels,
+      videosPerSample: plan.videosPerSample,
+      videoFrames: plan.videoFrames,
+      videoMaxPixels: plan.videoMaxPixels,
       headroom: plan.headroom,
       hostRamBytes: plan.hostRamBytes,
       dataset: plan.dataset,

@@ -6,6 +6,7 @@ import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, gpusNamed, suggestGpuIds } fr
 import { findMirroredModel } from "../catalog/models.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
+import { takesVideos } from "../model/support.ts";
 import { countTrainable } from "../model/trainable.ts";
 import {
   anyMethodOptimizer,
@@ -50,6 +51,9 @@ export const PLAN_DEFAULTS = {
   freezeProjector: true,
   imagesPerSample: 0,
   imageMaxPixels: 768 * 768,
+  videosPerSample: 0,
+  videoFrames: 128, // video_maxlen
+  videoMaxPixels: 256 * 256, // video_max_pixels
 } as const;
 
 export interface ResolveOptions {
@@ -408,6 +412,28 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
       "Drop the image flags, or pick a vision-language model (qwen2_vl, qwen2_5_vl, qwen3_vl, gemma3, mllama, minicpmv).",
     );
   }
+  // Videos: frames through the vision tower in pairs (temporal_patch_size 2), as LLaMA-Factory's Qwen2-VL plugin
+  // feeds them; the other vision-language families are planned with images only.
+  const videosPerSample = input.videosPerSample ?? PLAN_DEFAULTS.videosPerSample;
+  const videoField =
+    videosPerSample > 0
+      ? "videosPerSample"
+      : input.videoFrames !== undefined
+        ? "videoFrames"
+        : input.videoMaxPixels !== undefined
+          ? "videoMaxPixels"
+          : null;
+  const visionKind = model.architecture.vision?.kind;
+  if (videoField !== null && !takesVideos(model.architecture)) {
+    throw usageError(
+      "MODEL_TAKES_NO_VIDEO",
+      videoField,
+      visionKind === undefined
+        ? `${model.id} is a text-only model (${model.architecture.modelType}); it takes no videos`
+        : `tunefit plans videos for the Qwen2-VL, Qwen2.5-VL and Qwen3-VL families; ${model.id} (${model.architecture.modelType}) is planned with images only`,
+      "Drop the video flags, or plan a video's frames as images (--images-per-sample), or pick a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model.",
+    );
+  }
   const loraRank = lora ? (input.loraRank ?? PLAN_DEFAULTS.loraRank) : null;
   const projected = projectsGradients(input.lowMemoryOptimizer);
   const plan: Plan = {
@@ -455,6 +481,9 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     freezeProjector: input.freezeProjector ?? PLAN_DEFAULTS.freezeProjector,
     imagesPerSample,
     imageMaxPixels: input.imageMaxPixels ?? PLAN_DEFAULTS.imageMaxPixels,
+    videosPerSample,
+    videoFrames: input.videoFrames ?? PLAN_DEFAULTS.videoFrames,
+    videoMaxPixels: input.videoMaxPixels ?? PLAN_DEFAULTS.videoMaxPixels,
     dataset: input.dataset ?? null,
     template: resolveTemplate(input, model, notes),
   };

@@ -8,6 +8,8 @@ import {
   fsdpAccumulatesUnsharded,
   imagePatches,
   isPagedOptimizer,
+  videoPatches,
+  visualTokens,
 } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
@@ -513,6 +515,18 @@ export const PLAN_RULES: readonly PlanRule[] = [
       "LLaMA-Factory data/mm_plugin.py (one placeholder becomes every image token) and processor truncation to cutoff_len; transformers Qwen2-VL get_placeholder_mask",
   },
   {
+    code: "VIDEO_TOKENS_BEYOND_CUTOFF",
+    fields: ["videosPerSample", "videoFrames", "seqLen"],
+    severity: "warning",
+    applies: (p) => p.videosPerSample > 0 && visualTokens(p) > p.seqLen,
+    message: (p) =>
+      `${p.videosPerSample} video(s) of ${videoPatches(p).tokens} tokens each (${p.videoFrames} frames at up to ${p.videoMaxPixels} pixels)${p.imagesPerSample > 0 ? ` and ${p.imagesPerSample} image(s)` : ""} make ${visualTokens(p)} tokens, more than a ${p.seqLen}-token sample: cutoff_len truncation cuts video tokens, and the model then stops with "Videos features and video tokens do not match"`,
+    hint: (p) =>
+      `Raise --seq-len above ${visualTokens(p)}, or lower --video-frames (video_maxlen), --video-max-pixels or --videos-per-sample.`,
+    source:
+      "LLaMA-Factory data/mm_plugin.py Qwen2VLPlugin (one placeholder becomes every video token) and processor truncation to cutoff_len; transformers Qwen2-VL get_placeholder_mask",
+  },
+  {
     code: "FP32_NOT_EXPRESSIBLE",
     fields: ["precision"],
     severity: "warning",
@@ -528,14 +542,14 @@ export const PLAN_RULES: readonly PlanRule[] = [
   },
   {
     code: "TEMPLATE_NOT_MULTIMODAL",
-    fields: ["imagesPerSample", "template"],
+    fields: ["imagesPerSample", "videosPerSample", "template"],
     severity: "error",
     applies: (p) =>
-      p.imagesPerSample > 0 &&
+      p.imagesPerSample + p.videosPerSample > 0 &&
       p.template !== null &&
       TEMPLATES.find((t) => t.name === p.template)?.multimodal === false,
     message: (p) =>
-      `template "${p.template}" has no image plugin, but samples carry ${p.imagesPerSample} image(s)`,
+      `template "${p.template}" has no multimodal plugin, but samples carry ${[p.imagesPerSample > 0 ? `${p.imagesPerSample} image(s)` : "", p.videosPerSample > 0 ? `${p.videosPerSample} video(s)` : ""].filter((x) => x !== "").join(" and ")}`,
     hint: (p) =>
       p.model.defaultTemplate
         ? `Use --template ${p.model.defaultTemplate}.`

@@ -183,6 +183,15 @@ export const PlanInput = z.strictObject({
   freezeProjector: z.boolean().optional().meta({ description: "default true" }),
   imagesPerSample: int(0).optional().meta({ description: "default 0" }),
   imageMaxPixels: int(1).optional().meta({ description: "default 589824 (768 × 768)" }),
+  videosPerSample: int(0)
+    .optional()
+    .meta({ description: "videos per sample (Qwen2-VL, Qwen2.5-VL and Qwen3-VL); default 0" }),
+  videoFrames: int(1)
+    .optional()
+    .meta({ description: "frames sampled per video, at most (video_maxlen); default 128" }),
+  videoMaxPixels: int(1)
+    .optional()
+    .meta({ description: "pixels per video frame, at most; default 65536 (256 × 256)" }),
   dataset: z
     .string()
     .regex(
@@ -285,6 +294,9 @@ export const Plan = z.strictObject({
   freezeProjector: z.boolean(),
   imagesPerSample: int(0),
   imageMaxPixels: int(1),
+  videosPerSample: int(0),
+  videoFrames: int(1),
+  videoMaxPixels: int(1),
   dataset: z.string().nullable().meta({ description: "null: the bundle's demo dataset" }),
   /** null: no LLaMA-Factory template is known, and train.yaml leaves `template` out (LLaMA-Factory then reads the
    * tokenizer's chat template, or takes `empty`) */

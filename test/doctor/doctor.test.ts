@@ -123,19 +123,54 @@ describe("tunefit doctor: verdicts and fixes", () => {
       ]),
     );
     expect(text.batch.imagesPerSample).toBeUndefined();
-    // LLaMA-Factory's video demo: its frames are not counted, and doctor says the figures are a floor
-    writeFileSync(
-      join(dir, "video.yaml"),
-      `model_name_or_path: Qwen/Qwen3-VL-4B-Instruct\n${base.replace("mllm_demo", "mllm_video_demo")}`,
-    );
-    const video = doctorJson(["doctor", "video.yaml", "--gpu", "a100-80g"], dir).json as unknown as {
-      issues: { code: string; path: string }[];
+  });
+
+  it("counts mllm_video_demo's videos at video_maxlen frames for the Qwen2-VL family, and says where it cannot", () => {
+    const dir = tempDir();
+    const base =
+      "stage: sft\ndo_train: true\nfinetuning_type: lora\ndataset: mllm_video_demo\noutput_dir: saves/x\nbf16: true\n";
+    type Out = {
+      issues: { code: string; path: string; severity: string }[];
+      batch: { videosPerSample?: number; videoTokens?: number };
+      plan: { videoFrames: number; videoMaxPixels: number };
     };
-    expect(video.issues).toEqual(
+    const run = (yaml: string, ...flags: string[]) => {
+      writeFileSync(join(dir, "video.yaml"), yaml);
+      return doctorJson(["doctor", "video.yaml", "--gpu", "a100-80g", ...flags], dir).json as unknown as Out;
+    };
+    // one video per sample, at LLaMA-Factory's video_maxlen (128): 64 frame pairs of 256 patches, 64 tokens each
+    const demo = run(`model_name_or_path: Qwen/Qwen3-VL-4B-Instruct\n${base}`);
+    expect(demo.issues).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ code: "VIDEOS_NOT_COUNTED", path: "video.yaml:dataset" }),
+        expect.objectContaining({ code: "VIDEOS_ASSUMED", path: "video.yaml:dataset", severity: "info" }),
+        // 4,096 video tokens do not fit LLaMA-Factory's default cutoff_len of 2,048
+        expect.objectContaining({ code: "VIDEO_TOKENS_BEYOND_CUTOFF" }),
       ]),
     );
+    expect(demo.batch).toMatchObject({ videosPerSample: 1, videoTokens: 64 * 64 });
+    // the YAML's video_maxlen and video_max_pixels are the plan's frames and frame size
+    const short = run(
+      `model_name_or_path: Qwen/Qwen3-VL-4B-Instruct\nvideo_maxlen: 16\nvideo_max_pixels: 16384\n${base}`,
+      "--videos-per-sample",
+      "2",
+    );
+    expect(short.plan).toMatchObject({ videoFrames: 16, videoMaxPixels: 16384 });
+    expect(short.batch).toMatchObject({ videosPerSample: 2, videoTokens: 8 * 16 });
+    expect(short.issues.map((i) => i.code)).not.toContain("VIDEOS_ASSUMED");
+    // a model whose videos tunefit does not plan: the figures are a floor
+    const gemma = run(`model_name_or_path: google/gemma-3-4b-it\n${base}`);
+    expect(gemma.issues).toEqual(
+      expect.arrayContaining([expect.objectContaining({ code: "VIDEOS_NOT_COUNTED", severity: "warning" })]),
+    );
+    expect(gemma.batch.videosPerSample).toBeUndefined();
+    // a text-only model stops in LLaMA-Factory
+    const text = run(`model_name_or_path: Qwen/Qwen3-8B\n${base}`);
+    expect(text.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "VIDEOS_ON_TEXT_MODEL", severity: "warning" }),
+      ]),
+    );
+    expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "-1"], dir).code).toBe(2);
   });
 
   it("says what to change in the YAML's own terms, not as plan flags", () => {

@@ -52,6 +52,15 @@ export const MATRIX: Readonly<Record<string, PlanInput>> = {
     imagesPerSample: 1,
     imageMaxPixels: 262144,
   },
+  "vlm-video-lora": {
+    model: "Qwen/Qwen2.5-VL-7B-Instruct",
+    gpu: "a100-80g",
+    method: "lora",
+    seqLen: 4096,
+    videosPerSample: 1,
+    videoFrames: 16,
+    videoMaxPixels: 50176,
+  },
   "galore-1gpu": {
     model: "meta-llama/Meta-Llama-3-8B-Instruct",
     gpu: "a100-40g",

@@ -417,6 +417,7 @@ describe("probe.py as text", () => {
       "fsdp2-full": "accelerate",
       "fsdp-qlora": "accelerate",
       "vlm-fsdp-qlora": "accelerate",
+      "vlm-video-lora": "python",
       "galore-1gpu": "python",
       "badam-zero3": "torchrun",
       "two-nodes-zero3": "torchrun",

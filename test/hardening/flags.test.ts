@@ -62,6 +62,9 @@ const BAD: Record<keyof PlanInput, readonly string[]> = {
   freezeProjector: ["nah"],
   imagesPerSample: ["-1", "1.5"],
   imageMaxPixels: ["0", "-5"],
+  videosPerSample: ["-1", "1.5"],
+  videoFrames: ["0", "-2", "x"],
+  videoMaxPixels: ["0", "-5"],
   dataset: ["a b", "x$(id)", "q'uote", "back`tick`"],
   template: ["qwen 2", "x;rm"],
 };

@@ -291,6 +291,10 @@ describe("rules that stop a run", () => {
     ["SEQ_LEN_BEYOND_CONTEXT", { model: "meta-llama/Llama-2-7b-chat-hf", seqLen: 8192 }],
     ["IMAGE_TOKENS_BEYOND_CUTOFF", { model: "Qwen/Qwen2-VL-2B-Instruct", imagesPerSample: 2, seqLen: 1024 }],
     [
+      "VIDEO_TOKENS_BEYOND_CUTOFF",
+      { model: "Qwen/Qwen2-VL-2B-Instruct", videosPerSample: 1, videoFrames: 64, seqLen: 1024 },
+    ],
+    [
       "FSDP_UNSHARDED_ACCUMULATION",
       { model: "Qwen/Qwen2.5-1.5B-Instruct", method: "full", sharding: "fsdp" },
     ],
