@@ -1,5 +1,6 @@
 import { DEFAULT_ASSUMPTIONS } from "../memory/assumptions.ts";
 import { loadedWeightBytes } from "../memory/load.ts";
+import { imagePatches, videoPatches, visualTokens } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { countTrainable } from "../model/trainable.ts";
 import { isDeepSpeed, type Plan } from "../schema/plan.ts";
@@ -61,7 +62,8 @@ export function estimateStepTime(plan: Plan, overrides: Partial<StepTimeAssumpti
   const params = countParams(arch);
   const trainable = countTrainable(arch, plan);
   const tokens = plan.microBatch * plan.seqLen * plan.gradAccum;
-  const active = params.active;
+  // the language model runs per token; the vision tower per patch (below)
+  const active = params.active - params.visionTower - params.projector;
   // forward 2P per token; backward 2P for input gradients + 2P for weight gradients of what trains;
   // gradient checkpointing recomputes the forward.
   const trainedShare = Math.min(1, trainable.fullModules / Math.max(1, params.total));
@@ -70,7 +72,20 @@ export function estimateStepTime(plan: Plan, overrides: Partial<StepTimeAssumpti
   // causal attention scores and values: 2·2·s·h per layer forward (half masked), ×3 with backward
   const attention =
     3 * 2 * t.numLayers * plan.seqLen * t.numHeads * t.headDim * (plan.gradientCheckpointing ? 4 / 3 : 1);
-  const flopsPerGpu = tokens * (matmul + attention);
+  // The vision tower: 2 FLOPs per parameter per patch forward, its merger per visual token. Frozen (the default)
+  // it runs forward only, outside autograd; trained, backward adds twice the forward and checkpointing a recompute.
+  // A trained merger under a frozen tower backpropagates through the merger alone.
+  const samples = plan.microBatch * plan.gradAccum;
+  const patches =
+    imagePatches(plan).patches * plan.imagesPerSample + videoPatches(plan).patches * plan.videosPerSample;
+  const trainedFactor = plan.gradientCheckpointing ? 4 : 3;
+  const towerFactor = plan.freezeVisionTower ? 1 : trainedFactor;
+  const mergerFactor = plan.freezeVisionTower && plan.freezeProjector ? 1 : trainedFactor;
+  const vision =
+    samples *
+    (2 * params.visionTower * patches * towerFactor +
+      2 * params.projector * visualTokens(plan) * mergerFactor);
+  const flopsPerGpu = tokens * (matmul + attention) + vision;
   const tflops =
     (plan.precision === "fp32" ? (plan.gpu.denseBf16Tflops ?? as.fallbackTflops) / 2 : null) ?? // TF32
     plan.gpu.denseBf16Tflops ??

@@ -152,6 +152,24 @@ describe("step time", () => {
     );
     expect(t({ method: "qlora" }).computeSeconds).toBeGreaterThan(t({}).computeSeconds);
   });
+
+  it("runs a vision tower per patch, not per token: forward only while frozen", () => {
+    const flops = (input: Partial<PlanInput>) =>
+      estimateStepTime(resolvePlan({ model: "Qwen/Qwen2-VL-7B-Instruct", gpu: "a100-80g", ...input }).plan)
+        .flopsPerGpu;
+    const text = flops({});
+    // no patches, no tower: the same FLOPs as its language model alone
+    const lm = estimateStepTime(resolvePlan({ model: "Qwen/Qwen2-7B-Instruct", gpu: "a100-80g" }).plan);
+    expect(text).toBeCloseTo(lm.flopsPerGpu, -9);
+    // 16 frames of 65,536 pixels: 8 × 334 patches through 675.8 M parameters (tower + merger), forward only,
+    // for each of the 8 samples of a step
+    const frozen = flops({ videosPerSample: 1, videoFrames: 16 }) - text;
+    expect(frozen / (8 * 2 * 8 * 334 * 675.8e6)).toBeCloseTo(1, 1);
+    // trained (with checkpointing): forward, recompute and backward, four times as much
+    expect(
+      (flops({ videosPerSample: 1, videoFrames: 16, freezeVisionTower: false }) - text) / frozen,
+    ).toBeCloseTo(4, 1);
+  });
 });
 
 describe("inputToArgs", () => {
