@@ -255,7 +255,7 @@ export function estimateInferenceMemory(
   }
   const rounded = placed.map((x) => Math.round(x));
   return {
-    perGpuBytes: Math.max(...rounded) + runtime,
+    perGpuBytes: rounded.reduce((m, x) => Math.max(m, x), 0) + runtime,
     perGpuWeightsBytes: rounded,
     cpuBytes: Math.round(cpu),
   };

@@ -1,6 +1,6 @@
 import { TunefitError } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
-import { estimateTrainMemory } from "../memory/train.ts";
+import { estimateTrainMemory, visualTokens } from "../memory/train.ts";
 import {
   ALL_METHOD_FIELDS,
   type Attention,
@@ -282,7 +282,9 @@ export function maxFitting(
       throw e;
     }
   };
-  const least = spill(1);
+  // a sample holds its image and video tokens whole: no shorter sequence runs (IMAGE/VIDEO_TOKENS_BEYOND_CUTOFF)
+  const start = field === "seqLen" ? Math.max(1, visualTokens(resolvePlan(input, options).plan)) : 1;
+  const least = spill(start);
   if (least === null) return 0;
   // a paged optimizer's states page out to make room for a longer batch rather than fail: the limit is where they
   // start to (or, when they do at 1 already, where they page out more)
@@ -291,8 +293,8 @@ export function maxFitting(
     return s !== null && s <= least;
   };
   const cap = field === "microBatch" ? 4096 : 1 << 21;
-  let lo = 1;
-  let hi = 2;
+  let lo = start;
+  let hi = 2 * start;
   while (hi <= cap && fits(hi)) {
     lo = hi;
     hi *= 2;

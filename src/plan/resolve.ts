@@ -56,6 +56,11 @@ export const PLAN_DEFAULTS = {
   videoMaxPixels: 256 * 256, // video_max_pixels
 } as const;
 
+/** A module list without repeats, in its first order (PEFT and LLaMA-Factory wrap or train a module once). */
+function distinct<T extends string | readonly string[]>(list: T): T {
+  return (typeof list === "string" ? list : [...new Set(list)]) as T;
+}
+
 export interface ResolveOptions {
   /** the folder a relative model folder is read from; default the process's working directory */
   readonly cwd?: string;
@@ -466,16 +471,16 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     attention: input.attention ?? PLAN_DEFAULTS.attention,
     liger: input.liger ?? PLAN_DEFAULTS.liger,
     loraRank,
-    loraTarget: lora ? (input.loraTarget ?? PLAN_DEFAULTS.loraTarget) : null,
+    loraTarget: lora ? distinct(input.loraTarget ?? PLAN_DEFAULTS.loraTarget) : null,
     loraAlpha: lora ? (input.loraAlpha ?? (loraRank ?? PLAN_DEFAULTS.loraRank) * 2) : null,
     loraDropout: lora ? (input.loraDropout ?? PLAN_DEFAULTS.loraDropout) : null,
     useDora: lora ? (input.useDora ?? PLAN_DEFAULTS.useDora) : null,
-    additionalTarget: lora ? (input.additionalTarget ?? []) : null,
+    additionalTarget: lora ? distinct(input.additionalTarget ?? []) : null,
     freezeTrainableLayers: freeze
       ? (input.freezeTrainableLayers ?? PLAN_DEFAULTS.freezeTrainableLayers)
       : null,
     freezeTrainableModules: freeze
-      ? (input.freezeTrainableModules ?? PLAN_DEFAULTS.freezeTrainableModules)
+      ? distinct(input.freezeTrainableModules ?? PLAN_DEFAULTS.freezeTrainableModules)
       : null,
     freezeVisionTower: input.freezeVisionTower ?? PLAN_DEFAULTS.freezeVisionTower,
     freezeProjector: input.freezeProjector ?? PLAN_DEFAULTS.freezeProjector,

@@ -505,7 +505,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
   {
     code: "IMAGE_TOKENS_BEYOND_CUTOFF",
     fields: ["imagesPerSample", "seqLen"],
-    severity: "warning",
+    severity: "error",
     applies: (p) => imagePatches(p).tokens * p.imagesPerSample > p.seqLen,
     message: (p) =>
       `${p.imagesPerSample} image(s) of ${imagePatches(p).tokens} tokens each (${imagePatches(p).tokens * p.imagesPerSample} tokens) do not fit a ${p.seqLen}-token sample: cutoff_len truncation cuts image tokens, and the model then stops with "Image features and image tokens do not match"`,
@@ -517,7 +517,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
   {
     code: "VIDEO_TOKENS_BEYOND_CUTOFF",
     fields: ["videosPerSample", "videoFrames", "seqLen"],
-    severity: "warning",
+    severity: "error",
     applies: (p) => p.videosPerSample > 0 && visualTokens(p) > p.seqLen,
     message: (p) =>
       `${p.videosPerSample} video(s) of ${videoPatches(p).tokens} tokens each (${p.videoFrames} frames at up to ${p.videoMaxPixels} pixels)${p.imagesPerSample > 0 ? ` and ${p.imagesPerSample} image(s)` : ""} make ${visualTokens(p)} tokens, more than a ${p.seqLen}-token sample: cutoff_len truncation cuts video tokens, and the model then stops with "Videos features and video tokens do not match"`,

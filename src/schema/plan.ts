@@ -15,6 +15,9 @@ const int = (min: number) => z.number().int().min(min);
  */
 export const MAX_SEQ_LEN = 2 ** 24;
 export const MAX_BATCH = 2 ** 20;
+/** GPUs in one node (a 72-GPU NVLink rack planned as one node is the largest real case), and nodes in one run. */
+export const MAX_GPUS_PER_NODE = 1024;
+export const MAX_NODES = 2 ** 17;
 
 export const Method = z.enum(["full", "freeze", "lora", "qlora"]);
 export type Method = z.infer<typeof Method>;
@@ -118,8 +121,8 @@ export const PlanInput = z.strictObject({
     .positive()
     .optional()
     .meta({ description: "GPU capacity in GiB (overrides the catalog)" }),
-  gpus: int(1).optional().meta({ description: "GPUs per node; default 1" }),
-  nodes: int(1).optional().meta({ description: "nodes; default 1" }),
+  gpus: int(1).max(MAX_GPUS_PER_NODE).optional().meta({ description: "GPUs per node; default 1" }),
+  nodes: int(1).max(MAX_NODES).optional().meta({ description: "nodes; default 1" }),
   hostRam: z.number().positive().optional().meta({ description: "host memory per node in GiB" }),
   headroom: z
     .number()

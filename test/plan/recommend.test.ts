@@ -123,6 +123,22 @@ describe("recommend", () => {
 });
 
 describe("maxFitting", () => {
+  it("searches sequence lengths from the image tokens up: a shorter sample cannot hold them", () => {
+    const input: PlanInput = {
+      model: "Qwen/Qwen2-VL-7B-Instruct",
+      gpu: "a100-80g",
+      imagesPerSample: 3,
+      imageMaxPixels: 1_000_000,
+    };
+    const s = maxFitting(input, "seqLen");
+    expect(s).toBeGreaterThan(3 * 1275);
+    expect(analyzePlan({ ...input, seqLen: s }).valid).toBe(true);
+    expect(analyzePlan({ ...input, seqLen: s + 1 }).valid).toBe(false);
+    // below the image tokens the plan breaks a rule, not the memory
+    const short = analyzePlan({ ...input, seqLen: 2048 });
+    expect(short.issues.find((i) => i.severity === "error")?.code).toBe("IMAGE_TOKENS_BEYOND_CUTOFF");
+  });
+
   it("finds the largest micro-batch and sequence length that fit, and they are tight", () => {
     const input: PlanInput = { model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g" };
     const mb = maxFitting(input, "microBatch");

@@ -18,6 +18,32 @@ function usageIssues(input: unknown) {
 }
 
 describe("resolvePlan defaults", () => {
+  it("drops repeats from module lists: PEFT wraps a module once", () => {
+    const once = analyzePlan({
+      model: "Qwen/Qwen2.5-7B-Instruct",
+      gpu: "a100-80g",
+      loraTarget: ["q_proj", "v_proj"],
+      additionalTarget: ["lm_head"],
+    });
+    const twice = analyzePlan({
+      model: "Qwen/Qwen2.5-7B-Instruct",
+      gpu: "a100-80g",
+      loraTarget: ["q_proj", "v_proj", "q_proj"],
+      additionalTarget: ["lm_head", "lm_head"],
+    });
+    expect(twice.plan.loraTarget).toEqual(["q_proj", "v_proj"]);
+    expect(twice.plan.additionalTarget).toEqual(["lm_head"]);
+    expect(twice.trainable).toEqual(once.trainable);
+    expect(twice.memory.train.perGpu.deviceBytes).toBe(once.memory.train.perGpu.deviceBytes);
+    const freeze = resolvePlan({
+      model: "Qwen/Qwen2.5-7B-Instruct",
+      gpu: "a100-80g",
+      method: "freeze",
+      freezeTrainableModules: ["mlp", "mlp"],
+    }).plan;
+    expect(freeze.freezeTrainableModules).toEqual(["mlp"]);
+  });
+
   it("fills LLaMA-Factory's defaults", () => {
     const { plan } = resolvePlan({ model: "Qwen/Qwen2.5-7B-Instruct", gpu: "a100-80g" });
     expect(plan).toMatchObject({
