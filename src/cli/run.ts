@@ -20,6 +20,7 @@ import {
 import { type Hardware, type Launcher, YAML_KEY_OF_PLAN_FIELD } from "../doctor/to-plan.ts";
 import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
+import { BUNDLE_FILES } from "../emit/common.ts";
 import { writeFiles } from "../emit/write-files.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, parseAssumptions } from "../memory/assumptions.ts";
@@ -803,8 +804,27 @@ function readSetup(
   const readIssues: Issue[] = [];
   const deepspeed = readDeepSpeed(yaml.deepspeed, launchDir, yamlPath, readIssues, yamlFile);
   const accFile = values["accelerate-config"];
-  const accelerate =
+  let accelerate =
     typeof accFile === "string" ? readAccelerateConfig(resolve(io.cwd, accFile), accFile) : null;
+  // tunefit's own FSDP bundles launch with the accelerate config beside train.yaml: read it unless the run is said
+  // to be something else (a DeepSpeed config in the YAML, another config, or a torchrun launch)
+  const beside = join(dirname(yamlPath), BUNDLE_FILES.accelerate);
+  if (
+    accelerate === null &&
+    yaml.deepspeed === undefined &&
+    values.launcher !== "torchrun" &&
+    existsSync(beside)
+  ) {
+    const shown = join(dirname(yamlFile), BUNDLE_FILES.accelerate);
+    accelerate = readAccelerateConfig(beside, shown);
+    readIssues.push({
+      code: "ACCELERATE_CONFIG_BESIDE",
+      severity: "info",
+      path: shown,
+      message: `read ${shown}, the accelerate config beside ${yamlFile} (a tunefit bundle launches with it: accelerate launch --config_file ${BUNDLE_FILES.accelerate})`,
+      hint: "Pass --accelerate-config FILE to name the config your launch uses, or --launcher torchrun for a launch without accelerate.",
+    });
+  }
   return { launchDir, yaml, deepspeed, accelerate, readIssues };
 }
 

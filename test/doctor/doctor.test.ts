@@ -173,6 +173,45 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "-1"], dir).code).toBe(2);
   });
 
+  it("reads the accelerate config a tunefit FSDP bundle launches with, and agrees with plan", () => {
+    const dir = tempDir();
+    const flags = [
+      "--model",
+      "Qwen/Qwen2.5-7B-Instruct",
+      "--gpu",
+      "h100-80g",
+      "--gpus",
+      "8",
+      "--method",
+      "full",
+    ];
+    expect(cli(["emit", ...flags, "--sharding", "fsdp", "--out", "bundle"], dir).code).toBe(0);
+    const planned = JSON.parse(cli(["plan", ...flags, "--sharding", "fsdp", "--json"], dir).stdout) as {
+      memory: { train: { perGpu: { deviceBytes: number } } };
+    };
+    type Out = {
+      issues: { code: string; path: string }[];
+      plan: { sharding: string };
+      memory: { train: { perGpu: { deviceBytes: number } } };
+    };
+    const doctored = doctorJson(["doctor", "bundle/train.yaml", "--gpu", "h100-80g", "--gpus", "8"], dir)
+      .json as unknown as Out;
+    expect(doctored.plan.sharding).toBe("fsdp");
+    expect(doctored.memory.train.perGpu.deviceBytes).toBe(planned.memory.train.perGpu.deviceBytes);
+    expect(doctored.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "ACCELERATE_CONFIG_BESIDE", path: "bundle/accelerate_fsdp.yaml" }),
+      ]),
+    );
+    // a torchrun launch does not read it
+    const torchrun = doctorJson(
+      ["doctor", "bundle/train.yaml", "--gpu", "h100-80g", "--gpus", "8", "--launcher", "torchrun"],
+      dir,
+    ).json as unknown as Out;
+    expect(torchrun.plan.sharding).toBe("none");
+    expect(torchrun.issues.map((i) => i.code)).not.toContain("ACCELERATE_CONFIG_BESIDE");
+  });
+
   it("says what to change in the YAML's own terms, not as plan flags", () => {
     const { json } = doctorJson(["doctor", "seed/train.yaml", "--gpu", "rtx4090", "--gpus", "8"]);
     const hints = (json.issues as unknown as { hint: string }[]).map((i) => i.hint).join("\n");
