@@ -39,6 +39,7 @@ import {
   type RecommendResult,
   recommend,
 } from "../plan/recommend.ts";
+import { inapplicableFields } from "../plan/resolve.ts";
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
@@ -652,7 +653,22 @@ function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<
     if (typeof v === "string") byField[field] = v;
   }
   const spec = typeof values.spec === "string" ? readSpec(values.spec, io) : {};
-  const input: Record<string, unknown> = { ...spec, ...flagsToInput(byField) };
+  const flags = flagsToInput(byField);
+  const input: Record<string, unknown> = { ...spec, ...flags };
+  // a flag that changes what a spec's field qualifies (--method full over a LoRA spec) drops that field, as the
+  // flag's meaning asks; a spec that is inconsistent by itself is reported as it is
+  if (typeof values.spec === "string") {
+    const before = new Set(inapplicableFields(spec as Partial<PlanInput>));
+    const dropped = inapplicableFields(input as Partial<PlanInput>).filter(
+      (f) => !before.has(f) && !(f in flags) && f in spec,
+    );
+    for (const f of dropped) delete input[f];
+    if (dropped.length > 0)
+      io.stderr(
+        `ℹ ${values.spec}: ${dropped.map((f) => `${f} (${flagName(f)})`).join(", ")} dropped: the flags given make ${dropped.length > 1 ? "them" : "it"} not apply
+`,
+      );
+  }
   const missing = missingRequired(input);
   if (missing.length > 0) throw new TunefitError("usage", missing);
   // a model read from the Hub enters as its config.json, under its hub id

@@ -142,8 +142,13 @@ export function zodIssues(error: z.ZodError, prefix = "", input?: unknown): Issu
   });
 }
 
+/** The fields of `input` that only qualify another field it does not have (they do not apply). */
+export function inapplicableFields(input: Partial<PlanInput>): string[] {
+  return qualifierIssues(input).map((i) => i.path);
+}
+
 /** Flags that only qualify another one: given without it, the input does not form a plan. */
-function qualifierIssues(input: PlanInput): Issue[] {
+function qualifierIssues(input: Partial<PlanInput>): Issue[] {
   const method = input.method ?? PLAN_DEFAULTS.method;
   const issues: Issue[] = [];
   const need = (fields: (keyof PlanInput)[], ok: boolean, what: string, fix: string) => {

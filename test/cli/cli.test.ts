@@ -134,6 +134,31 @@ describe("tunefit plan --json", () => {
     expect(report.plan.loraAlpha).toBe(64);
   });
 
+  it("drops a spec's fields that a flag makes inapplicable, and says so; a spec inconsistent by itself stays an error", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tunefit-spec-"));
+    writeFileSync(
+      join(dir, "plan.yaml"),
+      "model: Qwen/Qwen3-8B\ngpu: a100-80g\nloraRank: 16\nsharding: fsdp\nfsdpStrategy: shard_grad_op\n",
+    );
+    const r = cli(
+      ["plan", "--spec", "plan.yaml", "--method", "full", "--sharding", "zero3", "--gpus", "8", "--json"],
+      dir,
+    );
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.plan).toMatchObject({
+      method: "full",
+      sharding: "zero3",
+      loraRank: null,
+      fsdpStrategy: null,
+    });
+    expect(r.stderr).toContain("fsdpStrategy (--fsdp-strategy), loraRank (--lora-rank) dropped");
+    // the same field given as a flag is the user's word: still an error
+    expect(cli(["plan", "--spec", "plan.yaml", "--method", "full", "--lora-rank", "8"], dir).code).toBe(2);
+    writeFileSync(join(dir, "bad.yaml"), "model: Qwen/Qwen3-8B\ngpu: a100-80g\nmethod: full\nloraRank: 16\n");
+    expect(cli(["plan", "--spec", "bad.yaml"], dir).code).toBe(2);
+  });
+
   it("reads a model folder with a config.json, relative to the working directory", () => {
     const dir = mkdtempSync(join(tmpdir(), "tunefit-model-"));
     mkdirSync(join(dir, "models"));
