@@ -97,11 +97,19 @@ export function parseFlagValue(field: keyof PlanInput, raw: string): unknown | I
       return raw.trim() !== "" && Number.isFinite(n) ? n : bad(field, raw, "a number");
     }
     case "gib": {
-      // GiB, as the flag says; a unit may follow: GiB (or G) as is, GB (10^9 bytes) converted
-      const m = /^\s*(\d+(?:\.\d+)?)\s*(gib|g|gb)?\s*$/i.exec(raw);
-      if (!m) return bad(field, raw, "a number of GiB (a unit may follow: 24GiB, 512GB)");
+      // GiB, as the flag says; a unit may follow: GiB (or G) as is, TiB (or T) × 1024, GB and TB (10^9 and 10^12
+      // bytes) converted
+      const m = /^\s*(\d+(?:\.\d+)?)\s*(gib|g|gb|tib|t|tb)?\s*$/i.exec(raw);
+      if (!m) return bad(field, raw, "a number of GiB (a unit may follow: 24GiB, 512GB, 2TiB, 1TB)");
       const n = Number(m[1]);
-      return m[2]?.toLowerCase() === "gb" ? (n * 1e9) / 1024 ** 3 : n;
+      const unit = m[2]?.toLowerCase();
+      return unit === "gb"
+        ? (n * 1e9) / 1024 ** 3
+        : unit === "tb"
+          ? (n * 1e12) / 1024 ** 3
+          : unit === "tib" || unit === "t"
+            ? n * 1024
+            : n;
     }
     case "onoff": {
       // on|off as the contract writes them; true/false, yes/no and 1/0 as scripts tend to

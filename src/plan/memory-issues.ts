@@ -13,7 +13,11 @@ import {
   projectsGradients,
 } from "../schema/plan.ts";
 
-const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+/** GiB to one decimal; under 0.05 GiB (which would read 0.0) in MiB */
+const gib = (bytes: number) =>
+  bytes > 0 && bytes < 0.05 * 1024 ** 3
+    ? `${(bytes / 1024 ** 2).toFixed(1)} MiB`
+    : `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
 /**
  * The ways out of a training step that does not fit, those that apply to this plan only: what is already on is not

@@ -221,7 +221,7 @@ function resolveGpu(input: PlanInput): ResolvedGpu {
     }
     return {
       id: "custom",
-      name: `custom GPU (${input.gpuMemory} GiB)`,
+      name: `custom GPU (${Number((memoryBytes / BYTES_PER_GIB).toFixed(2))} GiB)`,
       capacityBytes: memoryBytes,
       bf16: true,
       fp8: false,

@@ -121,6 +121,27 @@ describe("tunefit plan --json", () => {
     expect(report.hardware.gpu).toBe("h100-80g");
   });
 
+  it("reads sizes in GiB, GB, TiB and TB, and names a custom card by its GiB", () => {
+    const report = (...flags: string[]) =>
+      JSON.parse(cli(["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", ...flags, "--json"]).stdout);
+    const a = report("--gpu", "custom", "--gpu-memory", "512GB", "--host-ram", "1TB");
+    expect(a.hardware.gpuCapacityBytes).toBe(512e9);
+    expect(a.plan.hostRamBytes).toBe(1e12);
+    const b = report("--gpu", "custom", "--gpu-memory", "0.5TiB", "--host-ram", "2T");
+    expect(b.hardware.gpuCapacityBytes).toBe(512 * 1024 ** 3);
+    expect(b.plan.hostRamBytes).toBe(2 * 1024 ** 4);
+    const text = cli([
+      "plan",
+      "--model",
+      "Qwen/Qwen2.5-7B-Instruct",
+      "--gpu",
+      "custom",
+      "--gpu-memory",
+      "512GB",
+    ]);
+    expect(text.stdout).toContain("custom GPU (476.84 GiB)");
+  });
+
   it("reads a --spec file and lets flags override it", () => {
     const dir = mkdtempSync(join(tmpdir(), "tunefit-spec-"));
     writeFileSync(
