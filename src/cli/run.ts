@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -171,7 +171,7 @@ function usage(command?: string): string {
       table([
         ["flag", "meaning"],
         ["--gpu ID, --gpus N, --nodes N", "the hardware (a YAML holds none); --gpu is required"],
-        ["--gpu-memory GIB, --host-ram GIB", "as for tunefit plan"],
+        ["--gpu-memory GIB, --host-ram GIB, --headroom X", "as for tunefit plan"],
         ["--model DIR", "a config.json folder for a model the catalog lacks"],
         ["--launch-dir DIR", "the folder the run is launched from (relative paths resolve there)"],
         [
@@ -762,6 +762,14 @@ function runEmit(values: Values, _args: readonly string[], io: CliIo): number {
 
 /** Writes one file whole (a temporary file beside it, then a rename); an existing file only with --force. */
 function writeOneFile(path: string, text: string, force: boolean, flag: string): void {
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw usageError(
+      "OUTPUT_IS_FOLDER",
+      flag,
+      `${path} is a folder; ${flag} names the file to write`,
+      `Give a file path, e.g. ${flag} ${join(path, "plan.ts")}.`,
+    );
+  }
   if (existsSync(path) && !force) {
     throw usageError(
       "OUTPUT_EXISTS",
@@ -795,12 +803,17 @@ const RELEASABLE_SOURCE: Readonly<Record<ReleasableSource, string>> = {
 
 /** The hardware flags doctor and import take (a training YAML holds no hardware). */
 const HARDWARE_FLAGS = ["gpu", "gpus", "nodes", "gpuMemory", "hostRam"] as const;
-const hardwareOptions = () =>
-  Object.fromEntries(HARDWARE_FLAGS.map((f) => [flagName(f).slice(2), { type: "string" as const }]));
+/** doctor judges fit as plan does: with the share of memory kept free */
+const DOCTOR_HARDWARE_FLAGS = [...HARDWARE_FLAGS, "headroom"] as const;
+const hardwareOptions = (flags: readonly string[] = HARDWARE_FLAGS) =>
+  Object.fromEntries(flags.map((f) => [flagName(f).slice(2), { type: "string" as const }]));
 
-function hardwareFromFlags(values: Record<string, unknown>): Partial<PlanInput> {
+function hardwareFromFlags(
+  values: Record<string, unknown>,
+  flags: readonly string[] = HARDWARE_FLAGS,
+): Partial<PlanInput> {
   const byField: Record<string, string | undefined> = {};
-  for (const f of HARDWARE_FLAGS) {
+  for (const f of flags) {
     const v = values[flagName(f).slice(2)];
     if (typeof v === "string") byField[f] = v;
   }
@@ -957,7 +970,7 @@ function runInit(values: Values, [target]: readonly string[], io: CliIo): number
 
 function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], io: CliIo): number {
   if (yamlFile === undefined) throw new Error("doctor runs with its TRAIN_YAML");
-  const hw = hardwareFromFlags(values);
+  const hw = hardwareFromFlags(values, DOCTOR_HARDWARE_FLAGS);
   if (hw.gpu === undefined) {
     throw usageError(
       "FLAG_REQUIRED",
@@ -981,6 +994,14 @@ function runDoctor(values: Values, [yamlFile, ...overrides]: readonly string[], 
       "--out",
       "--fix needs --out DIR: the folder the fixed files go to",
       "Add --out DIR.",
+    );
+  }
+  if (!values.fix && typeof values.out === "string") {
+    throw usageError(
+      "FLAG_QUALIFIER",
+      "--out",
+      "--out names where --fix writes the fixed files; without --fix doctor writes nothing",
+      "Add --fix to write the fixed files to it, or drop --out.",
     );
   }
   const { launchDir, yaml, deepspeed, accelerate, readIssues } = readSetup(yamlFile, overrides, values, io);
@@ -1270,7 +1291,7 @@ const COMMANDS = {
   },
   doctor: {
     options: {
-      ...hardwareOptions(),
+      ...hardwareOptions(DOCTOR_HARDWARE_FLAGS),
       ...SETUP_OPTIONS,
       launcher: { type: "string" },
       fix: { type: "boolean" },
@@ -1341,7 +1362,12 @@ function checkArguments(command: CommandName, args: Arguments | undefined, posit
 }
 
 function dispatch(argv: readonly string[], io: CliIo): number {
-  const [command, ...rest] = argv;
+  // global switches may come before the command (tunefit --debug plan …)
+  const lead = [];
+  let at = 0;
+  while (argv[at] === "--debug" || argv[at] === "--json") lead.push(argv[at++] as string);
+  const [command, ...afterCommand] = argv.slice(at);
+  const rest = [...afterCommand, ...lead];
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     io.stdout(usage());
     return EXIT.ok;
@@ -1364,6 +1390,10 @@ function dispatch(argv: readonly string[], io: CliIo): number {
   const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...spec.options }, name);
   if (values.help) {
     io.stdout(usage(name));
+    return EXIT.ok;
+  }
+  if (values.version) {
+    io.stdout(`${VERSION}\n`);
     return EXIT.ok;
   }
   checkArguments(name, spec.args, positionals);

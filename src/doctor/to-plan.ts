@@ -29,6 +29,8 @@ export interface Hardware {
   readonly nodes?: number;
   readonly gpuMemory?: number;
   readonly hostRam?: number;
+  /** share of GPU memory kept free when judging fit (tunefit's, not the YAML's) */
+  readonly headroom?: number;
 }
 
 export interface SetupPlan {

@@ -121,6 +121,36 @@ describe("tunefit plan --json", () => {
     expect(report.hardware.gpu).toBe("h100-80g");
   });
 
+  it("takes --debug and --json before the command, and --version after it", () => {
+    const plan = ["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "a100-80g"];
+    const lead = cli(["--json", "--debug", ...plan]);
+    expect(lead.code).toBe(0);
+    expect(JSON.parse(lead.stdout).model.id).toBe("Qwen/Qwen2.5-7B-Instruct");
+    const version = cli(["plan", "--version"]);
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toBe(cli(["--version"]).stdout.trim());
+  });
+
+  it("refuses doctor --out without --fix, and import --out naming a folder", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tunefit-out-"));
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nstage: sft\ndo_train: true\nfinetuning_type: lora\n",
+    );
+    const doctor = cli(["doctor", "train.yaml", "--gpu", "a100-80g", "--out", "fixed"], dir);
+    expect(doctor.code).toBe(2);
+    expect(doctor.stderr).toContain("without --fix doctor writes nothing");
+    const imported = cli(["import", "train.yaml", "--out", "."], dir);
+    expect(imported.code).toBe(2);
+    expect(imported.stderr).toContain("is a folder");
+    // doctor judges fit with the headroom given, as plan does
+    const usable = (headroom: string) =>
+      JSON.parse(
+        cli(["doctor", "train.yaml", "--gpu", "a100-80g", "--headroom", headroom, "--json"], dir).stdout,
+      ).memory.train.capacityBytes as number;
+    expect(usable("0.2")).toBeLessThan(usable("0.05"));
+  });
+
   it("reads sizes in GiB, GB, TiB and TB, and names a custom card by its GiB", () => {
     const report = (...flags: string[]) =>
       JSON.parse(cli(["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", ...flags, "--json"]).stdout);
