@@ -139,7 +139,8 @@ export const STRATEGY_CHANGE_COST = 1;
  */
 export const METHOD_CHANGE_COST = 1;
 
-const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
+/** a checkpoint's size as the Hub shows it (GB of 10⁹ bytes), with the GiB the card's capacity is given in */
+const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB (${(bytes / 1024 ** 3).toFixed(1)} GiB)`;
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 const ORDER = { error: 0, warning: 1, info: 2 } as const;
 

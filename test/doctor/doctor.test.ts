@@ -50,7 +50,7 @@ describe("tunefit doctor: verdicts and fixes", () => {
     const { code, json } = doctorJson(["doctor", "seed/train.yaml", "--gpu", "rtx4090", "--gpus", "8"]);
     expect(code).toBe(3);
     expect(json.doctor.verdict[0]).toMatch(
-      /every rank loads a full 146\.8 GB replica onto a 24\.0 GiB card: out of memory after about 17 % of the weights \(shard 7 of 38\)/,
+      /every rank loads a full 146\.8 GB \(136\.7 GiB\) replica onto a 24\.0 GiB card: out of memory after about 17 % of the weights \(shard 7 of 38\)/,
     );
     expect(json.issues.map((i) => i.code)).toEqual(expect.arrayContaining(["LOAD_REPLICA_OOM", "TRAIN_OOM"]));
     const fix = json.doctor.fix;
@@ -236,7 +236,7 @@ describe("tunefit doctor: verdicts and fixes", () => {
     ]);
     expect(code).toBe(3);
     expect(json.issues[0]).toMatchObject({ code: "FSDP_LOAD_REPLICA", severity: "error" });
-    expect(json.doctor.verdict.join(" ")).toMatch(/every rank loads a full 141\.1 GB replica/);
+    expect(json.doctor.verdict.join(" ")).toMatch(/every rank loads a full 141\.1 GB \(131\.4 GiB\) replica/);
     expect(json.doctor.fix?.changes).toEqual([
       expect.objectContaining({ kind: "file", target: "accelerate_fsdp.yaml" }),
     ]);
