@@ -74,6 +74,16 @@ export function gpusNamed(id: string): readonly GpuRecord[] {
   return hits.length > 1 ? hits : [];
 }
 
+/**
+ * The other cards of the family a bare name picked ("H100" → h100-80g; the family also has h100-pcie): empty when
+ * the name was an id or already named the variant.
+ */
+export function otherVariants(id: string, gpu: GpuRecord): readonly GpuRecord[] {
+  const family = gpu.id.split("-")[0] ?? gpu.id;
+  if (id.trim().toLowerCase() === gpu.id || gpuKey(id) !== gpuKey(family)) return [];
+  return GPU_RECORDS.filter((g) => g.id !== gpu.id && g.id.split("-")[0] === family);
+}
+
 /** The catalog GPU ids closest to an unknown one. */
 export function suggestGpuIds(id: string, max = 3): string[] {
   return closest(id, [...GPU_RECORDS.map((g) => g.id), "custom"], max);

@@ -2,7 +2,14 @@ import type { z } from "zod";
 import { closest } from "../_util.ts";
 import { DEQUANTIZED_ON_LOAD, staysQuantized } from "../catalog/config-json.ts";
 import { OPTIMIZER_NAMES, TEMPLATES } from "../catalog/data/llamafactory.ts";
-import { BYTES_PER_GIB, findGpu, gpuCapacityBytes, gpusNamed, suggestGpuIds } from "../catalog/gpus.ts";
+import {
+  BYTES_PER_GIB,
+  findGpu,
+  gpuCapacityBytes,
+  gpusNamed,
+  otherVariants,
+  suggestGpuIds,
+} from "../catalog/gpus.ts";
 import { findMirroredModel } from "../catalog/models.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
@@ -398,6 +405,17 @@ export function resolvePlan(raw: unknown, options: ResolveOptions = {}): Resolut
     });
   }
   const gpu = resolveGpu(input);
+  const found = gpu.id === "custom" ? undefined : findGpu(input.gpu);
+  const variants = found ? otherVariants(input.gpu, found) : [];
+  if (found && variants.length > 0) {
+    notes.push({
+      code: "GPU_VARIANT_ASSUMED",
+      severity: "info",
+      path: "gpu",
+      message: `--gpu ${input.gpu} is read as ${found.id} (${found.name}); the catalog also has ${variants.map((v) => `${v.id} (${v.name}, ${v.memoryMib.toLocaleString("en-US")} MiB)`).join(", ")}`,
+      hint: `Pass --gpu ${variants[0]?.id} for ${variants.length > 1 ? "another variant" : "that card"}: its memory${variants.every((v) => v.memoryMib === found.memoryMib) ? " is the same, its" : ","} compute and links ${variants.every((v) => v.memoryMib === found.memoryMib) ? "differ (step time)" : "differ"}.`,
+    });
+  }
   const stored = storedQuantization(input, model, notes);
   const method = stored?.method ?? input.method ?? PLAN_DEFAULTS.method;
   const lora = method === "lora" || method === "qlora";

@@ -691,12 +691,12 @@ describe("tunefit doctor: reading the setup as LLaMA-Factory does", () => {
       join(dir, "train.yaml"),
       "model_name_or_path: Qwen/Qwen2.5-7B\nfinetuning_type: lora\nquantization_bit: 4\nquantization_method: eetq\nbf16: true\ntemplate: qwen\n",
     );
-    const first = cli(["doctor", "train.yaml", "--gpu", "h100", "--json"], dir);
+    const first = cli(["doctor", "train.yaml", "--gpu", "h100-80g", "--json"], dir);
     expect(first.code).toBe(3);
     const report = JSON.parse(first.stdout) as DoctorJson;
     expect(report.doctor.fix?.changes.map((c) => c.text)).toEqual(["quantization_bit: 8"]);
-    cli(["doctor", "train.yaml", "--gpu", "h100", "--fix", "--out", "fixed"], dir);
-    const again = cli(["doctor", "fixed/train.yaml", "--gpu", "h100", "--json"], dir);
+    cli(["doctor", "train.yaml", "--gpu", "h100-80g", "--fix", "--out", "fixed"], dir);
+    const again = cli(["doctor", "fixed/train.yaml", "--gpu", "h100-80g", "--json"], dir);
     expect(again.code).toBe(0);
     expect((JSON.parse(again.stdout) as DoctorJson).issues.map((i) => i.code)).toEqual([
       "QUANTIZATION_APPROXIMATED",

@@ -135,6 +135,13 @@ describe("resolvePlan defaults", () => {
     ] as const) {
       expect(gpuOf(name), name).toBe(id);
     }
+    // a bare family name that picks one variant says which, and names the others
+    const notes = (gpu: string) =>
+      resolvePlan({ model: "Qwen/Qwen2.5-7B", gpu }).issues.filter((i) => i.code === "GPU_VARIANT_ASSUMED");
+    expect(notes("H100")[0]?.message).toContain("read as h100-80g");
+    expect(notes("H100")[0]?.hint).toContain("--gpu h100-pcie");
+    for (const named of ["h100-80g", "H100-PCIe", "H100 80GB HBM3", "H200", "4090"])
+      expect(notes(named)).toEqual([]);
     // a size-less name of a card the catalog holds in two sizes asks; a truncated one is no card
     expect(() => gpuOf("v100")).toThrow(/v100-16g .*v100-32g|names 2 cards/);
     for (const truncated of ["h10", "40", "40g", "b", "t"])
