@@ -74,6 +74,12 @@ for (let i = 0; i < runs; i++) {
     y.deepspeed = "ds.json";
   }
   if (mode === "inline") y.deepspeed = `'${JSON.stringify(ds)}'`;
+  // LLaMA-Factory's multimodal demos now and then, with its video settings
+  if (random() < 0.15) {
+    y.dataset = pick(["mllm_demo", "mllm_video_demo"]);
+    if (random() < 0.5) y.video_maxlen = pick([8, 16, 64]);
+    if (random() < 0.3) y.video_max_pixels = pick([16384, 65536]);
+  }
   const text = `${Object.entries(y)
     .map(([k, v]) => `${k}: ${v}`)
     .join("\n")}\n`;

@@ -4,6 +4,7 @@ import { usesFsdp } from "../emit/common.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptions.ts";
 import { estimateLoadMemory } from "../memory/load.ts";
+import { visualTokens } from "../memory/train.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
 import {
@@ -381,6 +382,8 @@ interface Variant {
   syncEachBatch: boolean;
   /** the fused AdamW in place of the default foreach one (full and freeze tuning: no step copy of the weights) */
   optimizer?: string;
+  /** a cutoff_len that holds the sample's image and video tokens, where the setup's does not */
+  seqLen?: number;
 }
 
 /** The edits that turn the setup into a variant, and their count. */
@@ -556,6 +559,14 @@ function changesFor(
       target: "accelerator_config",
       to: withSyncEachBatch(yaml.accelerator_config),
       text: "accelerator_config: {gradient_accumulation_kwargs: {sync_each_batch: true}} (reduce the gradients after every micro-batch)",
+    });
+  }
+  if (v.seqLen !== undefined && v.seqLen !== base.seqLen) {
+    ch.push({
+      kind: "yaml",
+      target: "cutoff_len",
+      to: v.seqLen,
+      text: `cutoff_len: ${v.seqLen} (room for the sample's image and video tokens)`,
     });
   }
   if (v.microBatch !== base.microBatch) {
@@ -763,6 +774,8 @@ interface VariantContext {
   readonly projected: boolean;
   /** the YAML quantizes with EETQ, which takes 8 bits only */
   readonly eightBitOnly: boolean;
+  /** the cutoff_len every candidate takes: the sample's image and video tokens do not fit the setup's */
+  readonly seqLen?: number;
 }
 
 function* variants(base: PlanInput, context: VariantContext): Generator<Variant> {
@@ -821,6 +834,7 @@ function* variants(base: PlanInput, context: VariantContext): Generator<Variant>
               const syncEachBatch = base.syncEachBatch ?? false;
               const v: Variant = {
                 ...m,
+                ...(context.seqLen === undefined ? {} : { seqLen: context.seqLen }),
                 precision,
                 sharding,
                 offload,
@@ -1221,6 +1235,11 @@ export function doctor(given: DoctorInput): DoctorReport {
       lowMemory: without === undefined ? searched.lowMemoryOptimizer : without.lowMemory?.optimizer,
       projected: input.yaml.use_galore === true || input.yaml.use_apollo === true,
       eightBitOnly: input.yaml.quantization_method === "eetq",
+      // LLaMA-Factory cuts a sample to cutoff_len, image and video tokens too, and the model then stops: the
+      // cutoff goes up to the next multiple of 1,024 above them, room for the text
+      ...(visualTokens(analysis.plan) > analysis.plan.seqLen
+        ? { seqLen: Math.ceil((visualTokens(analysis.plan) + 1) / 1024) * 1024 }
+        : {}),
     };
     // a checkpoint stored quantized is loaded as stored: quantization_bit changes nothing there
     const stored = analysis.plan.model.quantization?.method != null;

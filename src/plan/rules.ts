@@ -504,7 +504,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
   },
   {
     code: "IMAGE_TOKENS_BEYOND_CUTOFF",
-    fields: ["imagesPerSample", "seqLen"],
+    fields: ["seqLen", "imagesPerSample"],
     severity: "error",
     applies: (p) => imagePatches(p).tokens * p.imagesPerSample > p.seqLen,
     message: (p) =>
@@ -516,7 +516,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
   },
   {
     code: "VIDEO_TOKENS_BEYOND_CUTOFF",
-    fields: ["videosPerSample", "videoFrames", "seqLen"],
+    fields: ["seqLen", "videosPerSample", "videoFrames"],
     severity: "error",
     applies: (p) => p.videosPerSample > 0 && visualTokens(p) > p.seqLen,
     message: (p) =>

@@ -173,6 +173,28 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "-1"], dir).code).toBe(2);
   });
 
+  it("raises cutoff_len over the sample's video tokens in every fix, and the fixed YAML doctors clean", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nstage: sft\ndo_train: true\nfinetuning_type: full\ndataset: mllm_video_demo\noutput_dir: saves/x\nbf16: true\ncutoff_len: 2048\n",
+    );
+    const first = doctorJson(["doctor", "train.yaml", "--gpu", "rtx4090"], dir);
+    expect(first.code).toBe(3);
+    const report = first.json as unknown as DoctorJson & { issues: { code: string; path: string }[] };
+    // 128 frames: 64 pairs of 83 tokens, 5,312 in all; the issue points at the key to change
+    expect(report.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "VIDEO_TOKENS_BEYOND_CUTOFF", path: "seqLen" }),
+      ]),
+    );
+    const texts = report.doctor.fix?.changes.map((c) => c.text) ?? [];
+    expect(texts).toContain("cutoff_len: 6144 (room for the sample's image and video tokens)");
+    cli(["doctor", "train.yaml", "--gpu", "rtx4090", "--fix", "--out", "fixed"], dir);
+    const again = doctorJson(["doctor", "fixed/train.yaml", "--gpu", "rtx4090"], dir);
+    expect(again.code).toBe(0);
+  });
+
   it("reads the accelerate config a tunefit FSDP bundle launches with, and agrees with plan", () => {
     const dir = tempDir();
     const flags = [
