@@ -1367,7 +1367,7 @@ function dispatch(argv: readonly string[], io: CliIo): number {
   let at = 0;
   while (argv[at] === "--debug" || argv[at] === "--json") lead.push(argv[at++] as string);
   const [command, ...afterCommand] = argv.slice(at);
-  const rest = [...afterCommand, ...lead];
+  const rest = [...lead, ...afterCommand];
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     io.stdout(usage());
     return EXIT.ok;

@@ -330,8 +330,10 @@ function dropUnresolvable(issues: readonly Issue[], chain: Input): boolean {
       changed = true;
       continue;
     }
-    if (issue.code === "MODEL_HAS_NO_VISION") {
-      for (const f of ["imageMaxPixels", "imagesPerSample"]) {
+    if (issue.code === "MODEL_HAS_NO_VISION" || issue.code === "MODEL_TAKES_NO_VIDEO") {
+      for (const f of issue.code === "MODEL_HAS_NO_VISION"
+        ? ["imageMaxPixels", "imagesPerSample"]
+        : ["videosPerSample", "videoFrames", "videoMaxPixels"]) {
         if (chain[f] !== undefined) {
           delete chain[f];
           changed = true;
@@ -497,9 +499,17 @@ function chainCalls(c: Input, model: ModelSource, hardware: ImportHardware, plac
   );
   if (Object.keys(training).length > 0) calls.push({ name: "training", args: [{ value: training }] });
   const multimodal = defined(
-    (["imagesPerSample", "imageMaxPixels", "freezeVisionTower", "freezeProjector"] as const).map(
-      (f) => [f, c[f]] as const,
-    ),
+    (
+      [
+        "imagesPerSample",
+        "imageMaxPixels",
+        "videosPerSample",
+        "videoFrames",
+        "videoMaxPixels",
+        "freezeVisionTower",
+        "freezeProjector",
+      ] as const
+    ).map((f) => [f, c[f]] as const),
   );
   if (Object.keys(multimodal).length > 0) calls.push({ name: "multimodal", args: [{ value: multimodal }] });
   const data = defined([

@@ -250,6 +250,8 @@ export const MODELLED_KEYS = [
   "freeze_vision_tower",
   "freeze_multi_modal_projector",
   "image_max_pixels",
+  "video_max_pixels",
+  "video_maxlen",
   "optim",
   "dataset",
   "template",

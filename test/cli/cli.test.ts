@@ -126,6 +126,14 @@ describe("tunefit plan --json", () => {
     const lead = cli(["--json", "--debug", ...plan]);
     expect(lead.code).toBe(0);
     expect(JSON.parse(lead.stdout).model.id).toBe("Qwen/Qwen2.5-7B-Instruct");
+    // a leading switch goes before a doctor's `--` overrides, not after them
+    const dir = mkdtempSync(join(tmpdir(), "tunefit-lead-"));
+    writeFileSync(
+      join(dir, "t.yaml"),
+      "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nfinetuning_type: lora\n",
+    );
+    const overridden = cli(["--json", "doctor", "t.yaml", "--gpu", "a100-80g", "--", "cutoff_len=4096"], dir);
+    expect(JSON.parse(overridden.stdout).plan.seqLen).toBe(4096);
     const version = cli(["plan", "--version"]);
     expect(version.code).toBe(0);
     expect(version.stdout.trim()).toBe(cli(["--version"]).stdout.trim());

@@ -120,13 +120,25 @@ const CASES: readonly Case[] = [
       deepspeed: readDeepSpeed(y.deepspeed, fixture("import"), null, []),
     }),
     calls: ["model", "hardware", "freeze", "zero", "offload", "training", "multimodal", "data"],
-    // packing: false is the default, which tunefit's train.yaml leaves out
-    escapedModelled: ["deepspeed", "packing"],
+    // packing: false is the default, which tunefit's train.yaml leaves out; video_max_pixels without videos in the
+    // plan (mllm_demo carries images) is not written by tunefit
+    escapedModelled: ["video_max_pixels", "deepspeed", "packing"],
     snippets: [
       '.freeze({ trainableLayers: 4, trainableModules: ["mlp"] })',
       '.offload("optimizer")',
       '.training({ seqLen: 4096, microBatch: 2, gradAccum: 4, precision: "bf16", attention: "fa2", liger: true })',
       ".multimodal({ imagesPerSample: 1, imageMaxPixels: 262144, freezeVisionTower: false, freezeProjector: true })",
+    ],
+  },
+  {
+    name: "qwen2_vl_video",
+    file: "import/qwen2_vl_video.yaml",
+    options: () => ({ hardware: { gpu: "a100-80g" } }),
+    calls: ["model", "hardware", "lora", "training", "multimodal", "data"],
+    // image_max_pixels is LLaMA-Factory's default only in name: tunefit writes the plan's (589,824 unless given)
+    escapedModelled: [],
+    snippets: [
+      ".multimodal({ imageMaxPixels: 262144, videosPerSample: 1, videoFrames: 16, videoMaxPixels: 16384 })",
     ],
   },
   {
