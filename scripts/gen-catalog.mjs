@@ -412,7 +412,13 @@ writeTs(
 );
 writeTs("src/catalog/data/gpus.ts", "gpus.json", "GPU_RECORDS", "GpuRecord", gpus);
 const lfArgs = read("llamafactory-args.json");
-const templates = lfCatalog.templates.map((t) => ({ name: t.name, multimodal: t.multimodal }));
+const templates = lfCatalog.templates.map((t) => ({
+  name: t.name,
+  multimodal: t.multimodal,
+  // the plugin's placeholders: a template whose plugin has no video token stops on a video ("This model does not
+  // support video input", mm_plugin.py _validate_input)
+  video: typeof t.mm_plugin_tokens?.video_token === "string",
+}));
 // every id LLaMA-Factory registers (hub and ModelScope), lower-cased → [default template, group template]
 const lfTemplates = {};
 for (const entry of Object.values(lfCatalog.models)) {
@@ -429,8 +435,8 @@ writeFileSync(
 /** Values LLaMA-Factory accepts for \`optim\` (transformers OptimizerNames). */
 export const OPTIMIZER_NAMES: readonly string[] = ${JSON.stringify(lfArgs.enums["transformers.OptimizerNames"])};
 
-/** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base". */
-export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean }[] = ${JSON.stringify(templates, null, 2)};
+/** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base"; video = its plugin has a video token. */
+export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean; readonly video: boolean }[] = ${JSON.stringify(templates, null, 2)};
 
 /**
  * The chat templates of every checkpoint LLaMA-Factory registers (extras/constants.py register_model_group), by

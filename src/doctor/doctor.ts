@@ -242,7 +242,15 @@ function unknownQuantizationMethod(i: Issue, yaml: Readonly<Record<string, unkno
 }
 
 /** Plan rules on keys no candidate of the fix search changes (layer-wise updates, GaLore's optim). */
-const BY_HAND_RULES = new Set(["LAYERWISE_DISTRIBUTED", "LAYERWISE_GRAD_ACCUM", "PROJECTED_OPTIMIZER_OPTIM"]);
+const BY_HAND_RULES = new Set([
+  "LAYERWISE_DISTRIBUTED",
+  "LAYERWISE_GRAD_ACCUM",
+  "PROJECTED_OPTIMIZER_OPTIM",
+  // the dataset's media against the model or template: the dataset is the user's to change
+  "IMAGES_ON_TEXT_MODEL",
+  "VIDEOS_ON_TEXT_MODEL",
+  "VIDEOS_NOT_SUPPORTED",
+]);
 
 /**
  * The memory-saving switches of a YAML that could bring an over-the-card training figure under the card: the
@@ -1168,6 +1176,17 @@ export function doctor(given: DoctorInput): DoctorReport {
         const key = lowMemoryKey(i.path, analysis.plan.lowMemoryOptimizer);
         return key === null ? i : { ...i, path: `${input.yamlName ?? "train.yaml"}:${key}` };
       })
+      // mllm_video_demo's clips are counted at video_maxlen frames, the most LLaMA-Factory samples from them: a
+      // cutoff short of that many frames' tokens stops the run only if its clips are that long
+      .map((i) =>
+        i.code === "VIDEO_TOKENS_BEYOND_CUTOFF" && setup.issues.some((s) => s.code === "VIDEOS_ASSUMED")
+          ? {
+              ...i,
+              severity: "warning" as const,
+              message: `if the clips give video_maxlen frames: ${i.message}`,
+            }
+          : i,
+      )
       .map((i) =>
         i.code === "TRAIN_OOM" && upperBound.length > 0
           ? {
@@ -1237,7 +1256,11 @@ export function doctor(given: DoctorInput): DoctorReport {
       eightBitOnly: input.yaml.quantization_method === "eetq",
       // LLaMA-Factory cuts a sample to cutoff_len, image and video tokens too, and the model then stops: the
       // cutoff goes up to the next multiple of 1,024 above them, room for the text
-      ...(visualTokens(analysis.plan) > analysis.plan.seqLen
+      ...(issues.some(
+        (i) =>
+          (i.code === "IMAGE_TOKENS_BEYOND_CUTOFF" || i.code === "VIDEO_TOKENS_BEYOND_CUTOFF") &&
+          i.severity === "error",
+      )
         ? { seqLen: Math.ceil((visualTokens(analysis.plan) + 1) / 1024) * 1024 }
         : {}),
     };

@@ -1,3 +1,4 @@
+import { TEMPLATES } from "../catalog/data/llamafactory.ts";
 import { findGpu } from "../catalog/gpus.ts";
 import { resolveModel } from "../catalog/resolve-model.ts";
 import type { Issue } from "../errors.ts";
@@ -894,41 +895,55 @@ export function setupToPlan(
   }
   // Images per sample are the dataset's: given (doctor's --images-per-sample), or one for LLaMA-Factory's own
   // mllm_demo (data/mllm_demo.json: one image per sample); other datasets are not read
-  // Videos per sample are the dataset's too: given (doctor's --videos-per-sample), or one for LLaMA-Factory's
-  // mllm_video_demo (data/mllm_video_demo.json: one video per sample). tunefit plans the Qwen2-VL family's videos, at
-  // video_maxlen frames of video_max_pixels; its other models' videos (and mllm_video_audio_demo's audio) are not
-  // in the figures.
+  // Videos per sample are the dataset's too: given (doctor's --videos-per-sample, which plans them as plan's flag
+  // does), or one for LLaMA-Factory's mllm_video_demo (data/mllm_video_demo.json: one video per sample) on a
+  // Qwen2-VL-family model, at video_maxlen frames of video_max_pixels. A template whose plugin has no video token
+  // stops on a video (mm_plugin.py _validate_input); other models' videos (and mllm_video_audio_demo's audio) are
+  // not in the figures.
   const videoDemo = list(dataset).find((d) => d === "mllm_video_demo" || d === "mllm_video_audio_demo");
   const videoKind = resolved !== null && takesVideos(resolved.architecture);
   const textOnly = resolved !== null && resolved.architecture.vision === null;
-  const videos = where.videosPerSample ?? (videoDemo === "mllm_video_demo" && videoKind ? 1 : undefined);
-  if (videos !== undefined && (videos === 0 || videoKind || resolved === null)) {
+  const templateName =
+    typeof y.template === "string" ? y.template : (resolved?.defaultTemplate ?? resolved?.groupTemplate);
+  const template = TEMPLATES.find((t) => t.name === templateName);
+  const noVideoPlugin = template ? !template.video : textOnly;
+  const planVideos = (videos: number) => {
     input.videosPerSample = videos;
     if (videos > 0) {
       if (num(y.video_maxlen) !== undefined) input.videoFrames = y.video_maxlen;
       if (num(y.video_max_pixels) !== undefined) input.videoMaxPixels = y.video_max_pixels;
     }
-    if (where.videosPerSample === undefined && videos > 0) {
-      const frames = num(y.video_maxlen) ?? 128;
-      issues.push({
-        code: "VIDEOS_ASSUMED",
-        severity: "info",
-        path: `${where.yamlName ?? "train.yaml"}:dataset`,
-        message: `mllm_video_demo carries one video per sample (LLaMA-Factory's data/mllm_video_demo.json): the memory counts one video per sample at video_maxlen (${frames}) frames of up to video_max_pixels, the most LLaMA-Factory samples; a clip shorter than video_maxlen / video_fps seconds gives fewer`,
-        hint: "For datasets with more videos per sample, pass --videos-per-sample N; set video_maxlen to the frames your clips give to see their memory.",
-      });
-    }
-  } else if (videoDemo !== undefined || (videos !== undefined && videos > 0)) {
+  };
+  if (where.videosPerSample !== undefined) planVideos(where.videosPerSample);
+  else if (videoDemo === "mllm_video_demo" && (videoKind || resolved === null)) {
+    planVideos(1);
+    const frames = num(y.video_maxlen) ?? 128;
     issues.push({
-      code: textOnly ? "VIDEOS_ON_TEXT_MODEL" : "VIDEOS_NOT_COUNTED",
-      severity: "warning",
+      code: "VIDEOS_ASSUMED",
+      severity: "info",
+      path: `${where.yamlName ?? "train.yaml"}:dataset`,
+      message: `mllm_video_demo carries one video per sample (LLaMA-Factory's data/mllm_video_demo.json): the memory counts one video per sample at video_maxlen (${frames}) frames of up to video_max_pixels, the most LLaMA-Factory samples from a clip file; a clip shorter than video_maxlen / video_fps seconds gives fewer`,
+      hint: "For datasets with more videos per sample, pass --videos-per-sample N; set video_maxlen to the frames your clips give to see their memory.",
+    });
+  } else if (videoDemo !== undefined && noVideoPlugin) {
+    issues.push({
+      code: textOnly ? "VIDEOS_ON_TEXT_MODEL" : "VIDEOS_NOT_SUPPORTED",
+      severity: "error",
       path: `${where.yamlName ?? "train.yaml"}:dataset`,
       message: textOnly
-        ? `${videoDemo ?? "the dataset"} carries videos, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`
-        : `${videoDemo ?? "the dataset"} carries ${videoDemo === "mllm_video_audio_demo" ? "videos with audio" : "videos"}, which tunefit counts for the Qwen2-VL, Qwen2.5-VL and Qwen3-VL families only${videoDemo === "mllm_video_audio_demo" ? " and without their audio" : ""}: the memory shown is a lower bound`,
+        ? `${videoDemo} carries videos, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`
+        : `${videoDemo} carries videos, but template ${templateName}'s plugin takes none: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`,
       hint: textOnly
         ? "Use a text dataset (e.g. identity, alpaca_en_demo), or a vision-language model."
-        : "Read the figures as a floor, or plan with --images-per-sample set to the frames a video becomes.",
+        : "Use an image or text dataset (mllm_demo, identity), or a model whose template takes videos (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-NeXT-Video, …).",
+    });
+  } else if (videoDemo !== undefined) {
+    issues.push({
+      code: "VIDEOS_NOT_COUNTED",
+      severity: "warning",
+      path: `${where.yamlName ?? "train.yaml"}:dataset`,
+      message: `${videoDemo} carries ${videoDemo === "mllm_video_audio_demo" ? "videos with audio" : "videos"}, which tunefit counts for the Qwen2-VL, Qwen2.5-VL and Qwen3-VL families only${videoDemo === "mllm_video_audio_demo" ? " and without their audio" : ""}: the memory shown is a lower bound`,
+      hint: "Read the figures as a floor, or plan with --images-per-sample set to the frames a video becomes.",
     });
   }
   const demoImages = list(dataset).includes("mllm_demo");
@@ -937,7 +952,7 @@ export function setupToPlan(
   else if (demoImages && vision === false) {
     issues.push({
       code: "IMAGES_ON_TEXT_MODEL",
-      severity: "warning",
+      severity: "error",
       path: `${where.yamlName ?? "train.yaml"}:dataset`,
       message: `mllm_demo carries images, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support image input" (data/mm_plugin.py)`,
       hint: "Use a text dataset (e.g. identity, alpaca_en_demo), or a vision-language model.",

@@ -93,7 +93,7 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(cli(["doctor", "seed/train.yaml", "--gpu", "h200", "--images-per-sample", "two"]).code).toBe(2);
   });
 
-  it("mends a text template for mllm_demo's images with the model's own, and warns on a text-only model", () => {
+  it("mends a text template for mllm_demo's images with the model's own, and stops on a text-only model", () => {
     const dir = tempDir();
     const base =
       "stage: sft\ndo_train: true\nfinetuning_type: lora\ndataset: mllm_demo\noutput_dir: saves/x\nbf16: true\n";
@@ -118,9 +118,7 @@ describe("tunefit doctor: verdicts and fixes", () => {
       batch: { imagesPerSample?: number };
     };
     expect(text.issues).toEqual(
-      expect.arrayContaining([
-        expect.objectContaining({ code: "IMAGES_ON_TEXT_MODEL", severity: "warning" }),
-      ]),
+      expect.arrayContaining([expect.objectContaining({ code: "IMAGES_ON_TEXT_MODEL", severity: "error" })]),
     );
     expect(text.batch.imagesPerSample).toBeUndefined();
   });
@@ -143,8 +141,9 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(demo.issues).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ code: "VIDEOS_ASSUMED", path: "video.yaml:dataset", severity: "info" }),
-        // 4,096 video tokens do not fit LLaMA-Factory's default cutoff_len of 2,048
-        expect.objectContaining({ code: "VIDEO_TOKENS_BEYOND_CUTOFF" }),
+        // 4,096 video tokens would not fit LLaMA-Factory's default cutoff_len of 2,048, if the demo's clips gave
+        // 128 frames: a warning, as their length is assumed
+        expect.objectContaining({ code: "VIDEO_TOKENS_BEYOND_CUTOFF", severity: "warning" }),
       ]),
     );
     expect(demo.batch).toMatchObject({ videosPerSample: 1, videoTokens: 64 * 64 });
@@ -157,19 +156,23 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(short.plan).toMatchObject({ videoFrames: 16, videoMaxPixels: 16384 });
     expect(short.batch).toMatchObject({ videosPerSample: 2, videoTokens: 8 * 16 });
     expect(short.issues.map((i) => i.code)).not.toContain("VIDEOS_ASSUMED");
-    // a model whose videos tunefit does not plan: the figures are a floor
-    const gemma = run(`model_name_or_path: google/gemma-3-4b-it\n${base}`);
-    expect(gemma.issues).toEqual(
+    // a model whose template takes videos but whose videos tunefit does not plan: the figures are a floor
+    const minicpm = run(`model_name_or_path: openbmb/MiniCPM-V-2_6\n${base}`);
+    expect(minicpm.issues).toEqual(
       expect.arrayContaining([expect.objectContaining({ code: "VIDEOS_NOT_COUNTED", severity: "warning" })]),
     );
-    expect(gemma.batch.videosPerSample).toBeUndefined();
-    // a text-only model stops in LLaMA-Factory
+    expect(minicpm.batch.videosPerSample).toBeUndefined();
+    // Gemma 3's template has no video token, and a text-only model's none at all: LLaMA-Factory stops
+    const gemma = run(`model_name_or_path: google/gemma-3-4b-it\n${base}`);
+    expect(gemma.issues).toEqual(
+      expect.arrayContaining([expect.objectContaining({ code: "VIDEOS_NOT_SUPPORTED", severity: "error" })]),
+    );
     const text = run(`model_name_or_path: Qwen/Qwen3-8B\n${base}`);
     expect(text.issues).toEqual(
-      expect.arrayContaining([
-        expect.objectContaining({ code: "VIDEOS_ON_TEXT_MODEL", severity: "warning" }),
-      ]),
+      expect.arrayContaining([expect.objectContaining({ code: "VIDEOS_ON_TEXT_MODEL", severity: "error" })]),
     );
+    // --videos-per-sample plans them as plan's flag does: an input error for a model tunefit takes no videos for
+    expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "1"], dir).code).toBe(2);
     expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "-1"], dir).code).toBe(2);
   });
 
@@ -179,7 +182,8 @@ describe("tunefit doctor: verdicts and fixes", () => {
       join(dir, "train.yaml"),
       "model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nstage: sft\ndo_train: true\nfinetuning_type: full\ndataset: mllm_video_demo\noutput_dir: saves/x\nbf16: true\ncutoff_len: 2048\n",
     );
-    const first = doctorJson(["doctor", "train.yaml", "--gpu", "rtx4090"], dir);
+    // the videos are stated (--videos-per-sample), not assumed: 128 frames reach LLaMA-Factory's cap
+    const first = doctorJson(["doctor", "train.yaml", "--gpu", "rtx4090", "--videos-per-sample", "1"], dir);
     expect(first.code).toBe(3);
     const report = first.json as unknown as DoctorJson & { issues: { code: string; path: string }[] };
     // 128 frames: 64 pairs of 83 tokens, 5,312 in all; the issue points at the key to change
@@ -190,8 +194,14 @@ describe("tunefit doctor: verdicts and fixes", () => {
     );
     const texts = report.doctor.fix?.changes.map((c) => c.text) ?? [];
     expect(texts).toContain("cutoff_len: 6144 (room for the sample's image and video tokens)");
-    cli(["doctor", "train.yaml", "--gpu", "rtx4090", "--fix", "--out", "fixed"], dir);
-    const again = doctorJson(["doctor", "fixed/train.yaml", "--gpu", "rtx4090"], dir);
+    cli(
+      ["doctor", "train.yaml", "--gpu", "rtx4090", "--videos-per-sample", "1", "--fix", "--out", "fixed"],
+      dir,
+    );
+    const again = doctorJson(
+      ["doctor", "fixed/train.yaml", "--gpu", "rtx4090", "--videos-per-sample", "1"],
+      dir,
+    );
     expect(again.code).toBe(0);
   });
 

@@ -3,503 +3,627 @@
 /** Values LLaMA-Factory accepts for `optim` (transformers OptimizerNames). */
 export const OPTIMIZER_NAMES: readonly string[] = ["adamw_torch","adamw_torch_fused","adamw_torch_xla","adamw_torch_npu_fused","adamw_apex_fused","adafactor","adamw_anyprecision","adamw_torch_4bit","adamw_torch_8bit","ademamix","sgd","adagrad","adamw_bnb_8bit","adamw_8bit","ademamix_8bit","lion_8bit","lion_32bit","paged_adamw_32bit","paged_adamw_8bit","paged_ademamix_32bit","paged_ademamix_8bit","paged_lion_32bit","paged_lion_8bit","rmsprop","rmsprop_bnb","rmsprop_bnb_8bit","rmsprop_bnb_32bit","galore_adamw","galore_adamw_8bit","galore_adafactor","galore_adamw_layerwise","galore_adamw_8bit_layerwise","galore_adafactor_layerwise","lomo","adalomo","grokadamw","schedule_free_radam","schedule_free_adamw","schedule_free_sgd","apollo_adamw","apollo_adamw_layerwise","stable_adamw"];
 
-/** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base". */
-export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean }[] = [
+/** Chat templates registered in data/template.py; multimodal = its mm_plugin is not "base"; video = its plugin has a video token. */
+export const TEMPLATES: readonly { readonly name: string; readonly multimodal: boolean; readonly video: boolean }[] = [
   {
     "name": "alpaca",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "bailing",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "bailing_v2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "breeze",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "chatglm3",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "chatml",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "chatml_de",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "cohere",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "cpm4",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "dbrx",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "deepseek",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "deepseek3",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "deepseekr1",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "hy3",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "deepseekcoder",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "default",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "dots_ocr",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "empty",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "ernie",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "ernie_nothink",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "ernie_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "exaone",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "falcon",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "falcon_h1",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "fewshot",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "gemma",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "gemma2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "gemma3",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "gemma3n",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "gemma4",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "gemma4n",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "glm4",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "glm4_moe",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "glm4v",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "glm4_5v",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "glm_ocr",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "glm4_7",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "glmz1",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "gpt_oss",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "granite3",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "granite3_vision",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "granite4",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "index",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "hunyuan",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "hunyuan_small",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "hy_dense_1_8b",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "hy_dense_7b",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "intern2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "intern_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "intern_s1",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "keye_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "kimi_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "lfm2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "lfm2_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llama2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "llama2_zh",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "llama3",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "llama4",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "mllama",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "moonlight",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "moss_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "llava",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llava_next",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llava_next_llama3",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llava_next_mistral",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llava_next_qwen",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llava_next_yi",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "llava_next_video",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "llava_next_video_mistral",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "llava_next_video_yi",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "mimo",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "mimo_v2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "mimo_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "minicpm_v",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "minicpm_v_4_6",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "minicpm_o",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "minimax1",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "minimax2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "ministral",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "mistral",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "mistral_small",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "ministral3",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "olmo",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "openchat",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "openchat-3.6",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "opencoder",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "paligemma",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "paligemma_chat",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "phi",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "phi_small",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "phi4",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "phi4_mini",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "pixtral",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "qwen",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "qwen3",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "qwen3_nothink",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "qwen2_audio",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "qwen2_omni",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_omni",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_omni_nothink",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen2_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_vl_nothink",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_5",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_5_nothink",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "qwen3_6",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "sailor",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "seed_coder",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "seed_oss",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "smollm",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "smollm2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "solar",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "starchat",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "telechat2",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "vicuna",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "video_llava",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "xuanyuan",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "yi",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "yi_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": false
   },
   {
     "name": "youtu",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "youtu_vl",
-    "multimodal": true
+    "multimodal": true,
+    "video": true
   },
   {
     "name": "yuan",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "zephyr",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   },
   {
     "name": "aeva",
-    "multimodal": false
+    "multimodal": false,
+    "video": false
   }
 ];
 
