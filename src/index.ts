@@ -98,6 +98,7 @@ export {
   estimateTrainMemory,
   imagePatches,
   type MemoryBreakdown,
+  mediaSequenceTokens,
   optimizerBytesPerParam,
   type TrainMemory,
   videoPatches,

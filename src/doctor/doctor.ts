@@ -4,7 +4,7 @@ import { usesFsdp } from "../emit/common.ts";
 import { type Issue, TunefitError, usageError } from "../errors.ts";
 import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions } from "../memory/assumptions.ts";
 import { estimateLoadMemory } from "../memory/load.ts";
-import { visualTokens } from "../memory/train.ts";
+import { mediaSequenceTokens } from "../memory/train.ts";
 import { analyzePlan, type PlanAnalysis } from "../plan/analyze.ts";
 import { estimateStepTime } from "../plan/step-time.ts";
 import {
@@ -1261,7 +1261,7 @@ export function doctor(given: DoctorInput): DoctorReport {
           (i.code === "IMAGE_TOKENS_BEYOND_CUTOFF" || i.code === "VIDEO_TOKENS_BEYOND_CUTOFF") &&
           i.severity === "error",
       )
-        ? { seqLen: Math.ceil((visualTokens(analysis.plan) + 1) / 1024) * 1024 }
+        ? { seqLen: Math.ceil((mediaSequenceTokens(analysis.plan) + 1) / 1024) * 1024 }
         : {}),
     };
     // a checkpoint stored quantized is loaded as stored: quantization_bit changes nothing there

@@ -1431,8 +1431,8 @@ export function imagePatches(plan: Plan): { patches: number; tokens: number } {
  * LLaMA-Factory's Qwen2-VL plugin samples at most video_maxlen frames (the plan's videoFrames), each resized to at
  * most video_max_pixels (mm_plugin.py `_regularize_videos`); the tower's 3-D patch embedding takes them in pairs
  * (temporal_patch_size 2; an odd count is padded to even), so a video is ⌈frames / 2⌉ frame-pairs of
- * pixels / patch² patches, merged spatially as an image's are. Qwen3-VL's timestamps between frame pairs are a few
- * text tokens each, left out.
+ * pixels / patch² patches, merged spatially as an image's are. The text around them is counted by
+ * `mediaSequenceTokens`.
  */
 export function videoPatches(plan: Plan): { patches: number; tokens: number } {
   const v = plan.model.architecture.vision;
@@ -1450,9 +1450,35 @@ export function videoPatches(plan: Plan): { patches: number; tokens: number } {
   }
 }
 
-/** Image and video tokens of one sample, in the text sequence. */
+/** Image and video tokens of one sample, in the text sequence (the merged features, one token each). */
 export function visualTokens(plan: Plan): number {
   return imagePatches(plan).tokens * plan.imagesPerSample + videoPatches(plan).tokens * plan.videosPerSample;
+}
+
+/** The video_fps LLaMA-Factory samples clips at, and gives a list of frames (data_args.py: 2.0). */
+const VIDEO_FPS = 2;
+
+/**
+ * The tokens one sample's images and videos take in the sequence, with the text the Qwen2-VL family's plugins put
+ * around them (mm_plugin.py): `<|vision_start|>` and `<|vision_end|>` around each image and each video; Qwen3-VL
+ * writes every frame pair of a video as `<{t:.1f} seconds><|vision_start|>…<|vision_end|>`, t its middle time at
+ * video_fps (the tokenizer takes the timestamp's digits one by one: `<`, the digits, `.`, a digit, ` seconds`, `>`).
+ * What cutoff_len must hold of a sample beside its text.
+ */
+export function mediaSequenceTokens(plan: Plan): number {
+  const v = plan.model.architecture.vision;
+  const framed = v?.kind === "qwen2_vl" || v?.kind === "qwen2_5_vl" || v?.kind === "qwen3_vl";
+  if (!framed) return visualTokens(plan);
+  let videoText = 2;
+  if (v.kind === "qwen3_vl") {
+    videoText = 0;
+    const pairs = Math.ceil(plan.videoFrames / 2);
+    for (let g = 0; g < pairs; g++) {
+      const seconds = Math.floor((4 * g + 1) / (2 * VIDEO_FPS)); // frames 2g and 2g + 1, their mean time
+      videoText += 5 + String(seconds).length + 2;
+    }
+  }
+  return visualTokens(plan) + 2 * plan.imagesPerSample + videoText * plan.videosPerSample;
 }
 
 /**

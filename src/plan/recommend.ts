@@ -1,6 +1,6 @@
 import { TunefitError } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
-import { estimateTrainMemory, visualTokens } from "../memory/train.ts";
+import { estimateTrainMemory, mediaSequenceTokens } from "../memory/train.ts";
 import {
   ALL_METHOD_FIELDS,
   type Attention,
@@ -283,7 +283,7 @@ export function maxFitting(
     }
   };
   // a sample holds its image and video tokens whole: no shorter sequence runs (IMAGE/VIDEO_TOKENS_BEYOND_CUTOFF)
-  const start = field === "seqLen" ? Math.max(1, visualTokens(resolvePlan(input, options).plan)) : 1;
+  const start = field === "seqLen" ? Math.max(1, mediaSequenceTokens(resolvePlan(input, options).plan)) : 1;
   const least = spill(start);
   if (least === null) return 0;
   // a paged optimizer's states page out to make room for a longer batch rather than fail: the limit is where they

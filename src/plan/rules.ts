@@ -8,8 +8,8 @@ import {
   fsdpAccumulatesUnsharded,
   imagePatches,
   isPagedOptimizer,
+  mediaSequenceTokens,
   videoPatches,
-  visualTokens,
 } from "../memory/train.ts";
 import { countParams } from "../model/params.ts";
 import { LIGER_UNSUPPORTED } from "../model/support.ts";
@@ -506,11 +506,11 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "IMAGE_TOKENS_BEYOND_CUTOFF",
     fields: ["seqLen", "imagesPerSample"],
     severity: "error",
-    applies: (p) => imagePatches(p).tokens * p.imagesPerSample > p.seqLen,
+    applies: (p) => p.videosPerSample === 0 && mediaSequenceTokens(p) > p.seqLen,
     message: (p) =>
-      `${p.imagesPerSample} image(s) of ${imagePatches(p).tokens} tokens each (${imagePatches(p).tokens * p.imagesPerSample} tokens) do not fit a ${p.seqLen}-token sample: cutoff_len truncation cuts image tokens, and the model then stops with "Image features and image tokens do not match"`,
+      `${p.imagesPerSample} image(s) of ${imagePatches(p).tokens} tokens each (${mediaSequenceTokens(p)} tokens with the markers around them) do not fit a ${p.seqLen}-token sample: cutoff_len truncation cuts image tokens, and the model then stops with "Image features and image tokens do not match"`,
     hint: (p) =>
-      `Raise --seq-len above ${imagePatches(p).tokens * p.imagesPerSample}, or lower --image-max-pixels or --images-per-sample.`,
+      `Raise --seq-len above ${mediaSequenceTokens(p)}, or lower --image-max-pixels or --images-per-sample.`,
     source:
       "LLaMA-Factory data/mm_plugin.py (one placeholder becomes every image token) and processor truncation to cutoff_len; transformers Qwen2-VL get_placeholder_mask",
   },
@@ -518,11 +518,11 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "VIDEO_TOKENS_BEYOND_CUTOFF",
     fields: ["seqLen", "videosPerSample", "videoFrames"],
     severity: "error",
-    applies: (p) => p.videosPerSample > 0 && visualTokens(p) > p.seqLen,
+    applies: (p) => p.videosPerSample > 0 && mediaSequenceTokens(p) > p.seqLen,
     message: (p) =>
-      `${p.videosPerSample} video(s) of ${videoPatches(p).tokens} tokens each (${p.videoFrames} frames at up to ${p.videoMaxPixels} pixels)${p.imagesPerSample > 0 ? ` and ${p.imagesPerSample} image(s)` : ""} make ${visualTokens(p)} tokens, more than a ${p.seqLen}-token sample: cutoff_len truncation cuts video tokens, and the model then stops with "Videos features and video tokens do not match"`,
+      `${p.videosPerSample} video(s) of ${videoPatches(p).tokens} tokens each (${p.videoFrames} frames at up to ${p.videoMaxPixels} pixels)${p.imagesPerSample > 0 ? ` and ${p.imagesPerSample} image(s)` : ""} make ${mediaSequenceTokens(p)} tokens with the markers around them, more than a ${p.seqLen}-token sample: cutoff_len truncation cuts video tokens, and the model then stops with "Videos features and video tokens do not match"`,
     hint: (p) =>
-      `Raise --seq-len above ${visualTokens(p)}, or lower --video-frames (video_maxlen), --video-max-pixels or --videos-per-sample.`,
+      `Raise --seq-len above ${mediaSequenceTokens(p)}, or lower --video-frames (video_maxlen), --video-max-pixels or --videos-per-sample.`,
     source:
       "LLaMA-Factory data/mm_plugin.py Qwen2VLPlugin (one placeholder becomes every video token) and processor truncation to cutoff_len; transformers Qwen2-VL get_placeholder_mask",
   },

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { emitFiles } from "../../src/emit/bundle.ts";
 import { TunefitError } from "../../src/errors.ts";
-import { estimateTrainMemory, imagePatches, videoPatches, visualTokens } from "../../src/memory/train.ts";
+import {
+  estimateTrainMemory,
+  imagePatches,
+  mediaSequenceTokens,
+  videoPatches,
+  visualTokens,
+} from "../../src/memory/train.ts";
 import { analyzePlan } from "../../src/plan/analyze.ts";
 import { resolvePlan } from "../../src/plan/resolve.ts";
 import type { PlanInput } from "../../src/schema/plan.ts";
@@ -30,6 +36,7 @@ describe("videos", () => {
     const p = plan({ videosPerSample: 1 });
     expect(p.videoFrames).toBe(128);
     expect(p.videoMaxPixels).toBe(65536);
+    // pixels / patch², as for images (the processor's rounding to 28-pixel multiples would give 324 for a 256² frame):
     // 65,536 pixels are 334 patches of 14 × 14 per frame pair, 83 tokens after the 2 × 2 merge; 64 pairs
     expect(videoPatches(p)).toEqual({ patches: 64 * 334, tokens: 64 * 83 });
   });
@@ -45,11 +52,19 @@ describe("videos", () => {
     expect(visualTokens(even)).toBe(visualTokens(images));
   });
 
-  it("counts Qwen3-VL's 16-pixel patches", () => {
+  it("counts Qwen3-VL's 16-pixel patches, and the timestamp it writes before each frame pair", () => {
     const p = plan({ model: "Qwen/Qwen3-VL-4B-Instruct", videosPerSample: 2, videoFrames: 8 });
     // 65,536 / 256 = 256 patches per pair, 64 tokens; 4 pairs per video
     expect(videoPatches(p)).toEqual({ patches: 4 * 256, tokens: 4 * 64 });
     expect(visualTokens(p)).toBe(2 * 4 * 64);
+    // "<0.2 seconds><|vision_start|>…<|vision_end|>" … "<3.2 seconds>…": 6 timestamp tokens and 2 markers a pair
+    expect(mediaSequenceTokens(p)).toBe(2 * 4 * (64 + 8));
+    // past 10 seconds a timestamp takes one digit more: 32 frames are 16 pairs at 0.2 … 15.2 s
+    const long = plan({ model: "Qwen/Qwen3-VL-4B-Instruct", videosPerSample: 1, videoFrames: 32 });
+    expect(mediaSequenceTokens(long) - visualTokens(long)).toBe(10 * 8 + 6 * 9);
+    // Qwen2-VL marks a whole video (and each image) once
+    const q2 = plan({ videosPerSample: 1, videoFrames: 8, imagesPerSample: 2, imageMaxPixels: 65536 });
+    expect(mediaSequenceTokens(q2) - visualTokens(q2)).toBe(2 + 2 * 2);
   });
 
   it("adds the frames to a trained tower's saved activations, linearly in the frames", () => {
@@ -79,15 +94,16 @@ describe("videos", () => {
     expect(both - video).toBeLessThan(image - none);
   });
 
-  it("warns when the video tokens do not fit the cutoff", () => {
+  it("stops a plan whose video tokens, with the markers around them, do not fit the cutoff", () => {
     const codes = (extra: Partial<PlanInput>) => analyzePlan({ ...base, ...extra }).issues.map((i) => i.code);
-    expect(codes({ videosPerSample: 1 })).toContain("VIDEO_TOKENS_BEYOND_CUTOFF"); // 5,312 > 4,096
+    expect(codes({ videosPerSample: 1 })).toContain("VIDEO_TOKENS_BEYOND_CUTOFF"); // 5,312 + 2 > 4,096
     expect(codes({ videosPerSample: 1, videoFrames: 64 })).not.toContain("VIDEO_TOKENS_BEYOND_CUTOFF");
     const issue = analyzePlan({ ...base, videosPerSample: 1 }).issues.find(
       (i) => i.code === "VIDEO_TOKENS_BEYOND_CUTOFF",
     );
-    expect(issue?.message).toContain("5312 tokens");
-    expect(issue?.hint).toContain("--seq-len above 5312");
+    expect(issue?.message).toContain("5314 tokens with the markers around them");
+    expect(issue?.hint).toContain("--seq-len above 5314");
+    expect(issue?.severity).toBe("error");
   });
 
   it("refuses videos for models whose videos it does not plan, naming the flag", () => {
