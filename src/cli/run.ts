@@ -27,6 +27,7 @@ import { DEFAULT_ASSUMPTIONS, type MemoryAssumptions, parseAssumptions } from ".
 import {
   gradientsMadeInBackward,
   imagePatches,
+  mediaSequenceTokens,
   type ReleasableSource,
   videoPatches,
 } from "../memory/train.ts";
@@ -40,6 +41,7 @@ import {
   recommend,
 } from "../plan/recommend.ts";
 import { inapplicableFields } from "../plan/resolve.ts";
+import { PLAN_RULES } from "../plan/rules.ts";
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
@@ -577,12 +579,50 @@ function stepTimeLine(p: PlanAnalysis["plan"]): string {
   return `Step time ~${t.stepSeconds.toFixed(1)} s per optimizer step (${parts.join(", ")}; an estimate, not a measurement)`;
 }
 
+/** What neither --recommend's candidates nor --max change: the plan's rule errors on fields they keep. */
+const SEARCHED_FIELDS: ReadonlySet<string> = new Set([
+  "method",
+  "quantBits",
+  "quantMethod",
+  "sharding",
+  "fsdpStrategy",
+  "offload",
+  "optimizer",
+  "precision",
+  "attention",
+  "liger",
+  "microBatch",
+  "gradAccum",
+  "syncEachBatch",
+]);
+
+function keptRuleErrors(analysis: PlanAnalysis, alsoSearched?: string): Issue[] {
+  return analysis.issues.filter((i) => {
+    const rule = PLAN_RULES.find((r) => r.code === i.code);
+    return (
+      i.severity === "error" &&
+      rule !== undefined &&
+      !rule.fields.some((f) => SEARCHED_FIELDS.has(f) || f === alsoSearched)
+    );
+  });
+}
+
+const blockingText = (blocking: readonly Issue[]) =>
+  blocking.length > 0
+    ? `the plan breaks ${blocking.map((i) => `${i.code} (${flagName(i.path)})`).join(", ")}, which every candidate keeps: change that first (above)`
+    : undefined;
+
 function humanExtras(
   r: RecommendResult | undefined,
   max: string | undefined,
   maxValue: number | undefined,
   gradAccum?: number,
   microBatch?: number,
+  context: { blocking: readonly Issue[]; maxBlocking: readonly Issue[]; mediaTokens: number } = {
+    blocking: [],
+    maxBlocking: [],
+    mediaTokens: 0,
+  },
 ): string {
   const out: string[] = [];
   if (r) {
@@ -590,7 +630,8 @@ function humanExtras(
       "",
       `Recommendations (${r.recommendations.length} of the plans that fit; ${r.evaluated} evaluated, fastest first):`,
     );
-    if (r.recommendations.length === 0) out.push("  none fits: more or larger GPUs are needed");
+    if (r.recommendations.length === 0)
+      out.push(`  none fits: ${blockingText(context.blocking) ?? "more or larger GPUs are needed"}`);
     r.recommendations.forEach((x, i) => {
       out.push(
         `  ${i + 1}. ${x.summary}: ${formatGib(x.deviceBytes)} per GPU` +
@@ -604,7 +645,11 @@ function humanExtras(
       "",
       maxValue
         ? `Largest ${max} that fits: ${maxValue}${max === "micro-batch" && gradAccum !== undefined && maxValue !== microBatch ? ` (with --grad-accum ${gradAccum} kept: ${maxValue * gradAccum} sequences per GPU per step; ${maxValue > (microBatch ?? 1) ? "lower" : "raise"} --grad-accum to keep the global batch)` : ""}`
-        : `No ${max} fits: even 1 does not. The plan's issues above say what else to change (the training step's hint lists the ways out).`,
+        : context.maxBlocking.length > 0
+          ? `No ${max} fits: ${blockingText(context.maxBlocking)}.`
+          : max === "seq-len" && context.mediaTokens > 0
+            ? `No seq-len fits: none from ${context.mediaTokens} (the sample's image and video tokens) up. The plan's issues above say what else to change.`
+            : `No ${max} fits: even 1 does not. The plan's issues above say what else to change (the training step's hint lists the ways out).`,
     );
   }
   return out.length > 0 ? `${out.join("\n")}\n` : "";
@@ -1163,7 +1208,11 @@ function runPlan(values: Values, _args: readonly string[], io: CliIo): number {
   else
     io.stdout(
       humanPlan(analysis, io.color ?? false) +
-        humanExtras(recommendations, max, maxValue, analysis.plan.gradAccum, analysis.plan.microBatch),
+        humanExtras(recommendations, max, maxValue, analysis.plan.gradAccum, analysis.plan.microBatch, {
+          blocking: keptRuleErrors(analysis),
+          maxBlocking: keptRuleErrors(analysis, max === "seq-len" ? "seqLen" : "microBatch"),
+          mediaTokens: mediaSequenceTokens(analysis.plan),
+        }),
     );
   return analysis.valid ? EXIT.ok : EXIT.unfit;
 }

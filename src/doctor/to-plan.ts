@@ -163,6 +163,8 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--lora-rank/g, "lora_rank"],
   [/--image-max-pixels (\d+)/g, "image_max_pixels: $1"],
   [/--image-max-pixels/g, "image_max_pixels"],
+  [/Turn packing off \(--packing off\)/g, "Turn packing off (packing: false)"],
+  [/raise --images-per-sample or --videos-per-sample to/g, "count the images or videos per sample as"],
   [/--images-per-sample/g, "the images per sample in the dataset"],
   [/--video-frames \(video_maxlen\)/g, "video_maxlen"],
   [/--video-frames (\d+)/g, "video_maxlen: $1"],

@@ -361,6 +361,28 @@ export const PLAN_RULES: readonly PlanRule[] = [
     source: "LLaMA-Factory hparams/model_args.py:348",
   },
   {
+    code: "VIDEO_PIXELS_BELOW_MIN",
+    fields: ["videoMaxPixels"],
+    severity: "error",
+    applies: (p) => p.videosPerSample > 0 && p.videoMaxPixels < 16 * 16,
+    message: (p) =>
+      `video_max_pixels ${p.videoMaxPixels} is below LLaMA-Factory's video_min_pixels (16 × 16 = 256)`,
+    hint: () => "Use --video-max-pixels 256 or more.",
+    source: "LLaMA-Factory hparams/model_args.py:351",
+  },
+  {
+    code: "PACKED_MEDIA",
+    fields: ["packing", "imagesPerSample", "videosPerSample"],
+    severity: "warning",
+    applies: (p) => p.packing && p.imagesPerSample + p.videosPerSample > 0,
+    message: (p) =>
+      `packing puts several samples in one ${p.seqLen}-token sequence, each with its images and videos; the vision tower's memory and time are counted for one sample's (${[p.imagesPerSample > 0 ? `${p.imagesPerSample} image(s)` : "", p.videosPerSample > 0 ? `${p.videosPerSample} video(s)` : ""].filter((x) => x !== "").join(" and ")}), so they are low by about the samples a sequence holds`,
+    hint: () =>
+      "Turn packing off (--packing off) to plan what one sample sends through the tower, or raise --images-per-sample or --videos-per-sample to what a packed sequence carries.",
+    source:
+      "LLaMA-Factory data/processor/supervised.py PackedSupervisedDatasetProcessor (each packed sample keeps its images and videos)",
+  },
+  {
     code: "LIGER_UNSUPPORTED_MODEL",
     fields: ["liger"],
     severity: "warning",

@@ -159,6 +159,35 @@ describe("tunefit plan --json", () => {
     expect(usable("0.2")).toBeLessThan(usable("0.05"));
   });
 
+  it("says which rule --recommend and --max cannot get past, rather than asking for more GPUs", () => {
+    const base = [
+      "plan",
+      "--model",
+      "Qwen/Qwen2-VL-7B-Instruct",
+      "--gpu",
+      "h100-80g",
+      "--videos-per-sample",
+      "1",
+    ];
+    const blocked = "the plan breaks VIDEO_TOKENS_BEYOND_CUTOFF (--seq-len), which every candidate keeps";
+    expect(cli([...base, "--recommend"]).stdout).toContain(`none fits: ${blocked}`);
+    expect(cli([...base, "--max", "micro-batch"]).stdout).toContain(`No micro-batch fits: ${blocked}`);
+    // --max seq-len searches from the sample's media tokens up, past that rule
+    expect(cli([...base, "--max", "seq-len"]).stdout).toMatch(/Largest seq-len that fits: \d+/);
+    const big = [
+      "plan",
+      "--model",
+      "Qwen/Qwen2-VL-72B-Instruct",
+      "--gpu",
+      "rtx4090",
+      "--videos-per-sample",
+      "4",
+    ];
+    expect(cli([...big, "--max", "seq-len"]).stdout).toContain(
+      "No seq-len fits: none from 21256 (the sample's image and video tokens) up",
+    );
+  });
+
   it("reads sizes in GiB, GB, TiB and TB, and names a custom card by its GiB", () => {
     const report = (...flags: string[]) =>
       JSON.parse(cli(["plan", "--model", "Qwen/Qwen2.5-7B-Instruct", ...flags, "--json"]).stdout);

@@ -324,6 +324,14 @@ describe("rules that stop a run", () => {
     ["SEQ_LEN_BEYOND_CONTEXT", { model: "meta-llama/Llama-2-7b-chat-hf", seqLen: 8192 }],
     ["IMAGE_TOKENS_BEYOND_CUTOFF", { model: "Qwen/Qwen2-VL-2B-Instruct", imagesPerSample: 2, seqLen: 1024 }],
     [
+      "VIDEO_PIXELS_BELOW_MIN",
+      { model: "Qwen/Qwen2-VL-2B-Instruct", videosPerSample: 1, videoMaxPixels: 100 },
+    ],
+    [
+      "PACKED_MEDIA",
+      { model: "Qwen/Qwen2-VL-2B-Instruct", imagesPerSample: 1, imageMaxPixels: 50176, packing: true },
+    ],
+    [
       "VIDEO_TOKENS_BEYOND_CUTOFF",
       { model: "Qwen/Qwen2-VL-2B-Instruct", videosPerSample: 1, videoFrames: 64, seqLen: 1024 },
     ],
