@@ -404,7 +404,7 @@ for (const set of cross.sets) {
     console.log(
       `  ${run.id}`.padEnd(30),
       `already allocated before each sub-group's second moment (${groups} sub-groups): ${before.map((x) => x.toFixed(2)).join(" | ")}; ` +
-        `measured ${run.allocatedGiB.toFixed(2)}, nearest sub-group ${nearest + 1} (${pct((before[nearest] - run.allocatedGiB) / run.allocatedGiB)}); ` +
+        `measured ${run.allocatedGiB.toFixed(2)}; the message does not name the sub-group: the reading lies ${pct((before[nearest] - run.allocatedGiB) / run.allocatedGiB)} from sub-group ${nearest + 1}'s, the predictions being ${((before[1] ?? 0) - (before[0] ?? 0)).toFixed(2)} apart (a check of the step's start, its increments and the request, not of which sub-group failed); ` +
         `request: measured ${run.requestGiB.toFixed(2)}, predicted ${((sub * 4) / GiB).toFixed(2)} (one sub-group in fp32, closed at the first parameter past 1e9 elements); ` +
         `memory outside PyTorch (in use − allocated − cached): ${measured(runtime, b.runtime / GiB)}; ` +
         `the training step: predicted ${(m.deviceBytes / GiB).toFixed(2)} per GPU on ${run.capacityGiB.toFixed(2)}: ${fits ? "fits (it did not)" : "out of memory, as it was"}; ${run.url}`,

@@ -1,5 +1,6 @@
 import { formatCount, formatGib } from "../_util.ts";
 import { DEFAULT_ASSUMPTIONS } from "../memory/assumptions.ts";
+import { imagePatches, videoPatches } from "../memory/train.ts";
 import type { PlanAnalysis } from "../plan/analyze.ts";
 import {
   anyMethodOptimizer,
@@ -64,6 +65,23 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
       `${plan.microBatch} per GPU × ${plan.gradAccum} accumulation × ${world} GPUs = ${plan.microBatch * plan.gradAccum * world} samples per step${plan.syncEachBatch ? "; gradients reduced after every micro-batch (`accelerator_config` sync_each_batch)" : ""}`,
     ],
     ["gradient checkpointing", plan.gradientCheckpointing ? "on" : "off"],
+    // the media the memory counts per sample: a dataset with more, larger or longer ones needs more
+    ...(plan.imagesPerSample > 0
+      ? [
+          [
+            "images per sample",
+            `${plan.imagesPerSample}, at up to ${plan.imageMaxPixels} pixels (image_max_pixels): ${imagePatches(plan).tokens} tokens each`,
+          ] as [string, string],
+        ]
+      : []),
+    ...(plan.videosPerSample > 0
+      ? [
+          [
+            "videos per sample",
+            `${plan.videosPerSample}, at up to ${plan.videoFrames} frames (video_maxlen) of ${plan.videoMaxPixels} pixels (video_max_pixels): ${videoPatches(plan).tokens} tokens each`,
+          ] as [string, string],
+        ]
+      : []),
     [
       "template",
       plan.template === null
