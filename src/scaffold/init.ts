@@ -3,7 +3,7 @@ import Handlebars from "handlebars";
 import { emitAnalysis } from "../emit/bundle.ts";
 import { checkBundle } from "../emit/check-bundle.ts";
 import { DATASET_DIR, modelSlug } from "../emit/common.ts";
-import { demoImageSide, solidPng } from "../emit/dataset.ts";
+import { demoFrameSide, demoImageSide, solidPng } from "../emit/dataset.ts";
 import type { EmittedFile } from "../emit/files.ts";
 import { type EmitOptions, resolveEmitOptions } from "../emit/options.ts";
 import { MEMORY_PARTS, md, planRows } from "../emit/readme.ts";
@@ -139,12 +139,22 @@ interface DatasetContext {
   readonly file: string;
   readonly dir: string;
   readonly formatting: "alpaca" | "sharegpt";
-  /** sharegpt messages with images (a multimodal plan with images per sample) */
+  /** sharegpt messages with images or videos (a multimodal plan with either per sample) */
+  readonly media: boolean;
+  /** the samples carry images */
   readonly images: boolean;
   /** `<image>` once per image of a sample */
   readonly imageTags: string;
   /** each sample's images, relative to data/ */
   readonly imagePaths: readonly string[];
+  /** the samples carry videos, each a list of frame images (LLaMA-Factory takes them as sampled) */
+  readonly videos: boolean;
+  /** `<video>` once per video of a sample */
+  readonly videoTags: string;
+  /** each sample's videos: the plan's frames, relative to data/ */
+  readonly videoLists: readonly (readonly string[])[];
+  /** the distinct frame images */
+  readonly framePaths: readonly string[];
 }
 
 const EXAMPLE_COLOURS: readonly (readonly [number, number, number])[] = [
@@ -167,14 +177,24 @@ function datasetContext(plan: Plan): DatasetContext {
   }
   const images = plan.model.architecture.vision !== null && plan.imagesPerSample > 0;
   const n = images ? plan.imagesPerSample : 0;
+  const videos = plan.model.architecture.vision !== null && plan.videosPerSample > 0;
+  const m = videos ? plan.videosPerSample : 0;
+  const framePaths = videos ? EXAMPLE_COLOURS.map((_, i) => `videos/frame_${i + 1}.png`) : [];
   return {
     name,
     file: `${name}.json`,
     dir: DATASET_DIR,
-    formatting: images ? "sharegpt" : "alpaca",
+    formatting: images || videos ? "sharegpt" : "alpaca",
+    media: images || videos,
     images,
     imageTags: "<image>".repeat(n),
     imagePaths: Array.from({ length: n }, (_, i) => `images/example_${i + 1}.png`),
+    videos,
+    videoTags: "<video>".repeat(m),
+    videoLists: Array.from({ length: m }, (_, k) =>
+      Array.from({ length: plan.videoFrames }, (_, f) => framePaths[(k + f) % framePaths.length] ?? ""),
+    ),
+    framePaths,
   };
 }
 
@@ -319,6 +339,11 @@ export function initFiles(analysis: PlanAnalysis, options: InitOptions): Emitted
     dataset.imagePaths.forEach((p, i) => {
       const colour = EXAMPLE_COLOURS[i % EXAMPLE_COLOURS.length] ?? [128, 128, 128];
       files.push({ path: `${DATASET_DIR}/${p}`, contents: solidPng(side, side, colour) });
+    });
+    const frameSide = demoFrameSide(plan);
+    dataset.framePaths.forEach((p, i) => {
+      const colour = EXAMPLE_COLOURS[i % EXAMPLE_COLOURS.length] ?? [128, 128, 128];
+      files.push({ path: `${DATASET_DIR}/${p}`, contents: solidPng(frameSide, frameSide, colour) });
     });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

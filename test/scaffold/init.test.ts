@@ -392,3 +392,40 @@ describe("the scaffolded plan.ts", () => {
     }
   }, 120_000);
 });
+
+describe("default scaffold with videos", () => {
+  const planInput: PlanInput = {
+    model: "Qwen/Qwen2-VL-7B-Instruct",
+    gpu: "a100-80g",
+    videosPerSample: 2,
+    videoFrames: 5,
+    videoMaxPixels: 50176,
+    seqLen: 4096,
+  };
+  const files = initFiles(analyzePlan(planInput), { scaffold: "default", planInput });
+  it("registers a videos column and writes each video as the plan's frames, every frame in data/", () => {
+    const info = JSON.parse(text(files, "data/dataset_info.json")) as Record<
+      string,
+      { columns: Record<string, string> }
+    >;
+    expect(info.my_dataset?.columns).toEqual({ messages: "messages", videos: "videos" });
+    const rows = JSON.parse(text(files, "data/my_dataset.json")) as {
+      messages: { content: string }[];
+      videos: string[][];
+      images?: unknown;
+    }[];
+    for (const row of rows) {
+      expect(row.images).toBeUndefined();
+      expect(row.messages[0]?.content.startsWith("<video><video>")).toBe(true);
+      expect(row.videos).toHaveLength(2);
+      for (const video of row.videos) {
+        expect(video).toHaveLength(5);
+        for (const frame of video)
+          expect(files.find((f) => f.path === `data/${frame}`)?.contents).toBeInstanceOf(Uint8Array);
+      }
+    }
+    const yaml = parse(text(files, "bundle/train.yaml")) as Record<string, unknown>;
+    expect(yaml).toMatchObject({ video_maxlen: 5, video_max_pixels: 50176 });
+    expect(text(files, "README.md")).toContain("`data/videos/`");
+  });
+});
