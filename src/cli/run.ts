@@ -40,7 +40,7 @@ import {
   type RecommendResult,
   recommend,
 } from "../plan/recommend.ts";
-import { inapplicableFields } from "../plan/resolve.ts";
+import { inapplicableFields, resolvePlan } from "../plan/resolve.ts";
 import { PLAN_RULES } from "../plan/rules.ts";
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
@@ -708,10 +708,29 @@ function planInputFromFlags(values: Record<string, unknown>, io: CliIo): Record<
       (f) => !before.has(f) && !(f in flags) && f in spec,
     );
     for (const f of dropped) delete input[f];
+    // a --model that takes no images (or videos) drops the spec's image (video) fields too
+    if ("model" in flags) {
+      for (const [code, fields] of [
+        [
+          "MODEL_HAS_NO_VISION",
+          ["imagesPerSample", "imageMaxPixels", "videosPerSample", "videoFrames", "videoMaxPixels"],
+        ],
+        ["MODEL_TAKES_NO_VIDEO", ["videosPerSample", "videoFrames", "videoMaxPixels"]],
+      ] as const) {
+        const fromSpec = fields.filter((f) => f in spec && !(f in flags) && f in input);
+        if (fromSpec.length === 0 || fields.some((f) => f in flags)) continue;
+        try {
+          resolvePlan(input, { cwd: io.cwd });
+        } catch (e) {
+          if (!(e instanceof TunefitError) || !e.issues.some((x) => x.code === code)) continue;
+          for (const f of fromSpec) delete input[f];
+          dropped.push(...fromSpec);
+        }
+      }
+    }
     if (dropped.length > 0)
       io.stderr(
-        `ℹ ${values.spec}: ${dropped.map((f) => `${f} (${flagName(f)})`).join(", ")} dropped: the flags given make ${dropped.length > 1 ? "them" : "it"} not apply
-`,
+        `ℹ ${values.spec}: ${dropped.map((f) => `${f} (${flagName(f)})`).join(", ")} dropped: the flags given make ${dropped.length > 1 ? "them" : "it"} not apply\n`,
       );
   }
   const missing = missingRequired(input);

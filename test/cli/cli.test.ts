@@ -243,6 +243,19 @@ describe("tunefit plan --json", () => {
     expect(r.stderr).toContain("fsdpStrategy (--fsdp-strategy), loraRank (--lora-rank) dropped");
     // the same field given as a flag is the user's word: still an error
     expect(cli(["plan", "--spec", "plan.yaml", "--method", "full", "--lora-rank", "8"], dir).code).toBe(2);
+    // a --model that takes no videos (or no images) drops the spec's video (and image) fields
+    writeFileSync(
+      join(dir, "vl.yaml"),
+      "model: Qwen/Qwen2-VL-7B-Instruct\ngpu: a100-80g\nvideosPerSample: 1\nvideoFrames: 16\nimagesPerSample: 1\nseqLen: 4096\n",
+    );
+    const gemma = cli(["plan", "--spec", "vl.yaml", "--model", "google/gemma-3-4b-it", "--json"], dir);
+    expect(gemma.code).toBe(0);
+    expect(JSON.parse(gemma.stdout).plan).toMatchObject({ videosPerSample: 0, imagesPerSample: 1 });
+    expect(gemma.stderr).toContain(
+      "videosPerSample (--videos-per-sample), videoFrames (--video-frames) dropped",
+    );
+    const text = cli(["plan", "--spec", "vl.yaml", "--model", "Qwen/Qwen2.5-7B-Instruct", "--json"], dir);
+    expect(JSON.parse(text.stdout).plan).toMatchObject({ videosPerSample: 0, imagesPerSample: 0 });
     writeFileSync(join(dir, "bad.yaml"), "model: Qwen/Qwen3-8B\ngpu: a100-80g\nmethod: full\nloraRank: 16\n");
     expect(cli(["plan", "--spec", "bad.yaml"], dir).code).toBe(2);
   });
