@@ -486,7 +486,7 @@ def mode_problems(args):
         elif BUNDLE["hf"]["config"] is None:
             problems.append(BUNDLE["hf"]["configUnsupported"])
     elif args.data == "full-length" and PLAN["multimodal"]:
-        problems.append("--data full-length writes text samples; this plan's model takes images")
+        problems.append("--data full-length writes text samples; this plan's model takes images or videos")
     return problems
 
 
