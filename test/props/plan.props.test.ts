@@ -8,6 +8,7 @@ import { emitAnalysis } from "../../src/emit/bundle.ts";
 import { checkBundle } from "../../src/emit/check-bundle.ts";
 import { TunefitError } from "../../src/errors.ts";
 import { DEFAULT_ASSUMPTIONS } from "../../src/memory/assumptions.ts";
+import { takesVideos } from "../../src/model/support.ts";
 import { analyzePlan } from "../../src/plan/analyze.ts";
 import { inputToArgs } from "../../src/plan/recommend.ts";
 import { PLAN_RULES } from "../../src/plan/rules.ts";
@@ -37,6 +38,12 @@ const VISION = new Set(
     .map((m) => m.ids[0]?.id as string),
 );
 const IMAGE_FIELDS = ["freezeVisionTower", "freezeProjector", "imagesPerSample", "imageMaxPixels"];
+const VIDEO = new Set(
+  listCatalogModels()
+    .filter((m) => takesVideos(m.architecture))
+    .map((m) => m.ids[0]?.id as string),
+);
+const VIDEO_FIELDS = ["videosPerSample", "videoFrames", "videoMaxPixels"];
 const GPUS = listGpus().map((g) => g.id);
 const OPTIMIZERS = ["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor", "adamw_bnb_8bit"];
 
@@ -99,6 +106,9 @@ const planArb: fc.Arbitrary<PlanInput> = fc
     freezeProjector: opt(fc.boolean()),
     imagesPerSample: opt(fc.constantFrom(0, 1, 2)),
     imageMaxPixels: opt(fc.constantFrom(512, 65536, 262144)),
+    videosPerSample: opt(fc.constantFrom(0, 1, 2)),
+    videoFrames: opt(fc.constantFrom(1, 4, 16, 128)),
+    videoMaxPixels: opt(fc.constantFrom(100, 16384, 65536)),
     dataset: opt(fc.constantFrom("alpaca_en_demo", "identity,alpaca_en_demo")),
   })
   .chain((base) => methodArb.map((m) => ({ ...base, ...m })))
@@ -107,6 +117,7 @@ const planArb: fc.Arbitrary<PlanInput> = fc
     for (const [k, v] of Object.entries(raw)) if (v !== undefined) input[k] = v;
     if (input.sharding !== "fsdp") delete input.fsdpStrategy;
     if (!VISION.has(input.model as string)) for (const k of IMAGE_FIELDS) delete input[k];
+    if (!VIDEO.has(input.model as string)) for (const k of VIDEO_FIELDS) delete input[k];
     const known = findCatalogModel(input.model as string);
     if (!known?.defaultTemplate && !known?.groupTemplate) input.template = "default";
     return input as PlanInput;
