@@ -648,7 +648,7 @@ function humanExtras(
         : context.maxBlocking.length > 0
           ? `No ${max} fits: ${blockingText(context.maxBlocking)}.`
           : max === "seq-len" && context.mediaTokens > 0
-            ? `No seq-len fits: none from ${context.mediaTokens} (the sample's image and video tokens) up. The plan's issues above say what else to change.`
+            ? `No seq-len fits: none from ${context.mediaTokens} (the tokens of the sample's images and videos, with their markers) up. The plan's issues above say what else to change.`
             : `No ${max} fits: even 1 does not. The plan's issues above say what else to change (the training step's hint lists the ways out).`,
     );
   }

@@ -248,6 +248,9 @@ const BY_HAND_RULES = new Set([
   "PROJECTED_OPTIMIZER_OPTIM",
   // the dataset's media against the model or template: the dataset is the user's to change
   "IMAGES_ON_TEXT_MODEL",
+  // a pixel budget under LLaMA-Factory's minimum: the user's to choose
+  "IMAGE_PIXELS_BELOW_MIN",
+  "VIDEO_PIXELS_BELOW_MIN",
   "VIDEOS_ON_TEXT_MODEL",
   "VIDEOS_NOT_SUPPORTED",
 ]);
@@ -1214,7 +1217,7 @@ export function doctor(given: DoctorInput): DoctorReport {
       kind: "yaml",
       target: "template",
       to: mmTemplate,
-      text: `template: ${mmTemplate} (the model's template, with its image plugin)`,
+      text: `template: ${mmTemplate} (the model's template, with its multimodal plugin)`,
     });
     searched = { ...setup.input, template: mmTemplate };
   }
@@ -1287,7 +1290,12 @@ export function doctor(given: DoctorInput): DoctorReport {
         if (e instanceof TunefitError && e.kind === "usage") continue;
         throw e;
       }
-      if (!a.valid) continue;
+      // the demo's assumed clip length makes a short cutoff a warning for the candidates too (as for the setup)
+      const assumedClips = setup.issues.some((s) => s.code === "VIDEOS_ASSUMED");
+      const stops = a.issues.filter(
+        (i) => i.severity === "error" && !(assumedClips && i.code === "VIDEO_TOKENS_BEYOND_CUTOFF"),
+      );
+      if (stops.length > 0) continue;
       // LLaMA-Factory's stops on the keys the fix keeps as written (pissa_init or resize_vocab under quantization,
       // use_unsloth under ZeRO-3, use_llama_pro with full tuning)
       if (keptKeyStops(input.yaml, candidate, stored, yamlName).length > 0) continue;

@@ -164,7 +164,7 @@ const YAML_PHRASES: readonly (readonly [RegExp, string])[] = [
   [/--image-max-pixels (\d+)/g, "image_max_pixels: $1"],
   [/--image-max-pixels/g, "image_max_pixels"],
   [/Turn packing off \(--packing off\)/g, "Turn packing off (packing: false)"],
-  [/raise --images-per-sample or --videos-per-sample to/g, "count the images or videos per sample as"],
+  [/raise --images-per-sample or --videos-per-sample to/g, "give doctor the images or videos per sample of"],
   [/--images-per-sample/g, "the images per sample in the dataset"],
   [/--video-frames \(video_maxlen\)/g, "video_maxlen"],
   [/--video-frames (\d+)/g, "video_maxlen: $1"],
@@ -908,7 +908,10 @@ export function setupToPlan(
   const templateName =
     typeof y.template === "string" ? y.template : (resolved?.defaultTemplate ?? resolved?.groupTemplate);
   const template = TEMPLATES.find((t) => t.name === templateName);
-  const noVideoPlugin = template ? !template.video : textOnly;
+  // a text template is mended by the plan's TEMPLATE_NOT_MULTIMODAL fix; a multimodal one without a video token is
+  // the user's to change (as is a text-only model)
+  const noVideoPlugin = textOnly || (template?.multimodal === true && !template.video);
+  const carriesVideos = videoDemo !== undefined || (where.videosPerSample ?? 0) > 0;
   const planVideos = (videos: number) => {
     input.videosPerSample = videos;
     if (videos > 0) {
@@ -916,8 +919,22 @@ export function setupToPlan(
       if (num(y.video_max_pixels) !== undefined) input.videoMaxPixels = y.video_max_pixels;
     }
   };
-  if (where.videosPerSample !== undefined) planVideos(where.videosPerSample);
-  else if (videoDemo === "mllm_video_demo" && (videoKind || resolved === null)) {
+  const source = videoDemo ?? "the dataset";
+  if (carriesVideos && noVideoPlugin) {
+    issues.push({
+      code: textOnly ? "VIDEOS_ON_TEXT_MODEL" : "VIDEOS_NOT_SUPPORTED",
+      severity: "error",
+      path: `${where.yamlName ?? "train.yaml"}:dataset`,
+      message: textOnly
+        ? `${source} carries videos, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`
+        : `${source} carries videos, but template ${templateName}'s plugin takes none: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`,
+      hint: textOnly
+        ? "Use a dataset without videos (e.g. identity, alpaca_en_demo), or a vision-language model."
+        : "Use a dataset without videos (mllm_demo, identity), or a model whose template takes videos (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-NeXT-Video, …).",
+    });
+  } else if (where.videosPerSample !== undefined && (videoKind || resolved === null)) {
+    planVideos(where.videosPerSample);
+  } else if (videoDemo === "mllm_video_demo" && (videoKind || resolved === null)) {
     planVideos(1);
     const frames = num(y.video_maxlen) ?? 128;
     issues.push({
@@ -927,39 +944,45 @@ export function setupToPlan(
       message: `mllm_video_demo carries one video per sample (LLaMA-Factory's data/mllm_video_demo.json): the memory counts one video per sample at video_maxlen (${frames}) frames of up to video_max_pixels, the most LLaMA-Factory samples from a clip file; a clip shorter than video_maxlen / video_fps seconds gives fewer`,
       hint: "For datasets with more videos per sample, pass --videos-per-sample N; set video_maxlen to the frames your clips give to see their memory.",
     });
-  } else if (videoDemo !== undefined && noVideoPlugin) {
-    issues.push({
-      code: textOnly ? "VIDEOS_ON_TEXT_MODEL" : "VIDEOS_NOT_SUPPORTED",
-      severity: "error",
-      path: `${where.yamlName ?? "train.yaml"}:dataset`,
-      message: textOnly
-        ? `${videoDemo} carries videos, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`
-        : `${videoDemo} carries videos, but template ${templateName}'s plugin takes none: LLaMA-Factory stops with "This model does not support video input" (data/mm_plugin.py)`,
-      hint: textOnly
-        ? "Use a text dataset (e.g. identity, alpaca_en_demo), or a vision-language model."
-        : "Use an image or text dataset (mllm_demo, identity), or a model whose template takes videos (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-NeXT-Video, …).",
-    });
-  } else if (videoDemo !== undefined) {
+  } else if (carriesVideos) {
     issues.push({
       code: "VIDEOS_NOT_COUNTED",
       severity: "warning",
       path: `${where.yamlName ?? "train.yaml"}:dataset`,
-      message: `${videoDemo} carries ${videoDemo === "mllm_video_audio_demo" ? "videos with audio" : "videos"}, which tunefit counts for the Qwen2-VL, Qwen2.5-VL and Qwen3-VL families only${videoDemo === "mllm_video_audio_demo" ? " and without their audio" : ""}: the memory shown is a lower bound`,
+      message: `${source} carries ${videoDemo === "mllm_video_audio_demo" ? "videos with audio" : "videos"}, which tunefit counts for the Qwen2-VL, Qwen2.5-VL and Qwen3-VL families only${videoDemo === "mllm_video_audio_demo" ? " and without their audio" : ""}: the memory shown is a lower bound`,
       hint: "Read the figures as a floor, or plan with --images-per-sample set to the frames a video becomes.",
     });
   }
+  // LLaMA-Factory checks its pixel budgets for every run (model_args.py ProcessorArguments.__post_init__), whatever
+  // the dataset: the plan's rules see them only where it plans images or videos
+  for (const [kind, min, planned] of [
+    ["video", 16 * 16, (input.videosPerSample as number | undefined) ?? 0],
+    ["image", 32 * 32, resolved !== null && resolved.architecture.vision !== null ? 1 : 0],
+  ] as const) {
+    const max = num(y[`${kind}_max_pixels`]);
+    const least = num(y[`${kind}_min_pixels`]) ?? min;
+    if (max !== undefined && max < least && planned === 0)
+      issues.push({
+        code: kind === "video" ? "VIDEO_PIXELS_BELOW_MIN" : "IMAGE_PIXELS_BELOW_MIN",
+        severity: "error",
+        path: `${where.yamlName ?? "train.yaml"}:${kind}_max_pixels`,
+        message: `${kind}_max_pixels ${max} is below ${kind}_min_pixels (${least}): LLaMA-Factory stops while reading its arguments, videos or images in the dataset or not`,
+        hint: `Set ${kind}_max_pixels to ${least} or more, or remove it.`,
+      });
+  }
   const demoImages = list(dataset).includes("mllm_demo");
   const vision = demoImages && resolved !== null ? resolved.architecture.vision !== null : null;
-  if (where.imagesPerSample !== undefined) input.imagesPerSample = where.imagesPerSample;
-  else if (demoImages && vision === false) {
+  const carriesImages = demoImages || (where.imagesPerSample ?? 0) > 0;
+  if (carriesImages && textOnly) {
     issues.push({
       code: "IMAGES_ON_TEXT_MODEL",
       severity: "error",
       path: `${where.yamlName ?? "train.yaml"}:dataset`,
-      message: `mllm_demo carries images, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support image input" (data/mm_plugin.py)`,
+      message: `${demoImages ? "mllm_demo" : "the dataset"} carries images, but ${modelName} is a text-only model: LLaMA-Factory stops with "This model does not support image input" (data/mm_plugin.py)`,
       hint: "Use a text dataset (e.g. identity, alpaca_en_demo), or a vision-language model.",
     });
-  } else if (demoImages && vision === true) {
+  } else if (where.imagesPerSample !== undefined) input.imagesPerSample = where.imagesPerSample;
+  else if (demoImages && vision === true) {
     input.imagesPerSample = 1;
     issues.push({
       code: "IMAGES_ASSUMED",

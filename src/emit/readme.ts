@@ -70,7 +70,7 @@ export function planRows(analysis: PlanAnalysis, demoDataset: string): [string, 
       ? [
           [
             "images per sample",
-            `${plan.imagesPerSample}, at up to ${plan.imageMaxPixels} pixels (image_max_pixels): ${imagePatches(plan).tokens} tokens each`,
+            `${plan.imagesPerSample}, at up to ${plan.imageMaxPixels} pixels (image_max_pixels): ${imagePatches(plan).tokens > 0 ? `${imagePatches(plan).tokens} tokens each` : "read through cross-attention, no tokens in the sequence"}`,
           ] as [string, string],
         ]
       : []),

@@ -93,6 +93,9 @@ const OFFLOAD_REPLACES_SOURCE =
   "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)";
 
 /** Every rule tunefit checks, in report order. */
+/** A sample's image tokens with their markers, without its videos. */
+const imageSequenceTokens = (p: Plan) => mediaSequenceTokens({ ...p, videosPerSample: 0 });
+
 export const PLAN_RULES: readonly PlanRule[] = [
   {
     code: "QLORA_8BIT_SHARDED",
@@ -528,9 +531,9 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "IMAGE_TOKENS_BEYOND_CUTOFF",
     fields: ["seqLen", "imagesPerSample"],
     severity: "error",
-    applies: (p) => p.videosPerSample === 0 && mediaSequenceTokens(p) > p.seqLen,
+    applies: (p) => imageSequenceTokens(p) > p.seqLen,
     message: (p) =>
-      `${p.imagesPerSample} image(s) of ${imagePatches(p).tokens} tokens each (${mediaSequenceTokens(p)} tokens with the markers around them) do not fit a ${p.seqLen}-token sample: cutoff_len truncation cuts image tokens, and the model then stops with "Image features and image tokens do not match"`,
+      `${p.imagesPerSample} image(s) of ${imagePatches(p).tokens} tokens each (${imageSequenceTokens(p)} tokens with the markers around them) do not fit a ${p.seqLen}-token sample: cutoff_len truncation cuts image tokens, and the model then stops with "Image features and image tokens do not match"`,
     hint: (p) =>
       `Raise --seq-len above ${mediaSequenceTokens(p)}, or lower --image-max-pixels or --images-per-sample.`,
     source:
@@ -540,11 +543,12 @@ export const PLAN_RULES: readonly PlanRule[] = [
     code: "VIDEO_TOKENS_BEYOND_CUTOFF",
     fields: ["seqLen", "videosPerSample", "videoFrames"],
     severity: "error",
-    applies: (p) => p.videosPerSample > 0 && mediaSequenceTokens(p) > p.seqLen,
+    applies: (p) =>
+      p.videosPerSample > 0 && imageSequenceTokens(p) <= p.seqLen && mediaSequenceTokens(p) > p.seqLen,
     message: (p) =>
       `${p.videosPerSample} video(s) of ${videoPatches(p).tokens} tokens each (${p.videoFrames} frames at up to ${p.videoMaxPixels} pixels)${p.imagesPerSample > 0 ? ` and ${p.imagesPerSample} image(s)` : ""} make ${mediaSequenceTokens(p)} tokens with the markers around them, more than a ${p.seqLen}-token sample: cutoff_len truncation cuts video tokens, and the model then stops with "Videos features and video tokens do not match"`,
     hint: (p) =>
-      `Raise --seq-len above ${mediaSequenceTokens(p)}, or lower --video-frames (video_maxlen), --video-max-pixels or --videos-per-sample.`,
+      `Raise --seq-len above ${mediaSequenceTokens(p)}, or lower --video-frames (video_maxlen), --video-max-pixels or --videos-per-sample${p.imagesPerSample > 0 ? " (or --image-max-pixels, --images-per-sample)" : ""}.`,
     source:
       "LLaMA-Factory data/mm_plugin.py Qwen2VLPlugin (one placeholder becomes every video token) and processor truncation to cutoff_len; transformers Qwen2-VL get_placeholder_mask",
   },

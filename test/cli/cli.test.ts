@@ -184,7 +184,7 @@ describe("tunefit plan --json", () => {
       "4",
     ];
     expect(cli([...big, "--max", "seq-len"]).stdout).toContain(
-      "No seq-len fits: none from 21256 (the sample's image and video tokens) up",
+      "No seq-len fits: none from 21256 (the tokens of the sample's images and videos, with their markers) up",
     );
   });
 

@@ -110,7 +110,7 @@ describe("tunefit doctor: verdicts and fixes", () => {
       ]),
     );
     expect(vl.doctor.fix?.changes.map((c) => c.text)).toEqual([
-      "template: qwen3_vl_nothink (the model's template, with its image plugin)",
+      "template: qwen3_vl_nothink (the model's template, with its multimodal plugin)",
     ]);
     writeFileSync(join(dir, "text.yaml"), `model_name_or_path: Qwen/Qwen3-8B\ntemplate: qwen3\n${base}`);
     const text = doctorJson(["doctor", "text.yaml", "--gpu", "a100-80g"], dir).json as unknown as {
@@ -171,9 +171,56 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(text.issues).toEqual(
       expect.arrayContaining([expect.objectContaining({ code: "VIDEOS_ON_TEXT_MODEL", severity: "error" })]),
     );
-    // --videos-per-sample plans them as plan's flag does: an input error for a model tunefit takes no videos for
-    expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "1"], dir).code).toBe(2);
+    // stated videos on the text-only model, or a 0 on the video demo: LLaMA-Factory still stops on them
+    for (const n of ["1", "0"]) {
+      const stated = doctorJson(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", n], dir);
+      expect(stated.code).toBe(3);
+      expect((stated.json as unknown as Out).issues.map((i) => i.code)).toContain("VIDEOS_ON_TEXT_MODEL");
+    }
+    // on a model whose template takes videos but which tunefit plans none for, stated videos are a floor too
+    const mini = run(
+      `model_name_or_path: openbmb/MiniCPM-V-2_6\ntemplate: minicpm_v\n${base}`,
+      "--videos-per-sample",
+      "2",
+    );
+    expect(mini.issues.map((i) => i.code)).toContain("VIDEOS_NOT_COUNTED");
+    // Qwen2-VL with a multimodal template that has no video token stops too
+    const wrong = run(`model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\ntemplate: gemma3\n${base}`);
+    expect(wrong.issues).toEqual(
+      expect.arrayContaining([expect.objectContaining({ code: "VIDEOS_NOT_SUPPORTED", severity: "error" })]),
+    );
     expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "-1"], dir).code).toBe(2);
+  });
+
+  it("stops on a pixel budget under LLaMA-Factory's minimum whatever the dataset, and leaves it to the user", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nfinetuning_type: lora\ndataset: identity\nvideo_max_pixels: 100\nbf16: true\n",
+    );
+    const r = doctorJson(["doctor", "train.yaml", "--gpu", "h100-80g"], dir);
+    expect(r.code).toBe(3);
+    const issues = (r.json as unknown as { issues: { code: string; path: string }[] }).issues;
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ code: "VIDEO_PIXELS_BELOW_MIN", path: "train.yaml:video_max_pixels" }),
+      ]),
+    );
+    expect(r.json.doctor.fix).toBeNull();
+    expect(cli(["doctor", "train.yaml", "--gpu", "h100-80g"], dir).stdout).not.toContain(
+      "more or larger GPUs",
+    );
+  });
+
+  it("finds a fix for an out-of-memory video demo whose assumed clips would overrun the cutoff (a warning)", () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, "train.yaml"),
+      "model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nstage: sft\ndo_train: true\nfinetuning_type: lora\ndataset: mllm_video_demo\noutput_dir: saves/x\nbf16: true\ncutoff_len: 2048\nper_device_train_batch_size: 1\ngradient_accumulation_steps: 8\n",
+    );
+    const r = doctorJson(["doctor", "train.yaml", "--gpu", "l4"], dir);
+    expect(r.code).toBe(3);
+    expect(r.json.doctor.fix).not.toBeNull();
   });
 
   it("raises cutoff_len over the sample's video tokens in every fix, and the fixed YAML doctors clean", () => {

@@ -106,6 +106,28 @@ describe("videos", () => {
     expect(issue?.severity).toBe("error");
   });
 
+  it("keeps the image rule when a sample has videos too, and names the image flags where images take the room", () => {
+    const input = {
+      ...base,
+      seqLen: 1024,
+      imagesPerSample: 1,
+      imageMaxPixels: 1_003_520,
+      videosPerSample: 1,
+      videoFrames: 4,
+      videoMaxPixels: 16384,
+    };
+    const codes = analyzePlan(input)
+      .issues.filter((i) => i.severity === "error")
+      .map((i) => i.code);
+    expect(codes).toContain("IMAGE_TOKENS_BEYOND_CUTOFF");
+    expect(codes).not.toContain("VIDEO_TOKENS_BEYOND_CUTOFF");
+    // the images fit, the videos overrun: the video rule, naming both
+    const video = analyzePlan({ ...input, seqLen: 1300 }).issues.find(
+      (i) => i.code === "VIDEO_TOKENS_BEYOND_CUTOFF",
+    );
+    expect(video?.hint).toContain("--image-max-pixels");
+  });
+
   it("refuses videos for models whose videos it does not plan, naming the flag", () => {
     expect(
       usageCode(() => resolvePlan({ ...base, model: "Qwen/Qwen2.5-7B-Instruct", videosPerSample: 1 })),
