@@ -8,6 +8,7 @@ import type { DeepSpeedSource } from "../doctor/read.ts";
 import { type Hardware, MODELLED_KEYS, setupToPlan } from "../doctor/to-plan.ts";
 import { trainYaml } from "../emit/train-yaml.ts";
 import { type Issue, isUsageError, TunefitError, usageError } from "../errors.ts";
+import { takesVideos } from "../model/support.ts";
 import { resolvePlan } from "../plan/resolve.ts";
 import type { Architecture } from "../schema/architecture.ts";
 import type { ModelDefinition, Plan, PlanInput } from "../schema/plan.ts";
@@ -274,7 +275,11 @@ function modelSource(yaml: Readonly<Record<string, unknown>>, options: ImportOpt
 
 /** A catalog model with a vision tower: the stand-in that resolves an unknown model's plan. */
 function standInArchitecture(): Architecture {
-  const record = listCatalogModels().find((m) => m.architecture.vision !== null) ?? listCatalogModels()[0];
+  // a vision-language model that takes videos too, so that neither images nor videos are dropped for it
+  const record =
+    listCatalogModels().find((m) => takesVideos(m.architecture)) ??
+    listCatalogModels().find((m) => m.architecture.vision !== null) ??
+    listCatalogModels()[0];
   if (record === undefined) throw new TunefitError("internal", []);
   return record.architecture;
 }

@@ -289,6 +289,15 @@ describe("the model", () => {
     expect(bundleTrainYaml(r, QWEN2_VL_DIR)).toEqual(unknown);
   });
 
+  it("not in the catalog, with LLaMA-Factory's video demo: the chain still counts its video, as doctor does", () => {
+    const video = { ...yamlOf("import/qwen2_vl_video.yaml"), model_name_or_path: "acme/Unknown-VL-7B" };
+    const r = importTrainYaml(video, { hardware: { gpu: "a100-80g" } });
+    expect(r.memoryKnown).toBe(false);
+    expect(r.source).toContain("videosPerSample: 1, videoFrames: 16, videoMaxPixels: 16384");
+    // with a Qwen2-VL folder, the bundle's train.yaml is the original
+    expect(bundleTrainYaml(r, QWEN2_VL_DIR)).toEqual(video);
+  });
+
   it("in the catalog under LLaMA-Factory's name (a Qwen3 2507 update of Qwen3-4B): named as written", () => {
     const r = importTrainYaml(yaml(), { hardware: { gpu: "a100-80g" } });
     expect(r.memoryKnown).toBe(true);
