@@ -1,7 +1,7 @@
 import { range } from "../_util.ts";
 import { embeddingModuleNames, expertsAreLinear, type LinearGroup, linearModules } from "../model/modules.ts";
 import { countParams, denseMlpParams, type ParamBreakdown, visionDepth } from "../model/params.ts";
-import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST } from "../model/support.ts";
+import { LIGER_UNSUPPORTED, LOSS_WITHOUT_UPCAST, takesVideos } from "../model/support.ts";
 import { countTrainable, loraTargets, type TrainableBreakdown } from "../model/trainable.ts";
 import type { Architecture, TextArchitecture } from "../schema/architecture.ts";
 import { isDeepSpeed, isFsdp, type Plan, projectsGradients } from "../schema/plan.ts";
@@ -1401,6 +1401,16 @@ function roundBreakdown(b: MemoryBreakdown): MemoryBreakdown {
   };
 }
 
+/** One image (or video frame pair) of at most `pixels` through a Qwen2-VL-family tower: pixels / patch² patches, merged
+ * merge² to a token. */
+function qwenFrame(
+  v: { readonly patchSize: number; readonly spatialMergeSize: number },
+  pixels: number,
+): { patches: number; tokens: number } {
+  const patches = Math.floor(pixels / v.patchSize ** 2);
+  return { patches, tokens: Math.floor(patches / v.spatialMergeSize ** 2) };
+}
+
 /** Patches one image becomes in the vision tower, and the tokens it becomes in the language model. */
 export function imagePatches(plan: Plan): { patches: number; tokens: number } {
   const v = plan.model.architecture.vision;
@@ -1408,10 +1418,8 @@ export function imagePatches(plan: Plan): { patches: number; tokens: number } {
   switch (v.kind) {
     case "qwen2_vl":
     case "qwen2_5_vl":
-    case "qwen3_vl": {
-      const patches = Math.floor(plan.imageMaxPixels / v.patchSize ** 2);
-      return { patches, tokens: Math.floor(patches / v.spatialMergeSize ** 2) };
-    }
+    case "qwen3_vl":
+      return qwenFrame(v, plan.imageMaxPixels);
     case "siglip":
       return { patches: (v.imageSize / v.patchSize) ** 2, tokens: v.mmTokensPerImage };
     case "mllama": {
@@ -1441,9 +1449,9 @@ export function videoPatches(plan: Plan): { patches: number; tokens: number } {
     case "qwen2_vl":
     case "qwen2_5_vl":
     case "qwen3_vl": {
-      const perPair = Math.floor(plan.videoMaxPixels / v.patchSize ** 2);
+      const pair = qwenFrame(v, plan.videoMaxPixels);
       const pairs = Math.ceil(plan.videoFrames / 2);
-      return { patches: pairs * perPair, tokens: pairs * Math.floor(perPair / v.spatialMergeSize ** 2) };
+      return { patches: pairs * pair.patches, tokens: pairs * pair.tokens };
     }
     default:
       return { patches: 0, tokens: 0 };
@@ -1466,11 +1474,10 @@ const VIDEO_FPS = 2;
  * What cutoff_len must hold of a sample beside its text.
  */
 export function mediaSequenceTokens(plan: Plan): number {
-  const v = plan.model.architecture.vision;
-  const framed = v?.kind === "qwen2_vl" || v?.kind === "qwen2_5_vl" || v?.kind === "qwen3_vl";
-  if (!framed) return visualTokens(plan);
+  // the Qwen2-VL family's plugins, the ones that frame their media with markers, are the ones that take videos
+  if (!takesVideos(plan.model.architecture)) return visualTokens(plan);
   let videoText = 2;
-  if (v.kind === "qwen3_vl") {
+  if (plan.model.architecture.vision?.kind === "qwen3_vl") {
     videoText = 0;
     const pairs = Math.ceil(plan.videoFrames / 2);
     for (let g = 0; g < pairs; g++) {
