@@ -897,11 +897,11 @@ export function setupToPlan(
   }
   // Images per sample are the dataset's: given (doctor's --images-per-sample), or one for LLaMA-Factory's own
   // mllm_demo (data/mllm_demo.json: one image per sample); other datasets are not read
-  // Videos per sample are the dataset's too: given (doctor's --videos-per-sample, which plans them as plan's flag
-  // does), or one for LLaMA-Factory's mllm_video_demo (data/mllm_video_demo.json: one video per sample) on a
-  // Qwen2-VL-family model, at video_maxlen frames of video_max_pixels. A template whose plugin has no video token
-  // stops on a video (mm_plugin.py _validate_input); other models' videos (and mllm_video_audio_demo's audio) are
-  // not in the figures.
+  // Videos per sample are the dataset's too: given (doctor's --videos-per-sample), or one for LLaMA-Factory's
+  // mllm_video_demo (data/mllm_video_demo.json: one video per sample), planned on a Qwen2-VL-family model at
+  // video_maxlen frames of video_max_pixels. A text-only model, or a template whose plugin has no video token, stops
+  // on a video (mm_plugin.py _validate_input); other models' videos (and mllm_video_audio_demo's audio) are not in
+  // the figures.
   const videoDemo = list(dataset).find((d) => d === "mllm_video_demo" || d === "mllm_video_audio_demo");
   const videoKind = resolved !== null && takesVideos(resolved.architecture);
   const textOnly = resolved !== null && resolved.architecture.vision === null;
@@ -961,7 +961,10 @@ export function setupToPlan(
   ] as const) {
     const max = num(y[`${kind}_max_pixels`]);
     const least = num(y[`${kind}_min_pixels`]) ?? min;
-    if (max !== undefined && max < least && planned === 0)
+    if (max !== undefined && max < least && planned === 0) {
+      // not "read and never used" then: LLaMA-Factory stops on it
+      const unused = issues.findIndex((i) => i.code === "IMAGE_SETTING_UNUSED");
+      if (kind === "image" && unused >= 0) issues.splice(unused, 1);
       issues.push({
         code: kind === "video" ? "VIDEO_PIXELS_BELOW_MIN" : "IMAGE_PIXELS_BELOW_MIN",
         severity: "error",
@@ -969,6 +972,7 @@ export function setupToPlan(
         message: `${kind}_max_pixels ${max} is below ${kind}_min_pixels (${least}): LLaMA-Factory stops while reading its arguments, videos or images in the dataset or not`,
         hint: `Set ${kind}_max_pixels to ${least} or more, or remove it.`,
       });
+    }
   }
   const demoImages = list(dataset).includes("mllm_demo");
   const vision = demoImages && resolved !== null ? resolved.architecture.vision !== null : null;

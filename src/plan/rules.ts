@@ -92,10 +92,19 @@ function distributed(p: Plan): boolean {
 const OFFLOAD_REPLACES_SOURCE =
   "accelerate accelerator.py _prepare_deepspeed (DeepSpeedCPUAdam for any client optimizer when offload_optimizer is set and zero_force_ds_cpu_optimizer is on, DeepSpeed's default)";
 
-/** Every rule tunefit checks, in report order. */
 /** A sample's image tokens with their markers, without its videos. */
 const imageSequenceTokens = (p: Plan) => mediaSequenceTokens({ ...p, videosPerSample: 0 });
 
+/** "2 image(s) and 1 video(s)": what a sample carries. */
+const mediaList = (p: Plan) =>
+  [
+    p.imagesPerSample > 0 ? `${p.imagesPerSample} image(s)` : "",
+    p.videosPerSample > 0 ? `${p.videosPerSample} video(s)` : "",
+  ]
+    .filter((x) => x !== "")
+    .join(" and ");
+
+/** Every rule tunefit checks, in report order. */
 export const PLAN_RULES: readonly PlanRule[] = [
   {
     code: "QLORA_8BIT_SHARDED",
@@ -379,7 +388,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
     severity: "warning",
     applies: (p) => p.packing && p.imagesPerSample + p.videosPerSample > 0,
     message: (p) =>
-      `packing puts several samples in one ${p.seqLen}-token sequence, each with its images and videos; the vision tower's memory and time are counted for one sample's (${[p.imagesPerSample > 0 ? `${p.imagesPerSample} image(s)` : "", p.videosPerSample > 0 ? `${p.videosPerSample} video(s)` : ""].filter((x) => x !== "").join(" and ")}), so they are low by about the samples a sequence holds`,
+      `packing puts several samples in one ${p.seqLen}-token sequence, each with its images and videos; the vision tower's memory and time are counted for one sample's (${mediaList(p)}), so they are low by about the samples a sequence holds`,
     hint: () =>
       "Turn packing off (--packing off) to plan what one sample sends through the tower, or raise --images-per-sample or --videos-per-sample to what a packed sequence carries.",
     source:
@@ -574,8 +583,7 @@ export const PLAN_RULES: readonly PlanRule[] = [
       p.imagesPerSample + p.videosPerSample > 0 &&
       p.template !== null &&
       TEMPLATES.find((t) => t.name === p.template)?.multimodal === false,
-    message: (p) =>
-      `template "${p.template}" has no multimodal plugin, but samples carry ${[p.imagesPerSample > 0 ? `${p.imagesPerSample} image(s)` : "", p.videosPerSample > 0 ? `${p.videosPerSample} video(s)` : ""].filter((x) => x !== "").join(" and ")}`,
+    message: (p) => `template "${p.template}" has no multimodal plugin, but samples carry ${mediaList(p)}`,
     hint: (p) =>
       p.model.defaultTemplate
         ? `Use --template ${p.model.defaultTemplate}.`
