@@ -36,12 +36,12 @@ import { analyzePlan, type PlanAnalysis, planReport } from "../plan/analyze.ts";
 import {
   assumptionArgs,
   inputToArgs,
+  keptRuleErrors,
   maxFitting,
   type RecommendResult,
   recommend,
 } from "../plan/recommend.ts";
 import { inapplicableFields, resolvePlan } from "../plan/resolve.ts";
-import { PLAN_RULES } from "../plan/rules.ts";
 import { DEFAULT_STEP_TIME_ASSUMPTIONS, estimateStepTime } from "../plan/step-time.ts";
 import { DEFAULT_SCAFFOLD, initFiles, SCAFFOLDS } from "../scaffold/index.ts";
 import { JSON_SCHEMA_TARGETS, type JsonSchemaTarget, jsonSchemaOf } from "../schema/json-schemas.ts";
@@ -577,34 +577,6 @@ function stepTimeLine(p: PlanAnalysis["plan"]): string {
       `${DEFAULT_STEP_TIME_ASSUMPTIONS.interNodeBytesPerSecond / 1e9} GB/s between nodes assumed (one 100 Gb/s link per node; faster fabrics shorten the communication)`,
     );
   return `Step time ~${t.stepSeconds.toFixed(1)} s per optimizer step (${parts.join(", ")}; an estimate, not a measurement)`;
-}
-
-/** What neither --recommend's candidates nor --max change: the plan's rule errors on fields they keep. */
-const SEARCHED_FIELDS: ReadonlySet<string> = new Set([
-  "method",
-  "quantBits",
-  "quantMethod",
-  "sharding",
-  "fsdpStrategy",
-  "offload",
-  "optimizer",
-  "precision",
-  "attention",
-  "liger",
-  "microBatch",
-  "gradAccum",
-  "syncEachBatch",
-]);
-
-function keptRuleErrors(analysis: PlanAnalysis, alsoSearched?: string): Issue[] {
-  return analysis.issues.filter((i) => {
-    const rule = PLAN_RULES.find((r) => r.code === i.code);
-    return (
-      i.severity === "error" &&
-      rule !== undefined &&
-      !rule.fields.some((f) => SEARCHED_FIELDS.has(f) || f === alsoSearched)
-    );
-  });
 }
 
 const blockingText = (blocking: readonly Issue[]) =>

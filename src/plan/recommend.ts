@@ -1,4 +1,4 @@
-import { TunefitError } from "../errors.ts";
+import { type Issue, TunefitError } from "../errors.ts";
 import type { MemoryAssumptions } from "../memory/assumptions.ts";
 import { estimateTrainMemory, mediaSequenceTokens } from "../memory/train.ts";
 import {
@@ -13,8 +13,9 @@ import {
   plainAdamW,
   type Sharding,
 } from "../schema/plan.ts";
-import { type AnalyzeOptions, analyzePlan, analyzeResolvedPlan } from "./analyze.ts";
+import { type AnalyzeOptions, analyzePlan, analyzeResolvedPlan, type PlanAnalysis } from "./analyze.ts";
 import { resolvePlan } from "./resolve.ts";
+import { PLAN_RULES } from "./rules.ts";
 import { estimateStepTime, type StepTimeAssumptions } from "./step-time.ts";
 
 /** A plan that fits, with what it changes and the flags that reproduce it. */
@@ -306,4 +307,36 @@ export function maxFitting(
     else hi = mid;
   }
   return lo;
+}
+
+/** The plan fields the recommendation search varies. */
+const SEARCHED_FIELDS: ReadonlySet<string> = new Set([
+  "method",
+  "quantBits",
+  "quantMethod",
+  "sharding",
+  "fsdpStrategy",
+  "offload",
+  "optimizer",
+  "precision",
+  "attention",
+  "liger",
+  "microBatch",
+  "gradAccum",
+  "syncEachBatch",
+]);
+
+/**
+ * The plan's rule errors that no recommended candidate (and no `maxFitting` search of `alsoSearched`) changes: their
+ * rules read only fields the search keeps.
+ */
+export function keptRuleErrors(analysis: PlanAnalysis, alsoSearched?: string): Issue[] {
+  return analysis.issues.filter((i) => {
+    const rule = PLAN_RULES.find((r) => r.code === i.code);
+    return (
+      i.severity === "error" &&
+      rule !== undefined &&
+      !rule.fields.some((f) => SEARCHED_FIELDS.has(f) || f === alsoSearched)
+    );
+  });
 }
