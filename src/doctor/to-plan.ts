@@ -1052,7 +1052,11 @@ export function setupToPlan(
   );
 
   const planned = lowMemory === null ? [] : lowMemoryKeys(lowMemory.optimizer);
-  const isModelled = (k: string) => (MODELLED_KEYS as readonly string[]).includes(k) || planned.includes(k);
+  // the video keys enter the plan only with its videos; without them they are kept as written
+  const videoKeys =
+    ((input.videosPerSample as number | undefined) ?? 0) > 0 ? [] : ["video_maxlen", "video_max_pixels"];
+  const isModelled = (k: string) =>
+    ((MODELLED_KEYS as readonly string[]).includes(k) && !videoKeys.includes(k)) || planned.includes(k);
   const modelled = Object.keys(y).filter(isModelled);
   const unmodelled = Object.keys(y).filter((k) => !isModelled(k));
   return {

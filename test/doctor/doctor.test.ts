@@ -192,6 +192,26 @@ describe("tunefit doctor: verdicts and fixes", () => {
     expect(cli(["doctor", "video.yaml", "--gpu", "h200", "--videos-per-sample", "-1"], dir).code).toBe(2);
   });
 
+  it("counts the video keys as modelled only where the plan has videos", () => {
+    const dir = tempDir();
+    const keys = (dataset: string) => {
+      writeFileSync(
+        join(dir, "train.yaml"),
+        `model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nfinetuning_type: lora\ndataset: ${dataset}\nvideo_maxlen: 16\nvideo_max_pixels: 16384\nbf16: true\n`,
+      );
+      const json = doctorJson(["doctor", "train.yaml", "--gpu", "h100-80g"], dir).json as unknown as {
+        doctor: { modelledKeys: string[]; unmodelledKeys: string[] };
+      };
+      return json.doctor;
+    };
+    expect(keys("mllm_video_demo").modelledKeys).toEqual(
+      expect.arrayContaining(["video_maxlen", "video_max_pixels"]),
+    );
+    expect(keys("identity").unmodelledKeys).toEqual(
+      expect.arrayContaining(["video_maxlen", "video_max_pixels"]),
+    );
+  });
+
   it("stops on a pixel budget under LLaMA-Factory's minimum whatever the dataset, and leaves it to the user", () => {
     const dir = tempDir();
     writeFileSync(
